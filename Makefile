@@ -1,0 +1,80 @@
+# jobdrainer - see README.md.
+#
+#   make            build build/jobdrainer
+#   make test       install what the tests need, build, run unit + integration tests
+#   make demo       a local MariaDB + MediaWiki farm drained by two sidecars
+#   make asan       the same binary with AddressSanitizer + UBSan, in build/asan/
+#   make bench      jobdrainer vs runJobs.php on the same farm
+#   make deps       install the Debian packages (as root)
+
+PKGS     := libmariadb libcurl inih jansson libcrypto
+CC       ?= cc
+BUILD    ?= build
+WERROR   ?= $(if $(CI),-Werror,)
+CFLAGS   ?= -O2 -g
+WARN     := -Wall -Wextra -Wformat=2 -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+            -Wpointer-arith -Wcast-align -Wvla -Wundef $(WERROR)
+HARDEN   := -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE
+ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(WARN) $(HARDEN) $(CFLAGS) \
+             $(shell pkg-config --cflags $(PKGS)) \
+             -DINIH_VERSION='"$(shell pkg-config --modversion inih)"' -MMD -MP
+LDFLAGS  ?=
+ALL_LDFLAGS = -pie -Wl,-z,relro,-z,now $(LDFLAGS)
+LIBS     = $(shell pkg-config --libs $(PKGS)) -lpthread
+
+SRCS := $(wildcard sidecar/*.c)
+OBJS := $(SRCS:sidecar/%.c=$(BUILD)/obj/%.o)
+LIB_OBJS := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
+
+.PHONY: all deps test unit integration demo asan bench clean format
+all: $(BUILD)/jobdrainer
+
+$(BUILD)/jobdrainer: $(OBJS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/obj/%.o: sidecar/%.c | $(BUILD)/obj
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj $(BUILD)/tests:
+	mkdir -p $@
+
+# Unit tests: one cmocka program per module, linked against the daemon's objects.
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJS) | $(BUILD)/tests
+	$(CC) $(ALL_CFLAGS) -Isidecar $(ALL_LDFLAGS) -o $@ $< $(LIB_OBJS) $(LIBS) -lcmocka
+
+deps:
+	scripts/install-deps.sh test
+
+unit: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+
+integration: $(BUILD)/jobdrainer
+	JOBDRAINER=$(abspath $(BUILD)/jobdrainer) /usr/bin/python3 -m pytest -v tests/integration
+
+test: deps
+	$(MAKE) all
+	$(MAKE) unit
+	$(MAKE) integration
+
+demo: deps
+	$(MAKE) all
+	scripts/demo.sh
+
+bench: deps
+	$(MAKE) all
+	/usr/bin/python3 tests/bench/bench_throughput.py
+
+asan:
+	$(MAKE) BUILD=build/asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" \
+	    LDFLAGS="-fsanitize=address,undefined" all
+
+clean:
+	rm -rf build
+
+format:
+	clang-format -i sidecar/*.c sidecar/*.h tests/unit/*.c
+
+-include $(OBJS:.o=.d)

@@ -1,0 +1,606 @@
+/* config.c - the key table and the INI loader (inih, as packaged by Debian).
+ *
+ * Guarantees: every key has one entry in config_keys[]; unknown sections and keys are
+ * errors; every error names file, line, section and key; defaults go through the same
+ * parser as the file, so a bad default cannot slip in; secrets (passwords) are only
+ * ever printed masked.
+ *
+ * Line numbers: Debian's inih is built without INI_HANDLER_LINENO, so the file is fed
+ * through our own reader, which counts lines, remembers the current section, spots
+ * indented continuation lines and refuses lines longer than inih's fixed 200-byte
+ * buffer (inih would silently split them into two "lines"). */
+#include "config.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum key_type {
+	KEY_INT,    /* integer in [min, max] */
+	KEY_STRING, /* one line */
+	KEY_TEXT,   /* may continue on indented lines (joined with '\n') */
+	KEY_ENUM,   /* one of choices[], stored as its index */
+	KEY_SECRET, /* a string never printed */
+};
+
+struct config_key {
+	const char *section;
+	const char *name;
+	enum key_type type;
+	size_t offset;
+	const char *def;
+	long long min, max;
+	const char *const *choices;
+};
+
+static const char *const log_formats[] = { "text", "json", NULL };
+static const char *const log_levels[] = { "debug", "info", "warn", "error", NULL };
+
+/* The wbaas (Wikibase Cloud) schema. Columns: domain, database, table prefix, secret.
+ * LEFT JOIN so that a wiki without a secret shows up as a bad row, not silently. */
+#define WBAAS_DISCOVERY_QUERY                                                                \
+	"SELECT w.domain, d.name, CONCAT(d.prefix, '_'), s.value\n"                           \
+	"FROM wikis w\n"                                                                      \
+	"JOIN wiki_dbs d ON d.wiki_id = w.id\n"                                               \
+	"LEFT JOIN wiki_settings s ON s.wiki_id = w.id AND s.name = 'wgSecretKey'\n"          \
+	"WHERE w.deleted_at IS NULL\n"                                                        \
+	"AND (@jobdrainer_version = '' OR d.version = @jobdrainer_version)\n"                 \
+	"ORDER BY w.id"
+
+#define O(field) offsetof(struct config, field)
+#define DB_KEYS(sec, ep, host_def, user_def, db_def)                                              \
+	{ sec, "host", KEY_STRING, O(ep.host), host_def, 0, 0, NULL },                            \
+	{ sec, "port", KEY_INT, O(ep.port), "3306", 1, 65535, NULL },                             \
+	{ sec, "socket", KEY_STRING, O(ep.socket), "", 0, 0, NULL },                              \
+	{ sec, "user", KEY_STRING, O(ep.user), user_def, 0, 0, NULL },                            \
+	{ sec, "password", KEY_SECRET, O(ep.password), "", 0, 0, NULL },                          \
+	{ sec, "password_file", KEY_STRING, O(ep.password_file), "", 0, 0, NULL },                \
+	{ sec, "password_env", KEY_STRING, O(ep.password_env), "", 0, 0, NULL },                  \
+	{ sec, "database", KEY_STRING, O(ep.database), db_def, 0, 0, NULL },                      \
+	{ sec, "connect_timeout", KEY_INT, O(ep.connect_timeout), "5", 1, 300, NULL },            \
+	{ sec, "query_timeout", KEY_INT, O(ep.query_timeout), "30", 1, 3600, NULL }
+
+static const struct config_key config_keys[] = {
+	{ "sidecar", "workers", KEY_INT, O(workers), "2", 1, 64, NULL },
+	{ "sidecar", "holder", KEY_STRING, O(holder), "", 0, 0, NULL },
+	{ "sidecar", "log_format", KEY_ENUM, O(log_format), "text", 0, 0, log_formats },
+	{ "sidecar", "log_level", KEY_ENUM, O(log_level), "info", 0, 0, log_levels },
+	{ "sidecar", "shutdown_timeout", KEY_INT, O(shutdown_timeout), "25", 1, 3600, NULL },
+
+	{ "mediawiki", "host", KEY_STRING, O(mw_host), "127.0.0.1", 0, 0, NULL },
+	{ "mediawiki", "port", KEY_INT, O(mw_port), "80", 1, 65535, NULL },
+	{ "mediawiki", "path", KEY_STRING, O(mw_path), "/w/index.php", 0, 0, NULL },
+	{ "mediawiki", "maxjobs", KEY_INT, O(maxjobs), "100", 1, 100000, NULL },
+	{ "mediawiki", "maxtime", KEY_INT, O(maxtime), "15", 1, 3600, NULL },
+	{ "mediawiki", "timeout_allowance", KEY_INT, O(http_allowance), "30", 1, 3600, NULL },
+	{ "mediawiki", "connect_timeout", KEY_INT, O(http_connect_timeout), "5", 1, 300, NULL },
+	{ "mediawiki", "signature_ttl", KEY_INT, O(signature_ttl), "30", 5, 600, NULL },
+	{ "mediawiki", "max_body_kib", KEY_INT, O(max_body_kib), "1024", 4, 65536, NULL },
+
+	DB_KEYS("platform_db", platform, "127.0.0.1", "jobdrainer", "apidb"),
+
+	{ "discovery", "query", KEY_TEXT, O(discovery_query), WBAAS_DISCOVERY_QUERY, 0, 0, NULL },
+	{ "discovery", "version", KEY_STRING, O(mw_version), "", 0, 0, NULL },
+	{ "discovery", "interval", KEY_INT, O(discovery_interval), "60", 1, 86400, NULL },
+
+	DB_KEYS("scan_db", scan, "", "", ""),
+
+	{ "scan", "interval", KEY_INT, O(scan_interval), "5", 1, 3600, NULL },
+	{ "scan", "wikis_per_query", KEY_INT, O(scan_wikis_per_query), "50", 1, 1000, NULL },
+
+	{ "drain", "time_slice", KEY_INT, O(time_slice), "60", 1, 86400, NULL },
+	{ "drain", "backoff_base", KEY_INT, O(backoff_base), "5", 1, 86400, NULL },
+	{ "drain", "backoff_max", KEY_INT, O(backoff_max), "600", 1, 86400, NULL },
+};
+#undef O
+
+#define NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
+
+struct loader {
+	const char *path;
+	FILE *file;
+	struct config *cfg;
+	struct buf *errors;
+	int nerrors;
+	int lineno;                 /* line most recently handed to inih */
+	bool continuation;          /* that line is an indented continuation */
+	char section[64];           /* current [section], as the reader saw it */
+	bool section_known;
+	int set_line[NKEYS];        /* where each key was set, 0 = default */
+	char *line;                 /* getline buffer */
+	size_t line_cap;
+};
+
+static void add_error(struct loader *ld, int line, const char *section, const char *key,
+		      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void add_error(struct loader *ld, int line, const char *section, const char *key,
+		      const char *fmt, ...)
+{
+	va_list ap;
+	char why[512];
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	buf_addf(ld->errors, "%s:%d: ", ld->path, line);
+	if (section != NULL && key != NULL)
+		buf_addf(ld->errors, "[%s] %s: ", section, key);
+	else if (section != NULL)
+		buf_addf(ld->errors, "[%s]: ", section);
+	else if (key != NULL)
+		buf_addf(ld->errors, "%s: ", key);
+	buf_addf(ld->errors, "%s\n", why);
+	ld->nerrors++;
+}
+
+int config_max_line(void)
+{
+	/* inih's buffer holds the line, "\r\n" and the NUL. */
+	return ini_max_line - 3;
+}
+
+static bool section_exists(const char *name)
+{
+	for (size_t i = 0; i < NKEYS; i++)
+		if (strcmp(config_keys[i].section, name) == 0)
+			return true;
+	return false;
+}
+
+static const struct config_key *find_key(const char *section, const char *name, size_t *idx)
+{
+	for (size_t i = 0; i < NKEYS; i++) {
+		if (strcmp(config_keys[i].section, section) == 0 &&
+		    strcmp(config_keys[i].name, name) == 0) {
+			*idx = i;
+			return &config_keys[i];
+		}
+	}
+	return NULL;
+}
+
+static void *field(struct config *cfg, const struct config_key *k)
+{
+	return (char *)cfg + k->offset;
+}
+
+/* Stores text into a key's field. Returns NULL, or why the value is refused. */
+static const char *set_value(struct config *cfg, const struct config_key *k, const char *value,
+			     bool append)
+{
+	long long v;
+	char **sp;
+
+	switch (k->type) {
+	case KEY_INT:
+		switch (util_parse_int(value, k->min, k->max, &v)) {
+		case 0:
+			*(int *)field(cfg, k) = (int)v;
+			return NULL;
+		case -ERANGE:
+			return "out of range";
+		default:
+			return "not a whole number";
+		}
+	case KEY_ENUM:
+		for (int i = 0; k->choices[i] != NULL; i++) {
+			if (strcmp(k->choices[i], value) == 0) {
+				*(int *)field(cfg, k) = i;
+				return NULL;
+			}
+		}
+		return "not one of the allowed values";
+	case KEY_STRING:
+	case KEY_SECRET:
+	case KEY_TEXT:
+		sp = (char **)field(cfg, k);
+		if (append && *sp != NULL && **sp != '\0') {
+			size_t a = strlen(*sp), b = strlen(value);
+			char *joined = realloc(*sp, a + b + 2);
+			if (joined == NULL)
+				return "out of memory";
+			joined[a] = '\n';
+			memcpy(joined + a + 1, value, b + 1);
+			*sp = joined;
+		} else {
+			char *copy = strdup(value);
+			if (copy == NULL)
+				return "out of memory";
+			free(*sp);
+			*sp = copy;
+		}
+		return NULL;
+	}
+	return "unknown key type";
+}
+
+static void describe_range(const struct config_key *k, char *out, size_t outlen)
+{
+	size_t off = 0;
+
+	if (k->type == KEY_INT) {
+		snprintf(out, outlen, " (allowed: %lld..%lld)", k->min, k->max);
+		return;
+	}
+	if (k->type != KEY_ENUM) {
+		out[0] = '\0';
+		return;
+	}
+	off += (size_t)snprintf(out, outlen, " (allowed: ");
+	for (int i = 0; k->choices[i] != NULL && off < outlen; i++)
+		off += (size_t)snprintf(out + off, outlen - off, "%s%s", i ? ", " : "", k->choices[i]);
+	if (off < outlen)
+		snprintf(out + off, outlen - off, ")");
+}
+
+static int on_pair(void *user, const char *section, const char *name, const char *value)
+{
+	struct loader *ld = user;
+	const struct config_key *k;
+	const char *why;
+	char allowed[160];
+	size_t idx;
+	int line = ld->lineno;
+
+	if (section[0] == '\0') {
+		add_error(ld, line, NULL, name, "outside any [section]");
+		return 1;
+	}
+	if (!ld->section_known)
+		return 1; /* the section itself was reported once, by the reader */
+	k = find_key(section, name, &idx);
+	if (k == NULL) {
+		add_error(ld, line, section, name, "unknown key");
+		return 1;
+	}
+	if (ld->continuation) {
+		if (k->type != KEY_TEXT) {
+			add_error(ld, line, section, name,
+				  "continuation line, but this key takes a single line");
+			return 1;
+		}
+	} else if (ld->set_line[idx] != 0) {
+		add_error(ld, line, section, name, "set twice (first at line %d)", ld->set_line[idx]);
+		return 1;
+	}
+	why = set_value(ld->cfg, k, value, ld->continuation);
+	if (why != NULL) {
+		describe_range(k, allowed, sizeof(allowed));
+		add_error(ld, line, section, name, "'%s' is %s%s",
+			  k->type == KEY_SECRET ? "(secret)" : value, why, allowed);
+		return 1;
+	}
+	if (!ld->continuation)
+		ld->set_line[idx] = line;
+	return 1;
+}
+
+/* Remembers "[name]" lines so errors can name the section, and checks the name. */
+static void note_section(struct loader *ld, const char *line)
+{
+	const char *p = line + 1, *end = strchr(p, ']');
+	size_t n;
+
+	if (end == NULL)
+		return; /* inih reports the syntax error */
+	n = (size_t)(end - p);
+	if (n >= sizeof(ld->section))
+		n = sizeof(ld->section) - 1;
+	memcpy(ld->section, p, n);
+	ld->section[n] = '\0';
+	ld->section_known = section_exists(ld->section);
+	if (!ld->section_known)
+		add_error(ld, ld->lineno, ld->section, NULL, "unknown section");
+}
+
+/* inih's fgets-like reader: one physical line per call, with bookkeeping. */
+static char *read_line(char *str, int num, void *stream)
+{
+	struct loader *ld = stream;
+	ssize_t n = getline(&ld->line, &ld->line_cap, ld->file);
+	const char *p;
+	size_t len;
+
+	if (n < 0)
+		return NULL;
+	ld->lineno++;
+	len = (size_t)n;
+	while (len > 0 && (ld->line[len - 1] == '\n' || ld->line[len - 1] == '\r'))
+		len--;
+	ld->line[len] = '\0';
+	for (p = ld->line; *p == ' ' || *p == '\t'; p++)
+		;
+	ld->continuation = p != ld->line && *p != '\0' && *p != ';' && *p != '#';
+	if (*p == '[')
+		note_section(ld, p);
+	if (len + 3 > (size_t)num) {
+		char key[64] = "";
+		const char *eq = strchr(p, '=');
+		if (eq != NULL && !ld->continuation && *p != '[') {
+			size_t kl = (size_t)(eq - p);
+			while (kl > 0 && (p[kl - 1] == ' ' || p[kl - 1] == '\t'))
+				kl--;
+			snprintf(key, sizeof(key), "%.*s", (int)kl, p);
+		}
+		add_error(ld, ld->lineno, ld->section, key[0] ? key : NULL,
+			  "line is %zu bytes, longer than the %d inih reads; continue a long value "
+			  "on indented lines",
+			  len, num - 3);
+		/* Hand inih a comment instead, so it does not parse half a line. */
+		snprintf(str, (size_t)num, ";\n");
+		return str;
+	}
+	snprintf(str, (size_t)num, "%s\n", ld->line);
+	return str;
+}
+
+static int read_file_secret(const char *path, char **out, char *why, size_t whylen)
+{
+	FILE *f = fopen(path, "r");
+	char *data = NULL;
+	size_t cap = 0;
+	ssize_t n;
+
+	if (f == NULL) {
+		snprintf(why, whylen, "cannot read %s: %s", path, strerror(errno));
+		return -1;
+	}
+	n = getdelim(&data, &cap, '\0', f);
+	fclose(f);
+	if (n < 0) {
+		free(data);
+		data = strdup("");
+		n = 0;
+		if (data == NULL)
+			return -1;
+	}
+	/* Kubernetes Secret files often end in a newline that is not part of the value. */
+	while (n > 0 && (data[n - 1] == '\n' || data[n - 1] == '\r'))
+		data[--n] = '\0';
+	if (n == 0) {
+		free(data);
+		snprintf(why, whylen, "%s is empty", path);
+		return -1;
+	}
+	*out = data;
+	return 0;
+}
+
+static size_t key_index(const char *section, const char *name)
+{
+	size_t idx = 0;
+
+	find_key(section, name, &idx);
+	return idx;
+}
+
+/* At most one of password / password_file / password_env; resolve into password. */
+static void resolve_password(struct loader *ld, const char *section, struct db_endpoint *ep)
+{
+	static const char *const names[] = { "password", "password_file", "password_env" };
+	int first = -1;
+	char why[600];
+
+	for (int i = 0; i < 3; i++) {
+		int line = ld->set_line[key_index(section, names[i])];
+		if (line == 0)
+			continue;
+		if (first >= 0) {
+			add_error(ld, line, section, names[i], "conflicts with %s (line %d); set only one",
+				  names[first], ld->set_line[key_index(section, names[first])]);
+			return;
+		}
+		first = i;
+	}
+	if (first == 1) {
+		char *secret;
+		if (read_file_secret(ep->password_file, &secret, why, sizeof(why)) != 0) {
+			add_error(ld, ld->set_line[key_index(section, "password_file")], section,
+				  "password_file", "%s", why);
+			return;
+		}
+		free(ep->password);
+		ep->password = secret;
+	} else if (first == 2) {
+		const char *v = getenv(ep->password_env);
+		int line = ld->set_line[key_index(section, "password_env")];
+		if (v == NULL) {
+			add_error(ld, line, section, "password_env",
+				  "environment variable %s is not set", ep->password_env);
+		} else if (*v == '\0') {
+			add_error(ld, line, section, "password_env", "environment variable %s is empty",
+				  ep->password_env);
+		} else {
+			free(ep->password);
+			ep->password = strdup(v);
+		}
+	}
+}
+
+/* [scan_db] keys left unset take [platform_db]'s values: a replica usually differs
+ * only in its host. */
+static int inherit_scan_endpoint(struct loader *ld)
+{
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct config_key *k = &config_keys[i];
+		size_t src;
+		const char *why = NULL;
+		char num[32];
+
+		if (strcmp(k->section, "scan_db") != 0 || ld->set_line[i] != 0)
+			continue;
+		src = key_index("platform_db", k->name);
+		if (k->type == KEY_INT) {
+			snprintf(num, sizeof(num), "%d", *(int *)field(ld->cfg, &config_keys[src]));
+			why = set_value(ld->cfg, k, num, false);
+		} else {
+			const char *v = *(char **)field(ld->cfg, &config_keys[src]);
+			why = set_value(ld->cfg, k, v ? v : "", false);
+		}
+		if (why != NULL)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static void default_holder(struct config *cfg)
+{
+	const char *pod = getenv("POD_NAME");
+	char host[256];
+	char *holder;
+
+	if (cfg->holder[0] != '\0')
+		return;
+	if (pod == NULL || *pod == '\0')
+		pod = getenv("HOSTNAME");
+	if (pod == NULL || *pod == '\0') {
+		if (gethostname(host, sizeof(host)) != 0)
+			snprintf(host, sizeof(host), "unknown");
+		host[sizeof(host) - 1] = '\0';
+		pod = host;
+	}
+	if (asprintf(&holder, "%s:%d", pod, (int)getpid()) < 0)
+		return;
+	free(cfg->holder);
+	cfg->holder = holder;
+}
+
+/* Checks that span keys, after everything is read. */
+static void check_consistency(struct loader *ld)
+{
+	struct config *cfg = ld->cfg;
+	size_t i;
+
+	i = key_index("mediawiki", "path");
+	if (cfg->mw_path[0] != '/')
+		add_error(ld, ld->set_line[i], "mediawiki", "path", "must start with '/'");
+	i = key_index("drain", "backoff_max");
+	if (cfg->backoff_max < cfg->backoff_base)
+		add_error(ld, ld->set_line[i], "drain", "backoff_max",
+			  "%d is below backoff_base (%d)", cfg->backoff_max, cfg->backoff_base);
+	i = key_index("sidecar", "holder");
+	for (const char *p = cfg->holder; *p; p++) {
+		if (*p <= ' ' || *p == 0x7f) {
+			add_error(ld, ld->set_line[i], "sidecar", "holder",
+				  "must not contain spaces or control characters");
+			break;
+		}
+	}
+	i = key_index("discovery", "query");
+	if (cfg->discovery_query[0] == '\0')
+		add_error(ld, ld->set_line[i], "discovery", "query", "must not be empty");
+}
+
+int config_load(const char *path, struct config **out, struct buf *errors)
+{
+	struct loader ld;
+	struct config *cfg;
+	int rc;
+
+	memset(&ld, 0, sizeof(ld));
+	cfg = calloc(1, sizeof(*cfg));
+	if (cfg == NULL)
+		return -ENOMEM;
+	ld.path = path;
+	ld.cfg = cfg;
+	ld.errors = errors;
+	cfg->path = strdup(path);
+
+	for (size_t i = 0; i < NKEYS; i++) {
+		const char *why = set_value(cfg, &config_keys[i], config_keys[i].def, false);
+		if (why != NULL) {
+			buf_addf(errors, "built-in default of [%s] %s: %s\n", config_keys[i].section,
+				 config_keys[i].name, why);
+			ld.nerrors++;
+		}
+	}
+
+	ld.file = fopen(path, "r");
+	if (ld.file == NULL) {
+		buf_addf(errors, "%s: cannot open: %s\n", path, strerror(errno));
+		config_free(cfg);
+		return -EINVAL;
+	}
+	rc = ini_parse_stream(read_line, &ld, on_pair, &ld);
+	fclose(ld.file);
+	free(ld.line);
+	if (rc > 0 && ld.nerrors == 0)
+		add_error(&ld, rc, NULL, NULL, "syntax error: expected '[section]' or 'key = value'");
+	else if (rc < 0)
+		add_error(&ld, 0, NULL, NULL, "inih failed (%d)", rc);
+
+	if (ld.nerrors == 0) {
+		resolve_password(&ld, "platform_db", &cfg->platform);
+		if (inherit_scan_endpoint(&ld) != 0)
+			ld.nerrors++;
+		resolve_password(&ld, "scan_db", &cfg->scan);
+		default_holder(cfg);
+		check_consistency(&ld);
+	}
+	if (ld.nerrors > 0) {
+		config_free(cfg);
+		return -EINVAL;
+	}
+	*out = cfg;
+	return 0;
+}
+
+void config_free(struct config *cfg)
+{
+	if (cfg == NULL)
+		return;
+	for (size_t i = 0; i < NKEYS; i++) {
+		if (config_keys[i].type == KEY_STRING || config_keys[i].type == KEY_SECRET ||
+		    config_keys[i].type == KEY_TEXT)
+			free(*(char **)field(cfg, &config_keys[i]));
+	}
+	free(cfg->path);
+	free(cfg);
+}
+
+void config_print(const struct config *cfg, FILE *out)
+{
+	const char *section = "";
+	struct config *c = (struct config *)cfg; /* field() is shared with the loader */
+
+	fprintf(out, "; effective configuration of %s (secrets masked)\n", cfg->path);
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct config_key *k = &config_keys[i];
+		if (strcmp(section, k->section) != 0) {
+			section = k->section;
+			fprintf(out, "\n[%s]\n", section);
+		}
+		switch (k->type) {
+		case KEY_INT:
+			fprintf(out, "%s = %d\n", k->name, *(int *)field(c, k));
+			break;
+		case KEY_ENUM:
+			fprintf(out, "%s = %s\n", k->name, k->choices[*(int *)field(c, k)]);
+			break;
+		case KEY_SECRET: {
+			const char *v = *(char **)field(c, k);
+			fprintf(out, "%s = %s\n", k->name, v && *v ? "********" : "");
+			break;
+		}
+		case KEY_STRING:
+			fprintf(out, "%s = %s\n", k->name, *(char **)field(c, k));
+			break;
+		case KEY_TEXT: {
+			const char *v = *(char **)field(c, k);
+			fprintf(out, "%s = ", k->name);
+			for (; *v; v++) {
+				fputc(*v, out);
+				if (*v == '\n')
+					fputs("    ", out);
+			}
+			fputc('\n', out);
+			break;
+		}
+		}
+	}
+}

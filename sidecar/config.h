@@ -1,0 +1,85 @@
+/* config.h - the daemon's configuration: one INI file, read once at start-up.
+ *
+ * Every key is declared once in the table in config.c (name, type, default, range,
+ * secret flag); conf/jobdrainer.ini documents the same keys. A loaded config is
+ * immutable: threads share a const pointer. */
+#ifndef JD_CONFIG_H
+#define JD_CONFIG_H
+
+#include <stdio.h>
+
+#include "log.h"
+#include "util.h"
+
+#define CONFIG_DEFAULT_PATH "/etc/jobdrainer/jobdrainer.ini"
+
+/* A MySQL endpoint. password is resolved from password, password_file or
+ * password_env (at most one may be set). */
+struct db_endpoint {
+	char *host;
+	int port;
+	char *socket;
+	char *user;
+	char *password;
+	char *password_file;
+	char *password_env;
+	char *database;
+	int connect_timeout; /* seconds */
+	int query_timeout;   /* seconds, read and write */
+};
+
+struct config {
+	char *path;
+
+	/* [sidecar] */
+	int workers;
+	char *holder;
+	int log_format; /* enum log_format */
+	int log_level;  /* enum log_level */
+	int shutdown_timeout;
+
+	/* [mediawiki] */
+	char *mw_host;
+	int mw_port;
+	char *mw_path;
+	int maxjobs;
+	int maxtime;
+	int http_allowance;
+	int http_connect_timeout;
+	int signature_ttl;
+	int max_body_kib;
+
+	/* [platform_db]: discovery (and, later, coordination) */
+	struct db_endpoint platform;
+
+	/* [discovery] */
+	char *discovery_query;
+	char *mw_version;
+	int discovery_interval;
+
+	/* [scan_db]: wiki databases, e.g. a replica; unset keys take [platform_db]'s */
+	struct db_endpoint scan;
+
+	/* [scan] */
+	int scan_interval;
+	int scan_wikis_per_query;
+
+	/* [drain] */
+	int time_slice;
+	int backoff_base;
+	int backoff_max;
+};
+
+/* Reads and validates the file. On success returns 0 and a new config in *out. On
+ * failure returns -EINVAL (or -ENOMEM) and appends one line per problem to errors,
+ * each "FILE:LINE: [section] key: why". */
+int config_load(const char *path, struct config **out, struct buf *errors);
+void config_free(struct config *cfg);
+
+/* Writes the effective configuration as INI, every secret masked. */
+void config_print(const struct config *cfg, FILE *out);
+
+/* The longest line Debian's inih reads whole; longer ones are rejected. */
+int config_max_line(void);
+
+#endif

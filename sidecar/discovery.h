@@ -1,0 +1,24 @@
+/* discovery.h - which wikis exist: the [discovery] query on the platform database.
+ *
+ * The query returns, per wiki: domain, database name, table prefix, secret key. Rows
+ * are checked before anything else uses them (identifiers go into SQL, the domain into
+ * a Host header); a bad row is logged once while it stays bad, and skipped. */
+#ifndef JD_DISCOVERY_H
+#define JD_DISCOVERY_H
+
+#include "config.h"
+#include "db.h"
+#include "wiki.h"
+
+struct discovery;
+
+struct discovery *discovery_new(const struct config *cfg);
+void discovery_free(struct discovery *d);
+
+/* Runs the query. Returns 0 and the good rows in *out (caller frees with
+ * wiki_list_free), or -EIO with err when the query itself failed (the caller keeps
+ * its previous list). Logs bad rows itself. */
+int discovery_run(struct discovery *d, struct db *db, struct wiki_list *out, char *err,
+		  size_t errlen);
+
+#endif

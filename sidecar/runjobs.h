@@ -1,0 +1,26 @@
+/* runjobs.h - the Special:RunJobs client: one signed, synchronous POST per batch.
+ *
+ * Connects to the pod's own MediaWiki ([mediawiki] host:port) and names the wiki in
+ * the Host header, as the ingress would. One handle per worker thread (it keeps the
+ * connection alive between batches); not shared between threads. */
+#ifndef JD_RUNJOBS_H
+#define JD_RUNJOBS_H
+
+#include <stdatomic.h>
+
+#include "config.h"
+#include "response.h"
+#include "wiki.h"
+
+struct runjobs;
+
+/* abort_now: when it becomes true, a request in flight is cut short (ABORTED).
+ * Returns NULL on allocation failure. */
+struct runjobs *runjobs_new(const struct config *cfg, const atomic_bool *abort_now);
+void runjobs_free(struct runjobs *rj);
+
+/* Runs one batch on wiki w and classifies what happened into r. Never fails as such:
+ * every problem is an outcome in r, with a detail for the log. */
+void runjobs_batch(struct runjobs *rj, const struct wiki *w, struct batch_result *r);
+
+#endif

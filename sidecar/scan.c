@@ -1,0 +1,122 @@
+/* scan.c - see scan.h. */
+#include "scan.h"
+
+#include <errno.h>
+#include <mysqld_error.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "util.h"
+
+int64_t scan_parse_mw_timestamp(const char *ts)
+{
+	struct tm tm;
+	int v[6];
+
+	if (ts == NULL || strlen(ts) != 14 ||
+	    sscanf(ts, "%4d%2d%2d%2d%2d%2d", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5]) != 6)
+		return 0;
+	memset(&tm, 0, sizeof(tm));
+	tm.tm_year = v[0] - 1900;
+	tm.tm_mon = v[1] - 1;
+	tm.tm_mday = v[2];
+	tm.tm_hour = v[3];
+	tm.tm_min = v[4];
+	tm.tm_sec = v[5];
+	return (int64_t)timegm(&tm) * 1000;
+}
+
+/* Identifiers were validated by discovery ([A-Za-z0-9_$]), so backquoting is safe. */
+static void add_wiki_query(struct buf *sql, size_t idx, const struct wiki *w)
+{
+	buf_addf(sql,
+		 "(SELECT %zu, j.job_cmd, j.job_timestamp FROM `%s`.`%sjob` j "
+		 "JOIN (SELECT job_cmd, MIN(job_id) AS id FROM `%s`.`%sjob` "
+		 "WHERE job_token = '' GROUP BY job_cmd) m ON j.job_id = m.id)",
+		 idx, w->dbname, w->table_prefix, w->dbname, w->table_prefix);
+}
+
+/* Errors that belong to one wiki's tables, not to the database as a whole. */
+static bool wiki_error(unsigned code)
+{
+	return code == ER_NO_SUCH_TABLE || code == ER_BAD_DB_ERROR ||
+	       code == ER_TABLEACCESS_DENIED_ERROR || code == ER_DBACCESS_DENIED_ERROR ||
+	       code == ER_BAD_FIELD_ERROR || code == ER_COLUMNACCESS_DENIED_ERROR;
+}
+
+/* Runs the statement for wikis [from, to). 0 ok, 1 a wiki's own error (code/err set),
+ * -EIO database failure. */
+static int run_group(struct db *db, struct wiki *const *wikis, size_t from, size_t to,
+		     struct backlog *out, struct scan_stats *stats, struct buf *sql, char *err,
+		     size_t errlen)
+{
+	MYSQL_RES *res;
+	MYSQL_ROW row;
+	unsigned code;
+
+	buf_reset(sql);
+	for (size_t i = from; i < to; i++) {
+		if (i > from)
+			buf_adds(sql, " UNION ALL ");
+		add_wiki_query(sql, i, wikis[i]);
+	}
+	if (sql->failed) {
+		snprintf(err, errlen, "out of memory");
+		return -EIO;
+	}
+	stats->queries++;
+	if (db_query(db, sql->data, &res, &code, err, errlen) != 0)
+		return wiki_error(code) ? 1 : -EIO;
+	while (res != NULL && (row = mysql_fetch_row(res)) != NULL) {
+		long long idx;
+		int64_t queued;
+		if (row[0] == NULL || util_parse_int(row[0], (long long)from, (long long)to - 1, &idx))
+			continue;
+		queued = scan_parse_mw_timestamp(row[2]);
+		out[idx].ready_types++;
+		/* An unreadable timestamp still means "ready work": count it as queued now. */
+		if (queued == 0)
+			queued = util_wall_ms();
+		if (out[idx].oldest_ready_ms == 0 || queued < out[idx].oldest_ready_ms)
+			out[idx].oldest_ready_ms = queued;
+	}
+	if (res != NULL)
+		mysql_free_result(res);
+	return 0;
+}
+
+int scan_run(struct db *db, struct wiki *const *wikis, size_t n, int wikis_per_query,
+	     struct backlog *out, struct scan_stats *stats, char *err, size_t errlen)
+{
+	struct buf sql;
+	int64_t start = util_mono_ms();
+	int rc = 0;
+
+	memset(out, 0, n * sizeof(*out));
+	memset(stats, 0, sizeof(*stats));
+	buf_init(&sql);
+	for (size_t from = 0; from < n && rc == 0; from += (size_t)wikis_per_query) {
+		size_t to = from + (size_t)wikis_per_query < n ? from + (size_t)wikis_per_query : n;
+		rc = run_group(db, wikis, from, to, out, stats, &sql, err, errlen);
+		if (rc != 1)
+			continue;
+		/* One wiki's table is missing: find which, one at a time. */
+		rc = 0;
+		for (size_t i = from; i < to && rc == 0; i++) {
+			char why[sizeof(out[i].error)];
+			rc = run_group(db, wikis, i, i + 1, out, stats, &sql, why, sizeof(why));
+			if (rc == 1) {
+				out[i].failed = true;
+				memcpy(out[i].error, why, sizeof(why));
+				rc = 0;
+			} else if (rc != 0) {
+				snprintf(err, errlen, "%s", why);
+			}
+		}
+	}
+	buf_release(&sql);
+	stats->took_ms = util_mono_ms() - start;
+	return rc;
+}

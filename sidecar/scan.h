@@ -1,0 +1,36 @@
+/* scan.h - backlog scan: the oldest ready job of each wiki, cheaply.
+ *
+ * Per wiki it runs MediaWiki's own index (job_cmd, job_token, job_id) only: the
+ * smallest ready job_id per type, joined back for its timestamp. Many wikis go into one
+ * UNION ALL statement, so N wikis cost N / wikis_per_query round trips. When such a
+ * statement fails because one wiki's database or table is missing, that group is
+ * retried one wiki at a time, so the failure stays with the wiki it belongs to. */
+#ifndef JD_SCAN_H
+#define JD_SCAN_H
+
+#include <stdint.h>
+
+#include "db.h"
+#include "wiki.h"
+
+struct backlog {
+	int64_t oldest_ready_ms; /* wall-clock ms (UTC) the oldest ready job was queued; 0: none */
+	int ready_types;         /* job types with ready rows */
+	bool failed;             /* this wiki's job table could not be read */
+	char error[160];         /* why, when failed */
+};
+
+struct scan_stats {
+	int queries;       /* statements sent */
+	int64_t took_ms;
+};
+
+/* Fills out[0..n-1] for wikis[0..n-1]. Returns 0, or -EIO with err when the database
+ * itself failed (connection lost, ...): then out is incomplete and must be ignored. */
+int scan_run(struct db *db, struct wiki *const *wikis, size_t n, int wikis_per_query,
+	     struct backlog *out, struct scan_stats *stats, char *err, size_t errlen);
+
+/* MediaWiki's job_timestamp (YYYYMMDDHHMMSS, UTC) as ms since the epoch; 0 if bad. */
+int64_t scan_parse_mw_timestamp(const char *ts);
+
+#endif

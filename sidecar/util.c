@@ -1,0 +1,187 @@
+/* util.c - see util.h. */
+#include "util.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+int util_parse_int(const char *s, long long min, long long max, long long *out)
+{
+	char *end;
+	long long v;
+
+	if (s == NULL || *s == '\0' || !(*s == '-' || *s == '+' || (*s >= '0' && *s <= '9')))
+		return -EINVAL;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (end == s || *end != '\0')
+		return -EINVAL;
+	if (errno == ERANGE || v < min || v > max)
+		return -ERANGE;
+	*out = v;
+	return 0;
+}
+
+static bool all_of(const char *s, size_t min, size_t max, const char *extra)
+{
+	size_t n = 0;
+
+	for (; s[n] != '\0'; n++) {
+		char c = s[n];
+		bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+		if (!alnum && strchr(extra, c) == NULL)
+			return false;
+		if (n >= max)
+			return false;
+	}
+	return n >= min;
+}
+
+bool util_is_db_name(const char *s)
+{
+	return s != NULL && all_of(s, 1, 64, "_$");
+}
+
+bool util_is_table_prefix(const char *s)
+{
+	return s != NULL && all_of(s, 0, 50, "_");
+}
+
+bool util_is_domain(const char *s)
+{
+	const char *colon;
+	long long port;
+	char host[254];
+	size_t hostlen;
+
+	if (s == NULL)
+		return false;
+	colon = strchr(s, ':');
+	hostlen = colon ? (size_t)(colon - s) : strlen(s);
+	if (hostlen == 0 || hostlen >= sizeof(host))
+		return false;
+	memcpy(host, s, hostlen);
+	host[hostlen] = '\0';
+	if (!all_of(host, 1, 253, ".-") || host[0] == '.' || host[0] == '-')
+		return false;
+	if (colon != NULL && util_parse_int(colon + 1, 1, 65535, &port) != 0)
+		return false;
+	return true;
+}
+
+void buf_init(struct buf *b)
+{
+	memset(b, 0, sizeof(*b));
+}
+
+void buf_release(struct buf *b)
+{
+	free(b->data);
+	buf_init(b);
+}
+
+void buf_reset(struct buf *b)
+{
+	b->len = 0;
+	if (b->data)
+		b->data[0] = '\0';
+}
+
+static bool buf_reserve(struct buf *b, size_t more)
+{
+	size_t need, cap;
+	char *p;
+
+	if (b->failed)
+		return false;
+	need = b->len + more + 1;
+	if (need <= b->cap)
+		return true;
+	cap = b->cap ? b->cap : 64;
+	while (cap < need)
+		cap *= 2;
+	p = realloc(b->data, cap);
+	if (p == NULL) {
+		b->failed = true;
+		return false;
+	}
+	b->data = p;
+	b->cap = cap;
+	return true;
+}
+
+void buf_add(struct buf *b, const void *p, size_t n)
+{
+	if (!buf_reserve(b, n))
+		return;
+	memcpy(b->data + b->len, p, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+}
+
+void buf_adds(struct buf *b, const char *s)
+{
+	buf_add(b, s, strlen(s));
+}
+
+void buf_addf(struct buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0 || !buf_reserve(b, (size_t)n))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	b->len += (size_t)n;
+}
+
+static int64_t clock_ms(clockid_t id)
+{
+	struct timespec ts;
+
+	clock_gettime(id, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t util_mono_ms(void)
+{
+	return clock_ms(CLOCK_MONOTONIC);
+}
+
+int64_t util_wall_ms(void)
+{
+	return clock_ms(CLOCK_REALTIME);
+}
+
+long long util_rand_range(long long lo, long long hi)
+{
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	static unsigned short seed[3];
+	static bool seeded;
+	long long r;
+
+	if (hi <= lo)
+		return lo;
+	pthread_mutex_lock(&lock);
+	if (!seeded) {
+		int64_t t = util_wall_ms() ^ ((int64_t)getpid() << 16);
+		seed[0] = (unsigned short)t;
+		seed[1] = (unsigned short)(t >> 16);
+		seed[2] = (unsigned short)(t >> 32);
+		seeded = true;
+	}
+	r = (long long)(((unsigned long long)nrand48(seed) << 31 | (unsigned long long)nrand48(seed)) %
+			(unsigned long long)(hi - lo + 1));
+	pthread_mutex_unlock(&lock);
+	return lo + r;
+}
