@@ -379,16 +379,18 @@ static size_t key_index(const char *section, const char *name)
 	return idx;
 }
 
-/* At most one of password / password_file / password_env; resolve into password. */
+/* At most one non-empty of password / password_file / password_env; resolve into
+ * password. */
 static void resolve_password(struct loader *ld, const char *section, struct db_endpoint *ep)
 {
 	static const char *const names[] = { "password", "password_file", "password_env" };
+	const char *values[] = { ep->password, ep->password_file, ep->password_env };
 	int first = -1;
 	char why[600];
 
 	for (int i = 0; i < 3; i++) {
 		int line = ld->set_line[key_index(section, names[i])];
-		if (line == 0)
+		if (values[i][0] == '\0')
 			continue;
 		if (first >= 0) {
 			add_error(ld, line, section, names[i], "conflicts with %s (line %d); set only one",
@@ -584,12 +586,14 @@ void config_print(const struct config *cfg, FILE *out)
 			break;
 		case KEY_SECRET: {
 			const char *v = *(char **)field(c, k);
-			fprintf(out, "%s = %s\n", k->name, v && *v ? "********" : "");
+			fprintf(out, "%s =%s\n", k->name, v && *v ? " ********" : "");
 			break;
 		}
-		case KEY_STRING:
-			fprintf(out, "%s = %s\n", k->name, *(char **)field(c, k));
+		case KEY_STRING: {
+			const char *v = *(char **)field(c, k);
+			fprintf(out, "%s =%s%s\n", k->name, *v ? " " : "", v);
 			break;
+		}
 		case KEY_TEXT: {
 			const char *v = *(char **)field(c, k);
 			fprintf(out, "%s = ", k->name);

@@ -648,9 +648,9 @@ class Farm:
                  read_only=read_only, sitename=sitename or domain)
         if create_db:
             self._clone_template(w.dbname, w.prefix)
-            for host in ("127.0.0.1", "localhost"):
-                self.sql("CREATE USER '%s'@'%s' IDENTIFIED BY '%s'" % (w.dbuser, host, w.dbpassword))
-                self.sql("GRANT ALL ON `%s`.* TO '%s'@'%s'" % (w.dbname, w.dbuser, host))
+        for host in ("127.0.0.1", "localhost"):
+            self.sql("CREATE USER '%s'@'%s' IDENTIFIED BY '%s'" % (w.dbuser, host, w.dbpassword))
+            self.sql("GRANT ALL ON `%s`.* TO '%s'@'%s'" % (w.dbname, w.dbuser, host))
         self.sql("INSERT INTO wikis (domain, sitename, deleted_at, created_at, updated_at) "
                  "VALUES (%s, %s, IF(%s, NOW(), NULL), NOW(), NOW())",
                  (w.domain, w.sitename, deleted), db=PLATFORM_DB)
@@ -782,13 +782,18 @@ class Farm:
         return {"template": tpl, "pages": sorted(n.replace(" ", "_") for n in names),
                 "old_target": old, "new_target": new}
 
-    def links_to(self, domain, title, namespace=0):
-        """Titles (db form) of pages whose pagelinks point to namespace:title."""
+    def links_to(self, domain, title, namespace=0, from_namespace=0):
+        """Titles (db form) of pages in from_namespace whose pagelinks point to
+        namespace:title (from_namespace=None: pages of every namespace)."""
         w = self.wiki(domain)
-        rows = self.sql("SELECT p.page_title FROM %s pl JOIN %s p ON p.page_id = pl.pl_from "
-                        "WHERE pl.pl_namespace = %%s AND pl.pl_title = %%s ORDER BY 1"
-                        % (w.table("pagelinks"), w.table("page")),
-                        (namespace, title.replace(" ", "_")))
+        q = ("SELECT p.page_title FROM %s pl JOIN %s p ON p.page_id = pl.pl_from "
+             "WHERE pl.pl_namespace = %%s AND pl.pl_title = %%s"
+             % (w.table("pagelinks"), w.table("page")))
+        args = (namespace, title.replace(" ", "_"))
+        if from_namespace is not None:
+            q += " AND pl.pl_from_namespace = %s"
+            args += (from_namespace,)
+        rows = self.sql(q + " ORDER BY 1", args)
         return [r[0].decode() if isinstance(r[0], bytes) else r[0] for r in rows]
 
     def transcluders(self, domain, template):
