@@ -61,7 +61,7 @@ test: deps
 
 demo: deps
 	$(MAKE) all
-	scripts/demo.sh
+	/usr/bin/python3 scripts/demo.py
 
 bench: deps
 	$(MAKE) all

@@ -233,7 +233,10 @@ class Farm:
                 self._warm_up(next(iter(self.wikis)))
             self._save()
         except BaseException:
-            self.stop()
+            try:
+                self.stop()
+            except Exception as e:  # noqa: BLE001 - keep the original error
+                print("farm: stop after failed start: %s" % e, file=sys.stderr)
             raise
         return self
 
@@ -442,7 +445,8 @@ class Farm:
                 "--pid-file=" + self.path("mysql.pid"), "--log-error=" + errlog,
                 "--tmpdir=" + self.path("tmp")] + root + self._mysqld_args())
             try:
-                _wait_for("mariadbd", lambda: self._root_conn(), START_TIMEOUT, proc, errlog)
+                _wait_for("mariadbd", lambda: self._root_conn().close() or True,
+                          START_TIMEOUT, proc, errlog)
                 return
             except FarmError:
                 if attempt < 2 and "already in use" in _tail(errlog, 10):
@@ -1102,6 +1106,8 @@ def _cli(argv=None):
     p = sub.add_parser("up", help="start a farm in DIR, print its JSON description, exit")
     p.add_argument("dir")
     p.add_argument("--wikis", type=int, default=3)
+    p.add_argument("--foreground", action="store_true",
+                   help="stay in the foreground; stop the farm on SIGINT/SIGTERM")
     p = sub.add_parser("down", help="stop every process of the farm in DIR")
     p.add_argument("dir")
     p = sub.add_parser("describe", help="print DIR/farm.json")
@@ -1142,7 +1148,17 @@ def _cli(argv=None):
 
     if a.cmd == "up":
         farm = Farm(a.dir).start(wikis=a.wikis)
-        print(json.dumps(farm.describe(), indent=2))
+        print(json.dumps(farm.describe(), indent=2), flush=True)
+        if a.foreground:
+            # The servers stay our children, so they are reaped when they exit (a
+            # detached farm's processes are reparented to PID 1, which must reap them).
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+            try:
+                signal.pause()
+            except (KeyboardInterrupt, SystemExit):
+                pass
+            finally:
+                farm.stop()
         return 0
     if a.cmd == "down":
         farm = Farm.load(a.dir) if os.path.exists(os.path.join(a.dir, "farm.json")) \

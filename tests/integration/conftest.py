@@ -1,0 +1,43 @@
+"""Fixtures: one real farm (MariaDB + Apache/mod_php + Debian MediaWiki) per test module,
+and sidecars that are stopped whatever happens."""
+
+import os
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "farm"))
+sys.path.insert(0, HERE)
+
+from farm import Farm  # noqa: E402
+from sidecar import BINARY, Sidecar  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def built_binary():
+    if not os.access(BINARY, os.X_OK):
+        pytest.exit("%s is not built: run make first" % BINARY, returncode=2)
+
+
+@pytest.fixture(scope="module")
+def farm(tmp_path_factory):
+    f = Farm(str(tmp_path_factory.mktemp("farm")))
+    f.start(wikis=3)
+    yield f
+    f.stop()
+
+
+@pytest.fixture
+def sidecars(tmp_path):
+    """Factory: sidecars(name, ini_text) -> started Sidecar; all stopped at teardown."""
+    started = []
+
+    def make(name, ini_text, env=None, start=True):
+        s = Sidecar(str(tmp_path), name, ini_text, env=env)
+        started.append(s)
+        return s.start() if start else s
+
+    yield make
+    for s in started:
+        s.kill()

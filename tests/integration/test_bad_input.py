@@ -1,0 +1,181 @@
+"""Every bad input is logged and skipped while the other wikis drain: a wrong secret, a
+missing database, a soft-deleted wiki, rows discovery must refuse, garbage from
+MediaWiki, and a database that is down at start."""
+
+import http.server
+import signal
+import socketserver
+import threading
+
+import pytest
+
+from sidecar import farm_ini, wait_until
+
+
+@pytest.fixture(scope="module")
+def bad_farm(farm):
+    """The module farm plus wikis that are wrong in every way discovery and MediaWiki
+    can be wrong."""
+    farm.add_wiki("wrongsecret.farm.test", mw_secret="f" * 64)
+    farm.add_wiki("nodb.farm.test", create_db=False)
+    farm.add_wiki("deleted.farm.test")
+    farm.push_null_jobs("wrongsecret.farm.test", 30)
+    farm.push_null_jobs("deleted.farm.test", 30)
+    farm.set_deleted("deleted.farm.test")
+    # Rows discovery must refuse: an identifier that would break out of SQL, a NULL
+    # secret, a duplicate domain.
+    farm.sql("INSERT INTO wikis (domain, created_at, updated_at) VALUES "
+             "('evil.farm.test', NOW(), NOW()), ('nosecret.farm.test', NOW(), NOW())",
+             db="apidb")
+    evil = farm.sql("SELECT id FROM wikis WHERE domain='evil.farm.test'", db="apidb")[0][0]
+    nosecret = farm.sql("SELECT id FROM wikis WHERE domain='nosecret.farm.test'",
+                        db="apidb")[0][0]
+    farm.sql("INSERT INTO wiki_dbs (name, prefix, user, password, version, wiki_id) VALUES "
+             "('mwdb_x`; DROP DATABASE apidb; --', 'mwt_x', 'u', 'p', 'mw1.39-wbs1', %s), "
+             "('mwdb_nosecret', 'mwt_y', 'u', 'p', 'mw1.39-wbs1', %s)" % (evil, nosecret),
+             db="apidb")
+    farm.sql("INSERT INTO wiki_settings (name, value, wiki_id) VALUES ('wgSecretKey', 'x', %s)"
+             % evil, db="apidb")
+    return farm
+
+
+GOOD = ("wiki1.farm.test", "wiki2.farm.test", "wiki3.farm.test")
+
+
+def test_bad_wikis_are_logged_and_skipped_while_the_others_drain(bad_farm, sidecars):
+    farm = bad_farm
+    for d in GOOD:
+        farm.push_null_jobs(d, 120)
+    pod = sidecars("pod-bad", farm_ini(farm))
+    wait_until(lambda: all(farm.ready_jobs(d) == 0 for d in GOOD), timeout=120,
+               what="good wikis drained")
+
+    # Wrong secret: MediaWiki answers 400; logged as an error naming the wiki, with what
+    # happens next; its jobs are still there.
+    bad = pod.wait_for(lambda l: l.get("wiki") == "wrongsecret.farm.test"
+                       and l.get("outcome") == "bad_request", what="bad_request line")
+    assert bad["severity"] == "ERROR" and bad["http_status"] == 400
+    assert bad["next"].startswith("backoff ")
+    assert "secret" in bad["detail"]
+    assert farm.ready_jobs("wrongsecret.farm.test") == 30
+
+    # Missing database: the scan cannot read its job table; logged once, never requested.
+    nodb = pod.wait_for(lambda l: l.get("wiki") == "nodb.farm.test", what="nodb line")
+    assert nodb["msg"] == "wiki skipped: its job table cannot be read"
+    assert nodb["severity"] == "ERROR" and "doesn't exist" in nodb["error"]
+
+    # Refused rows: logged with the reason, once, and never used in SQL.
+    skipped = [l for l in pod.lines() if l.get("msg") == "discovery: wiki skipped"]
+    reasons = {l.get("wiki"): l["reason"] for l in skipped}
+    assert "not a plain identifier" in reasons["evil.farm.test"]
+    assert "secret key is missing" in reasons["nosecret.farm.test"]
+    assert farm.sql("SHOW DATABASES LIKE 'apidb'")  # still there
+
+    # Give discovery (every 2 s) a few more rounds: each problem is still logged once.
+    wait_until(lambda: sum(1 for l in pod.lines() if l.get("msg") == "discovery") >= 1,
+               timeout=10, what="discovery line")
+    import time
+    time.sleep(5)
+    lines = pod.lines()
+    assert sum(1 for l in lines if l.get("msg") == "discovery: wiki skipped"
+               and l.get("wiki") == "evil.farm.test") == 1
+    assert sum(1 for l in lines if l.get("wiki") == "nodb.farm.test") == 1
+
+    # Soft-deleted: never requested, its jobs untouched.
+    assert farm.ready_jobs("deleted.farm.test") == 30
+    hosts = {e["host"] for e in farm.access_log_entries()
+             if "jobdrainer_holder=pod-bad" in e["request"]}
+    assert "deleted.farm.test" not in hosts and "nodb.farm.test" not in hosts
+    assert set(GOOD) <= hosts
+    assert pod.stop() == 0
+
+
+def test_wrong_secret_is_backed_off_not_hammered(bad_farm, sidecars):
+    pod = sidecars("pod-backoff", farm_ini(bad_farm, drain={"backoff_base": 2,
+                                                            "backoff_max": 60}))
+    pod.wait_for(lambda l: l.get("wiki") == "wrongsecret.farm.test"
+                 and l.get("outcome") == "bad_request", what="first bad_request")
+    import time
+    time.sleep(8)
+    tries = [l for l in pod.batches("wrongsecret.farm.test")]
+    # A 400 starts three steps up: at least 2 s * 8 = 16 s ceiling, 2 s floor. In 8 s
+    # that leaves room for very few attempts, against 8+ with no backoff at all.
+    assert 1 <= len(tries) <= 4, tries
+    assert pod.stop() == 0
+
+
+class _Garbage(http.server.BaseHTTPRequestHandler):
+    """Answers every POST with the next canned bad answer."""
+    answers = []
+    seen = []
+
+    def do_POST(self):  # noqa: N802 - http.server's naming
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.seen.append(self.headers.get("Host"))
+        status, body, ctype = self.answers[min(len(self.seen) - 1, len(self.answers) - 1)]
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        if status in (301, 302):
+            self.send_header("Location", "http://elsewhere.invalid/")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_garbage_from_mediawiki_is_classified_and_backed_off(farm, sidecars):
+    _Garbage.answers = [
+        (200, b"<html>not json</html>", "text/html"),
+        (200, b'{"jobs":[{"type":"x","status":"ok"}],"reached":', "application/json"),
+        (200, b'{"jobs":"many","reached":7}', "application/json"),
+        (200, b"", "application/json"),
+        (302, b"", "text/html"),
+        (500, b"<h1>Internal error</h1>", "text/html"),
+        (200, b"x" * (2 * 1024 * 1024), "application/json"),
+    ]
+    _Garbage.seen = []
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Garbage)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        farm.push_null_jobs("wiki1.farm.test", 5)
+        farm.push_null_jobs("wiki2.farm.test", 5)
+        pod = sidecars("pod-garbage", farm_ini(
+            farm, mediawiki={"port": server.server_address[1]},
+            drain={"backoff_base": 1, "backoff_max": 1}))
+        wait_until(lambda: len(pod.batches()) >= 7, timeout=60, what="seven attempts")
+        fails = pod.batches()[:7]
+        assert all(b["msg"] == "batch failed" for b in fails), fails
+        outcomes = [b["outcome"] for b in fails]
+        assert outcomes.count("bad_response") >= 5 and "server_error" in outcomes, outcomes
+        details = " | ".join(b["detail"] for b in fails)
+        for needle in ("not JSON", "\"jobs\"", "empty body", "redirect", "max_body_kib"):
+            assert needle in details, details
+        assert all(b["next"].startswith("backoff") for b in fails)
+        assert pod.proc.poll() is None
+        assert pod.stop() == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_refused_connection_is_classified(farm, sidecars):
+    farm.push_null_jobs("wiki3.farm.test", 5)
+    pod = sidecars("pod-refused", farm_ini(farm, mediawiki={"port": 1}))
+    line = pod.wait_for(lambda l: l.get("outcome") == "refused", what="refused batch")
+    assert line["http_status"] == 0 and line["next"].startswith("backoff")
+    assert pod.stop() == 0
+    farm.run_jobs_php("wiki3.farm.test")
+
+
+def test_database_down_at_start_is_retried_not_fatal(farm, sidecars, tmp_path):
+    # Nothing listens on port 1: the sidecar keeps running, says so, and retries.
+    pod = sidecars("pod-nodb", farm_ini(farm, platform_db={"port": 1, "connect_timeout": 1}))
+    line = pod.wait_for(lambda l: l.get("msg") == "discovery failed", what="discovery failed")
+    assert line["severity"] == "ERROR"
+    assert "cannot connect" in line["error"] and line["next"].startswith("retrying in ")
+    assert "jdpass" not in pod.raw()
+    assert pod.proc.poll() is None
+    assert pod.stop() == 0
