@@ -47,6 +47,8 @@ def main():
     args = ap.parse_args()
 
     workdir = args.keep or tempfile.mkdtemp(prefix="jobdrainer-demo-", dir="/tmp")
+    os.makedirs(workdir, exist_ok=True)
+    os.chmod(workdir, 0o755)  # Apache's workers (www-data) read the farm below it
     farm = Farm(os.path.join(workdir, "farm"))
     pods = []
     try:

@@ -48,7 +48,7 @@ static const char *const log_levels[] = { "debug", "info", "warn", "error", NULL
 	"JOIN wiki_dbs d ON d.wiki_id = w.id\n"                                               \
 	"LEFT JOIN wiki_settings s ON s.wiki_id = w.id AND s.name = 'wgSecretKey'\n"          \
 	"WHERE w.deleted_at IS NULL\n"                                                        \
-	"AND (@jobdrainer_version = '' OR d.version = @jobdrainer_version)\n"                 \
+	"AND (@jobdrainer_version = '' OR d.version = @jobdrainer_version COLLATE utf8mb4_bin)\n"                 \
 	"ORDER BY w.id"
 
 #define O(field) offsetof(struct config, field)
@@ -424,17 +424,30 @@ static void resolve_password(struct loader *ld, const char *section, struct db_e
 	}
 }
 
+static bool is_password_key(const char *name)
+{
+	return strncmp(name, "password", 8) == 0;
+}
+
 /* [scan_db] keys left unset take [platform_db]'s values: a replica usually differs
- * only in its host. */
+ * only in its host. The password and its sources go as one: [scan_db] takes
+ * [platform_db]'s resolved password only when it names none of its own. */
 static int inherit_scan_endpoint(struct loader *ld)
 {
+	bool own_password = false;
+
+	for (size_t i = 0; i < NKEYS; i++)
+		if (strcmp(config_keys[i].section, "scan_db") == 0 && ld->set_line[i] != 0 &&
+		    is_password_key(config_keys[i].name))
+			own_password = true;
 	for (size_t i = 0; i < NKEYS; i++) {
 		const struct config_key *k = &config_keys[i];
 		size_t src;
 		const char *why = NULL;
 		char num[32];
 
-		if (strcmp(k->section, "scan_db") != 0 || ld->set_line[i] != 0)
+		if (strcmp(k->section, "scan_db") != 0 || ld->set_line[i] != 0 ||
+		    (own_password && is_password_key(k->name)))
 			continue;
 		src = key_index("platform_db", k->name);
 		if (k->type == KEY_INT) {
@@ -538,9 +551,9 @@ int config_load(const char *path, struct config **out, struct buf *errors)
 
 	if (ld.nerrors == 0) {
 		resolve_password(&ld, "platform_db", &cfg->platform);
+		resolve_password(&ld, "scan_db", &cfg->scan);
 		if (inherit_scan_endpoint(&ld) != 0)
 			ld.nerrors++;
-		resolve_password(&ld, "scan_db", &cfg->scan);
 		default_holder(cfg);
 		check_consistency(&ld);
 	}

@@ -166,6 +166,28 @@ def _proc_stat(pid):
         return None
 
 
+def _run(argv, input=None, timeout=None, **kw):
+    """subprocess.run() in a process group of its own that is killed whole if we are
+    interrupted (mariadb-install-db runs a bootstrap mariadbd that would outlive it)."""
+    if input is None:
+        kw.setdefault("stdin", subprocess.DEVNULL)
+    else:
+        kw["stdin"] = subprocess.PIPE
+    kw.setdefault("stdout", subprocess.PIPE)
+    kw.setdefault("stderr", subprocess.PIPE)
+    with subprocess.Popen(argv, start_new_session=True, **kw) as p:
+        try:
+            out, err = p.communicate(input, timeout=timeout)
+        except BaseException:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait()
+            raise
+    return subprocess.CompletedProcess(argv, p.returncode, out, err)
+
+
 def _wait_for(what, check, timeout, proc=None, log=None, interval=0.05):
     """Poll check() until it returns a true value; fail early if proc exits."""
     deadline = time.monotonic() + timeout
@@ -429,10 +451,10 @@ class Farm:
         data = self.path("mysql-data")
         root = ["--user=root"] if os.geteuid() == 0 else []
         with open(self.path("logs", "mysql-install.log"), "wb") as log:
-            r = subprocess.run(["mariadb-install-db", "--no-defaults", "--datadir=" + data,
-                                "--auth-root-authentication-method=normal",
-                                "--skip-test-db"] + root + self._mysqld_args(),
-                               stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+            r = _run(["mariadb-install-db", "--no-defaults", "--datadir=" + data,
+                      "--auth-root-authentication-method=normal",
+                      "--skip-test-db"] + root + self._mysqld_args(),
+                     stdout=log, stderr=subprocess.STDOUT)
         if r.returncode != 0:
             raise FarmError("mariadb-install-db failed:\n" +
                             _tail(self.path("logs", "mysql-install.log")))
@@ -496,7 +518,7 @@ class Farm:
         env["MW_CONFIG_FILE"] = os.path.join(conf, "absent-LocalSettings.php")
         env.pop("WBS_DOMAIN", None)
         t0 = time.monotonic()
-        r = subprocess.run(
+        r = _run(
             [PHP_BIN, MW_DIR + "/maintenance/install.php", "--dbtype=mysql",
              "--dbserver=127.0.0.1:%d" % self.mysql_port, "--dbname=" + TEMPLATE_DB,
              "--dbprefix=" + TEMPLATE_PREFIX + "_", "--dbuser=" + MW_USER,
@@ -504,7 +526,7 @@ class Farm:
              "--installdbpass=" + MW_PASSWORD, "--server=http://template.farm.invalid",
              "--scriptpath=/w", "--confpath=" + conf, "--lang=en",
              "--pass=" + ADMIN_PASSWORD, "Farm template", ADMIN_USER],
-            env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+            env=env, text=True)
         self.template_install_seconds = time.monotonic() - t0
         with open(self.path("logs", "template-install.log"), "w") as f:
             f.write(r.stdout + r.stderr)
@@ -561,8 +583,7 @@ class Farm:
         for attempt in range(3):
             self.http_port = free_port()
             self._write_atomic(self.path("httpd.conf"), self._httpd_conf())
-            r = subprocess.run([APACHE_BIN, "-t", "-f", self.path("httpd.conf")],
-                               capture_output=True, text=True)
+            r = _run([APACHE_BIN, "-t", "-f", self.path("httpd.conf")], text=True)
             if r.returncode != 0:
                 raise FarmError("apache2 -t: %s%s" % (r.stdout, r.stderr))
             proc = self._spawn("apache2", [APACHE_BIN, "-f", self.path("httpd.conf"),
@@ -725,9 +746,8 @@ class Farm:
         maintenance/ or a path). Returns the CompletedProcess (text)."""
         self.wiki(domain)
         path = script if os.sep in script else os.path.join(MW_DIR, "maintenance", script)
-        r = subprocess.run([PHP_BIN, path] + [str(a) for a in args], env=self.php_env(domain),
-                           input=input, capture_output=True, text=True, timeout=timeout,
-                           stdin=None if input is not None else subprocess.DEVNULL)
+        r = _run([PHP_BIN, path] + [str(a) for a in args], env=self.php_env(domain),
+                 input=input, text=True, timeout=timeout)
         if check and r.returncode != 0:
             raise FarmError("%s %s for %s failed (rc %d):\n%s%s"
                             % (os.path.basename(path), " ".join(map(str, args)), domain,
@@ -739,11 +759,13 @@ class Farm:
         self.maintenance(domain, os.path.join(HERE, "pushJobs.php"), "--count", count,
                          "--usleep", usleep_us)
 
-    def push_probe_jobs(self, domain, count, usleep_us=0, tag=""):
-        """Push `count` farmProbe jobs: each appends {domain, tag, seq, pushed, ran, ...}
-        to DIR/logs/probe.jsonl when it runs (see probe_runs())."""
+    def push_probe_jobs(self, domain, count, usleep_us=0, tag="", spin_us=0):
+        """Push `count` farmProbe jobs: each sleeps usleep_us, burns spin_us of CPU, and
+        appends {domain, tag, seq, pushed, ran, pid, sapi} to DIR/logs/probe.jsonl
+        (see probe_runs()). Only CPU time counts against PHP's max_execution_time."""
         self.maintenance(domain, os.path.join(HERE, "pushJobs.php"), "--count", count,
-                         "--usleep", usleep_us, "--type", "farmProbe", "--tag", tag)
+                         "--usleep", usleep_us, "--spin", spin_us, "--type", "farmProbe",
+                         "--tag", tag)
 
     def probe_runs(self):
         """Every probe job run so far, as dicts (ran - pushed = queue latency, seconds)."""
@@ -1079,6 +1101,10 @@ if ( !class_exists( 'FarmProbeJob', false ) ) {
 			if ( $usleep > 0 ) {
 				usleep( $usleep );
 			}
+			// Burn CPU: unlike sleeping, this counts against PHP's max_execution_time.
+			$spinUntil = microtime( true ) + ( (int)( $this->params['spin'] ?? 0 ) ) / 1e6;
+			while ( microtime( true ) < $spinUntil ) {
+			}
 			$line = json_encode( [
 				'domain' => FARM_DOMAIN,
 				'tag' => $this->params['tag'] ?? '',
@@ -1147,6 +1173,8 @@ def _cli(argv=None):
     a = ap.parse_args(argv)
 
     if a.cmd == "up":
+        # SIGTERM while starting: start() stops what it started, then we exit.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         farm = Farm(a.dir).start(wikis=a.wikis)
         print(json.dumps(farm.describe(), indent=2), flush=True)
         if a.foreground:

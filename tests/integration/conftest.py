@@ -2,7 +2,9 @@
 and sidecars that are stopped whatever happens."""
 
 import os
+import shutil
 import sys
+import tempfile
 
 import pytest
 
@@ -21,11 +23,15 @@ def built_binary():
 
 
 @pytest.fixture(scope="module")
-def farm(tmp_path_factory):
-    f = Farm(str(tmp_path_factory.mktemp("farm")))
+def farm():
+    # Not pytest's tmp_path: Apache's workers (www-data) must traverse the farm's parents.
+    d = tempfile.mkdtemp(prefix="jdtest-", dir="/tmp")
+    os.chmod(d, 0o755)
+    f = Farm(os.path.join(d, "farm"))
     f.start(wikis=3)
     yield f
     f.stop()
+    shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture

@@ -128,7 +128,7 @@ class Sidecar:
                                      % (what, self.name, self.raw()[-4000:]))
             time.sleep(0.1)
 
-    def signal(self, sig):
+    def send(self, sig):
         self.proc.send_signal(sig)
 
     def stop(self, sig=signal.SIGTERM, timeout=60):

@@ -81,7 +81,7 @@ def test_sigterm_lets_the_batch_in_flight_finish(farm, sidecars):
                                        mediawiki={"maxjobs": 40, "maxtime": 20}))
     wait_until(lambda: farm.ready_jobs(domain) < 40, timeout=30, interval=0.05,
                what="the batch to start")
-    pod.signal(signal.SIGTERM)
+    pod.send(signal.SIGTERM)
     assert pod.stop() == 0
     msgs = [l.get("msg") for l in pod.lines()]
     stopping = msgs.index("stopping")
@@ -100,7 +100,7 @@ def test_shutdown_timeout_abandons_a_long_batch(farm, sidecars):
     wait_until(lambda: farm.ready_jobs(domain) < 30, timeout=30, interval=0.05,
                what="the batch to start")
     t0 = time.monotonic()
-    pod.signal(signal.SIGTERM)
+    pod.send(signal.SIGTERM)
     assert pod.stop(timeout=20) == 0
     assert time.monotonic() - t0 < 8
     line = pod.wait_for(lambda l: l.get("outcome") == "aborted", what="aborted batch")
