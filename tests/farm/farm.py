@@ -32,11 +32,13 @@ Run it with Debian's /usr/bin/python3 (it has python3-pymysql); as root, like CI
 
 import argparse
 import dataclasses
+import grp
 import hashlib
 import hmac
 import http.client
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -482,7 +484,8 @@ class Farm:
                                connect_timeout=5)
 
     def sql(self, query, args=None, db=None):
-        """Run one statement as root (socket); returns all rows as tuples."""
+        """Run one statement as root (socket); returns all rows as tuples. Uses one cached
+        connection: not for use from several threads at once."""
         if self._conn is None:
             self._conn = self._root_conn()
         else:
@@ -883,13 +886,11 @@ class Farm:
 
 
 def _valid_domain(d):
-    import re
     return re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*", d) \
         is not None and len(d) <= 200
 
 
 def _www_data_gid():
-    import grp
     try:
         return grp.getgrnam("www-data").gr_gid
     except KeyError:

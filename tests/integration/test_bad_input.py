@@ -24,8 +24,8 @@ def bad_farm(farm):
     farm.set_deleted("deleted.farm.test")
     # Rows discovery must refuse: an identifier that would break out of SQL, a NULL
     # secret, a duplicate domain.
-    farm.sql("INSERT INTO wikis (domain, created_at, updated_at) VALUES "
-             "('evil.farm.test', NOW(), NOW()), ('nosecret.farm.test', NOW(), NOW())",
+    farm.sql("INSERT INTO wikis (domain, sitename, created_at, updated_at) VALUES "
+             "('evil.farm.test', 'e', NOW(), NOW()), ('nosecret.farm.test', 'n', NOW(), NOW())",
              db="apidb")
     evil = farm.sql("SELECT id FROM wikis WHERE domain='evil.farm.test'", db="apidb")[0][0]
     nosecret = farm.sql("SELECT id FROM wikis WHERE domain='nosecret.farm.test'",

@@ -81,8 +81,7 @@ def test_sigterm_lets_the_batch_in_flight_finish(farm, sidecars):
                                        mediawiki={"maxjobs": 40, "maxtime": 20}))
     wait_until(lambda: farm.ready_jobs(domain) < 40, timeout=30, interval=0.05,
                what="the batch to start")
-    pod.send(signal.SIGTERM)
-    assert pod.stop() == 0
+    assert pod.stop(signal.SIGTERM) == 0
     msgs = [l.get("msg") for l in pod.lines()]
     stopping = msgs.index("stopping")
     # The batch in flight finished after the signal and before the exit.
@@ -100,12 +99,12 @@ def test_shutdown_timeout_abandons_a_long_batch(farm, sidecars):
     wait_until(lambda: farm.ready_jobs(domain) < 30, timeout=30, interval=0.05,
                what="the batch to start")
     t0 = time.monotonic()
-    pod.send(signal.SIGTERM)
-    assert pod.stop(timeout=20) == 0
+    assert pod.stop(signal.SIGTERM, timeout=20) == 0
     assert time.monotonic() - t0 < 8
     line = pod.wait_for(lambda l: l.get("outcome") == "aborted", what="aborted batch")
     assert line["next"] == "shutting down"
-    assert any("abandoning" in l.get("msg", "") for l in pod.lines())
+    assert any(l.get("msg") == "shutdown_timeout reached: abandoning batches in flight"
+               for l in pod.lines())
     # Let MediaWiki finish the jobs it had claimed, then clean up for later tests.
     wait_until(lambda: farm.ready_jobs(domain) == 0 or farm.run_jobs_php(domain) is None,
                timeout=60, what="cleanup")

@@ -1,0 +1,779 @@
+/* test_config.c - config_load on temporary INI files: every error names file, line,
+ * section and key (one cmocka test per table row), defaults, multi-line values,
+ * password sources, [scan_db] inheritance, the holder default, the shipped
+ * conf/jobdrainer.ini and config_print's masking. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "util.h"
+
+#define UNSET_ENV "JD_TEST_UNSET_4711"
+#define EMPTY_ENV "JD_TEST_EMPTY_4711"
+#define PW_ENV "JD_TEST_PW_4711"
+#define MISSING_FILE "/nonexistent/jd-test-password"
+
+/* Files made once for the whole run (group setup), named in INI texts as placeholders. */
+static char empty_file[64];   /* @EMPTY@: a 0-byte file */
+static char newline_file[64]; /* @NEWLINE@: a file holding only "\n" */
+
+/* ---- helpers ---------------------------------------------------------------------- */
+
+/* Expands @EMPTY@, @NEWLINE@ and @H<n>@ (n times 'h'). Caller frees. */
+static char *expand(const char *s)
+{
+	struct buf b;
+
+	buf_init(&b);
+	buf_adds(&b, "");
+	while (*s) {
+		if (strncmp(s, "@EMPTY@", 7) == 0) {
+			buf_adds(&b, empty_file);
+			s += 7;
+		} else if (strncmp(s, "@NEWLINE@", 9) == 0) {
+			buf_adds(&b, newline_file);
+			s += 9;
+		} else if (strncmp(s, "@H", 2) == 0 && s[2] >= '0' && s[2] <= '9') {
+			char *end;
+			long n = strtol(s + 2, &end, 10);
+			assert_int_equal(*end, '@');
+			for (long i = 0; i < n; i++)
+				buf_add(&b, "h", 1);
+			s = end + 1;
+		} else {
+			buf_add(&b, s, 1);
+			s++;
+		}
+	}
+	assert_false(b.failed);
+	return b.data;
+}
+
+/* Temp files of the running test, removed by remove_temp or, when an assertion cut the
+ * test short, by the teardown. */
+static char *temps[8];
+
+static void track_temp(char *path)
+{
+	for (size_t i = 0; i < sizeof(temps) / sizeof(temps[0]); i++) {
+		if (temps[i] == NULL) {
+			temps[i] = path;
+			return;
+		}
+	}
+	fail_msg("too many temp files");
+}
+
+static int remove_temps(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(temps) / sizeof(temps[0]); i++) {
+		if (temps[i] != NULL) {
+			unlink(temps[i]);
+			free(temps[i]);
+			temps[i] = NULL;
+		}
+	}
+	return 0;
+}
+
+/* Writes text (placeholders expanded) to a new file in /tmp; returns its path. */
+static char *write_temp(const char *text)
+{
+	char *path = strdup("/tmp/jdtest-config-XXXXXX");
+	char *body = expand(text);
+	size_t len = strlen(body);
+	int fd;
+
+	assert_non_null(path);
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	track_temp(path);
+	assert_int_equal(write(fd, body, len), (ssize_t)len);
+	assert_int_equal(close(fd), 0);
+	free(body);
+	return path;
+}
+
+static void remove_temp(char *path)
+{
+	for (size_t i = 0; i < sizeof(temps) / sizeof(temps[0]); i++)
+		if (temps[i] == path)
+			temps[i] = NULL;
+	unlink(path);
+	free(path);
+}
+
+/* Loads text that must be valid; fails the test with the errors otherwise. */
+static struct config *load_ok(const char *text)
+{
+	char *path = write_temp(text);
+	struct config *cfg = NULL;
+	struct buf err;
+	int rc;
+
+	buf_init(&err);
+	rc = config_load(path, &cfg, &err);
+	if (rc != 0)
+		fail_msg("config_load failed (%d):\n%s", rc, err.data ? err.data : "");
+	assert_non_null(cfg);
+	assert_int_equal(err.len, 0);
+	buf_release(&err);
+	remove_temp(path);
+	return cfg;
+}
+
+/* ---- error table ------------------------------------------------------------------ */
+
+struct want_error {
+	int line;
+	const char *text; /* all after "<path>:<line>: ", e.g. "[sidecar] foo: unknown key" */
+};
+
+struct error_case {
+	const char *name;
+	const char *ini;
+	struct want_error errors[8]; /* ends at line 0 */
+};
+
+#define LONG_WHY "longer than the 197 inih reads; continue a long value on indented lines"
+
+static const struct error_case error_cases[] = {
+	{ "unknown key", "[sidecar]\nworkers = 2\nfoo = 1\n",
+	  { { 3, "[sidecar] foo: unknown key" } } },
+	{ "unknown key of another section", "[sidecar]\nmaxjobs = 5\n",
+	  { { 2, "[sidecar] maxjobs: unknown key" } } },
+	{ "unknown section (its keys are not reported again)",
+	  "[sidecar]\nworkers = 2\n\n[nosuch]\nfoo = 1\nbar = 2\n",
+	  { { 4, "[nosuch]: unknown section" } } },
+	{ "key outside any section", "workers = 2\n[sidecar]\n",
+	  { { 1, "workers: outside any [section]" } } },
+	{ "not a number", "[sidecar]\nworkers = abc\n",
+	  { { 2, "[sidecar] workers: 'abc' is not a whole number (allowed: 1..64)" } } },
+	{ "below range", "[sidecar]\nworkers = 0\n",
+	  { { 2, "[sidecar] workers: '0' is out of range (allowed: 1..64)" } } },
+	{ "above range", "[sidecar]\nworkers = 65\n",
+	  { { 2, "[sidecar] workers: '65' is out of range (allowed: 1..64)" } } },
+	{ "trailing junk", "[sidecar]\nworkers = 2x\n",
+	  { { 2, "[sidecar] workers: '2x' is not a whole number (allowed: 1..64)" } } },
+	{ "empty number", "[mediawiki]\nport =\n",
+	  { { 2, "[mediawiki] port: '' is not a whole number (allowed: 1..65535)" } } },
+	{ "bad enum", "[sidecar]\nlog_format = yaml\n",
+	  { { 2, "[sidecar] log_format: 'yaml' is not one of the allowed values "
+		 "(allowed: text, json)" } } },
+	{ "bad level", "[sidecar]\nlog_level = verbose\n",
+	  { { 2, "[sidecar] log_level: 'verbose' is not one of the allowed values "
+		 "(allowed: debug, info, warn, error)" } } },
+	{ "key set twice", "[sidecar]\nworkers = 2\n; again:\nworkers = 3\n",
+	  { { 4, "[sidecar] workers: set twice (first at line 2)" } } },
+	{ "key set twice across repeated section", "[scan]\ninterval = 5\n[drain]\n[scan]\ninterval = 6\n",
+	  { { 5, "[scan] interval: set twice (first at line 2)" } } },
+	{ "long line, and parsing goes on", "[sidecar]\nholder = @H250@\nworkers = 0\n",
+	  { { 2, "[sidecar] holder: line is 259 bytes, " LONG_WHY },
+	    { 3, "[sidecar] workers: '0' is out of range (allowed: 1..64)" } } },
+	{ "line of 198 bytes", "[sidecar]\nholder = @H189@\n",
+	  { { 2, "[sidecar] holder: line is 198 bytes, " LONG_WHY } } },
+	{ "continuation of a single-line key", "[sidecar]\nworkers = 2\n  3\n",
+	  { { 3, "[sidecar] workers: continuation line, but this key takes a single line" } } },
+	{ "password and password_file", "[platform_db]\npassword = a\npassword_file = /x\n",
+	  { { 3, "[platform_db] password_file: conflicts with password (line 2); set only one" } } },
+	{ "scan_db password and password_env",
+	  "[scan_db]\npassword_env = " PW_ENV "\n\npassword = a\n",
+	  { { 2, "[scan_db] password_env: conflicts with password (line 4); set only one" } } },
+	{ "password_file missing", "[platform_db]\npassword_file = " MISSING_FILE "\n",
+	  { { 2, "[platform_db] password_file: cannot read " MISSING_FILE
+		 ": No such file or directory" } } },
+	{ "scan_db password_file missing", "[scan_db]\nhost = r\npassword_file = " MISSING_FILE "\n",
+	  { { 3, "[scan_db] password_file: cannot read " MISSING_FILE
+		 ": No such file or directory" } } },
+	{ "password_file empty", "[platform_db]\npassword_file = @EMPTY@\n",
+	  { { 2, "[platform_db] password_file: @EMPTY@ is empty" } } },
+	{ "scan_db password_file only a newline", "[scan_db]\npassword_file = @NEWLINE@\n",
+	  { { 2, "[scan_db] password_file: @NEWLINE@ is empty" } } },
+	{ "password_env unset", "[platform_db]\npassword_env = " UNSET_ENV "\n",
+	  { { 2, "[platform_db] password_env: environment variable " UNSET_ENV " is not set" } } },
+	{ "scan_db password_env empty", "[scan_db]\npassword_env = " EMPTY_ENV "\n",
+	  { { 2, "[scan_db] password_env: environment variable " EMPTY_ENV " is empty" } } },
+	{ "backoff_max below backoff_base", "[drain]\nbackoff_base = 100\nbackoff_max = 50\n",
+	  { { 3, "[drain] backoff_max: 50 is below backoff_base (100)" } } },
+	{ "mediawiki path without '/'", "[mediawiki]\npath = w/index.php\n",
+	  { { 2, "[mediawiki] path: must start with '/'" } } },
+	{ "holder with a space", "[sidecar]\nholder = my pod\n",
+	  { { 2, "[sidecar] holder: must not contain spaces or control characters" } } },
+	{ "empty discovery query", "[discovery]\nquery =\n",
+	  { { 2, "[discovery] query: must not be empty" } } },
+	{ "syntax error", "[sidecar]\nworkers 2\n",
+	  { { 2, "syntax error: expected '[section]' or 'key = value'" } } },
+	{ "several errors, each with its line",
+	  "[sidecar]\nworkers = 0\nbogus = 1\n[mediawiki]\nport = 0\nmaxjobs = lots\n"
+	  "[nosuch]\nx = 1\n[drain]\nbackoff_base = 1\nbackoff_base = 2\n",
+	  { { 2, "[sidecar] workers: '0' is out of range (allowed: 1..64)" },
+	    { 3, "[sidecar] bogus: unknown key" },
+	    { 5, "[mediawiki] port: '0' is out of range (allowed: 1..65535)" },
+	    { 6, "[mediawiki] maxjobs: 'lots' is not a whole number (allowed: 1..100000)" },
+	    { 7, "[nosuch]: unknown section" },
+	    { 11, "[drain] backoff_base: set twice (first at line 10)" } } },
+	{ "syntax error next to another error", "[sidecar]\nworkers = 0\nfoo bar\n",
+	  { { 2, "[sidecar] workers: '0' is out of range (allowed: 1..64)" },
+	    { 3, "syntax error: expected '[section]' or 'key = value'" } } },
+	{ "secret value never echoed", "[platform_db]\npassword = hunter2\n  more\n",
+	  { { 3, "[platform_db] password: continuation line, but this key takes a single line" } } },
+};
+
+#define NERROR_CASES (sizeof(error_cases) / sizeof(error_cases[0]))
+
+/* Is `line` one of the lines of text (whole line, without its '\n')? */
+static bool has_line(const char *text, const char *line)
+{
+	size_t n = strlen(line);
+
+	for (const char *p = text; p != NULL && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+		if (strncmp(p, line, n) == 0 && p[n] == '\n')
+			return true;
+	return false;
+}
+
+static size_t count_lines(const char *text)
+{
+	size_t n = 0;
+
+	for (; *text; text++)
+		n += *text == '\n';
+	return n;
+}
+
+static void test_error_case(void **state)
+{
+	const struct error_case *c = *state;
+	char *path = write_temp(c->ini);
+	struct config *cfg = NULL;
+	struct buf err;
+	const char *got;
+	size_t want_n = 0;
+	int rc, missing = 0;
+
+	buf_init(&err);
+	rc = config_load(path, &cfg, &err);
+	got = err.data ? err.data : "";
+	assert_int_equal(rc, -EINVAL);
+	assert_null(cfg);
+	for (; want_n < 8 && c->errors[want_n].line != 0; want_n++) {
+		char *text = expand(c->errors[want_n].text);
+		char *line = NULL;
+		assert_true(asprintf(&line, "%s:%d: %s", path, c->errors[want_n].line, text) > 0);
+		if (!has_line(got, line)) {
+			print_error("missing error line: %s\n", line);
+			missing++;
+		}
+		free(line);
+		free(text);
+	}
+	if (missing || count_lines(got) != want_n)
+		fail_msg("%s: want %zu error line(s), got %zu:\n%s", c->name, want_n,
+			 count_lines(got), got);
+	assert_null(strstr(got, "hunter2"));
+	buf_release(&err);
+	remove_temp(path);
+}
+
+static void test_missing_file(void **state)
+{
+	struct config *cfg = NULL;
+	struct buf err;
+
+	(void)state;
+	buf_init(&err);
+	assert_int_equal(config_load("/nonexistent/jd.ini", &cfg, &err), -EINVAL);
+	assert_null(cfg);
+	assert_string_equal(err.data, "/nonexistent/jd.ini: cannot open: No such file or directory\n");
+	buf_release(&err);
+}
+
+/* ---- success cases ---------------------------------------------------------------- */
+
+/* The built-in discovery query (wbaas schema): checked by shape here; test_repo_conf
+ * checks it against the one documented in conf/jobdrainer.ini. */
+static void assert_default_query(const char *q)
+{
+	static const char head[] = "SELECT w.domain, d.name, CONCAT(d.prefix, '_'), s.value\n"
+				   "FROM wikis w\n";
+	static const char tail[] = "\nORDER BY w.id";
+	size_t n = strlen(q);
+
+	assert_int_equal(strncmp(q, head, strlen(head)), 0);
+	assert_true(n > strlen(tail));
+	assert_string_equal(q + n - strlen(tail), tail);
+	assert_non_null(strstr(q, "\nWHERE w.deleted_at IS NULL\n"));
+	assert_non_null(strstr(q, "@jobdrainer_version"));
+	/* Every line fits in an INI line, indented: the default can be written out. */
+	for (const char *line = q; line != NULL; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
+		const char *end = strchr(line, '\n');
+		size_t len = end ? (size_t)(end - line) : strlen(line);
+		assert_true(len + 8 <= (size_t)config_max_line());
+	}
+}
+
+static void test_defaults(void **state)
+{
+	struct config *cfg;
+
+	(void)state;
+	cfg = load_ok("");
+	assert_int_equal(cfg->workers, 2);
+	assert_int_equal(cfg->log_format, LOG_FORMAT_TEXT);
+	assert_int_equal(cfg->log_level, LOG_INFO);
+	assert_int_equal(cfg->shutdown_timeout, 25);
+	assert_string_equal(cfg->mw_host, "127.0.0.1");
+	assert_int_equal(cfg->mw_port, 80);
+	assert_string_equal(cfg->mw_path, "/w/index.php");
+	assert_int_equal(cfg->maxjobs, 100);
+	assert_int_equal(cfg->maxtime, 15);
+	assert_int_equal(cfg->http_allowance, 30);
+	assert_int_equal(cfg->http_connect_timeout, 5);
+	assert_int_equal(cfg->signature_ttl, 30);
+	assert_int_equal(cfg->max_body_kib, 1024);
+	assert_string_equal(cfg->platform.host, "127.0.0.1");
+	assert_int_equal(cfg->platform.port, 3306);
+	assert_string_equal(cfg->platform.socket, "");
+	assert_string_equal(cfg->platform.user, "jobdrainer");
+	assert_string_equal(cfg->platform.password, "");
+	assert_string_equal(cfg->platform.database, "apidb");
+	assert_int_equal(cfg->platform.connect_timeout, 5);
+	assert_int_equal(cfg->platform.query_timeout, 30);
+	assert_default_query(cfg->discovery_query);
+	assert_string_equal(cfg->mw_version, "");
+	assert_int_equal(cfg->discovery_interval, 60);
+	/* [scan_db] entirely inherited */
+	assert_string_equal(cfg->scan.host, "127.0.0.1");
+	assert_int_equal(cfg->scan.port, 3306);
+	assert_string_equal(cfg->scan.user, "jobdrainer");
+	assert_string_equal(cfg->scan.password, "");
+	assert_string_equal(cfg->scan.database, "apidb");
+	assert_int_equal(cfg->scan.connect_timeout, 5);
+	assert_int_equal(cfg->scan.query_timeout, 30);
+	assert_int_equal(cfg->scan_interval, 5);
+	assert_int_equal(cfg->scan_wikis_per_query, 50);
+	assert_int_equal(cfg->time_slice, 60);
+	assert_int_equal(cfg->backoff_base, 5);
+	assert_int_equal(cfg->backoff_max, 600);
+	assert_non_null(strchr(cfg->holder, ':')); /* <pod or host>:<pid> */
+	assert_non_null(cfg->path);
+	config_free(cfg);
+}
+
+static void test_values_and_syntax(void **state)
+{
+	struct config *cfg;
+
+	(void)state;
+	cfg = load_ok("; comment\n# comment\n\n[sidecar]\nworkers = 64\nlog_format = json\n"
+		      "log_level = debug\n[mediawiki]\nport = 65535\nhost=mw.local\n"
+		      "maxjobs = 7 ; inline comment\n[drain]\nbackoff_base = 600\n"
+		      "backoff_max = 600\r\n[sidecar]\nshutdown_timeout = 1\n");
+	assert_int_equal(cfg->workers, 64);
+	assert_int_equal(cfg->log_format, LOG_FORMAT_JSON);
+	assert_int_equal(cfg->log_level, LOG_DEBUG);
+	assert_int_equal(cfg->mw_port, 65535);
+	assert_string_equal(cfg->mw_host, "mw.local");
+	assert_int_equal(cfg->maxjobs, 7);
+	assert_int_equal(cfg->backoff_base, 600);
+	assert_int_equal(cfg->backoff_max, 600);
+	assert_int_equal(cfg->shutdown_timeout, 1);
+	config_free(cfg);
+}
+
+static void test_multiline_query(void **state)
+{
+	struct config *cfg;
+
+	(void)state;
+	cfg = load_ok("[discovery]\nquery = SELECT domain, db, prefix, secret\n"
+		      "    FROM wikis\n"
+		      "\tWHERE ok = 1\n"
+		      "; a comment inside\n"
+		      "    ORDER BY id\n"
+		      "version = mw1.39\n");
+	assert_string_equal(cfg->discovery_query,
+			    "SELECT domain, db, prefix, secret\nFROM wikis\nWHERE ok = 1\nORDER BY id");
+	assert_string_equal(cfg->mw_version, "mw1.39");
+	config_free(cfg);
+}
+
+/* conf/jobdrainer.ini: comments "follow a value after ' ;'". inih 55 strips them on a
+ * key's first line but not on its continuation lines, so today they end up in the
+ * SQL. */
+static void test_inline_comment_on_continuation(void **state)
+{
+	struct config *cfg;
+
+	(void)state;
+	cfg = load_ok("[discovery]\nquery = SELECT a, b, c, d ; the columns\n"
+		      "    FROM wikis ; the table\n");
+	assert_string_equal(cfg->discovery_query, "SELECT a, b, c, d\nFROM wikis");
+	config_free(cfg);
+}
+
+/* inih reads lines of up to 197 bytes: exactly that is fine. */
+static void test_longest_line(void **state)
+{
+	struct config *cfg;
+	char want[200];
+
+	(void)state;
+	assert_int_equal(config_max_line(), 197);
+	cfg = load_ok("[sidecar]\nholder = @H188@\n"); /* 9 + 188 = 197 bytes */
+	memset(want, 'h', 188);
+	want[188] = '\0';
+	assert_string_equal(cfg->holder, want);
+	config_free(cfg);
+}
+
+/* An indented key = value line right after a section header is an ordinary key for
+ * inih (there is no previous key to continue), and must be taken as one. */
+static void test_indented_key_after_header(void **state)
+{
+	struct config *cfg;
+
+	(void)state;
+	cfg = load_ok("[sidecar]\n  workers = 3\n");
+	assert_int_equal(cfg->workers, 3);
+	config_free(cfg);
+	cfg = load_ok("[discovery]\n  query = SELECT a, b, c, d FROM w\n");
+	assert_string_equal(cfg->discovery_query, "SELECT a, b, c, d FROM w");
+	config_free(cfg);
+}
+
+static void test_password_file_scan_db(void **state)
+{
+	struct config *cfg;
+	char *pw = write_temp("s3cret\n");
+	char *ini = NULL;
+
+	(void)state;
+	assert_true(asprintf(&ini, "[scan_db]\nhost = replica\npassword_file = %s\n", pw) > 0);
+	cfg = load_ok(ini);
+	assert_string_equal(cfg->scan.password, "s3cret");
+	assert_string_equal(cfg->scan.password_file, pw);
+	assert_string_equal(cfg->platform.password, "");
+	config_free(cfg);
+	free(ini);
+	remove_temp(pw);
+}
+
+/* The primary Kubernetes setup: the platform password from a mounted Secret, the scan
+ * endpoint left to inherit it. */
+static void test_password_file_platform_db(void **state)
+{
+	struct config *cfg;
+	char *pw = write_temp("s3cret\r\n");
+	char *ini = NULL;
+
+	(void)state;
+	assert_true(asprintf(&ini, "[platform_db]\npassword_file = %s\n", pw) > 0);
+	cfg = load_ok(ini);
+	assert_string_equal(cfg->platform.password, "s3cret");
+	assert_string_equal(cfg->scan.password, "s3cret");
+	config_free(cfg);
+	free(ini);
+	remove_temp(pw);
+}
+
+static void test_password_env_scan_db(void **state)
+{
+	struct config *cfg;
+
+	(void)state;
+	assert_int_equal(setenv(PW_ENV, "from env", 1), 0);
+	cfg = load_ok("[scan_db]\npassword_env = " PW_ENV "\n");
+	assert_string_equal(cfg->scan.password, "from env");
+	assert_string_equal(cfg->platform.password, "");
+	config_free(cfg);
+	unsetenv(PW_ENV);
+}
+
+static void test_password_env_platform_db(void **state)
+{
+	struct config *cfg;
+
+	(void)state;
+	assert_int_equal(setenv(PW_ENV, "from env", 1), 0);
+	cfg = load_ok("[platform_db]\npassword_env = " PW_ENV "\n");
+	assert_string_equal(cfg->platform.password, "from env");
+	assert_string_equal(cfg->scan.password, "from env");
+	config_free(cfg);
+	unsetenv(PW_ENV);
+}
+
+/* [scan_db] overrides what it sets and inherits the rest. */
+static void test_scan_inherits(void **state)
+{
+	struct config *cfg;
+
+	(void)state;
+	cfg = load_ok("[platform_db]\nhost = db-primary\nport = 3307\nuser = u1\npassword = pw1\n"
+		      "database = platform\nquery_timeout = 9\n"
+		      "[scan_db]\nhost = db-replica\nconnect_timeout = 2\n");
+	assert_string_equal(cfg->scan.host, "db-replica");
+	assert_int_equal(cfg->scan.port, 3307);
+	assert_string_equal(cfg->scan.user, "u1");
+	assert_string_equal(cfg->scan.password, "pw1");
+	assert_string_equal(cfg->scan.database, "platform");
+	assert_int_equal(cfg->scan.connect_timeout, 2);
+	assert_int_equal(cfg->scan.query_timeout, 9);
+	assert_string_equal(cfg->platform.host, "db-primary");
+	assert_int_equal(cfg->platform.connect_timeout, 5);
+	config_free(cfg);
+
+	/* The scan endpoint's own password wins over the inherited one. */
+	cfg = load_ok("[platform_db]\npassword = pw1\n[scan_db]\npassword = pw2\n");
+	assert_string_equal(cfg->platform.password, "pw1");
+	assert_string_equal(cfg->scan.password, "pw2");
+	config_free(cfg);
+}
+
+/* The password and its sources are inherited as one: a [scan_db] source of another
+ * kind replaces [platform_db]'s instead of conflicting with it. */
+static void test_scan_password_group(void **state)
+{
+	struct config *cfg;
+	char *pw = write_temp("replica-pw\n");
+	char *ini = NULL;
+
+	(void)state;
+	assert_true(asprintf(&ini, "[platform_db]\npassword = pw1\n[scan_db]\npassword_file = %s\n",
+			     pw) > 0);
+	cfg = load_ok(ini);
+	assert_string_equal(cfg->platform.password, "pw1");
+	assert_string_equal(cfg->scan.password, "replica-pw");
+	config_free(cfg);
+	free(ini);
+
+	assert_int_equal(setenv(PW_ENV, "env-pw", 1), 0);
+	assert_true(asprintf(&ini, "[platform_db]\npassword_file = %s\n[scan_db]\npassword_env = "
+				   PW_ENV "\n",
+			     pw) > 0);
+	cfg = load_ok(ini);
+	assert_string_equal(cfg->platform.password, "replica-pw");
+	assert_string_equal(cfg->scan.password, "env-pw");
+	assert_string_equal(cfg->scan.password_file, "");
+	config_free(cfg);
+	free(ini);
+	unsetenv(PW_ENV);
+	remove_temp(pw);
+}
+
+static void test_holder(void **state)
+{
+	struct config *cfg;
+	char want[64];
+
+	(void)state;
+	assert_int_equal(setenv("POD_NAME", "jobdrainer-7f9c", 1), 0);
+	snprintf(want, sizeof(want), "jobdrainer-7f9c:%d", (int)getpid());
+	cfg = load_ok("");
+	assert_string_equal(cfg->holder, want);
+	config_free(cfg);
+
+	cfg = load_ok("[sidecar]\nholder = explicit-1\n");
+	assert_string_equal(cfg->holder, "explicit-1");
+	config_free(cfg);
+
+	/* Empty POD_NAME: HOSTNAME next. */
+	assert_int_equal(setenv("POD_NAME", "", 1), 0);
+	assert_int_equal(setenv("HOSTNAME", "host-b", 1), 0);
+	snprintf(want, sizeof(want), "host-b:%d", (int)getpid());
+	cfg = load_ok("");
+	assert_string_equal(cfg->holder, want);
+	config_free(cfg);
+	unsetenv("POD_NAME");
+	unsetenv("HOSTNAME");
+}
+
+static const char *repo_conf(void)
+{
+	const char *p = getenv("JD_CONF");
+
+	return p != NULL && *p ? p : "conf/jobdrainer.ini";
+}
+
+/* Prints cfg to a string, without the first line (it names the file). Caller frees. */
+static char *print_config(const struct config *cfg)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	char *body;
+
+	assert_non_null(f);
+	config_print(cfg, f);
+	assert_int_equal(fclose(f), 0);
+	body = strchr(text, '\n');
+	assert_non_null(body);
+	body = strdup(body + 1);
+	free(text);
+	return body;
+}
+
+/* The shipped file loads, and documents exactly the built-in defaults. */
+static void test_repo_conf(void **state)
+{
+	struct config *shipped = NULL, *builtin;
+	struct buf err;
+	char *a, *b;
+
+	(void)state;
+	buf_init(&err);
+	if (config_load(repo_conf(), &shipped, &err) != 0)
+		fail_msg("%s does not load (run from the repo root or set JD_CONF):\n%s", repo_conf(),
+			 err.data ? err.data : "");
+	assert_int_equal(err.len, 0);
+	builtin = load_ok("");
+	a = print_config(shipped);
+	b = print_config(builtin);
+	assert_string_equal(a, b);
+	free(a);
+	free(b);
+	config_free(shipped);
+	config_free(builtin);
+	buf_release(&err);
+}
+
+/* config_print's output is itself a valid config that loads back to the same values. */
+static void test_print_round_trip(void **state)
+{
+	struct config *c1, *c2;
+	char *p1, *p2;
+
+	(void)state;
+	c1 = load_ok("[sidecar]\nworkers = 7\nholder = h-1\n[mediawiki]\npath = /index.php\n"
+		     "[discovery]\nquery = SELECT a,\n  b, c, d\n  FROM t\n"
+		     "[scan_db]\nhost = replica\n");
+	p1 = print_config(c1);
+	c2 = load_ok(p1);
+	p2 = print_config(c2);
+	assert_string_equal(p1, p2);
+	assert_int_equal(c2->workers, 7);
+	assert_string_equal(c2->discovery_query, "SELECT a,\nb, c, d\nFROM t");
+	assert_string_equal(c2->scan.host, "replica");
+	free(p1);
+	free(p2);
+	config_free(c1);
+	config_free(c2);
+}
+
+static void test_print_masks_secrets(void **state)
+{
+	struct config *cfg;
+	char *out, *pw, *ini = NULL;
+	size_t n = 0;
+
+	(void)state;
+	pw = write_temp("file-secret-xyzzy\n");
+	assert_true(asprintf(&ini,
+			     "[platform_db]\npassword = hunter2\n[scan_db]\npassword_file = %s\n",
+			     pw) > 0);
+	cfg = load_ok(ini);
+	assert_string_equal(cfg->platform.password, "hunter2");
+	assert_string_equal(cfg->scan.password, "file-secret-xyzzy");
+	out = print_config(cfg);
+	assert_null(strstr(out, "hunter2"));
+	assert_null(strstr(out, "xyzzy"));
+	for (const char *p = out; (p = strstr(p, "\npassword = ********\n")) != NULL; p++)
+		n++;
+	assert_int_equal(n, 2); /* [platform_db] and [scan_db] */
+	assert_non_null(strstr(out, "\npassword_file = "));
+	free(out);
+	config_free(cfg);
+
+	/* No password: printed empty, not as asterisks. */
+	cfg = load_ok("");
+	out = print_config(cfg);
+	assert_non_null(strstr(out, "\npassword =\n"));
+	assert_null(strstr(out, "********"));
+	free(out);
+	config_free(cfg);
+	free(ini);
+	remove_temp(pw);
+}
+
+/* ---- main ------------------------------------------------------------------------- */
+
+static int group_setup(void **state)
+{
+	int fd;
+
+	(void)state;
+	unsetenv(UNSET_ENV);
+	if (setenv(EMPTY_ENV, "", 1) != 0)
+		return -1;
+	snprintf(empty_file, sizeof(empty_file), "/tmp/jdtest-empty-XXXXXX");
+	if ((fd = mkstemp(empty_file)) < 0)
+		return -1;
+	close(fd);
+	snprintf(newline_file, sizeof(newline_file), "/tmp/jdtest-newline-XXXXXX");
+	if ((fd = mkstemp(newline_file)) < 0 || write(fd, "\n", 1) != 1)
+		return -1;
+	close(fd);
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	unlink(empty_file);
+	unlink(newline_file);
+	unsetenv(EMPTY_ENV);
+	unsetenv(PW_ENV);
+	return 0;
+}
+
+int main(void)
+{
+	static const struct CMUnitTest fixed[] = {
+		cmocka_unit_test(test_missing_file),
+		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_values_and_syntax),
+		cmocka_unit_test(test_multiline_query),
+		cmocka_unit_test(test_inline_comment_on_continuation),
+		cmocka_unit_test(test_longest_line),
+		cmocka_unit_test(test_indented_key_after_header),
+		cmocka_unit_test(test_password_file_scan_db),
+		cmocka_unit_test(test_password_file_platform_db),
+		cmocka_unit_test(test_password_env_scan_db),
+		cmocka_unit_test(test_password_env_platform_db),
+		cmocka_unit_test(test_scan_inherits),
+		cmocka_unit_test(test_scan_password_group),
+		cmocka_unit_test(test_holder),
+		cmocka_unit_test(test_repo_conf),
+		cmocka_unit_test(test_print_round_trip),
+		cmocka_unit_test(test_print_masks_secrets),
+	};
+	const size_t nfixed = sizeof(fixed) / sizeof(fixed[0]);
+	struct CMUnitTest *tests = calloc(NERROR_CASES + nfixed, sizeof(*tests));
+	int failed;
+
+	if (tests == NULL)
+		return 1;
+	for (size_t i = 0; i < NERROR_CASES; i++) {
+		tests[i].name = error_cases[i].name;
+		tests[i].test_func = test_error_case;
+		tests[i].teardown_func = remove_temps;
+		tests[i].initial_state = (void *)&error_cases[i];
+	}
+	memcpy(tests + NERROR_CASES, fixed, sizeof(fixed));
+	for (size_t i = NERROR_CASES; i < NERROR_CASES + nfixed; i++)
+		tests[i].teardown_func = remove_temps;
+	failed = _cmocka_run_group_tests("config", tests, NERROR_CASES + nfixed, group_setup,
+					 group_teardown);
+	free(tests);
+	return failed;
+}
