@@ -49,7 +49,7 @@ deps:
 	scripts/install-deps.sh test
 
 unit: $(UNIT_BINS)
-	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+	@failed=0; for t in $(UNIT_BINS); do echo "== $$t"; $$t || failed=1; done; exit $$failed
 
 integration: $(BUILD)/jobdrainer
 	JOBDRAINER=$(abspath $(BUILD)/jobdrainer) /usr/bin/python3 -m pytest -v tests/integration

@@ -109,6 +109,7 @@ struct loader {
 	int lineno;                 /* line most recently handed to inih */
 	bool continuation;          /* that line is an indented continuation */
 	char section[64];           /* current [section], as the reader saw it */
+	char key[64];               /* last key of that section, "" after a header */
 	bool section_known;
 	int set_line[NKEYS];        /* where each key was set, 0 = default */
 	char *line;                 /* getline buffer */
@@ -286,25 +287,60 @@ static void note_section(struct loader *ld, const char *line)
 	const char *p = line + 1, *end = strchr(p, ']');
 	size_t n;
 
-	if (end == NULL)
-		return; /* inih reports the syntax error */
+	if (end == NULL) {
+		add_error(ld, ld->lineno, NULL, NULL, "section header without ']'");
+		return;
+	}
 	n = (size_t)(end - p);
 	if (n >= sizeof(ld->section))
 		n = sizeof(ld->section) - 1;
 	memcpy(ld->section, p, n);
 	ld->section[n] = '\0';
 	ld->section_known = section_exists(ld->section);
+	ld->key[0] = '\0';
 	if (!ld->section_known)
 		add_error(ld, ld->lineno, ld->section, NULL, "unknown section");
 }
 
-/* inih's fgets-like reader: one physical line per call, with bookkeeping. */
+/* Remembers the key of a "key = value" line, for errors on its continuation lines. */
+static void note_key(struct loader *ld, const char *p, const char *eq)
+{
+	size_t kl = (size_t)(eq - p);
+
+	while (kl > 0 && (p[kl - 1] == ' ' || p[kl - 1] == '\t'))
+		kl--;
+	snprintf(ld->key, sizeof(ld->key), "%.*s", (int)kl, p);
+}
+
+/* inih strips an inline comment (" ;" after the value) from a key's first line only;
+ * do the same for continuation lines, so both behave as conf/ documents. */
+static void strip_inline_comment(char *line)
+{
+	for (char *c = line + 1; *c; c++) {
+		if (*c == ';' && (c[-1] == ' ' || c[-1] == '\t')) {
+			*c = '\0';
+			break;
+		}
+	}
+}
+
+/* Hands inih a comment line instead of one we have refused. */
+static char *refuse_line(char *str, int num)
+{
+	snprintf(str, (size_t)num, ";\n");
+	return str;
+}
+
+/* inih's fgets-like reader: one physical line per call, with bookkeeping. inih treats
+ * an indented line as the continuation of the previous key of the same section, so
+ * that is what ld->continuation says too. */
 static char *read_line(char *str, int num, void *stream)
 {
 	struct loader *ld = stream;
 	ssize_t n = getline(&ld->line, &ld->line_cap, ld->file);
-	const char *p;
+	const char *p, *eq;
 	size_t len;
+	bool blank_or_comment;
 
 	if (n < 0)
 		return NULL;
@@ -315,26 +351,29 @@ static char *read_line(char *str, int num, void *stream)
 	ld->line[len] = '\0';
 	for (p = ld->line; *p == ' ' || *p == '\t'; p++)
 		;
-	ld->continuation = p != ld->line && *p != '\0' && *p != ';' && *p != '#';
-	if (*p == '[')
+	blank_or_comment = *p == '\0' || *p == ';' || *p == '#';
+	ld->continuation = p != ld->line && !blank_or_comment && ld->key[0] != '\0';
+	eq = strpbrk(p, "=:");
+	if (*p == '[') {
 		note_section(ld, p);
-	if (len + 3 > (size_t)num) {
-		char key[64] = "";
-		const char *eq = strchr(p, '=');
-		if (eq != NULL && !ld->continuation && *p != '[') {
-			size_t kl = (size_t)(eq - p);
-			while (kl > 0 && (p[kl - 1] == ' ' || p[kl - 1] == '\t'))
-				kl--;
-			snprintf(key, sizeof(key), "%.*s", (int)kl, p);
+	} else if (!blank_or_comment && !ld->continuation) {
+		if (eq == NULL) {
+			add_error(ld, ld->lineno, NULL, NULL,
+				  "syntax error: expected '[section]' or 'key = value'");
+			return refuse_line(str, num);
 		}
-		add_error(ld, ld->lineno, ld->section, key[0] ? key : NULL,
+		note_key(ld, p, eq);
+	}
+	if (len + 3 > (size_t)num) {
+		add_error(ld, ld->lineno, ld->section[0] ? ld->section : NULL,
+			  ld->key[0] ? ld->key : NULL,
 			  "line is %zu bytes, longer than the %d inih reads; continue a long value "
 			  "on indented lines",
 			  len, num - 3);
-		/* Hand inih a comment instead, so it does not parse half a line. */
-		snprintf(str, (size_t)num, ";\n");
-		return str;
+		return refuse_line(str, num);
 	}
+	if (ld->continuation)
+		strip_inline_comment(ld->line);
 	snprintf(str, (size_t)num, "%s\n", ld->line);
 	return str;
 }
@@ -494,10 +533,17 @@ static void check_consistency(struct loader *ld)
 	i = key_index("mediawiki", "path");
 	if (cfg->mw_path[0] != '/')
 		add_error(ld, ld->set_line[i], "mediawiki", "path", "must start with '/'");
-	i = key_index("drain", "backoff_max");
-	if (cfg->backoff_max < cfg->backoff_base)
-		add_error(ld, ld->set_line[i], "drain", "backoff_max",
-			  "%d is below backoff_base (%d)", cfg->backoff_max, cfg->backoff_base);
+	if (cfg->backoff_max < cfg->backoff_base) {
+		/* Blame the key that was set (the later one if both were). */
+		int lmax = ld->set_line[key_index("drain", "backoff_max")];
+		int lbase = ld->set_line[key_index("drain", "backoff_base")];
+		if (lmax >= lbase)
+			add_error(ld, lmax, "drain", "backoff_max", "%d is below backoff_base (%d)",
+				  cfg->backoff_max, cfg->backoff_base);
+		else
+			add_error(ld, lbase, "drain", "backoff_base", "%d is above backoff_max (%d)",
+				  cfg->backoff_base, cfg->backoff_max);
+	}
 	i = key_index("sidecar", "holder");
 	for (const char *p = cfg->holder; *p; p++) {
 		if (*p <= ' ' || *p == 0x7f) {
@@ -544,6 +590,7 @@ int config_load(const char *path, struct config **out, struct buf *errors)
 	rc = ini_parse_stream(read_line, &ld, on_pair, &ld);
 	fclose(ld.file);
 	free(ld.line);
+	/* The reader reports syntax errors itself; inih's own count is a fallback. */
 	if (rc > 0 && ld.nerrors == 0)
 		add_error(&ld, rc, NULL, NULL, "syntax error: expected '[section]' or 'key = value'");
 	else if (rc < 0)

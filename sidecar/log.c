@@ -61,13 +61,43 @@ static bool needs_quotes(const char *v)
 	return false;
 }
 
-/* Escapes for both formats: JSON string rules, which text mode reuses inside quotes. */
+/* Length of the well-formed UTF-8 sequence at p (2..4), or 0 if it is not one. */
+static size_t utf8_len(const unsigned char *p)
+{
+	size_t n;
+	unsigned cp;
+
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		n = 2, cp = p[0] & 0x1f;
+	else if (p[0] >= 0xe0 && p[0] <= 0xef)
+		n = 3, cp = p[0] & 0x0f;
+	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+		n = 4, cp = p[0] & 0x07;
+	else
+		return 0;
+	for (size_t i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0; /* also stops at the NUL */
+		cp = cp << 6 | (p[i] & 0x3f);
+	}
+	/* No overlong forms, no surrogates, nothing above U+10FFFF. */
+	if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
+/* Escapes for both formats: JSON string rules, which text mode reuses inside quotes.
+ * Bytes that are not UTF-8 (a Latin-1 error page, a cut excerpt) become U+FFFD, so a
+ * JSON line always parses; a character is never split when a line is cut. */
 static void put_escaped(struct log_line *l, const char *v)
 {
+	const unsigned char *p = (const unsigned char *)v;
 	char esc[8];
 
-	for (; *v && !l->cut; v++) {
-		unsigned char c = (unsigned char)*v;
+	while (*p && !l->cut) {
+		unsigned char c = *p;
+		size_t n = 1;
 		switch (c) {
 		case '"': puts_raw(l, "\\\""); break;
 		case '\\': puts_raw(l, "\\\\"); break;
@@ -78,10 +108,16 @@ static void put_escaped(struct log_line *l, const char *v)
 			if (c < 0x20 || c == 0x7f) {
 				snprintf(esc, sizeof(esc), "\\u%04x", c);
 				puts_raw(l, esc);
+			} else if (c < 0x80) {
+				put(l, (const char *)p, 1);
+			} else if ((n = utf8_len(p)) > 0) {
+				put(l, (const char *)p, n);
 			} else {
-				put(l, (const char *)&c, 1);
+				n = 1;
+				puts_raw(l, "\\ufffd");
 			}
 		}
+		p += n;
 	}
 }
 

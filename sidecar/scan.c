@@ -10,21 +10,43 @@
 
 #include "util.h"
 
+/* Reads n decimal digits; -1 if any is not a digit. */
+static int digits(const char *s, int n)
+{
+	int v = 0;
+
+	for (int i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	return v;
+}
+
 int64_t scan_parse_mw_timestamp(const char *ts)
 {
+	static const int days[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
 	struct tm tm;
-	int v[6];
+	int year, mon, mday, hour, min, sec;
 
-	if (ts == NULL || strlen(ts) != 14 ||
-	    sscanf(ts, "%4d%2d%2d%2d%2d%2d", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5]) != 6)
+	if (ts == NULL || strlen(ts) != 14)
+		return 0;
+	year = digits(ts, 4);
+	mon = digits(ts + 4, 2);
+	mday = digits(ts + 6, 2);
+	hour = digits(ts + 8, 2);
+	min = digits(ts + 10, 2);
+	sec = digits(ts + 12, 2);
+	if (year < 1970 || mon < 1 || mon > 12 || mday < 1 || mday > days[mon - 1] ||
+	    hour < 0 || hour > 23 || min < 0 || min > 59 || sec < 0 || sec > 60)
 		return 0;
 	memset(&tm, 0, sizeof(tm));
-	tm.tm_year = v[0] - 1900;
-	tm.tm_mon = v[1] - 1;
-	tm.tm_mday = v[2];
-	tm.tm_hour = v[3];
-	tm.tm_min = v[4];
-	tm.tm_sec = v[5];
+	tm.tm_year = year - 1900;
+	tm.tm_mon = mon - 1;
+	tm.tm_mday = mday;
+	tm.tm_hour = hour;
+	tm.tm_min = min;
+	tm.tm_sec = sec;
 	return (int64_t)timegm(&tm) * 1000;
 }
 

@@ -69,7 +69,8 @@ bool util_is_domain(const char *s)
 	host[hostlen] = '\0';
 	if (!all_of(host, 1, 253, ".-") || host[0] == '.' || host[0] == '-')
 		return false;
-	if (colon != NULL && util_parse_int(colon + 1, 1, 65535, &port) != 0)
+	if (colon != NULL && (colon[1] < '0' || colon[1] > '9' ||
+			      util_parse_int(colon + 1, 1, 65535, &port) != 0))
 		return false;
 	return true;
 }
