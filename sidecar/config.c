@@ -95,6 +95,14 @@ static const struct config_key config_keys[] = {
 	{ "drain", "time_slice", KEY_INT, O(time_slice), "60", 1, 86400, NULL },
 	{ "drain", "backoff_base", KEY_INT, O(backoff_base), "5", 1, 86400, NULL },
 	{ "drain", "backoff_max", KEY_INT, O(backoff_max), "600", 1, 86400, NULL },
+	{ "drain", "max_workers_per_wiki", KEY_INT, O(max_workers_per_wiki), "1", 1, 64, NULL },
+	{ "drain", "park_interval", KEY_INT, O(park_interval), "600", 10, 86400, NULL },
+
+	{ "coordination", "database", KEY_STRING, O(coord_db), "jobdrainer", 0, 0, NULL },
+	{ "coordination", "lease_ttl", KEY_INT, O(lease_ttl), "60", 5, 3600, NULL },
+	{ "coordination", "renew_interval", KEY_INT, O(renew_interval), "15", 1, 3600, NULL },
+	{ "coordination", "safety_margin", KEY_INT, O(safety_margin), "5", 1, 600, NULL },
+	{ "coordination", "poll_interval_ms", KEY_INT, O(poll_interval_ms), "1000", 50, 60000, NULL },
 };
 #undef O
 
@@ -524,6 +532,49 @@ static void default_holder(struct config *cfg)
 	cfg->holder = holder;
 }
 
+int config_batch_max_seconds(const struct config *cfg)
+{
+	return cfg->maxtime + cfg->http_allowance;
+}
+
+/* A holder trusts its lease for lease_ttl - safety_margin after each renew and never
+ * starts a batch it could not finish inside that trust: so a batch at its longest must
+ * fit, and renewing must come round before the trust runs out. */
+static void check_lease_timing(struct loader *ld)
+{
+	static const char *const involved[][2] = {
+		{ "coordination", "lease_ttl" },
+		{ "coordination", "safety_margin" },
+		{ "mediawiki", "maxtime" },
+		{ "mediawiki", "timeout_allowance" },
+	};
+	const struct config *cfg = ld->cfg;
+	int trust = cfg->lease_ttl - cfg->safety_margin;
+	int line = 0;
+	size_t blame = 0;
+
+	/* Blame the key set last in the file: that is the one that broke the rule. */
+	for (size_t i = 0; i < sizeof(involved) / sizeof(involved[0]); i++) {
+		int l = ld->set_line[key_index(involved[i][0], involved[i][1])];
+		if (l > line) {
+			line = l;
+			blame = i;
+		}
+	}
+	if (trust <= config_batch_max_seconds(cfg)) {
+		add_error(ld, line, involved[blame][0], involved[blame][1],
+			  "a batch can last maxtime + timeout_allowance = %d s, longer than a lease "
+			  "is trusted: lease_ttl - safety_margin = %d - %d = %d s; raise lease_ttl",
+			  config_batch_max_seconds(cfg), cfg->lease_ttl, cfg->safety_margin, trust);
+	}
+	if (cfg->renew_interval >= trust) {
+		add_error(ld, ld->set_line[key_index("coordination", "renew_interval")],
+			  "coordination", "renew_interval",
+			  "%d s must be below lease_ttl - safety_margin (%d s)", cfg->renew_interval,
+			  trust);
+	}
+}
+
 /* Checks that span keys, after everything is read. */
 static void check_consistency(struct loader *ld)
 {
@@ -552,6 +603,11 @@ static void check_consistency(struct loader *ld)
 			break;
 		}
 	}
+	i = key_index("coordination", "database");
+	if (!util_is_db_name(cfg->coord_db))
+		add_error(ld, ld->set_line[i], "coordination", "database",
+			  "'%s' is not a plain identifier ([A-Za-z0-9_$], 1-64)", cfg->coord_db);
+	check_lease_timing(ld);
 	i = key_index("discovery", "query");
 	if (cfg->discovery_query[0] == '\0')
 		add_error(ld, ld->set_line[i], "discovery", "query", "must not be empty");

@@ -68,7 +68,20 @@ struct config {
 	int time_slice;
 	int backoff_base;
 	int backoff_max;
+	int max_workers_per_wiki;
+	int park_interval;
+
+	/* [coordination]: leases and the shared backlog, in a database of their own on
+	 * the [platform_db] server */
+	char *coord_db;
+	int lease_ttl;
+	int renew_interval;
+	int safety_margin;
+	int poll_interval_ms;
 };
+
+/* The longest a batch can take: MediaWiki's maxtime plus the HTTP allowance. */
+int config_batch_max_seconds(const struct config *cfg);
 
 /* Reads and validates the file. On success returns 0 and a new config in *out. On
  * failure returns -EINVAL (or -ENOMEM) and appends one line per problem to errors,

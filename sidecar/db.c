@@ -46,6 +46,11 @@ bool db_is_connected(const struct db *db)
 	return db->conn != NULL;
 }
 
+unsigned long long db_insert_id(struct db *db)
+{
+	return db->conn ? mysql_insert_id(db->conn) : 0;
+}
+
 const char *db_client_version(void)
 {
 	return mysql_get_client_info();
@@ -70,10 +75,12 @@ int db_connect(struct db *db, char *err, size_t errlen)
 	mysql_options(m, MYSQL_OPT_READ_TIMEOUT, &timeout);
 	mysql_options(m, MYSQL_OPT_WRITE_TIMEOUT, &timeout);
 	mysql_options(m, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+	/* Job timestamps are UTC; so is every time this process compares them with. */
+	mysql_options(m, MYSQL_INIT_COMMAND, "SET time_zone = '+00:00'");
 	if (mysql_real_connect(m, ep->socket[0] ? NULL : ep->host, ep->user,
 			       ep->password[0] ? ep->password : NULL,
 			       ep->database[0] ? ep->database : NULL, (unsigned)ep->port,
-			       ep->socket[0] ? ep->socket : NULL, 0) == NULL) {
+			       ep->socket[0] ? ep->socket : NULL, CLIENT_FOUND_ROWS) == NULL) {
 		snprintf(err, errlen, "%s: cannot connect to %s:%d as %s: %s", db->name,
 			 ep->socket[0] ? ep->socket : ep->host, ep->port, ep->user, mysql_error(m));
 		mysql_close(m);
@@ -114,6 +121,21 @@ int db_query(struct db *db, const char *sql, MYSQL_RES **res, unsigned *errcode,
 	if (connection_lost(code))
 		db_close(db);
 	return -EIO;
+}
+
+int db_exec(struct db *db, const char *sql, unsigned long long *matched, unsigned *errcode,
+	    char *err, size_t errlen)
+{
+	MYSQL_RES *res;
+
+	*matched = 0;
+	if (db_query(db, sql, &res, errcode, err, errlen) != 0)
+		return -EIO;
+	if (res != NULL)
+		mysql_free_result(res);
+	else
+		*matched = mysql_affected_rows(db->conn);
+	return 0;
 }
 
 int db_quote(struct db *db, struct buf *out, const char *s, char *err, size_t errlen)

@@ -50,14 +50,26 @@ int64_t scan_parse_mw_timestamp(const char *ts)
 	return (int64_t)timegm(&tm) * 1000;
 }
 
-/* Identifiers were validated by discovery ([A-Za-z0-9_$]), so backquoting is safe. */
-static void add_wiki_query(struct buf *sql, size_t idx, const struct wiki *w)
+/* Identifiers were validated by discovery ([A-Za-z0-9_$]), so backquoting is safe.
+ * Columns: wiki index, kind ('r' ready, 's' stale claim, 'm' max id), timestamp, max id. */
+static void add_wiki_query(struct buf *sql, size_t idx, const struct wiki *w,
+			   const char *stale_before)
 {
+	const char *d = w->dbname, *p = w->table_prefix;
+
 	buf_addf(sql,
-		 "(SELECT %zu, j.job_cmd, j.job_timestamp FROM `%s`.`%sjob` j "
-		 "JOIN (SELECT job_cmd, MIN(job_id) AS id FROM `%s`.`%sjob` "
-		 "WHERE job_token = '' GROUP BY job_cmd) m ON j.job_id = m.id)",
-		 idx, w->dbname, w->table_prefix, w->dbname, w->table_prefix);
+		 "(SELECT %zu, 'r', j.job_timestamp, NULL FROM `%s`.`%sjob` j"
+		 " JOIN (SELECT job_cmd, MIN(job_id) AS id FROM `%s`.`%sjob`"
+		 " WHERE job_token = '' GROUP BY job_cmd) m ON j.job_id = m.id)",
+		 idx, d, p, d, p);
+	buf_addf(sql, " UNION ALL (SELECT %zu, 'm', NULL, MAX(job_id) FROM `%s`.`%sjob`)", idx, d,
+		 p);
+	buf_addf(sql,
+		 " UNION ALL (SELECT %zu, 's', MIN(j.job_timestamp), NULL FROM `%s`.`%sjob` j"
+		 " WHERE j.job_cmd IN (SELECT c.job_cmd FROM (SELECT job_cmd, MAX(job_token) AS t"
+		 " FROM `%s`.`%sjob` GROUP BY job_cmd) c WHERE c.t > '')"
+		 " AND j.job_token > '' AND j.job_token_timestamp < '%s' HAVING COUNT(*) > 0)",
+		 idx, d, p, d, p, stale_before);
 }
 
 /* Errors that belong to one wiki's tables, not to the database as a whole. */
@@ -78,11 +90,17 @@ static int run_group(struct db *db, struct wiki *const *wikis, size_t from, size
 	MYSQL_ROW row;
 	unsigned code;
 
+	char stale_before[16];
+	time_t cutoff = time(NULL) - SCAN_CLAIM_TTL_SECONDS;
+	struct tm tm;
+
+	gmtime_r(&cutoff, &tm);
+	strftime(stale_before, sizeof(stale_before), "%Y%m%d%H%M%S", &tm);
 	buf_reset(sql);
 	for (size_t i = from; i < to; i++) {
 		if (i > from)
 			buf_adds(sql, " UNION ALL ");
-		add_wiki_query(sql, i, wikis[i]);
+		add_wiki_query(sql, i, wikis[i], stale_before);
 	}
 	if (sql->failed) {
 		snprintf(err, errlen, "out of memory");
@@ -94,8 +112,15 @@ static int run_group(struct db *db, struct wiki *const *wikis, size_t from, size
 	while (res != NULL && (row = mysql_fetch_row(res)) != NULL) {
 		long long idx;
 		int64_t queued;
-		if (row[0] == NULL || util_parse_int(row[0], (long long)from, (long long)to - 1, &idx))
+		if (row[0] == NULL || row[1] == NULL ||
+		    util_parse_int(row[0], (long long)from, (long long)to - 1, &idx))
 			continue;
+		if (row[1][0] == 'm') {
+			long long max_id = 0;
+			if (row[3] != NULL && util_parse_int(row[3], 0, INT64_MAX, &max_id) == 0)
+				out[idx].max_job_id = (uint64_t)max_id;
+			continue;
+		}
 		queued = scan_parse_mw_timestamp(row[2]);
 		out[idx].ready_types++;
 		/* An unreadable timestamp still means "ready work": count it as queued now. */

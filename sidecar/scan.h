@@ -1,7 +1,11 @@
 /* scan.h - backlog scan: the oldest ready job of each wiki, cheaply.
  *
  * Per wiki it runs MediaWiki's own index (job_cmd, job_token, job_id) only: the
- * smallest ready job_id per type, joined back for its timestamp. Many wikis go into one
+ * smallest ready job_id per type, joined back for its timestamp; the highest job_id
+ * (the primary key's end), which tells "new jobs arrived"; and claimed rows older than
+ * MediaWiki's claim TTL, which count as work because a pop makes MediaWiki recycle
+ * them (only types that have claimed rows at all are looked at, found through the same
+ * index). Many wikis go into one
  * UNION ALL statement, so N wikis cost N / wikis_per_query round trips. When such a
  * statement fails because one wiki's database or table is missing, that group is
  * retried one wiki at a time, so the failure stays with the wiki it belongs to. */
@@ -15,7 +19,8 @@
 
 struct backlog {
 	int64_t oldest_ready_ms; /* wall-clock ms (UTC) the oldest ready job was queued; 0: none */
-	int ready_types;         /* job types with ready rows */
+	int ready_types;         /* job types with ready (or stale claimed) rows */
+	uint64_t max_job_id;     /* highest job_id in the table: grows with every new job */
 	bool failed;             /* this wiki's job table could not be read */
 	char error[160];         /* why, when failed */
 };
@@ -29,6 +34,9 @@ struct scan_stats {
  * itself failed (connection lost, ...): then out is incomplete and must be ignored. */
 int scan_run(struct db *db, struct wiki *const *wikis, size_t n, int wikis_per_query,
 	     struct backlog *out, struct scan_stats *stats, char *err, size_t errlen);
+
+/* MediaWiki's default claimTTL: a claimed job older than this is recycled on pop. */
+#define SCAN_CLAIM_TTL_SECONDS 3600
 
 /* MediaWiki's job_timestamp (YYYYMMDDHHMMSS, UTC) as ms since the epoch; 0 if bad. */
 int64_t scan_parse_mw_timestamp(const char *ts);

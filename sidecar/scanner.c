@@ -1,5 +1,6 @@
-/* scanner.c - see scanner.h. One thread, two connections: the platform database for
- * discovery and the scan endpoint ([scan_db], possibly a replica) for job tables. */
+/* scanner.c - see scanner.h. One thread, three connections: the platform database for
+ * discovery, the coordination database for the scanner lease and the shared backlog,
+ * and the scan endpoint ([scan_db], possibly a replica) for job tables. */
 #include "scanner.h"
 
 #include <errno.h>
@@ -9,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "coord.h"
 #include "db.h"
 #include "discovery.h"
 #include "log.h"
@@ -25,7 +27,68 @@ struct scanner {
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
 	bool stopping;
+	/* Owned by the thread: */
+	struct wiki_list wikis;     /* from the last good discovery, sorted by domain */
+	bool discovered;
+	bool schema_ready;
+	struct coord_lease lease;   /* the fleet's scanner lease */
+	bool scanning;              /* this sidecar holds it */
+	int64_t confirmed_ms;
+	char **unreadable;          /* domains whose job table could not be read last scan */
+	size_t nunreadable;
 };
+
+/* A wiki's job table became unreadable (missing database...) or readable again:
+ * logged on the change, not on every scan. */
+static void log_readability(const struct wiki *w, const struct backlog *b)
+{
+	struct log_line l;
+
+	if (b->failed) {
+		log_begin(&l, LOG_ERROR, "wiki skipped: its job table cannot be read");
+		log_str(&l, "wiki", w->domain);
+		log_str(&l, "db", w->dbname);
+		log_str(&l, "error", b->error);
+		log_str(&l, "next", "no batches until a scan can read it again");
+	} else {
+		log_begin(&l, LOG_INFO, "wiki readable again");
+		log_str(&l, "wiki", w->domain);
+	}
+	log_end(&l);
+}
+
+static int str_cmp(const void *key, const void *elem)
+{
+	return strcmp((const char *)key, *(char *const *)elem);
+}
+
+static bool sc_was_unreadable(const struct scanner *sc, size_t i)
+{
+	return bsearch(sc->wikis.items[i]->domain, sc->unreadable, sc->nunreadable,
+		       sizeof(*sc->unreadable), str_cmp) != NULL;
+}
+
+/* Remembers this scan's unreadable wikis (sc->wikis is sorted, so the list is too). */
+static void sc_remember_unreadable(struct scanner *sc, const struct backlog *b, size_t n)
+{
+	for (size_t i = 0; i < sc->nunreadable; i++)
+		free(sc->unreadable[i]);
+	free(sc->unreadable);
+	sc->unreadable = NULL;
+	sc->nunreadable = 0;
+	for (size_t i = 0; i < n; i++) {
+		char **p;
+		if (!b[i].failed)
+			continue;
+		p = realloc(sc->unreadable, (sc->nunreadable + 1) * sizeof(*p));
+		if (p == NULL)
+			return;
+		sc->unreadable = p;
+		sc->unreadable[sc->nunreadable] = strdup(sc->wikis.items[i]->domain);
+		if (sc->unreadable[sc->nunreadable] != NULL)
+			sc->nunreadable++;
+	}
+}
 
 /* A run of failures of one kind: logged when it starts, then once a minute, and when
  * it ends. */
@@ -89,14 +152,32 @@ static void log_discovery(size_t before, size_t now, bool first)
 	log_end(&l);
 }
 
-/* Returns when the next discovery is due (monotonic ms). */
-static int64_t run_discovery(struct scanner *sc, struct discovery *disc, struct db *db,
-			     struct failure_streak *streak, size_t *nwikis)
+static int copy_list(const struct wiki_list *from, struct wiki_list *to)
 {
-	struct wiki_list list = { 0 };
+	to->len = 0;
+	to->items = calloc(from->len ? from->len : 1, sizeof(*to->items));
+	if (to->items == NULL)
+		return -ENOMEM;
+	for (size_t i = 0; i < from->len; i++) {
+		to->items[i] = wiki_dup(from->items[i]);
+		if (to->items[i] == NULL) {
+			wiki_list_free(to);
+			return -ENOMEM;
+		}
+		to->len++;
+	}
+	return 0;
+}
+
+/* Refreshes sc->wikis (kept for scanning) and the scheduler's copy. Returns when the
+ * next discovery is due (monotonic ms). */
+static int64_t run_discovery(struct scanner *sc, struct discovery *disc, struct db *db,
+			     struct failure_streak *streak)
+{
+	struct wiki_list list = { 0 }, copy = { 0 };
 	char err[512];
-	size_t before = *nwikis;
-	bool first = streak->count == 0 && *nwikis == 0;
+	size_t before = sc->wikis.len;
+	bool first = !sc->discovered;
 
 	if (discovery_run(disc, db, &list, err, sizeof(err)) != 0) {
 		int64_t delay = retry_delay(sc->cfg, streak->count + 1);
@@ -104,52 +185,143 @@ static int64_t run_discovery(struct scanner *sc, struct discovery *disc, struct 
 		return util_mono_ms() + delay;
 	}
 	streak_ok(streak);
-	*nwikis = list.len;
-	if (sched_set_wikis(sc->sched, &list) != 0) {
+	if (copy_list(&list, &copy) != 0 || sched_set_wikis(sc->sched, &copy) != 0) {
+		wiki_list_free(&copy);
 		wiki_list_free(&list);
 		log_msg(LOG_ERROR, "discovery: out of memory; keeping the previous wiki list");
+		return util_mono_ms() + (int64_t)sc->cfg->discovery_interval * 1000;
 	}
-	log_discovery(before, *nwikis, first);
+	wiki_list_free(&sc->wikis);
+	sc->wikis = list;
+	sc->discovered = true;
+	log_discovery(before, sc->wikis.len, first);
 	return util_mono_ms() + (int64_t)sc->cfg->discovery_interval * 1000;
 }
 
-static void run_scan(struct scanner *sc, struct db *db, struct failure_streak *streak)
+/* The coordination tables exist (created by whichever sidecar came first). */
+static bool ensure_schema(struct scanner *sc, struct db *coord, struct failure_streak *streak)
 {
-	struct wiki_list wikis = { 0 };
-	struct backlog *backlog;
-	struct scan_stats stats;
-	struct log_line l;
-	uint64_t generation;
-	int64_t started = util_wall_ms();
+	const char *names[] = { COORD_SCANNER_LEASE };
 	char err[512];
-	size_t with_backlog = 0;
 
-	if (sched_snapshot(sc->sched, &wikis, &generation) != 0 || wikis.len == 0) {
-		wiki_list_free(&wikis);
-		return;
-	}
-	backlog = calloc(wikis.len, sizeof(*backlog));
-	if (backlog == NULL) {
-		wiki_list_free(&wikis);
-		return;
-	}
-	if (scan_run(db, wikis.items, wikis.len, sc->cfg->scan_wikis_per_query, backlog, &stats,
-		     err, sizeof(err)) != 0) {
+	if (sc->schema_ready)
+		return true;
+	if (coord_ensure_schema(coord, sc->cfg, err, sizeof(err)) != 0 ||
+	    coord_add_lease_rows(coord, sc->cfg, sc->cfg->mw_version, names, 1, 0, err,
+				 sizeof(err)) != 0) {
 		streak_fail(streak, err, (int64_t)sc->cfg->scan_interval * 1000);
-	} else {
-		streak_ok(streak);
-		sched_set_backlog(sc->sched, generation, backlog, wikis.len, started);
-		for (size_t i = 0; i < wikis.len; i++)
-			with_backlog += backlog[i].oldest_ready_ms != 0;
-		log_begin(&l, LOG_DEBUG, "scan");
-		log_int(&l, "wikis", (long long)wikis.len);
-		log_int(&l, "with_backlog", (long long)with_backlog);
-		log_int(&l, "queries", stats.queries);
-		log_int(&l, "ms", stats.took_ms);
-		log_end(&l);
+		return false;
 	}
+	streak_ok(streak);
+	sc->schema_ready = true;
+	sched_set_ready(sc->sched);
+	return true;
+}
+
+static void log_scanner_role(const struct scanner *sc, bool holding)
+{
+	struct log_line l;
+
+	log_begin(&l, LOG_INFO, holding ? "scanner lease taken" : "scanner lease lost");
+	log_int(&l, "token", (long long)sc->lease.token);
+	log_str(&l, "next", holding ? "this sidecar scans the fleet's backlog"
+				    : "another sidecar scans; this one reads its results");
+	log_end(&l);
+}
+
+/* Holds (acquires or renews) the fleet's scanner lease. True while this sidecar may
+ * scan: the lease is confirmed and trusted for longer than a scan may take. */
+static bool hold_scanner_lease(struct scanner *sc, struct db *coord,
+			       struct failure_streak *streak)
+{
+	const struct config *cfg = sc->cfg;
+	int64_t sent = util_mono_ms();
+	char err[512];
+	int rc;
+
+	sc->lease.scope = cfg->mw_version;
+	sc->lease.name = COORD_SCANNER_LEASE;
+	sc->lease.slot = 0;
+	sc->lease.holder = cfg->holder;
+	if (sc->scanning) {
+		if (sent - sc->confirmed_ms < (int64_t)cfg->renew_interval * 1000)
+			return true;
+		rc = coord_renew(coord, cfg, &sc->lease, err, sizeof(err));
+	} else {
+		rc = coord_acquire(coord, cfg, &sc->lease, err, sizeof(err));
+	}
+	if (rc < 0) {
+		streak_fail(streak, err, (int64_t)cfg->scan_interval * 1000);
+		if (sc->scanning && sent - sc->confirmed_ms >
+					    (int64_t)(cfg->lease_ttl - cfg->safety_margin) * 1000) {
+			sc->scanning = false;
+			log_scanner_role(sc, false);
+		}
+		return sc->scanning;
+	}
+	streak_ok(streak);
+	if (rc == 1) {
+		if (!sc->scanning)
+			log_scanner_role(sc, true);
+		sc->scanning = true;
+		sc->confirmed_ms = sent;
+	} else if (sc->scanning) {
+		sc->scanning = false;
+		log_scanner_role(sc, false);
+	}
+	return sc->scanning;
+}
+
+/* Scans every wiki and writes the result for the fleet, group by group. */
+static void run_scan(struct scanner *sc, struct db *scan_db, struct db *coord,
+		     struct failure_streak *streak)
+{
+	const struct config *cfg = sc->cfg;
+	size_t n = sc->wikis.len, group = (size_t)cfg->scan_wikis_per_query;
+	struct backlog *backlog;
+	struct scan_stats stats, total = { 0 };
+	char started[32], err[512];
+	size_t with_backlog = 0;
+	struct log_line l;
+	int64_t t0 = util_mono_ms();
+
+	if (n == 0)
+		return;
+	backlog = calloc(n, sizeof(*backlog));
+	if (backlog == NULL)
+		return;
+	if (coord_now(coord, started, err, sizeof(err)) != 0)
+		goto failed;
+	for (size_t from = 0; from < n; from += group) {
+		size_t len = from + group < n ? group : n - from;
+		if (scan_run(scan_db, sc->wikis.items + from, len, cfg->scan_wikis_per_query,
+			     backlog + from, &stats, err, sizeof(err)) != 0)
+			goto failed;
+		total.queries += stats.queries;
+		if (coord_write_backlog(coord, cfg, cfg->mw_version, sc->wikis.items + from,
+					backlog + from, len, started, err, sizeof(err)) != 0)
+			goto failed;
+	}
+	if (coord_forget_unseen(coord, cfg, cfg->mw_version, started, err, sizeof(err)) != 0)
+		goto failed;
+	streak_ok(streak);
+	for (size_t i = 0; i < n; i++) {
+		if (backlog[i].failed != sc_was_unreadable(sc, i))
+			log_readability(sc->wikis.items[i], &backlog[i]);
+		with_backlog += backlog[i].oldest_ready_ms != 0;
+	}
+	sc_remember_unreadable(sc, backlog, n);
+	log_begin(&l, LOG_DEBUG, "scan");
+	log_int(&l, "wikis", (long long)n);
+	log_int(&l, "with_backlog", (long long)with_backlog);
+	log_int(&l, "queries", total.queries);
+	log_int(&l, "ms", util_mono_ms() - t0);
+	log_end(&l);
 	free(backlog);
-	wiki_list_free(&wikis);
+	return;
+failed:
+	streak_fail(streak, err, (int64_t)cfg->scan_interval * 1000);
+	free(backlog);
 }
 
 static void *scanner_main(void *arg)
@@ -157,15 +329,16 @@ static void *scanner_main(void *arg)
 	struct scanner *sc = arg;
 	const struct config *cfg = sc->cfg;
 	struct db *platform = db_new(&cfg->platform, "platform_db");
+	struct db *coord = db_new(&cfg->platform, "coordination");
 	struct db *scan = db_new(&cfg->scan, "scan_db");
 	struct discovery *disc = discovery_new(cfg);
 	struct failure_streak disc_streak = { "discovery failed", 0, 0 };
+	struct failure_streak coord_streak = { "coordination database failed", 0, 0 };
 	struct failure_streak scan_streak = { "scan failed", 0, 0 };
 	int64_t next_discovery = 0;
-	size_t nwikis = 0;
 
 	mysql_thread_init();
-	if (platform == NULL || scan == NULL || disc == NULL) {
+	if (platform == NULL || coord == NULL || scan == NULL || disc == NULL) {
 		log_msg(LOG_ERROR, "scanner: out of memory; no discovery or scans will run");
 		goto out;
 	}
@@ -176,8 +349,10 @@ static void *scanner_main(void *arg)
 
 		pthread_mutex_unlock(&sc->lock);
 		if (util_mono_ms() >= next_discovery)
-			next_discovery = run_discovery(sc, disc, platform, &disc_streak, &nwikis);
-		run_scan(sc, scan, &scan_streak);
+			next_discovery = run_discovery(sc, disc, platform, &disc_streak);
+		if (ensure_schema(sc, coord, &coord_streak) &&
+		    hold_scanner_lease(sc, coord, &coord_streak))
+			run_scan(sc, scan, coord, &scan_streak);
 		wake = util_mono_ms() + (int64_t)cfg->scan_interval * 1000;
 		if (next_discovery < wake)
 			wake = next_discovery;
@@ -188,9 +363,17 @@ static void *scanner_main(void *arg)
 			pthread_cond_timedwait(&sc->wake, &sc->lock, &ts);
 	}
 	pthread_mutex_unlock(&sc->lock);
+	/* Hand the scanner role over now rather than after a TTL. */
+	if (sc->scanning) {
+		char err[256];
+		coord_release(coord, cfg, &sc->lease, err, sizeof(err));
+	}
 out:
+	wiki_list_free(&sc->wikis);
+	free(sc->unreadable);
 	discovery_free(disc);
 	db_free(scan);
+	db_free(coord);
 	db_free(platform);
 	mysql_thread_end();
 	return NULL;

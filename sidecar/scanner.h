@@ -1,7 +1,12 @@
-/* scanner.h - the thread that keeps the scheduler's picture of the farm current:
- * discovery on the platform database every [discovery] interval, and a backlog scan
- * of every wiki's job table every [scan] interval. Database failures are logged with
- * what happens next and retried; the last good picture stays in use meanwhile. */
+/* scanner.h - the thread that keeps the fleet's picture of the farm current.
+ *
+ * Every sidecar runs discovery on the platform database every [discovery] interval
+ * (its workers need the wikis' secrets). One sidecar at a time, the holder of the
+ * scanner lease, also scans every wiki's job table every [scan] interval and writes
+ * the backlog to the coordination database, where every sidecar's scheduler reads it;
+ * if it dies, another takes the lease over within one lease TTL. It also creates the
+ * coordination schema at start. Database failures are logged with what happens next
+ * and retried; the last good picture stays in use meanwhile. */
 #ifndef JD_SCANNER_H
 #define JD_SCANNER_H
 

@@ -1,10 +1,14 @@
-/* sched.c - see sched.h. In-process implementation: one mutex over a small array of
- * entries kept in discovery's order (sorted by domain). Picking is a linear pass, which
- * stays in the microseconds for thousands of wikis and keeps the rule easy to read. */
+/* sched.c - see sched.h.
+ *
+ * Each pod keeps a short list of candidate wikis read from jd_wiki/jd_lease at most
+ * every poll_interval_ms (one query per pod, not per worker); workers take candidates
+ * from it in order and try to acquire each one's lease, so pods racing for the same
+ * wiki settle it in the database. */
 #include "sched.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -12,26 +16,33 @@
 #include "log.h"
 #include "util.h"
 
-struct entry {
-	struct wiki *wiki;
-	int64_t oldest_ready_ms; /* wall; 0 = no ready jobs known */
-	int64_t last_served_ms;  /* wall; when a worker last let go of it */
-	int64_t drained_ms;      /* wall; when a batch last answered none-ready */
-	int64_t backoff_until;   /* monotonic ms */
-	int failures;            /* consecutive failed batches */
-	bool held;
-	bool unreadable;         /* the scan cannot read its job table */
-	bool gone;               /* dropped by discovery while held: free on release */
-};
+/* Candidates read per refresh: more than a pod can start before the next refresh. */
+#define CANDIDATES 32
+/* While the coordination database fails, say so at most this often. */
+#define REPEAT_ERROR_LOG_MS 30000
 
 struct sched {
 	const struct config *cfg;
+	const char *scope;
 	pthread_mutex_t lock;
 	pthread_cond_t changed;
-	struct entry **entries;
-	size_t len;
-	uint64_t generation;
+	struct wiki **wikis; /* sorted by domain */
+	size_t nwikis;
+	struct buf candidates; /* NUL-separated domains, consumed from `next` */
+	size_t next;
+	int ncandidates;
+	int64_t refreshed_ms;
+	bool refreshing;
+	bool ready;
 	bool stopping;
+	int64_t paused_until;
+	int64_t error_logged_ms;
+};
+
+struct sched_worker {
+	struct sched *s;
+	struct db *db;
+	int id;
 };
 
 struct sched *sched_new(const struct config *cfg)
@@ -42,6 +53,8 @@ struct sched *sched_new(const struct config *cfg)
 	if (s == NULL)
 		return NULL;
 	s->cfg = cfg;
+	s->scope = cfg->mw_version;
+	buf_init(&s->candidates);
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
@@ -50,245 +63,364 @@ struct sched *sched_new(const struct config *cfg)
 	return s;
 }
 
-static void entry_free(struct entry *e)
+static void free_wikis(struct wiki **w, size_t n)
 {
-	if (e == NULL)
-		return;
-	wiki_free(e->wiki);
-	free(e);
+	for (size_t i = 0; i < n; i++)
+		wiki_free(w[i]);
+	free(w);
 }
 
 void sched_free(struct sched *s)
 {
 	if (s == NULL)
 		return;
-	for (size_t i = 0; i < s->len; i++)
-		entry_free(s->entries[i]);
-	free(s->entries);
+	free_wikis(s->wikis, s->nwikis);
+	buf_release(&s->candidates);
 	pthread_cond_destroy(&s->changed);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
 }
 
-static int entry_cmp(const void *key, const void *elem)
-{
-	return strcmp((const char *)key, (*(struct entry *const *)elem)->wiki->domain);
-}
-
 static int by_domain(const void *a, const void *b)
 {
-	return strcmp((*(struct entry *const *)a)->wiki->domain,
-		      (*(struct entry *const *)b)->wiki->domain);
+	return strcmp((*(struct wiki *const *)a)->domain, (*(struct wiki *const *)b)->domain);
+}
+
+static int domain_cmp(const void *key, const void *elem)
+{
+	return strcmp((const char *)key, (*(struct wiki *const *)elem)->domain);
 }
 
 int sched_set_wikis(struct sched *s, struct wiki_list *list)
 {
-	struct entry **next = calloc(list->len ? list->len : 1, sizeof(*next));
-	bool *kept;
+	struct wiki **old;
+	size_t nold;
 
-	if (next == NULL)
-		return -ENOMEM;
+	qsort(list->items, list->len, sizeof(*list->items), by_domain);
 	pthread_mutex_lock(&s->lock);
-	kept = calloc(s->len ? s->len : 1, sizeof(*kept));
-	if (kept == NULL) {
-		pthread_mutex_unlock(&s->lock);
-		free(next);
-		return -ENOMEM;
-	}
-	for (size_t i = 0; i < list->len; i++) {
-		struct entry **old = bsearch(list->items[i]->domain, s->entries, s->len,
-					     sizeof(*s->entries), entry_cmp);
-		struct entry *e = old ? *old : calloc(1, sizeof(*e));
-		if (e == NULL) {
-			/* Keep what fits; the next refresh tries again. */
-			wiki_free(list->items[i]);
-			continue;
-		}
-		if (old != NULL) {
-			/* Same wiki: take the new row (its secret may have changed). */
-			wiki_free(e->wiki);
-			kept[old - s->entries] = true;
-		}
-		e->wiki = list->items[i];
-		next[i] = e;
-	}
-	/* Wikis that are gone: free now, or when their worker lets go. */
-	for (size_t i = 0; i < s->len; i++) {
-		if (kept[i])
-			continue;
-		if (s->entries[i]->held)
-			s->entries[i]->gone = true;
-		else
-			entry_free(s->entries[i]);
-	}
-	free(kept);
-	free(s->entries);
-	/* Compact out failed allocations, keep sorted for the next merge. */
-	s->len = 0;
-	for (size_t i = 0; i < list->len; i++)
-		if (next[i] != NULL)
-			next[s->len++] = next[i];
-	qsort(next, s->len, sizeof(*next), by_domain);
-	s->entries = next;
-	s->generation++;
+	old = s->wikis;
+	nold = s->nwikis;
+	s->wikis = list->items;
+	s->nwikis = list->len;
 	pthread_cond_broadcast(&s->changed);
 	pthread_mutex_unlock(&s->lock);
-	free(list->items);
+	free_wikis(old, nold);
 	list->items = NULL;
 	list->len = 0;
 	return 0;
 }
 
-int sched_snapshot(struct sched *s, struct wiki_list *out, uint64_t *generation)
-{
-	int rc = 0;
-
-	pthread_mutex_lock(&s->lock);
-	out->len = 0;
-	out->items = calloc(s->len ? s->len : 1, sizeof(*out->items));
-	if (out->items == NULL) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	for (size_t i = 0; i < s->len; i++) {
-		out->items[i] = wiki_dup(s->entries[i]->wiki);
-		if (out->items[i] == NULL) {
-			wiki_list_free(out);
-			rc = -ENOMEM;
-			goto out;
-		}
-		out->len++;
-	}
-	*generation = s->generation;
-out:
-	pthread_mutex_unlock(&s->lock);
-	return rc;
-}
-
-static void log_readability(const struct entry *e, const struct backlog *b)
-{
-	struct log_line l;
-
-	if (b->failed) {
-		log_begin(&l, LOG_ERROR, "wiki skipped: its job table cannot be read");
-		log_str(&l, "wiki", e->wiki->domain);
-		log_str(&l, "db", e->wiki->dbname);
-		log_str(&l, "error", b->error);
-		log_str(&l, "next", "no batches until a scan can read it again");
-	} else {
-		log_begin(&l, LOG_INFO, "wiki readable again");
-		log_str(&l, "wiki", e->wiki->domain);
-	}
-	log_end(&l);
-}
-
-void sched_set_backlog(struct sched *s, uint64_t generation, const struct backlog *b,
-		       size_t n, int64_t scan_started_ms)
+void sched_set_ready(struct sched *s)
 {
 	pthread_mutex_lock(&s->lock);
-	if (generation != s->generation || n != s->len) {
-		pthread_mutex_unlock(&s->lock);
-		return;
-	}
-	for (size_t i = 0; i < n; i++) {
-		struct entry *e = s->entries[i];
-		if (b[i].failed != e->unreadable)
-			log_readability(e, &b[i]);
-		e->unreadable = b[i].failed;
-		/* A batch that found nothing after this scan began knows better. */
-		if (e->drained_ms > scan_started_ms)
-			continue;
-		e->oldest_ready_ms = b[i].oldest_ready_ms;
-	}
+	s->ready = true;
 	pthread_cond_broadcast(&s->changed);
 	pthread_mutex_unlock(&s->lock);
 }
 
-static bool runnable(const struct entry *e, int64_t now_mono)
+void sched_pause_until(struct sched *s, int64_t until_ms)
 {
-	return !e->held && !e->unreadable && e->oldest_ready_ms != 0 &&
-	       e->backoff_until <= now_mono;
+	pthread_mutex_lock(&s->lock);
+	if (until_ms > s->paused_until)
+		s->paused_until = until_ms;
+	pthread_mutex_unlock(&s->lock);
 }
 
-/* The later of "oldest ready job queued" and "last served": smaller waits longer. */
-static int64_t wait_start(const struct entry *e)
+struct sched_worker *sched_worker_new(struct sched *s, int id)
 {
-	return e->oldest_ready_ms > e->last_served_ms ? e->oldest_ready_ms : e->last_served_ms;
-}
+	struct sched_worker *w = calloc(1, sizeof(*w));
 
-/* Picks the next entry, or NULL; *wake_at gets the earliest backoff end (monotonic). */
-static struct entry *pick(struct sched *s, int64_t now_mono, int64_t *wake_at)
-{
-	struct entry *best = NULL;
-
-	*wake_at = now_mono + 1000;
-	for (size_t i = 0; i < s->len; i++) {
-		struct entry *e = s->entries[i];
-		if (!runnable(e, now_mono)) {
-			if (!e->held && e->oldest_ready_ms != 0 && e->backoff_until > now_mono &&
-			    e->backoff_until < *wake_at)
-				*wake_at = e->backoff_until;
-			continue;
-		}
-		if (best == NULL || wait_start(e) < wait_start(best))
-			best = e;
+	if (w == NULL)
+		return NULL;
+	w->s = s;
+	w->id = id;
+	w->db = db_new(&s->cfg->platform, "coordination");
+	if (w->db == NULL) {
+		free(w);
+		return NULL;
 	}
-	return best;
+	return w;
 }
 
-int sched_next(struct sched *s, struct sched_ticket *t)
+void sched_worker_free(struct sched_worker *w)
 {
-	struct entry *e = NULL;
-	int64_t wake_at;
-	struct timespec ts;
+	if (w == NULL)
+		return;
+	db_free(w->db);
+	free(w);
+}
+
+/* Logs a coordination database error, at most every REPEAT_ERROR_LOG_MS per pod. */
+static void log_db_error(struct sched *s, const char *what, const char *err, const char *next)
+{
+	int64_t now = util_mono_ms();
+	struct log_line l;
+	bool say;
+
+	pthread_mutex_lock(&s->lock);
+	say = s->error_logged_ms == 0 || now - s->error_logged_ms >= REPEAT_ERROR_LOG_MS;
+	if (say)
+		s->error_logged_ms = now;
+	pthread_mutex_unlock(&s->lock);
+	if (!say)
+		return;
+	log_begin(&l, LOG_ERROR, what);
+	log_str(&l, "error", err);
+	log_str(&l, "next", next);
+	log_end(&l);
+}
+
+/* Reads fresh candidates; called without the lock, by one worker at a time. */
+static void refresh_candidates(struct sched_worker *w)
+{
+	struct sched *s = w->s;
+	struct buf fresh;
+	char err[512];
+	int n = 0;
+	int rc;
+
+	buf_init(&fresh);
+	rc = coord_candidates(w->db, s->cfg, s->scope, 0, CANDIDATES, &fresh, &n, err, sizeof(err));
+	if (rc != 0)
+		log_db_error(s, "coordination database failed", err,
+			     "no new leases until it answers; retrying");
+	pthread_mutex_lock(&s->lock);
+	buf_release(&s->candidates);
+	s->candidates = fresh;
+	s->next = 0;
+	s->ncandidates = rc == 0 ? n : 0;
+	s->refreshed_ms = util_mono_ms();
+	s->refreshing = false;
+	if (rc == 0)
+		s->error_logged_ms = 0;
+	pthread_cond_broadcast(&s->changed);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* With the lock held: the next candidate this pod knows, as a copy, or NULL. */
+static struct wiki *take_candidate(struct sched *s)
+{
+	while (s->ncandidates > 0 && s->next < s->candidates.len) {
+		const char *domain = s->candidates.data + s->next;
+		struct wiki **found;
+		s->next += strlen(domain) + 1;
+		s->ncandidates--;
+		found = bsearch(domain, s->wikis, s->nwikis, sizeof(*s->wikis), domain_cmp);
+		if (found != NULL)
+			return wiki_dup(*found);
+	}
+	return NULL;
+}
+
+/* Tries to lease `wiki` in `slot`; fills t on success. 1 got it, 0 not, -EIO. */
+static int try_lease(struct sched_worker *w, struct wiki *wiki, int slot, struct sched_ticket *t)
+{
+	struct sched *s = w->s;
+	const struct config *cfg = s->cfg;
+	char err[512];
+	int64_t sent = util_mono_ms();
+	int rc;
+
+	memset(t, 0, sizeof(*t));
+	t->wiki = wiki;
+	t->lease.scope = s->scope;
+	t->lease.name = wiki->domain;
+	t->lease.slot = slot;
+	t->lease.holder = cfg->holder;
+	rc = coord_acquire(w->db, cfg, &t->lease, err, sizeof(err));
+	if (rc != 1) {
+		if (rc < 0)
+			log_db_error(s, "coordination database failed", err,
+				     "no new leases until it answers; retrying");
+		t->wiki = NULL;
+		return rc;
+	}
+	/* Trust runs from before the statement was sent: the database's expiry is later. */
+	t->started_ms = sent;
+	t->confirmed_ms = sent;
+	t->trusted_until = sent + (int64_t)(cfg->lease_ttl - cfg->safety_margin) * 1000;
+	if (coord_wiki_failures(w->db, cfg, s->scope, wiki->domain, &t->failures, err,
+				sizeof(err)) != 0)
+		t->failures = 0;
+	return 1;
+}
+
+/* Spare capacity: when no wiki waits, help a busy wiki in an extra lease slot. */
+static int try_extra_slot(struct sched_worker *w, struct sched_ticket *t)
+{
+	struct sched *s = w->s;
+	struct buf busy;
+	char err[512];
+	int n = 0;
+	int rc = 0;
+	size_t off = 0;
+
+	if (s->cfg->max_workers_per_wiki <= 1)
+		return 0;
+	buf_init(&busy);
+	if (coord_busy_wikis(w->db, s->cfg, s->scope, 8, &busy, &n, err, sizeof(err)) != 0) {
+		buf_release(&busy);
+		return -EIO;
+	}
+	for (int i = 0; i < n && rc != 1; i++) {
+		const char *domain = busy.data + off;
+		struct wiki *copy = NULL;
+		off += strlen(domain) + 1;
+		pthread_mutex_lock(&s->lock);
+		{
+			struct wiki **found = bsearch(domain, s->wikis, s->nwikis, sizeof(*s->wikis),
+						      domain_cmp);
+			if (found != NULL)
+				copy = wiki_dup(*found);
+		}
+		pthread_mutex_unlock(&s->lock);
+		if (copy == NULL)
+			continue;
+		for (int slot = 1; slot < s->cfg->max_workers_per_wiki && rc != 1; slot++) {
+			const char *names[] = { domain };
+			if (coord_add_lease_rows(w->db, s->cfg, s->scope, names, 1, slot, err,
+						 sizeof(err)) != 0)
+				break;
+			rc = try_lease(w, copy, slot, t);
+		}
+		if (rc != 1)
+			wiki_free(copy);
+	}
+	buf_release(&busy);
+	return rc == 1 ? 1 : 0;
+}
+
+int sched_next(struct sched_worker *w, struct sched_ticket *t)
+{
+	struct sched *s = w->s;
+	int64_t poll = s->cfg->poll_interval_ms;
 
 	pthread_mutex_lock(&s->lock);
 	while (!s->stopping) {
 		int64_t now = util_mono_ms();
-		e = pick(s, now, &wake_at);
-		if (e != NULL)
-			break;
-		ts.tv_sec = (time_t)(wake_at / 1000);
-		ts.tv_nsec = (long)(wake_at % 1000) * 1000000;
+		int64_t wake = now + poll;
+		struct timespec ts;
+		struct wiki *wiki;
+
+		if (!s->ready || now < s->paused_until) {
+			if (s->ready)
+				wake = s->paused_until;
+		} else if (s->ncandidates > 0 && (wiki = take_candidate(s)) != NULL) {
+			int rc;
+			pthread_mutex_unlock(&s->lock);
+			rc = try_lease(w, wiki, 0, t);
+			if (rc == 1)
+				return 0;
+			wiki_free(wiki);
+			pthread_mutex_lock(&s->lock);
+			continue;
+		} else if (!s->refreshing && now - s->refreshed_ms >= poll) {
+			s->refreshing = true;
+			pthread_mutex_unlock(&s->lock);
+			refresh_candidates(w);
+			pthread_mutex_lock(&s->lock);
+			if (s->ncandidates > 0)
+				continue;
+			pthread_mutex_unlock(&s->lock);
+			if (try_extra_slot(w, t) == 1)
+				return 0;
+			pthread_mutex_lock(&s->lock);
+			wake = util_mono_ms() + poll;
+		} else if (!s->refreshing) {
+			wake = s->refreshed_ms + poll;
+		}
+		ts.tv_sec = (time_t)(wake / 1000);
+		ts.tv_nsec = (long)(wake % 1000) * 1000000;
 		pthread_cond_timedwait(&s->changed, &s->lock, &ts);
 	}
-	if (s->stopping) {
-		pthread_mutex_unlock(&s->lock);
-		return -ECANCELED;
-	}
-	t->wiki = wiki_dup(e->wiki);
-	if (t->wiki == NULL) {
-		pthread_mutex_unlock(&s->lock);
-		return -ENOMEM;
-	}
-	e->held = true;
-	t->entry = e;
-	t->started_ms = util_mono_ms();
 	pthread_mutex_unlock(&s->lock);
-	return 0;
+	return -ECANCELED;
 }
 
-bool sched_may_continue(struct sched *s, const struct sched_ticket *t)
+/* Another wiki of this scope is waiting for a worker (refreshing the view if stale). */
+static bool others_waiting(struct sched_worker *w)
 {
-	int64_t now = util_mono_ms(), unused;
-	bool ok;
+	struct sched *s = w->s;
+	bool stale, refresh = false;
 
 	pthread_mutex_lock(&s->lock);
-	ok = !s->stopping && !((struct entry *)t->entry)->gone;
-	if (ok && now - t->started_ms >= (int64_t)s->cfg->time_slice * 1000)
-		ok = pick(s, now, &unused) == NULL;
+	stale = util_mono_ms() - s->refreshed_ms >= s->cfg->poll_interval_ms;
+	if (stale && !s->refreshing) {
+		s->refreshing = true;
+		refresh = true;
+	}
 	pthread_mutex_unlock(&s->lock);
-	return ok;
+	if (refresh)
+		refresh_candidates(w);
+	pthread_mutex_lock(&s->lock);
+	stale = s->ncandidates > 0;
+	pthread_mutex_unlock(&s->lock);
+	return stale;
 }
 
-/* Exponential backoff with full jitter, floored at the base: a wiki that keeps failing
- * is tried less and less often, and many failing wikis do not retry in step. A request
- * MediaWiki refused (bad secret, unknown host) will not heal by itself soon: it starts
- * higher. */
-static int64_t backoff_ms(const struct config *cfg, enum batch_outcome o, int failures)
+static void log_lease(enum log_level level, const char *msg, const struct sched_ticket *t,
+		      const char *why, const char *next)
+{
+	struct log_line l;
+
+	log_begin(&l, level, msg);
+	log_str(&l, "wiki", t->wiki->domain);
+	log_int(&l, "slot", t->lease.slot);
+	log_int(&l, "token", (long long)t->lease.token);
+	if (why != NULL)
+		log_str(&l, "error", why);
+	log_str(&l, "next", next);
+	log_end(&l);
+}
+
+bool sched_may_continue(struct sched_worker *w, struct sched_ticket *t)
+{
+	struct sched *s = w->s;
+	const struct config *cfg = s->cfg;
+	int64_t batch_max = (int64_t)config_batch_max_seconds(cfg) * 1000;
+	int64_t now = util_mono_ms();
+	bool stopping;
+	char err[512];
+
+	pthread_mutex_lock(&s->lock);
+	stopping = s->stopping;
+	pthread_mutex_unlock(&s->lock);
+	if (stopping)
+		return false;
+	if (now - t->confirmed_ms >= (int64_t)cfg->renew_interval * 1000 ||
+	    t->trusted_until - now < batch_max) {
+		int64_t sent = util_mono_ms();
+		int rc = coord_renew(w->db, cfg, &t->lease, err, sizeof(err));
+		if (rc == 0) {
+			log_lease(LOG_WARN, "lease lost", t, NULL, "stopping work on this wiki");
+			t->trusted_until = 0;
+			return false;
+		}
+		if (rc < 0) {
+			log_lease(LOG_WARN, "lease cannot be confirmed", t, err,
+				  "no further batch on this wiki until the database answers");
+			return false;
+		}
+		t->confirmed_ms = sent;
+		t->trusted_until = sent + (int64_t)(cfg->lease_ttl - cfg->safety_margin) * 1000;
+	}
+	/* Never start a batch that could outlast the trust. */
+	if (t->trusted_until - util_mono_ms() < batch_max)
+		return false;
+	/* An extra slot only uses otherwise idle capacity. */
+	if (t->lease.slot > 0 && others_waiting(w))
+		return false;
+	if (now - t->started_ms >= (int64_t)cfg->time_slice * 1000 && others_waiting(w))
+		return false;
+	return true;
+}
+
+int64_t sched_backoff_ms(const struct config *cfg, enum batch_outcome o, int failures)
 {
 	int64_t base = (int64_t)cfg->backoff_base * 1000, cap = (int64_t)cfg->backoff_max * 1000;
 	int64_t ceiling = base;
+	/* A request MediaWiki refused (bad secret, unknown host) will not heal by itself
+	 * soon: it starts higher. */
 	int steps = failures - 1 + (o == OUTCOME_BAD_REQUEST ? 3 : 0);
 
 	for (int i = 0; i < steps && ceiling < cap; i++)
@@ -298,31 +430,38 @@ static int64_t backoff_ms(const struct config *cfg, enum batch_outcome o, int fa
 	return util_rand_range(base < ceiling ? base : ceiling, ceiling);
 }
 
-void sched_done(struct sched *s, struct sched_ticket *t, enum batch_outcome last,
-		int64_t *backoff)
+void sched_done(struct sched_worker *w, struct sched_ticket *t, const struct batch_result *last,
+		int64_t *backoff_ms)
 {
-	struct entry *e = t->entry;
+	struct sched *s = w->s;
+	const struct config *cfg = s->cfg;
+	struct coord_drain_report r = { 0 };
+	char err[512];
+	int rc;
 
-	*backoff = 0;
-	pthread_mutex_lock(&s->lock);
-	e->held = false;
-	e->last_served_ms = util_wall_ms();
-	if (last == OUTCOME_DRAINED) {
-		e->oldest_ready_ms = 0;
-		e->drained_ms = e->last_served_ms;
-		e->failures = 0;
-	} else if (last == OUTCOME_MORE) {
-		e->failures = 0;
-	} else if (outcome_is_failure(last)) {
-		e->failures++;
-		*backoff = backoff_ms(s->cfg, last, e->failures);
-		e->backoff_until = util_mono_ms() + *backoff;
+	*backoff_ms = 0;
+	r.outcome = last->outcome;
+	r.drained = last->outcome == OUTCOME_DRAINED;
+	/* The scan saw ready rows, yet MediaWiki ran nothing: rows of a type it will not
+	 * run. Park the wiki until new jobs arrive or park_interval passes. */
+	r.park = r.drained && t->jobs_run == 0 && t->lease.slot == 0;
+	if (last->outcome == OUTCOME_REFUSED) {
+		/* This pod's MediaWiki is not answering: a problem of the pod, not the wiki.
+		 * Pause this pod and leave the wiki to the others. */
+		int64_t pause = sched_backoff_ms(cfg, last->outcome, 1);
+		sched_pause_until(s, util_mono_ms() + pause);
+		*backoff_ms = pause;
+	} else if (outcome_is_failure(last->outcome)) {
+		r.count_failure = true;
+		r.backoff_ms = sched_backoff_ms(cfg, last->outcome, t->failures + 1);
+		*backoff_ms = r.backoff_ms;
 	}
-	if (e->gone)
-		entry_free(e);
-	pthread_cond_broadcast(&s->changed);
-	pthread_mutex_unlock(&s->lock);
-	t->entry = NULL;
+	rc = coord_release_wiki(w->db, cfg, &t->lease, &r, err, sizeof(err));
+	if (rc < 0)
+		log_lease(LOG_WARN, "lease not released", t, err, "it expires by itself");
+	else if (r.park && rc == 1)
+		log_lease(LOG_INFO, "wiki parked: its ready jobs are of types MediaWiki does not run",
+			  t, NULL, "skipped until new jobs arrive or park_interval passes");
 }
 
 void sched_stop(struct sched *s)
@@ -330,26 +469,5 @@ void sched_stop(struct sched *s)
 	pthread_mutex_lock(&s->lock);
 	s->stopping = true;
 	pthread_cond_broadcast(&s->changed);
-	pthread_mutex_unlock(&s->lock);
-}
-
-void sched_counts(struct sched *s, struct sched_counts *c)
-{
-	int64_t now = util_mono_ms();
-
-	memset(c, 0, sizeof(*c));
-	pthread_mutex_lock(&s->lock);
-	c->wikis = s->len;
-	for (size_t i = 0; i < s->len; i++) {
-		const struct entry *e = s->entries[i];
-		if (e->oldest_ready_ms != 0) {
-			c->with_backlog++;
-			if (c->oldest_ready_ms == 0 || e->oldest_ready_ms < c->oldest_ready_ms)
-				c->oldest_ready_ms = e->oldest_ready_ms;
-		}
-		c->in_backoff += e->backoff_until > now;
-		c->unreadable += e->unreadable;
-		c->held += e->held;
-	}
 	pthread_mutex_unlock(&s->lock);
 }

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include <mysql.h>
+
 #include "log.h"
 #include "runjobs.h"
 
@@ -68,8 +70,9 @@ static void log_batch(const struct worker *w, const struct wiki *wiki,
 	log_end(&l);
 }
 
-/* Drains one held wiki until it is done, fails, or must yield. */
-static void drain(struct worker *w, struct runjobs *rj, struct sched_ticket *t)
+/* Drains one leased wiki until it is done, fails, or must let go. */
+static void drain(struct worker *w, struct sched_worker *sw, struct runjobs *rj,
+		  struct sched_ticket *t)
 {
 	struct batch_result r;
 	int64_t backoff = 0;
@@ -77,39 +80,45 @@ static void drain(struct worker *w, struct runjobs *rj, struct sched_ticket *t)
 
 	do {
 		runjobs_batch(rj, t->wiki, &r);
-		more = r.outcome == OUTCOME_MORE && sched_may_continue(w->pool->sched, t);
-		if (!more) {
-			sched_done(w->pool->sched, t, r.outcome, &backoff);
-			log_batch(w, t->wiki, &r, backoff, false);
-			wiki_free(t->wiki);
-			return;
-		}
-		log_batch(w, t->wiki, &r, 0, true);
+		t->batches++;
+		t->jobs_run += r.jobs_ok + r.jobs_failed;
+		more = r.outcome == OUTCOME_MORE && sched_may_continue(sw, t);
+		if (more)
+			log_batch(w, t->wiki, &r, 0, true);
 	} while (more);
+	sched_done(sw, t, &r, &backoff);
+	log_batch(w, t->wiki, &r, backoff, false);
+	wiki_free(t->wiki);
 }
 
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 	struct workers *pool = w->pool;
-	struct runjobs *rj = runjobs_new(pool->cfg, pool->abort_now);
+	struct runjobs *rj;
+	struct sched_worker *sw;
 	struct sched_ticket t;
 	int rc;
 
-	if (rj == NULL) {
+	mysql_thread_init();
+	rj = runjobs_new(pool->cfg, pool->abort_now);
+	sw = sched_worker_new(pool->sched, w->id);
+	if (rj == NULL || sw == NULL) {
 		log_msg(LOG_ERROR, "worker: out of memory; this worker stops");
 	} else {
-		while ((rc = sched_next(pool->sched, &t)) != -ECANCELED) {
+		while ((rc = sched_next(sw, &t)) != -ECANCELED) {
 			if (rc != 0) {
 				/* Out of memory for a ticket: wait a little rather than spin. */
 				struct timespec pause = { 1, 0 };
 				nanosleep(&pause, NULL);
 				continue;
 			}
-			drain(w, rj, &t);
+			drain(w, sw, rj, &t);
 		}
 	}
+	sched_worker_free(sw);
 	runjobs_free(rj);
+	mysql_thread_end();
 	pthread_mutex_lock(&pool->lock);
 	pool->running--;
 	pthread_cond_broadcast(&pool->exited);

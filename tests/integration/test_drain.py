@@ -95,7 +95,8 @@ def test_shutdown_timeout_abandons_a_long_batch(farm, sidecars):
     domain = "wiki1.farm.test"
     farm.push_null_jobs(domain, 30, usleep_us=500000)   # a 15 s batch
     pod = sidecars("pod-abandon", farm_ini(farm, sidecar={"workers": 1, "shutdown_timeout": 1},
-                                          mediawiki={"maxjobs": 30, "maxtime": 25}))
+                                          mediawiki={"maxjobs": 30, "maxtime": 25},
+                                          coordination={"lease_ttl": 90}))
     wait_until(lambda: farm.ready_jobs(domain) < 30, timeout=30, interval=0.05,
                what="the batch to start")
     t0 = time.monotonic()

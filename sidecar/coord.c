@@ -1,0 +1,555 @@
+/* coord.c - see coord.h.
+ *
+ * Why these statements are safe:
+ * - acquire is one UPDATE whose WHERE says "free or expired" by the database's clock;
+ *   two pods racing for a lease both run it, InnoDB's row lock serialises them, and the
+ *   second one's WHERE no longer matches. The token is bumped in the same statement
+ *   (LAST_INSERT_ID(token + 1), read back with mysql_insert_id: no second round trip).
+ * - renew and release also name holder and token, so a pod that lost its lease (and
+ *   maybe got it back under a new token elsewhere) can never extend or end someone
+ *   else's.
+ * - the connection counts matched rows (CLIENT_FOUND_ROWS, db.h), so "1" means the
+ *   condition held even when a value did not change. */
+#include "coord.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "util.h"
+
+/* Runs a statement built in sql; on success *matched holds the matched row count. */
+static int exec(struct db *db, struct buf *sql, unsigned long long *matched, char *err,
+		size_t errlen)
+{
+	unsigned code;
+	unsigned long long unused;
+	int rc;
+
+	if (sql->failed) {
+		snprintf(err, errlen, "out of memory");
+		buf_release(sql);
+		return -EIO;
+	}
+	rc = db_exec(db, sql->data, matched ? matched : &unused, &code, err, errlen);
+	buf_release(sql);
+	return rc;
+}
+
+/* Appends a quoted literal; the connection's escaping handles any byte. */
+static int lit(struct db *db, struct buf *sql, const char *s, char *err, size_t errlen)
+{
+	return db_quote(db, sql, s, err, errlen);
+}
+
+#define JD_SCHEMA_TABLE \
+	"CREATE TABLE IF NOT EXISTS `%s`.jd_schema (" \
+	" id TINYINT UNSIGNED NOT NULL PRIMARY KEY," \
+	" version INT UNSIGNED NOT NULL," \
+	" migrated_at DATETIME(6) NOT NULL" \
+	") ENGINE=InnoDB"
+#define JD_WIKI_TABLE \
+	"CREATE TABLE IF NOT EXISTS `%s`.jd_wiki (" \
+	" scope VARCHAR(64) NOT NULL," \
+	" domain VARCHAR(255) NOT NULL," \
+	" oldest_ready_at DATETIME(6) NULL," \
+	" ready_types INT UNSIGNED NOT NULL DEFAULT 0," \
+	" max_job_id BIGINT UNSIGNED NOT NULL DEFAULT 0," \
+	" scan_error VARCHAR(255) NULL," \
+	" seen_at DATETIME(6) NOT NULL," \
+	" last_served_at DATETIME(6) NULL," \
+	" drained_at DATETIME(6) NULL," \
+	" failures INT UNSIGNED NOT NULL DEFAULT 0," \
+	" backoff_until DATETIME(6) NULL," \
+	" parked_until DATETIME(6) NULL," \
+	" parked_max_job_id BIGINT UNSIGNED NULL," \
+	" last_outcome VARCHAR(32) NULL," \
+	" last_holder VARCHAR(255) NULL," \
+	" last_batch_at DATETIME(6) NULL," \
+	" PRIMARY KEY (scope, domain)," \
+	" KEY backlog (scope, oldest_ready_at)" \
+	") ENGINE=InnoDB DEFAULT CHARSET=ascii COLLATE=ascii_bin"
+#define JD_LEASE_TABLE \
+	"CREATE TABLE IF NOT EXISTS `%s`.jd_lease (" \
+	" scope VARCHAR(64) NOT NULL," \
+	" name VARCHAR(255) NOT NULL," \
+	" slot TINYINT UNSIGNED NOT NULL," \
+	" holder VARCHAR(255) NULL," \
+	" token BIGINT UNSIGNED NOT NULL DEFAULT 0," \
+	" expires_at DATETIME(6) NULL," \
+	" acquired_at DATETIME(6) NULL," \
+	" PRIMARY KEY (scope, name, slot)" \
+	") ENGINE=InnoDB DEFAULT CHARSET=ascii COLLATE=ascii_bin"
+
+int coord_ensure_schema(struct db *db, const struct config *cfg, char *err, size_t errlen)
+{
+	const char *d = cfg->coord_db;
+	MYSQL_RES *res = NULL;
+	MYSQL_ROW row;
+	struct buf sql;
+	unsigned code;
+	int rc = -EIO;
+	long long version;
+	bool locked = false;
+	buf_init(&sql);
+	/* One sidecar at a time creates or migrates; the others wait, then find it done. */
+	buf_addf(&sql, "SELECT GET_LOCK('jobdrainer_schema_%s', 30)", d);
+	if (db_query(db, sql.data, &res, &code, err, errlen) != 0)
+		goto out;
+	row = res ? mysql_fetch_row(res) : NULL;
+	if (row == NULL || row[0] == NULL || strcmp(row[0], "1") != 0) {
+		snprintf(err, errlen, "timed out waiting for another sidecar's schema migration");
+		goto out;
+	}
+	locked = true;
+	mysql_free_result(res);
+	res = NULL;
+	buf_reset(&sql);
+	buf_addf(&sql, "CREATE DATABASE IF NOT EXISTS `%s`", d);
+	if (db_query(db, sql.data, &res, &code, err, errlen) != 0)
+		goto out;
+	for (int i = 0; i < 3; i++) {
+		buf_reset(&sql);
+		if (i == 0)
+			buf_addf(&sql, JD_SCHEMA_TABLE, d);
+		else if (i == 1)
+			buf_addf(&sql, JD_WIKI_TABLE, d);
+		else
+			buf_addf(&sql, JD_LEASE_TABLE, d);
+		if (db_query(db, sql.data, &res, &code, err, errlen) != 0)
+			goto out;
+	}
+	/* Version 1 is the first schema: recording it is the whole migration. A later
+	 * release adds "if version < 2: ALTER ...; version = 2" steps here. */
+	buf_reset(&sql);
+	buf_addf(&sql,
+		 "INSERT INTO `%s`.jd_schema (id, version, migrated_at) VALUES (1, %d, NOW(6)) "
+		 "ON DUPLICATE KEY UPDATE id = id",
+		 d, COORD_SCHEMA_VERSION);
+	if (db_query(db, sql.data, &res, &code, err, errlen) != 0)
+		goto out;
+	buf_reset(&sql);
+	buf_addf(&sql, "SELECT version FROM `%s`.jd_schema WHERE id = 1", d);
+	if (db_query(db, sql.data, &res, &code, err, errlen) != 0)
+		goto out;
+	row = res ? mysql_fetch_row(res) : NULL;
+	if (row == NULL || row[0] == NULL ||
+	    util_parse_int(row[0], 0, COORD_SCHEMA_VERSION, &version) != 0) {
+		snprintf(err, errlen,
+			 "coordination schema version %s is newer than this release knows (%d): "
+			 "upgrade this sidecar",
+			 row && row[0] ? row[0] : "?", COORD_SCHEMA_VERSION);
+		goto out;
+	}
+	rc = 0;
+out:
+	if (res != NULL)
+		mysql_free_result(res);
+	if (locked) {
+		char ignored[128];
+		buf_reset(&sql);
+		buf_addf(&sql, "DO RELEASE_LOCK('jobdrainer_schema_%s')", d);
+		if (db_query(db, sql.data, &res, &code, ignored, sizeof(ignored)) == 0 && res)
+			mysql_free_result(res);
+	}
+	buf_release(&sql);
+	return rc;
+}
+
+/* "scope = '...' AND name = '...' AND slot = N" */
+static int lease_where(struct db *db, struct buf *sql, const struct coord_lease *l, char *err,
+		       size_t errlen)
+{
+	buf_adds(sql, " WHERE scope = ");
+	if (lit(db, sql, l->scope, err, errlen) != 0)
+		return -EIO;
+	buf_adds(sql, " AND name = ");
+	if (lit(db, sql, l->name, err, errlen) != 0)
+		return -EIO;
+	buf_addf(sql, " AND slot = %d", l->slot);
+	return 0;
+}
+
+static int holder_and_token(struct db *db, struct buf *sql, const struct coord_lease *l,
+			    char *err, size_t errlen)
+{
+	buf_adds(sql, " AND holder = ");
+	if (lit(db, sql, l->holder, err, errlen) != 0)
+		return -EIO;
+	buf_addf(sql, " AND token = %llu", (unsigned long long)l->token);
+	return 0;
+}
+
+int coord_acquire(struct db *db, const struct config *cfg, struct coord_lease *l, char *err,
+		  size_t errlen)
+{
+	struct buf sql;
+	unsigned long long matched;
+
+	buf_init(&sql);
+	buf_addf(&sql, "UPDATE `%s`.jd_lease SET holder = ", cfg->coord_db);
+	if (lit(db, &sql, l->holder, err, errlen) != 0)
+		goto fail;
+	buf_addf(&sql,
+		 ", token = LAST_INSERT_ID(token + 1), acquired_at = NOW(6),"
+		 " expires_at = NOW(6) + INTERVAL %d SECOND",
+		 cfg->lease_ttl);
+	if (lease_where(db, &sql, l, err, errlen) != 0)
+		goto fail;
+	buf_adds(&sql, " AND (expires_at IS NULL OR expires_at < NOW(6))");
+	if (exec(db, &sql, &matched, err, errlen) != 0)
+		return -EIO;
+	if (matched == 0)
+		return 0;
+	l->token = db_insert_id(db);
+	return 1;
+fail:
+	buf_release(&sql);
+	return -EIO;
+}
+
+int coord_renew(struct db *db, const struct config *cfg, const struct coord_lease *l,
+		char *err, size_t errlen)
+{
+	struct buf sql;
+	unsigned long long matched;
+
+	buf_init(&sql);
+	buf_addf(&sql, "UPDATE `%s`.jd_lease SET expires_at = NOW(6) + INTERVAL %d SECOND",
+		 cfg->coord_db, cfg->lease_ttl);
+	if (lease_where(db, &sql, l, err, errlen) != 0 ||
+	    holder_and_token(db, &sql, l, err, errlen) != 0) {
+		buf_release(&sql);
+		return -EIO;
+	}
+	buf_adds(&sql, " AND expires_at > NOW(6)");
+	if (exec(db, &sql, &matched, err, errlen) != 0)
+		return -EIO;
+	return matched > 0 ? 1 : 0;
+}
+
+int coord_release(struct db *db, const struct config *cfg, const struct coord_lease *l,
+		  char *err, size_t errlen)
+{
+	struct buf sql;
+	unsigned long long matched;
+
+	buf_init(&sql);
+	buf_addf(&sql, "UPDATE `%s`.jd_lease SET holder = NULL, expires_at = NULL", cfg->coord_db);
+	if (lease_where(db, &sql, l, err, errlen) != 0 ||
+	    holder_and_token(db, &sql, l, err, errlen) != 0) {
+		buf_release(&sql);
+		return -EIO;
+	}
+	if (exec(db, &sql, &matched, err, errlen) != 0)
+		return -EIO;
+	return matched > 0 ? 1 : 0;
+}
+
+int coord_release_wiki(struct db *db, const struct config *cfg, const struct coord_lease *l,
+		       const struct coord_drain_report *r, char *err, size_t errlen)
+{
+	struct buf sql;
+	unsigned long long matched;
+
+	buf_init(&sql);
+	/* One statement: the lease ends and the wiki's state is written only if this
+	 * holder still had it under this token. */
+	buf_addf(&sql,
+		 "UPDATE `%s`.jd_lease l JOIN `%s`.jd_wiki w ON w.scope = l.scope AND w.domain = l.name"
+		 " SET l.holder = NULL, l.expires_at = NULL,"
+		 " w.last_served_at = NOW(6), w.last_batch_at = NOW(6),"
+		 " w.last_outcome = '%s', w.last_holder = l.holder",
+		 cfg->coord_db, cfg->coord_db, outcome_name(r->outcome));
+	if (r->count_failure)
+		buf_adds(&sql, ", w.failures = w.failures + 1");
+	else if (r->outcome == OUTCOME_DRAINED || r->outcome == OUTCOME_MORE)
+		buf_adds(&sql, ", w.failures = 0");
+	if (r->backoff_ms > 0)
+		buf_addf(&sql, ", w.backoff_until = NOW(6) + INTERVAL %lld MICROSECOND",
+			 (long long)r->backoff_ms * 1000);
+	if (r->drained)
+		buf_adds(&sql, ", w.oldest_ready_at = NULL, w.drained_at = NOW(6)");
+	if (r->park)
+		buf_addf(&sql,
+			 ", w.parked_until = NOW(6) + INTERVAL %d SECOND,"
+			 " w.parked_max_job_id = w.max_job_id",
+			 cfg->park_interval);
+	buf_adds(&sql, " WHERE l.scope = ");
+	if (lit(db, &sql, l->scope, err, errlen) != 0)
+		goto fail;
+	buf_adds(&sql, " AND l.name = ");
+	if (lit(db, &sql, l->name, err, errlen) != 0)
+		goto fail;
+	buf_addf(&sql, " AND l.slot = %d AND l.holder = ", l->slot);
+	if (lit(db, &sql, l->holder, err, errlen) != 0)
+		goto fail;
+	buf_addf(&sql, " AND l.token = %llu", (unsigned long long)l->token);
+	if (exec(db, &sql, &matched, err, errlen) != 0)
+		return -EIO;
+	return matched > 0 ? 1 : 0;
+fail:
+	buf_release(&sql);
+	return -EIO;
+}
+
+/* Runs a SELECT whose first column is a domain; appends each to out. */
+static int collect_names(struct db *db, struct buf *sql, struct buf *out, int *count,
+			 char *err, size_t errlen)
+{
+	MYSQL_RES *res;
+	MYSQL_ROW row;
+	unsigned code;
+
+	*count = 0;
+	if (sql->failed) {
+		buf_release(sql);
+		snprintf(err, errlen, "out of memory");
+		return -EIO;
+	}
+	if (db_query(db, sql->data, &res, &code, err, errlen) != 0) {
+		buf_release(sql);
+		return -EIO;
+	}
+	buf_release(sql);
+	while (res != NULL && (row = mysql_fetch_row(res)) != NULL) {
+		if (row[0] == NULL)
+			continue;
+		buf_add(out, row[0], strlen(row[0]) + 1);
+		(*count)++;
+	}
+	if (res != NULL)
+		mysql_free_result(res);
+	return out->failed ? -EIO : 0;
+}
+
+int coord_candidates(struct db *db, const struct config *cfg, const char *scope, int slot,
+		     int limit, struct buf *out, int *count, char *err, size_t errlen)
+{
+	struct buf sql;
+	const char *d = cfg->coord_db;
+
+	buf_init(&sql);
+	buf_addf(&sql,
+		 "SELECT w.domain FROM `%s`.jd_wiki w JOIN `%s`.jd_lease l"
+		 " ON l.scope = w.scope AND l.name = w.domain AND l.slot = %d"
+		 " WHERE w.scope = ",
+		 d, d, slot);
+	if (lit(db, &sql, scope, err, errlen) != 0) {
+		buf_release(&sql);
+		return -EIO;
+	}
+	buf_addf(&sql,
+		 " AND w.oldest_ready_at IS NOT NULL AND w.scan_error IS NULL"
+		 " AND (w.backoff_until IS NULL OR w.backoff_until <= NOW(6))"
+		 " AND (w.parked_until IS NULL OR w.parked_until <= NOW(6))"
+		 " AND (l.expires_at IS NULL OR l.expires_at < NOW(6))"
+		 " ORDER BY GREATEST(w.oldest_ready_at, COALESCE(w.last_served_at, w.oldest_ready_at)),"
+		 " w.domain LIMIT %d",
+		 limit);
+	return collect_names(db, &sql, out, count, err, errlen);
+}
+
+int coord_busy_wikis(struct db *db, const struct config *cfg, const char *scope, int limit,
+		     struct buf *out, int *count, char *err, size_t errlen)
+{
+	struct buf sql;
+	const char *d = cfg->coord_db;
+
+	buf_init(&sql);
+	buf_addf(&sql,
+		 "SELECT w.domain FROM `%s`.jd_wiki w JOIN `%s`.jd_lease l"
+		 " ON l.scope = w.scope AND l.name = w.domain AND l.slot = 0"
+		 " WHERE w.scope = ",
+		 d, d);
+	if (lit(db, &sql, scope, err, errlen) != 0) {
+		buf_release(&sql);
+		return -EIO;
+	}
+	buf_addf(&sql,
+		 " AND w.oldest_ready_at IS NOT NULL AND w.scan_error IS NULL"
+		 " AND (w.backoff_until IS NULL OR w.backoff_until <= NOW(6))"
+		 " AND l.expires_at >= NOW(6)"
+		 " ORDER BY w.oldest_ready_at, w.domain LIMIT %d",
+		 limit);
+	return collect_names(db, &sql, out, count, err, errlen);
+}
+
+int coord_add_lease_rows(struct db *db, const struct config *cfg, const char *scope,
+			 const char *const *names, size_t n, int slot, char *err, size_t errlen)
+{
+	struct buf sql;
+
+	if (n == 0)
+		return 0;
+	buf_init(&sql);
+	buf_addf(&sql, "INSERT IGNORE INTO `%s`.jd_lease (scope, name, slot) VALUES ",
+		 cfg->coord_db);
+	for (size_t i = 0; i < n; i++) {
+		buf_adds(&sql, i ? ",(" : "(");
+		if (lit(db, &sql, scope, err, errlen) != 0)
+			goto fail;
+		buf_adds(&sql, ",");
+		if (lit(db, &sql, names[i], err, errlen) != 0)
+			goto fail;
+		buf_addf(&sql, ",%d)", slot);
+	}
+	return exec(db, &sql, NULL, err, errlen);
+fail:
+	buf_release(&sql);
+	return -EIO;
+}
+
+int coord_now(struct db *db, char out[32], char *err, size_t errlen)
+{
+	MYSQL_RES *res;
+	MYSQL_ROW row;
+	unsigned code;
+
+	if (db_query(db, "SELECT NOW(6)", &res, &code, err, errlen) != 0)
+		return -EIO;
+	row = res ? mysql_fetch_row(res) : NULL;
+	if (row == NULL || row[0] == NULL) {
+		if (res)
+			mysql_free_result(res);
+		snprintf(err, errlen, "SELECT NOW(6) returned nothing");
+		return -EIO;
+	}
+	snprintf(out, 32, "%s", row[0]);
+	mysql_free_result(res);
+	return 0;
+}
+
+static void add_datetime(struct buf *sql, int64_t epoch_ms)
+{
+	time_t secs = (time_t)(epoch_ms / 1000);
+	struct tm tm;
+
+	gmtime_r(&secs, &tm);
+	buf_addf(sql, "'%04d-%02d-%02d %02d:%02d:%02d'", tm.tm_year + 1900, tm.tm_mon + 1,
+		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+int coord_write_backlog(struct db *db, const struct config *cfg, const char *scope,
+			struct wiki *const *wikis, const struct backlog *b, size_t n,
+			const char *scan_started, char *err, size_t errlen)
+{
+	struct buf sql;
+	const char **names;
+	int rc;
+
+	if (n == 0)
+		return 0;
+	names = calloc(n, sizeof(*names));
+	if (names == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -EIO;
+	}
+	for (size_t i = 0; i < n; i++)
+		names[i] = wikis[i]->domain;
+	rc = coord_add_lease_rows(db, cfg, scope, names, n, 0, err, errlen);
+	free(names);
+	if (rc != 0)
+		return rc;
+
+	buf_init(&sql);
+	buf_addf(&sql,
+		 "INSERT INTO `%s`.jd_wiki (scope, domain, oldest_ready_at, ready_types, max_job_id,"
+		 " scan_error, seen_at) VALUES ",
+		 cfg->coord_db);
+	for (size_t i = 0; i < n; i++) {
+		buf_adds(&sql, i ? ",(" : "(");
+		if (lit(db, &sql, scope, err, errlen) != 0 ||
+		    (buf_adds(&sql, ","), lit(db, &sql, wikis[i]->domain, err, errlen)) != 0)
+			goto fail;
+		buf_adds(&sql, ",");
+		if (b[i].oldest_ready_ms != 0 && !b[i].failed)
+			add_datetime(&sql, b[i].oldest_ready_ms);
+		else
+			buf_adds(&sql, "NULL");
+		buf_addf(&sql, ",%d,%llu,", b[i].ready_types, (unsigned long long)b[i].max_job_id);
+		if (b[i].failed) {
+			char msg[sizeof(b[i].error)];
+			/* The column is ASCII: keep the message readable and storable. */
+			snprintf(msg, sizeof(msg), "%s", b[i].error);
+			for (char *p = msg; *p; p++)
+				if ((unsigned char)*p >= 0x80)
+					*p = '?';
+			if (lit(db, &sql, msg, err, errlen) != 0)
+				goto fail;
+		} else {
+			buf_adds(&sql, "NULL");
+		}
+		buf_addf(&sql, ",'%s')", scan_started);
+	}
+	/* MariaDB applies these left to right: parked_until reads the old parked_max_job_id
+	 * and the new max_job_id before max_job_id itself is updated. */
+	buf_addf(&sql,
+		 " ON DUPLICATE KEY UPDATE"
+		 " oldest_ready_at = IF(drained_at IS NOT NULL AND drained_at > '%s',"
+		 " oldest_ready_at, VALUES(oldest_ready_at)),"
+		 " parked_until = IF(parked_max_job_id IS NOT NULL"
+		 " AND VALUES(max_job_id) > parked_max_job_id, NULL, parked_until),"
+		 " parked_max_job_id = IF(parked_until IS NULL, NULL, parked_max_job_id),"
+		 " ready_types = VALUES(ready_types), max_job_id = VALUES(max_job_id),"
+		 " scan_error = VALUES(scan_error), seen_at = VALUES(seen_at)",
+		 scan_started);
+	return exec(db, &sql, NULL, err, errlen);
+fail:
+	buf_release(&sql);
+	return -EIO;
+}
+
+int coord_forget_unseen(struct db *db, const struct config *cfg, const char *scope,
+			const char *scan_started, char *err, size_t errlen)
+{
+	struct buf sql;
+	const char *d = cfg->coord_db;
+
+	buf_init(&sql);
+	buf_addf(&sql,
+		 "DELETE w FROM `%s`.jd_wiki w LEFT JOIN `%s`.jd_lease l"
+		 " ON l.scope = w.scope AND l.name = w.domain AND l.slot = 0"
+		 " WHERE w.seen_at < '%s' AND (l.expires_at IS NULL OR l.expires_at < NOW(6))"
+		 " AND w.scope = ",
+		 d, d, scan_started);
+	if (lit(db, &sql, scope, err, errlen) != 0) {
+		buf_release(&sql);
+		return -EIO;
+	}
+	return exec(db, &sql, NULL, err, errlen);
+}
+
+int coord_wiki_failures(struct db *db, const struct config *cfg, const char *scope,
+			const char *domain, int *failures, char *err, size_t errlen)
+{
+	struct buf sql;
+	MYSQL_RES *res;
+	MYSQL_ROW row;
+	unsigned code;
+	int rc;
+
+	*failures = 0;
+	buf_init(&sql);
+	buf_addf(&sql, "SELECT failures FROM `%s`.jd_wiki WHERE scope = ", cfg->coord_db);
+	if (lit(db, &sql, scope, err, errlen) != 0 ||
+	    (buf_adds(&sql, " AND domain = "), lit(db, &sql, domain, err, errlen)) != 0) {
+		buf_release(&sql);
+		return -EIO;
+	}
+	rc = sql.failed ? -EIO : db_query(db, sql.data, &res, &code, err, errlen);
+	buf_release(&sql);
+	if (rc != 0)
+		return -EIO;
+	row = res ? mysql_fetch_row(res) : NULL;
+	if (row != NULL && row[0] != NULL) {
+		long long v = 0;
+		util_parse_int(row[0], 0, 1000000, &v);
+		*failures = (int)v;
+	}
+	if (res != NULL)
+		mysql_free_result(res);
+	return 0;
+}

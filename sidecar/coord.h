@@ -1,0 +1,99 @@
+/* coord.h - the coordination database: per-wiki leases and the fleet's shared backlog.
+ *
+ * Tables (in [coordination] database, created and migrated by coord_ensure_schema):
+ *   jd_schema  one row: the schema version;
+ *   jd_wiki    one row per (scope, wiki): the scanner's backlog figures and the drain
+ *              state every pod shares (last served, backoff, parked, last outcome);
+ *   jd_lease   one row per (scope, name, slot): who holds it, a fencing token that
+ *              grows with every acquire, and when it expires.
+ * "scope" is the [discovery] version filter, so pods of different MediaWiki versions
+ * keep separate books. Every time is the database's clock, in UTC.
+ *
+ * Statements are single and conditional; results say whether the condition held
+ * (1), did not (0), or the database failed (-EIO, message in err). Library-like: the
+ * caller logs. */
+#ifndef JD_COORD_H
+#define JD_COORD_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "db.h"
+#include "response.h"
+#include "scan.h"
+#include "wiki.h"
+
+#define COORD_SCHEMA_VERSION 1
+/* The lease row of the fleet's scanner, in jd_lease.name (never a valid domain). */
+#define COORD_SCANNER_LEASE "*scanner*"
+
+struct coord_lease {
+	const char *scope;
+	const char *name; /* a wiki's domain, or COORD_SCANNER_LEASE */
+	int slot;
+	const char *holder;
+	uint64_t token; /* set by a successful acquire */
+};
+
+/* Creates or migrates the tables. Safe when many sidecars start at once: the work is
+ * serialised with GET_LOCK and every statement is idempotent. */
+int coord_ensure_schema(struct db *db, const struct config *cfg, char *err, size_t errlen);
+
+/* Takes the lease if it is free or expired: token + 1, expiry NOW + ttl.
+ * The lease row must exist (coord_add_lease_rows). */
+int coord_acquire(struct db *db, const struct config *cfg, struct coord_lease *l, char *err,
+		  size_t errlen);
+/* Extends the lease if this holder still has it under this token and it has not
+ * expired. 0 means it is lost. */
+int coord_renew(struct db *db, const struct config *cfg, const struct coord_lease *l,
+		char *err, size_t errlen);
+/* Gives a lease back (only under its token), with no change to the wiki's state. */
+int coord_release(struct db *db, const struct config *cfg, const struct coord_lease *l,
+		  char *err, size_t errlen);
+
+/* What a drain came to, written to jd_wiki together with the release. */
+struct coord_drain_report {
+	enum batch_outcome outcome;
+	int64_t backoff_ms; /* > 0: back the wiki off this long */
+	bool count_failure; /* the outcome counts against the wiki (failures + 1) */
+	bool park;          /* MediaWiki ran nothing although ready rows exist */
+	bool drained;       /* none-ready: the backlog is gone as far as MediaWiki can tell */
+};
+int coord_release_wiki(struct db *db, const struct config *cfg, const struct coord_lease *l,
+		       const struct coord_drain_report *r, char *err, size_t errlen);
+
+/* The wiki's consecutive failures, read right after acquiring it. */
+int coord_wiki_failures(struct db *db, const struct config *cfg, const char *scope,
+			const char *domain, int *failures, char *err, size_t errlen);
+
+/* Wikis whose lease `slot` is free, with a backlog, not backed off, not parked, in
+ * order: the longest wait first, where a wiki's wait starts at the later of its oldest
+ * ready job and its last service. Appends up to `limit` domains to out (NUL-separated
+ * strings in a buf) and sets *count. */
+int coord_candidates(struct db *db, const struct config *cfg, const char *scope, int slot,
+		     int limit, struct buf *out, int *count, char *err, size_t errlen);
+
+/* Wikis with a backlog whose slot-0 lease is held: where spare workers may help. */
+int coord_busy_wikis(struct db *db, const struct config *cfg, const char *scope, int limit,
+		     struct buf *out, int *count, char *err, size_t errlen);
+
+/* Ensures lease rows exist for these names and slot (INSERT IGNORE). */
+int coord_add_lease_rows(struct db *db, const struct config *cfg, const char *scope,
+			 const char *const *names, size_t n, int slot, char *err, size_t errlen);
+
+/* The database's current time (UTC) as "YYYY-MM-DD HH:MM:SS.ffffff". */
+int coord_now(struct db *db, char out[32], char *err, size_t errlen);
+
+/* Writes one scan of these wikis (from the scanner lease holder). scan_started is
+ * coord_now() from before the scan: a wiki drained after it keeps its drained state;
+ * a parked wiki with a new job (max_job_id grew) is unparked. */
+int coord_write_backlog(struct db *db, const struct config *cfg, const char *scope,
+			struct wiki *const *wikis, const struct backlog *b, size_t n,
+			const char *scan_started, char *err, size_t errlen);
+
+/* Deletes rows of wikis no scan has listed since scan_started (gone from discovery),
+ * unless their lease is still held. */
+int coord_forget_unseen(struct db *db, const struct config *cfg, const char *scope,
+			const char *scan_started, char *err, size_t errlen);
+
+#endif
