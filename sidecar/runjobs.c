@@ -1,10 +1,12 @@
 /* runjobs.c - see runjobs.h.
  *
- * The request: POST http://<mediawiki host:port><path>?jobdrainer_holder=<holder>
+ * The request: POST http://<mediawiki host:port><path>?jobdrainer_holder=<holder>&
+ * jobdrainer_lease=<token>
  * with Host: <wiki domain> and the form fields MediaWiki signs (title, tasks, maxjobs,
- * maxtime, async=0, stats=1, sigexpiry) plus signature. The holder rides in the query
- * string: MediaWiki ignores fields it does not know (they are not signed), and the web
- * server's access log then shows which sidecar ran what. The User-Agent says the same.
+ * maxtime, async=0, stats=1, sigexpiry) plus signature. Holder and lease token ride in
+ * the query string: MediaWiki ignores fields it does not know (they are not signed),
+ * and the web server's access log then shows which sidecar ran what, under which
+ * lease. The User-Agent names the holder too.
  *
  * Limits: connect timeout; total timeout = maxtime + timeout_allowance (maxtime is only
  * checked between jobs, so one slow job overruns it); the body is capped; redirects are
@@ -29,7 +31,8 @@ struct runjobs {
 	size_t body_cap;
 	bool over_cap;
 	struct buf form;     /* request body */
-	struct buf url;
+	struct buf url;      /* up to the holder; the lease token is appended per batch */
+	size_t url_base_len;
 	char curl_error[CURL_ERROR_SIZE];
 };
 
@@ -84,6 +87,7 @@ struct runjobs *runjobs_new(const struct config *cfg, const atomic_bool *abort_n
 		runjobs_free(rj);
 		return NULL;
 	}
+	rj->url_base_len = rj->url.len;
 	return rj;
 }
 
@@ -156,7 +160,8 @@ static void classify_transport(struct runjobs *rj, CURLcode rc, struct batch_res
 		 rj->curl_error[0] ? rj->curl_error : curl_easy_strerror(rc));
 }
 
-void runjobs_batch(struct runjobs *rj, const struct wiki *w, struct batch_result *r)
+void runjobs_batch(struct runjobs *rj, const struct wiki *w, unsigned long long lease,
+		   struct batch_result *r)
 {
 	const struct config *cfg = rj->cfg;
 	struct curl_slist *headers = NULL;
@@ -182,6 +187,8 @@ void runjobs_batch(struct runjobs *rj, const struct wiki *w, struct batch_result
 		snprintf(r->detail, sizeof(r->detail), "out of memory");
 		return;
 	}
+	rj->url.len = rj->url_base_len;
+	buf_addf(&rj->url, "&jobdrainer_lease=%llu", lease);
 	buf_reset(&rj->body);
 	rj->over_cap = false;
 	rj->curl_error[0] = '\0';

@@ -19,8 +19,10 @@ struct runjobs;
 struct runjobs *runjobs_new(const struct config *cfg, const atomic_bool *abort_now);
 void runjobs_free(struct runjobs *rj);
 
-/* Runs one batch on wiki w and classifies what happened into r. Never fails as such:
- * every problem is an outcome in r, with a detail for the log. */
-void runjobs_batch(struct runjobs *rj, const struct wiki *w, struct batch_result *r);
+/* Runs one batch on wiki w, under lease token `lease` (sent unsigned, for the access
+ * log), and classifies what happened into r. Never fails as such: every problem is an
+ * outcome in r, with a detail for the log. */
+void runjobs_batch(struct runjobs *rj, const struct wiki *w, unsigned long long lease,
+		   struct batch_result *r);
 
 #endif

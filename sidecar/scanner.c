@@ -215,6 +215,14 @@ static bool ensure_schema(struct scanner *sc, struct db *coord, struct failure_s
 	streak_ok(streak);
 	sc->schema_ready = true;
 	sched_set_ready(sc->sched);
+	{
+		struct log_line l;
+		log_begin(&l, LOG_INFO, "coordination schema ready");
+		log_str(&l, "database", sc->cfg->coord_db);
+		log_int(&l, "version", COORD_SCHEMA_VERSION);
+		log_str(&l, "scope", sc->cfg->mw_version);
+		log_end(&l);
+	}
 	return true;
 }
 

@@ -378,41 +378,38 @@ bool sched_may_continue(struct sched_worker *w, struct sched_ticket *t)
 	struct sched *s = w->s;
 	const struct config *cfg = s->cfg;
 	int64_t batch_max = (int64_t)config_batch_max_seconds(cfg) * 1000;
-	int64_t now = util_mono_ms();
+	int64_t now = util_mono_ms(), sent;
 	bool stopping;
 	char err[512];
+	int rc;
 
 	pthread_mutex_lock(&s->lock);
 	stopping = s->stopping;
 	pthread_mutex_unlock(&s->lock);
 	if (stopping)
 		return false;
-	if (now - t->confirmed_ms >= (int64_t)cfg->renew_interval * 1000 ||
-	    t->trusted_until - now < batch_max) {
-		int64_t sent = util_mono_ms();
-		int rc = coord_renew(w->db, cfg, &t->lease, err, sizeof(err));
-		if (rc == 0) {
-			log_lease(LOG_WARN, "lease lost", t, NULL, "stopping work on this wiki");
-			t->trusted_until = 0;
-			return false;
-		}
-		if (rc < 0) {
-			log_lease(LOG_WARN, "lease cannot be confirmed", t, err,
-				  "no further batch on this wiki until the database answers");
-			return false;
-		}
-		t->confirmed_ms = sent;
-		t->trusted_until = sent + (int64_t)(cfg->lease_ttl - cfg->safety_margin) * 1000;
-	}
-	/* Never start a batch that could outlast the trust. */
-	if (t->trusted_until - util_mono_ms() < batch_max)
-		return false;
 	/* An extra slot only uses otherwise idle capacity. */
 	if (t->lease.slot > 0 && others_waiting(w))
 		return false;
 	if (now - t->started_ms >= (int64_t)cfg->time_slice * 1000 && others_waiting(w))
 		return false;
-	return true;
+	/* Every batch starts on a lease the database has just confirmed: one UPDATE per
+	 * batch, against a batch that runs many jobs. */
+	sent = util_mono_ms();
+	rc = coord_renew(w->db, cfg, &t->lease, err, sizeof(err));
+	if (rc == 0) {
+		log_lease(LOG_WARN, "lease lost", t, NULL, "stopping work on this wiki");
+		return false;
+	}
+	if (rc < 0) {
+		log_lease(LOG_WARN, "lease cannot be confirmed", t, err,
+			  "no further batch on this wiki until the database answers");
+		return false;
+	}
+	t->confirmed_ms = sent;
+	t->trusted_until = sent + (int64_t)(cfg->lease_ttl - cfg->safety_margin) * 1000;
+	/* Never start a batch that could outlast the trust (a stall since the renew). */
+	return t->trusted_until - util_mono_ms() >= batch_max;
 }
 
 int64_t sched_backoff_ms(const struct config *cfg, enum batch_outcome o, int failures)

@@ -9,9 +9,10 @@
  *   starts at the later of its oldest ready job and its last service, so a wiki just
  *   served never jumps ahead of one waiting;
  * - a worker keeps a wiki at most a time slice while others wait;
- * - a lease is trusted locally until lease_ttl - safety_margin after it was last
- *   confirmed, and no batch starts that could outlast that trust; a renew that finds
- *   the lease gone ends the work on that wiki.
+ * - every batch starts right after the database confirmed (renewed) the lease, and
+ *   only if the lease is trusted locally (until lease_ttl - safety_margin after that
+ *   confirmation) for longer than the batch can last; a renew that finds the lease
+ *   gone, or cannot reach the database, ends the work on that wiki.
  * Thread-safe: one struct sched per process, one struct sched_worker per thread. */
 #ifndef JD_SCHED_H
 #define JD_SCHED_H
@@ -58,9 +59,9 @@ void sched_worker_free(struct sched_worker *w);
  * -ECANCELED once sched_stop was called. */
 int sched_next(struct sched_worker *w, struct sched_ticket *t);
 
-/* Before another batch on the same wiki: renews the lease when due and says whether
- * to go on. False when stopping, when the lease is lost or cannot be confirmed, or when
- * the time slice is over and another wiki is waiting. */
+/* Before another batch on the same wiki: renews the lease and says whether to go on.
+ * False when stopping, when the lease is lost or cannot be confirmed, or when the time
+ * slice is over and another wiki is waiting. */
 bool sched_may_continue(struct sched_worker *w, struct sched_ticket *t);
 
 /* Releases the lease and records the last batch's outcome for the fleet (backoff,

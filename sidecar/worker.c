@@ -79,7 +79,7 @@ static void drain(struct worker *w, struct sched_worker *sw, struct runjobs *rj,
 	bool more;
 
 	do {
-		runjobs_batch(rj, t->wiki, &r);
+		runjobs_batch(rj, t->wiki, (unsigned long long)t->lease.token, &r);
 		t->batches++;
 		t->jobs_run += r.jobs_ok + r.jobs_failed;
 		more = r.outcome == OUTCOME_MORE && sched_may_continue(sw, t);

@@ -790,6 +790,56 @@ class Farm:
                 "job_params, job_random, job_sha1) VALUES (%%s, %%s, %%s, %%s, %%s, %%s, %%s)"
                 % w.job_table, rows)
 
+    def insert_probe_jobs(self, domain, count, tag=""):
+        """Queue `count` farmProbe jobs by SQL, as JobQueueDB would store them (fast:
+        no PHP start-up per push, for tests that queue jobs on many wikis often).
+        Each records its queue time in its params; probe_runs() shows when it ran."""
+        w = self.wiki(domain)
+        now = time.time()
+        ts = time.strftime("%Y%m%d%H%M%S", time.gmtime(now))
+        rows = []
+        for seq in range(count):
+            params = _php_serialize({"tag": tag, "seq": seq, "pushed": now})
+            rows.append(("farmProbe", -1, "Blankpage", ts, params.encode(),
+                         secrets.randbits(31), secrets.token_hex(16)))
+        if self._conn is None:
+            self.sql("SELECT 1")
+        with self._conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO %s (job_cmd, job_namespace, job_title, job_timestamp, "
+                "job_params, job_random, job_sha1) VALUES (%%s, %%s, %%s, %%s, %%s, %%s, %%s)"
+                % w.job_table, rows)
+
+    def kill_mysql(self):
+        """SIGKILL mariadbd, as a crash would: no clean shutdown."""
+        pgid = self._read_pid("mariadbd")
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:  # noqa: BLE001
+                pass
+            self._conn = None
+        for pid in self._members(pgid):
+            os.kill(pid, signal.SIGKILL)
+        _wait_for("mariadbd to die", lambda: not self._members(pgid), 20)
+        proc = self._procs.pop("mariadbd", None)
+        if proc is not None:
+            proc.wait(timeout=5)
+        os.unlink(self.path("pids", "mariadbd.pid"))
+
+    def restart_mysql(self):
+        """Start mariadbd again on the same data directory and port (after kill_mysql)."""
+        errlog = self.path("logs", "mysql.err")
+        root = ["--user=root"] if os.geteuid() == 0 else []
+        proc = self._spawn("mariadbd", [
+            "mariadbd", "--no-defaults", "--datadir=" + self.path("mysql-data"),
+            "--socket=" + self.socket, "--port=%d" % self.mysql_port,
+            "--bind-address=127.0.0.1", "--pid-file=" + self.path("mysql.pid"),
+            "--log-error=" + errlog, "--tmpdir=" + self.path("tmp")] + root
+            + self._mysqld_args())
+        _wait_for("mariadbd", lambda: self._root_conn().close() or True, START_TIMEOUT,
+                  proc, errlog)
+
     def edit(self, domain, title, text, summary="farm edit"):
         """A real edit through maintenance/edit.php (queues real jobs as MediaWiki does)."""
         self.maintenance(domain, "edit.php", "--summary", summary, title, input=text)
@@ -883,6 +933,22 @@ class Farm:
                             "bytes": 0 if p[5] == "-" else int(p[5]), "pid": int(p[6]),
                             "user_agent": p[7]})
         return out
+
+
+def _php_serialize(value):
+    """PHP serialize() for the str/int/float/dict values job params use."""
+    if isinstance(value, bool):
+        return "b:%d;" % value
+    if isinstance(value, int):
+        return "i:%d;" % value
+    if isinstance(value, float):
+        return "d:%r;" % value
+    if isinstance(value, str):
+        return 's:%d:"%s";' % (len(value.encode()), value)
+    if isinstance(value, dict):
+        return "a:%d:{%s}" % (len(value), "".join(_php_serialize(k) + _php_serialize(v)
+                                                   for k, v in value.items()))
+    raise TypeError("cannot serialize %r" % (value,))
 
 
 def _valid_domain(d):

@@ -74,11 +74,16 @@ class Sidecar:
         self.proc = None
         self.returncode = None
 
-    def start(self, wrapper=()):
+    def launch(self, wrapper=()):
+        """Starts the process without waiting for it to come up."""
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(list(wrapper) + [BINARY, "--config", self.ini],
                                      stdout=self._log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, env=self.env)
+        return self
+
+    def start(self, wrapper=()):
+        self.launch(wrapper)
         self.wait_for(lambda l: l.get("msg") == "jobdrainer starting", timeout=10)
         return self
 
