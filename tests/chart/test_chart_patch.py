@@ -336,6 +336,8 @@ def test_ini_carries_the_example_limits(example):
     assert ini["platform_db"]["database"] == "apidb"
     assert ini["platform_db"]["port"] == "3306"
     assert "holder" not in ini["sidecar"]  # POD_NAME + pid, one per pod
+    # No trailing blanks: kubectl then shows the INI as a block, not a quoted string.
+    assert not re.search(r"[ \t]$", example.ini(), re.M)
 
 
 def test_db_hosts_follow_the_chart_mw_db_values(renderer, patched, tmp_path):

@@ -2,7 +2,7 @@
 //
 // Helm is not packaged in Debian 12, but everything Helm's renderer is made of is: Go's
 // text/template, sprig v3 (github.com/Masterminds/sprig, the function library Helm
-// vendors; Debian ships 3.2.3, the version Helm 3.12-3.16 pins) and sigs.k8s.io/yaml
+// vendors; Debian ships 3.2.3, of the 3.2 line Helm 3 has long pinned) and sigs.k8s.io/yaml
 // (which Helm uses to read values and for toYaml). This program re-creates the part of
 // helm.sh/helm/v3/pkg/engine and pkg/chartutil that a chart without subcharts uses:
 //
@@ -80,7 +80,7 @@ type kubeVersion struct {
 	Version, Major, Minor string
 }
 
-func (k kubeVersion) String() string    { return k.Version }
+func (k kubeVersion) String() string     { return k.Version }
 func (k kubeVersion) GitVersion() string { return k.Version }
 
 type versionSet []string
@@ -226,7 +226,7 @@ func fromJSONArray(str string) []interface{} {
 	return a
 }
 
-// chartValues stands for chartutil.Values: Helm passes .Values and .Template as this
+// chartValues stands for chartutil.Values: Helm passes ., .Values and .Template as this
 // named map type (nested maps stay plain), so a chart that type-asserts them (sprig's
 // dig on .Values) fails here as it fails in Helm.
 type chartValues map[string]interface{}
@@ -382,7 +382,7 @@ func run() error {
 		}
 	}
 
-	top := map[string]interface{}{
+	top := chartValues{ // the top-level object is a chartutil.Values too
 		"Values": chartValues(values),
 		"Release": map[string]interface{}{
 			"Name": *name, "Namespace": *namespace, "IsUpgrade": false, "IsInstall": true,
