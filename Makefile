@@ -7,7 +7,7 @@
 #   make bench      jobdrainer vs runJobs.php on the same farm
 #   make deps       install the Debian packages (as root)
 
-PKGS     := libmariadb libcurl inih jansson libcrypto
+PKGS     := libmariadb libcurl inih jansson libcrypto libmicrohttpd
 CC       ?= cc
 BUILD    ?= build
 WERROR   ?= $(if $(CI),-Werror,)

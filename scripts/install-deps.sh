@@ -10,7 +10,7 @@ what=${1:-test}
 
 # Build: compiler, the libraries the daemon links, and the unit-test runner.
 build_pkgs="build-essential pkg-config libmariadb-dev libcurl4-openssl-dev libinih-dev
-  libjansson-dev libssl-dev libcmocka-dev"
+  libjansson-dev libssl-dev libcmocka-dev libmicrohttpd-dev"
 
 # Test farm: a private MariaDB, Debian's MediaWiki served by Apache httpd + mod_php (as
 # production serves it), and the Python test runner with its MySQL driver.

@@ -71,6 +71,8 @@ static const struct config_key config_keys[] = {
 	{ "sidecar", "log_level", KEY_ENUM, O(log_level), "info", 0, 0, log_levels },
 	{ "sidecar", "shutdown_timeout", KEY_INT, O(shutdown_timeout), "25", 1, 3600, NULL },
 
+	{ "http", "listen", KEY_STRING, O(http_listen), "0.0.0.0:9180", 0, 0, NULL },
+
 	{ "mediawiki", "host", KEY_STRING, O(mw_host), "127.0.0.1", 0, 0, NULL },
 	{ "mediawiki", "port", KEY_INT, O(mw_port), "80", 1, 65535, NULL },
 	{ "mediawiki", "path", KEY_STRING, O(mw_path), "/w/index.php", 0, 0, NULL },
@@ -91,12 +93,16 @@ static const struct config_key config_keys[] = {
 
 	{ "scan", "interval", KEY_INT, O(scan_interval), "5", 1, 3600, NULL },
 	{ "scan", "wikis_per_query", KEY_INT, O(scan_wikis_per_query), "50", 1, 1000, NULL },
+	{ "scan", "queries_per_second", KEY_INT, O(scan_queries_per_second), "50", 0, 10000, NULL },
 
 	{ "drain", "time_slice", KEY_INT, O(time_slice), "60", 1, 86400, NULL },
 	{ "drain", "backoff_base", KEY_INT, O(backoff_base), "5", 1, 86400, NULL },
 	{ "drain", "backoff_max", KEY_INT, O(backoff_max), "600", 1, 86400, NULL },
 	{ "drain", "max_workers_per_wiki", KEY_INT, O(max_workers_per_wiki), "1", 1, 64, NULL },
 	{ "drain", "park_interval", KEY_INT, O(park_interval), "600", 10, 86400, NULL },
+	{ "drain", "batches_per_second", KEY_INT, O(batches_per_second), "10", 0, 1000, NULL },
+	{ "drain", "wiki_min_interval_ms", KEY_INT, O(wiki_min_interval_ms), "0", 0, 3600000, NULL },
+	{ "drain", "breaker_failures", KEY_INT, O(breaker_failures), "4", 2, 1000, NULL },
 
 	{ "coordination", "database", KEY_STRING, O(coord_db), "jobdrainer", 0, 0, NULL },
 	{ "coordination", "lease_ttl", KEY_INT, O(lease_ttl), "60", 5, 3600, NULL },
@@ -602,6 +608,15 @@ static void check_consistency(struct loader *ld)
 				  "must not contain spaces or control characters");
 			break;
 		}
+	}
+	i = key_index("http", "listen");
+	if (cfg->http_listen[0] != '\0') {
+		unsigned char addr[4];
+		int port;
+		if (util_parse_listen(cfg->http_listen, addr, &port) != 0)
+			add_error(ld, ld->set_line[i], "http", "listen",
+				  "'%s' is not IPV4-ADDRESS:PORT (or :PORT, or empty to disable)",
+				  cfg->http_listen);
 	}
 	i = key_index("coordination", "database");
 	if (!util_is_db_name(cfg->coord_db))

@@ -38,6 +38,9 @@ struct config {
 	int log_level;  /* enum log_level */
 	int shutdown_timeout;
 
+	/* [http] */
+	char *http_listen;
+
 	/* [mediawiki] */
 	char *mw_host;
 	int mw_port;
@@ -63,6 +66,7 @@ struct config {
 	/* [scan] */
 	int scan_interval;
 	int scan_wikis_per_query;
+	int scan_queries_per_second; /* 0: unlimited */
 
 	/* [drain] */
 	int time_slice;
@@ -70,6 +74,9 @@ struct config {
 	int backoff_max;
 	int max_workers_per_wiki;
 	int park_interval;
+	int batches_per_second;   /* 0: unlimited */
+	int wiki_min_interval_ms;
+	int breaker_failures;
 
 	/* [coordination]: leases and the shared backlog, in a database of their own on
 	 * the [platform_db] server */

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "metrics.h"
 #include "util.h"
 
 /* Runs a statement built in sql; on success *matched holds the matched row count. */
@@ -199,6 +200,7 @@ int coord_acquire(struct db *db, const struct config *cfg, struct coord_lease *l
 	if (lease_where(db, &sql, l, err, errlen) != 0)
 		goto fail;
 	buf_adds(&sql, " AND (expires_at IS NULL OR expires_at < NOW(6))");
+	metrics_add(METRIC_LEASE_OPS, 0, 1);
 	if (exec(db, &sql, &matched, err, errlen) != 0)
 		return -EIO;
 	if (matched == 0)
@@ -225,6 +227,7 @@ int coord_renew(struct db *db, const struct config *cfg, const struct coord_leas
 		return -EIO;
 	}
 	buf_adds(&sql, " AND expires_at > NOW(6)");
+	metrics_add(METRIC_LEASE_OPS, 1, 1);
 	if (exec(db, &sql, &matched, err, errlen) != 0)
 		return -EIO;
 	return matched > 0 ? 1 : 0;
@@ -243,6 +246,7 @@ int coord_release(struct db *db, const struct config *cfg, const struct coord_le
 		buf_release(&sql);
 		return -EIO;
 	}
+	metrics_add(METRIC_LEASE_OPS, 2, 1);
 	if (exec(db, &sql, &matched, err, errlen) != 0)
 		return -EIO;
 	return matched > 0 ? 1 : 0;
@@ -287,6 +291,7 @@ int coord_release_wiki(struct db *db, const struct config *cfg, const struct coo
 	if (lit(db, &sql, l->holder, err, errlen) != 0)
 		goto fail;
 	buf_addf(&sql, " AND l.token = %llu", (unsigned long long)l->token);
+	metrics_add(METRIC_LEASE_OPS, 2, 1);
 	if (exec(db, &sql, &matched, err, errlen) != 0)
 		return -EIO;
 	return matched > 0 ? 1 : 0;
@@ -346,9 +351,10 @@ int coord_candidates(struct db *db, const struct config *cfg, const char *scope,
 		 " AND (w.backoff_until IS NULL OR w.backoff_until <= NOW(6))"
 		 " AND (w.parked_until IS NULL OR w.parked_until <= NOW(6))"
 		 " AND (l.expires_at IS NULL OR l.expires_at < NOW(6))"
+		 " AND (w.last_batch_at IS NULL OR w.last_batch_at <= NOW(6) - INTERVAL %lld MICROSECOND)"
 		 " ORDER BY GREATEST(w.oldest_ready_at, COALESCE(w.last_served_at, w.oldest_ready_at)),"
 		 " w.domain LIMIT %d",
-		 limit);
+		 (long long)cfg->wiki_min_interval_ms * 1000, limit);
 	return collect_names(db, &sql, out, count, err, errlen);
 }
 
@@ -548,6 +554,52 @@ int coord_wiki_failures(struct db *db, const struct config *cfg, const char *sco
 		long long v = 0;
 		util_parse_int(row[0], 0, 1000000, &v);
 		*failures = (int)v;
+	}
+	if (res != NULL)
+		mysql_free_result(res);
+	return 0;
+}
+
+int coord_summary(struct db *db, const struct config *cfg, const char *scope,
+		  struct coord_summary *out, char *err, size_t errlen)
+{
+	struct buf sql;
+	MYSQL_RES *res = NULL;
+	MYSQL_ROW row;
+	unsigned code;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	buf_init(&sql);
+	/* Parked wikis' old rows are not a backlog anyone can run: left out of the age. */
+	buf_addf(&sql,
+		 "SELECT COUNT(*), SUM(oldest_ready_at IS NOT NULL AND scan_error IS NULL"
+		 " AND (parked_until IS NULL OR parked_until <= NOW(6))),"
+		 " TIMESTAMPDIFF(MICROSECOND, MIN(IF(parked_until > NOW(6) OR scan_error IS NOT NULL,"
+		 " NULL, oldest_ready_at)), NOW(6)),"
+		 " SUM(backoff_until > NOW(6)), SUM(parked_until > NOW(6)), SUM(scan_error IS NOT NULL)"
+		 " FROM `%s`.jd_wiki WHERE scope = ",
+		 cfg->coord_db);
+	if (lit(db, &sql, scope, err, errlen) != 0) {
+		buf_release(&sql);
+		return -EIO;
+	}
+	rc = sql.failed ? -EIO : db_query(db, sql.data, &res, &code, err, errlen);
+	buf_release(&sql);
+	if (rc != 0)
+		return -EIO;
+	row = res ? mysql_fetch_row(res) : NULL;
+	if (row != NULL) {
+		long long v[6] = { 0 };
+		for (int i = 0; i < 6; i++)
+			if (row[i] != NULL)
+				util_parse_int(row[i], INT64_MIN, INT64_MAX, &v[i]);
+		out->wikis = v[0];
+		out->with_backlog = v[1];
+		out->oldest_ready_age_ms = row[2] ? v[2] / 1000 : -1;
+		out->backed_off = v[3];
+		out->parked = v[4];
+		out->unreadable = v[5];
 	}
 	if (res != NULL)
 		mysql_free_result(res);

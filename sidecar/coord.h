@@ -96,4 +96,12 @@ int coord_write_backlog(struct db *db, const struct config *cfg, const char *sco
 int coord_forget_unseen(struct db *db, const struct config *cfg, const char *scope,
 			const char *scan_started, char *err, size_t errlen);
 
+/* The fleet at a glance, for metrics. */
+struct coord_summary {
+	long long wikis, with_backlog, backed_off, parked, unreadable;
+	long long oldest_ready_age_ms; /* -1: no runnable backlog */
+};
+int coord_summary(struct db *db, const struct config *cfg, const char *scope,
+		  struct coord_summary *out, char *err, size_t errlen);
+
 #endif

@@ -22,6 +22,8 @@
 
 #include "config.h"
 #include "db.h"
+#include "httpd.h"
+#include "limiter.h"
 #include "log.h"
 #include "scanner.h"
 #include "sched.h"
@@ -128,6 +130,29 @@ static void log_startup(const struct config *cfg)
 	log_end(&l);
 }
 
+/* The HTTP endpoints; a listen address that cannot be bound is fatal (the probes
+ * would fail anyway), an empty one disables them. */
+static int start_httpd(const struct config *cfg, struct httpd **out)
+{
+	struct log_line l;
+	char err[256];
+
+	*out = httpd_start(cfg, err, sizeof(err));
+	if (*out == NULL && err[0] != '\0') {
+		log_begin(&l, LOG_ERROR, "cannot start the HTTP endpoints");
+		log_str(&l, "error", err);
+		log_end(&l);
+		return -1;
+	}
+	log_begin(&l, LOG_INFO, *out ? "http endpoints listening" : "http endpoints disabled");
+	if (*out != NULL) {
+		log_str(&l, "listen", cfg->http_listen);
+		log_int(&l, "port", httpd_port(*out));
+	}
+	log_end(&l);
+	return 0;
+}
+
 /* Waits for SIGTERM/SIGINT. SIGHUP is answered, not acted on: there is no reload. */
 static void wait_for_stop(const sigset_t *set)
 {
@@ -175,6 +200,8 @@ int main(int argc, char **argv)
 	struct options opt;
 	struct config *cfg = NULL;
 	struct sched *sched = NULL;
+	struct limiter *limiter = NULL;
+	struct httpd *httpd = NULL;
 	struct scanner *scanner = NULL;
 	struct workers *workers = NULL;
 	struct buf errors;
@@ -220,15 +247,19 @@ int main(int argc, char **argv)
 	}
 	log_startup(cfg);
 
-	/* 4. Subsystems: the scheduler, the scanner that feeds it, the workers that use it. */
+	/* 4. Subsystems: the endpoints, the scheduler, the scanner that feeds it, the
+	 * limiter and the workers that use both. */
 	rc = EXIT_RUNTIME;
+	if (start_httpd(cfg, &httpd) != 0)
+		goto out;
 	sched = sched_new(cfg);
-	if (sched == NULL)
+	limiter = limiter_new(cfg);
+	if (sched == NULL || limiter == NULL)
 		goto out;
 	scanner = scanner_start(cfg, sched);
 	if (scanner == NULL)
 		goto out;
-	workers = workers_start(cfg, sched, &abort_now);
+	workers = workers_start(cfg, sched, limiter, &abort_now);
 	if (workers == NULL)
 		goto out;
 
@@ -239,14 +270,18 @@ int main(int argc, char **argv)
 out:
 	/* 6. Tear down in reverse: no new batches, finish or abandon those in flight. */
 	if (rc != EXIT_OK)
-		log_msg(LOG_ERROR, "cannot start: out of memory or threads");
+		log_msg(LOG_ERROR, "cannot start: see the line above, or out of memory or threads");
 	if (sched != NULL)
 		sched_stop(sched);
+	if (limiter != NULL)
+		limiter_stop(limiter);
 	if (workers != NULL)
 		drain_in_flight(cfg, workers, &sigs, &abort_now);
 	workers_join_free(workers);
 	scanner_stop(scanner);
+	limiter_free(limiter);
 	sched_free(sched);
+	httpd_stop(httpd);
 	log_msg(LOG_INFO, "stopped");
 	curl_global_cleanup();
 	mysql_library_end();

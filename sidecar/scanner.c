@@ -13,7 +13,9 @@
 #include "coord.h"
 #include "db.h"
 #include "discovery.h"
+#include "httpd.h"
 #include "log.h"
+#include "metrics.h"
 #include "scan.h"
 #include "util.h"
 
@@ -94,6 +96,7 @@ static void sc_remember_unreadable(struct scanner *sc, const struct backlog *b, 
  * it ends. */
 struct failure_streak {
 	const char *what;
+	int metric_kind; /* label of jobdrainer_errors_total */
 	int count;
 	int64_t last_logged;
 };
@@ -105,6 +108,7 @@ static void streak_fail(struct failure_streak *s, const char *err, int64_t retry
 	char next[48];
 
 	s->count++;
+	metrics_add(METRIC_ERRORS, s->metric_kind, 1);
 	if (s->count > 1 && now - s->last_logged < REPEAT_FAILURE_LOG_MS)
 		return;
 	s->last_logged = now;
@@ -194,6 +198,7 @@ static int64_t run_discovery(struct scanner *sc, struct discovery *disc, struct 
 	wiki_list_free(&sc->wikis);
 	sc->wikis = list;
 	sc->discovered = true;
+	metrics_set(METRIC_WIKIS, 0, (double)sc->wikis.len);
 	log_discovery(before, sc->wikis.len, first);
 	return util_mono_ms() + (int64_t)sc->cfg->discovery_interval * 1000;
 }
@@ -230,6 +235,7 @@ static void log_scanner_role(const struct scanner *sc, bool holding)
 {
 	struct log_line l;
 
+	metrics_set(METRIC_SCANNER, 0, holding ? 1 : 0);
 	log_begin(&l, LOG_INFO, holding ? "scanner lease taken" : "scanner lease lost");
 	log_int(&l, "token", (long long)sc->lease.token);
 	log_str(&l, "next", holding ? "this sidecar scans the fleet's backlog"
@@ -280,6 +286,52 @@ static bool hold_scanner_lease(struct scanner *sc, struct db *coord,
 	return sc->scanning;
 }
 
+static bool scanner_stopping(struct scanner *sc)
+{
+	bool stop;
+
+	pthread_mutex_lock(&sc->lock);
+	stop = sc->stopping;
+	pthread_mutex_unlock(&sc->lock);
+	return stop;
+}
+
+/* Keeps the scan within [scan] queries_per_second on the wiki databases: waits until
+ * `queries` statements started at `since` fit the rate (or the scanner stops). */
+static void pace_scan(struct scanner *sc, int64_t since, int queries)
+{
+	int qps = sc->cfg->scan_queries_per_second;
+	int64_t until;
+	struct timespec ts;
+
+	if (qps <= 0 || queries <= 0)
+		return;
+	until = since + (int64_t)queries * 1000 / qps;
+	if (until <= util_mono_ms())
+		return;
+	ts.tv_sec = (time_t)(until / 1000);
+	ts.tv_nsec = (long)(until % 1000) * 1000000;
+	pthread_mutex_lock(&sc->lock);
+	if (!sc->stopping)
+		pthread_cond_timedwait(&sc->wake, &sc->lock, &ts);
+	pthread_mutex_unlock(&sc->lock);
+}
+
+/* Fleet gauges from the coordination table: every sidecar reports the same view. */
+static int update_fleet_metrics(struct scanner *sc, struct db *coord, char *err, size_t errlen)
+{
+	struct coord_summary sum;
+
+	if (coord_summary(coord, sc->cfg, sc->cfg->mw_version, &sum, err, errlen) != 0)
+		return -EIO;
+	metrics_set(METRIC_WIKIS_BACKLOG, 0, (double)sum.with_backlog);
+	metrics_set(METRIC_WIKIS_BACKOFF, 0, (double)sum.backed_off);
+	metrics_set(METRIC_WIKIS_PARKED, 0, (double)sum.parked);
+	metrics_set(METRIC_OLDEST_AGE, 0,
+		    sum.oldest_ready_age_ms < 0 ? 0 : (double)sum.oldest_ready_age_ms / 1000.0);
+	return 0;
+}
+
 /* Scans every wiki and writes the result for the fleet, group by group. */
 static void run_scan(struct scanner *sc, struct db *scan_db, struct db *coord,
 		     struct failure_streak *streak)
@@ -300,12 +352,14 @@ static void run_scan(struct scanner *sc, struct db *scan_db, struct db *coord,
 		return;
 	if (coord_now(coord, started, err, sizeof(err)) != 0)
 		goto failed;
-	for (size_t from = 0; from < n; from += group) {
+	for (size_t from = 0; from < n && !scanner_stopping(sc); from += group) {
 		size_t len = from + group < n ? group : n - from;
+		int64_t group_start = util_mono_ms();
 		if (scan_run(scan_db, sc->wikis.items + from, len, cfg->scan_wikis_per_query,
 			     backlog + from, &stats, err, sizeof(err)) != 0)
 			goto failed;
 		total.queries += stats.queries;
+		pace_scan(sc, group_start, stats.queries);
 		if (coord_write_backlog(coord, cfg, cfg->mw_version, sc->wikis.items + from,
 					backlog + from, len, started, err, sizeof(err)) != 0)
 			goto failed;
@@ -319,6 +373,8 @@ static void run_scan(struct scanner *sc, struct db *scan_db, struct db *coord,
 		with_backlog += backlog[i].oldest_ready_ms != 0;
 	}
 	sc_remember_unreadable(sc, backlog, n);
+	metrics_add(METRIC_SCANS, 0, 1);
+	metrics_set(METRIC_SCAN_SECONDS, 0, (double)(util_mono_ms() - t0) / 1000.0);
 	log_begin(&l, LOG_DEBUG, "scan");
 	log_int(&l, "wikis", (long long)n);
 	log_int(&l, "with_backlog", (long long)with_backlog);
@@ -332,6 +388,24 @@ failed:
 	free(backlog);
 }
 
+/* Ready when discovery has succeeded and the coordination database answers now. */
+static void note_readiness(struct scanner *sc, struct db *coord,
+			   const struct failure_streak *disc, struct failure_streak *coord_streak)
+{
+	char err[512];
+
+	if (!sc->discovered || disc->count > 0) {
+		httpd_note_ready(false, "platform database: discovery has not succeeded");
+		return;
+	}
+	if (!sc->schema_ready || coord_streak->count > 0 ||
+	    update_fleet_metrics(sc, coord, err, sizeof(err)) != 0) {
+		httpd_note_ready(false, "coordination database does not answer");
+		return;
+	}
+	httpd_note_ready(true, NULL);
+}
+
 static void *scanner_main(void *arg)
 {
 	struct scanner *sc = arg;
@@ -340,9 +414,9 @@ static void *scanner_main(void *arg)
 	struct db *coord = db_new(&cfg->platform, "coordination");
 	struct db *scan = db_new(&cfg->scan, "scan_db");
 	struct discovery *disc = discovery_new(cfg);
-	struct failure_streak disc_streak = { "discovery failed", 0, 0 };
-	struct failure_streak coord_streak = { "coordination database failed", 0, 0 };
-	struct failure_streak scan_streak = { "scan failed", 0, 0 };
+	struct failure_streak disc_streak = { "discovery failed", 0, 0, 0 };
+	struct failure_streak coord_streak = { "coordination database failed", 2, 0, 0 };
+	struct failure_streak scan_streak = { "scan failed", 1, 0, 0 };
 	int64_t next_discovery = 0;
 
 	mysql_thread_init();
@@ -356,11 +430,13 @@ static void *scanner_main(void *arg)
 		struct timespec ts;
 
 		pthread_mutex_unlock(&sc->lock);
+		httpd_note_alive();
 		if (util_mono_ms() >= next_discovery)
 			next_discovery = run_discovery(sc, disc, platform, &disc_streak);
 		if (ensure_schema(sc, coord, &coord_streak) &&
 		    hold_scanner_lease(sc, coord, &coord_streak))
 			run_scan(sc, scan, coord, &scan_streak);
+		note_readiness(sc, coord, &disc_streak, &coord_streak);
 		wake = util_mono_ms() + (int64_t)cfg->scan_interval * 1000;
 		if (next_discovery < wake)
 			wake = next_discovery;

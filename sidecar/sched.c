@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 
 /* Candidates read per refresh: more than a pod can start before the next refresh. */
@@ -162,6 +163,7 @@ static void log_db_error(struct sched *s, const char *what, const char *err, con
 	if (say)
 		s->error_logged_ms = now;
 	pthread_mutex_unlock(&s->lock);
+	metrics_add(METRIC_ERRORS, 2, 1);
 	if (!say)
 		return;
 	log_begin(&l, LOG_ERROR, what);
@@ -235,6 +237,7 @@ static int try_lease(struct sched_worker *w, struct wiki *wiki, int slot, struct
 		t->wiki = NULL;
 		return rc;
 	}
+	metrics_add(METRIC_LEASES_HELD, 0, 1);
 	/* Trust runs from before the statement was sent: the database's expiry is later. */
 	t->started_ms = sent;
 	t->confirmed_ms = sent;
@@ -398,6 +401,7 @@ bool sched_may_continue(struct sched_worker *w, struct sched_ticket *t)
 	sent = util_mono_ms();
 	rc = coord_renew(w->db, cfg, &t->lease, err, sizeof(err));
 	if (rc == 0) {
+		metrics_add(METRIC_ERRORS, 3, 1);
 		log_lease(LOG_WARN, "lease lost", t, NULL, "stopping work on this wiki");
 		return false;
 	}
@@ -454,6 +458,7 @@ void sched_done(struct sched_worker *w, struct sched_ticket *t, const struct bat
 		*backoff_ms = r.backoff_ms;
 	}
 	rc = coord_release_wiki(w->db, cfg, &t->lease, &r, err, sizeof(err));
+	metrics_add(METRIC_LEASES_HELD, 0, -1);
 	if (rc < 0)
 		log_lease(LOG_WARN, "lease not released", t, err, "it expires by itself");
 	else if (r.park && rc == 1)

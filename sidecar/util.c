@@ -1,6 +1,7 @@
 /* util.c - see util.h. */
 #include "util.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -186,3 +187,26 @@ long long util_rand_range(long long lo, long long hi)
 	pthread_mutex_unlock(&lock);
 	return lo + r;
 }
+
+int util_parse_listen(const char *listen, unsigned char addr[4], int *port)
+{
+	const char *colon = strrchr(listen, ':');
+	char host[64];
+	long long p;
+	size_t n;
+
+	if (colon == NULL || util_parse_int(colon + 1, 0, 65535, &p) != 0)
+		return -EINVAL;
+	n = (size_t)(colon - listen);
+	if (n >= sizeof(host))
+		return -EINVAL;
+	memcpy(host, listen, n);
+	host[n] = '\0';
+	if (n == 0 || strcmp(host, "*") == 0)
+		snprintf(host, sizeof(host), "0.0.0.0");
+	if (inet_pton(AF_INET, host, addr) != 1)
+		return -EINVAL;
+	*port = (int)p;
+	return 0;
+}
+

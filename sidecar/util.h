@@ -18,6 +18,10 @@ bool util_is_table_prefix(const char *s);
 /* A host name usable as an HTTP Host header: 1..253 of [A-Za-z0-9.-], optional :port. */
 bool util_is_domain(const char *s);
 
+/* Parses a listen address "HOST:PORT": an IPv4 address, or empty or "*" for any.
+ * Returns 0 or -EINVAL. */
+int util_parse_listen(const char *listen, unsigned char addr[4], int *port);
+
 /* Growable, always NUL-terminated byte buffer. On allocation failure it sets
  * `failed` and stops growing, so callers check once at the end. */
 struct buf {

@@ -9,8 +9,10 @@
 #include <time.h>
 
 #include <mysql.h>
+#include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "runjobs.h"
 
 struct worker {
@@ -23,6 +25,7 @@ struct worker {
 struct workers {
 	const struct config *cfg;
 	struct sched *sched;
+	struct limiter *limiter;
 	const atomic_bool *abort_now;
 	pthread_mutex_t lock;
 	pthread_cond_t exited;
@@ -70,24 +73,57 @@ static void log_batch(const struct worker *w, const struct wiki *wiki,
 	log_end(&l);
 }
 
+static void count_batch(const struct batch_result *r)
+{
+	metrics_add(METRIC_BATCHES, (int)r->outcome, 1);
+	metrics_add(METRIC_JOBS, 0, r->jobs_ok);
+	metrics_add(METRIC_JOBS, 1, r->jobs_failed);
+}
+
+/* Sleeps ms, or less if the pod is stopping (the limiter wakes nobody here: a short
+ * pause between two batches of one wiki is all this is for). */
+static void pause_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
 /* Drains one leased wiki until it is done, fails, or must let go. */
 static void drain(struct worker *w, struct sched_worker *sw, struct runjobs *rj,
 		  struct sched_ticket *t)
 {
+	struct workers *pool = w->pool;
 	struct batch_result r;
-	int64_t backoff = 0;
+	int64_t backoff = 0, pause;
 	bool more;
 
+	memset(&r, 0, sizeof(r));
+	r.outcome = OUTCOME_ABORTED;
 	do {
+		if (limiter_pace(pool->limiter) != 0)
+			break; /* stopping before the batch: nothing ran */
+		metrics_add(METRIC_IN_FLIGHT, 0, 1);
 		runjobs_batch(rj, t->wiki, (unsigned long long)t->lease.token, &r);
+		metrics_add(METRIC_IN_FLIGHT, 0, -1);
+		count_batch(&r);
 		t->batches++;
 		t->jobs_run += r.jobs_ok + r.jobs_failed;
-		more = r.outcome == OUTCOME_MORE && sched_may_continue(sw, t);
-		if (more)
+		pause = limiter_report(pool->limiter, &r, t->wiki->domain);
+		if (pause > 0)
+			sched_pause_until(pool->sched, pause);
+		more = r.outcome == OUTCOME_MORE && !limiter_breaker_open(pool->limiter) &&
+		       sched_may_continue(sw, t);
+		if (more) {
 			log_batch(w, t->wiki, &r, 0, true);
+			if (pool->cfg->wiki_min_interval_ms > 0)
+				pause_ms(pool->cfg->wiki_min_interval_ms);
+		}
 	} while (more);
 	sched_done(sw, t, &r, &backoff);
-	log_batch(w, t->wiki, &r, backoff, false);
+	if (t->batches > 0)
+		log_batch(w, t->wiki, &r, backoff, false);
 	wiki_free(t->wiki);
 }
 
@@ -105,17 +141,21 @@ static void *worker_main(void *arg)
 	sw = sched_worker_new(pool->sched, w->id);
 	if (rj == NULL || sw == NULL) {
 		log_msg(LOG_ERROR, "worker: out of memory; this worker stops");
-	} else {
-		while ((rc = sched_next(sw, &t)) != -ECANCELED) {
-			if (rc != 0) {
-				/* Out of memory for a ticket: wait a little rather than spin. */
-				struct timespec pause = { 1, 0 };
-				nanosleep(&pause, NULL);
-				continue;
-			}
-			drain(w, sw, rj, &t);
-		}
+		goto out;
 	}
+	/* A slot first (the pod's concurrency limit), then a lease: a worker never holds
+	 * a wiki while it waits for the pod to allow it. */
+	while (limiter_enter(pool->limiter) == 0) {
+		rc = sched_next(sw, &t);
+		if (rc == 0)
+			drain(w, sw, rj, &t);
+		limiter_exit(pool->limiter);
+		if (rc == -ECANCELED)
+			break;
+		if (rc != 0)
+			pause_ms(1000); /* out of memory for a ticket: wait rather than spin */
+	}
+out:
 	sched_worker_free(sw);
 	runjobs_free(rj);
 	mysql_thread_end();
@@ -126,7 +166,7 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-struct workers *workers_start(const struct config *cfg, struct sched *s,
+struct workers *workers_start(const struct config *cfg, struct sched *s, struct limiter *lim,
 			      const atomic_bool *abort_now)
 {
 	struct workers *pool = calloc(1, sizeof(*pool));
@@ -136,6 +176,7 @@ struct workers *workers_start(const struct config *cfg, struct sched *s,
 		return NULL;
 	pool->cfg = cfg;
 	pool->sched = s;
+	pool->limiter = lim;
 	pool->abort_now = abort_now;
 	pool->count = cfg->workers;
 	pthread_mutex_init(&pool->lock, NULL);

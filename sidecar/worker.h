@@ -9,13 +9,14 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "limiter.h"
 #include "sched.h"
 
 struct workers;
 
-/* Starts cfg->workers threads. abort_now cuts batches in flight short when set.
- * Returns NULL (and starts nothing) on failure. */
-struct workers *workers_start(const struct config *cfg, struct sched *s,
+/* Starts cfg->workers threads, paced by lim. abort_now cuts batches in flight short
+ * when set. Returns NULL (and starts nothing) on failure. */
+struct workers *workers_start(const struct config *cfg, struct sched *s, struct limiter *lim,
 			      const atomic_bool *abort_now);
 
 /* Waits until every worker has returned (after sched_stop) or the monotonic deadline

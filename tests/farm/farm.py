@@ -735,6 +735,17 @@ class Farm:
         self._write_wiki_file(w)
         self._save()
 
+    def set_settings_override(self, php=None):
+        """PHP statements run after the farm's settings for every wiki, web and CLI (DIR/
+        LocalSettings.override.php), e.g. "$wgJobRunRate = 2;"; None removes them.
+        Apache's opcache revalidates files every 2 s: wait that long before relying on it."""
+        path = self.path("LocalSettings.override.php")
+        if php is None:
+            if os.path.exists(path):
+                os.unlink(path)
+            return
+        self._write_atomic(path, "<?php\n// Written by Farm.set_settings_override()\n%s\n" % php)
+
     # ---- jobs ----------------------------------------------------------------------------------
 
     def php_env(self, domain):
@@ -1187,6 +1198,12 @@ if ( !class_exists( 'FarmProbeJob', false ) ) {
 	}
 }
 $wgJobClasses['farmProbe'] = FarmProbeJob::class;
+
+// Optional per-run overrides for every wiki (Farm.set_settings_override), e.g. the
+// benchmark's $wgJobRunRate baseline. Absent: the settings above apply unchanged.
+if ( is_file( FARM_DIR . '/LocalSettings.override.php' ) ) {
+	require FARM_DIR . '/LocalSettings.override.php';
+}
 """
 
 

@@ -34,6 +34,8 @@ def farm_ini(farm, **sections):
     sections: {"section": {"key": value}} overrides and additions."""
     base = {
         "sidecar": {"workers": 2, "log_format": "json", "shutdown_timeout": 20},
+        # Many sidecars share this machine: each gets a free port for its endpoints.
+        "http": {"listen": "127.0.0.1:0"},
         "mediawiki": {"host": "127.0.0.1", "port": farm.http_port, "maxjobs": 100,
                       "maxtime": 10},
         "platform_db": {"host": "127.0.0.1", "port": farm.mysql_port,
@@ -90,6 +92,34 @@ class Sidecar:
     @property
     def pid(self):
         return self.proc.pid
+
+    @property
+    def http_port(self):
+        line = self.wait_for(lambda l: l.get("msg") == "http endpoints listening",
+                             timeout=10, what="http endpoints")
+        return int(line["port"])
+
+    def get(self, path):
+        """GET one of the sidecar's endpoints: (status, text)."""
+        import urllib.error
+        import urllib.request
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d%s" % (self.http_port, path),
+                                        timeout=10) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def metrics(self):
+        """/metrics parsed: {'name{labels}': value}."""
+        status, text = self.get("/metrics")
+        assert status == 200, text
+        out = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                key, value = line.rsplit(" ", 1)
+                out[key] = float(value)
+        return out
 
     def lines(self):
         """Every log line so far, parsed (JSON or text)."""

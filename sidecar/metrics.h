@@ -1,0 +1,73 @@
+/* metrics.h - the process's counters and gauges, exported as Prometheus text.
+ *
+ * Declared once, in METRICS below: each entry generates an id, a help text and its
+ * label values. Updates are lock-free atomics, cheap enough for any hot path. Labels
+ * are small fixed sets (outcomes, kinds): never per wiki, so a farm of thousands of
+ * wikis has the same number of series as one of three. Leaf module (libc + log). */
+#ifndef JD_METRICS_H
+#define JD_METRICS_H
+
+#include <stdint.h>
+
+#include "util.h"
+
+/* Label value lists. */
+#define LABELS_OUTCOME                                                                  \
+	"drained", "more", "slow_down", "read_only", "bad_request", "server_error", "timeout", \
+	"refused", "bad_response", "aborted"
+#define LABELS_JOB_STATUS "ok", "failed"
+#define LABELS_ERROR_KIND "discovery", "scan", "coordination", "lease_lost"
+#define LABELS_LEASE_OP "acquire", "renew", "release"
+#define LABELS_NONE ""
+
+/* X(id, prometheus name, type, help, label name or "", label values...) */
+#define METRICS(X)                                                                           \
+	X(BATCHES, "jobdrainer_batches_total", "counter", "RunJobs batches, by outcome",        \
+	  "outcome", LABELS_OUTCOME)                                                         \
+	X(JOBS, "jobdrainer_jobs_total", "counter", "Jobs MediaWiki ran in our batches",        \
+	  "status", LABELS_JOB_STATUS)                                                        \
+	X(ERRORS, "jobdrainer_errors_total", "counter", "Errors, by kind", "kind",              \
+	  LABELS_ERROR_KIND)                                                                 \
+	X(LEASE_OPS, "jobdrainer_lease_operations_total", "counter",                           \
+	  "Lease statements sent to the coordination database", "op", LABELS_LEASE_OP)       \
+	X(SCANS, "jobdrainer_scans_total", "counter",                                          \
+	  "Backlog scans this sidecar ran (as the scanner lease holder)", "", LABELS_NONE)    \
+	X(SCAN_SECONDS, "jobdrainer_scan_duration_seconds", "gauge",                           \
+	  "Duration of the last backlog scan", "", LABELS_NONE)                               \
+	X(LEASES_HELD, "jobdrainer_leases_held", "gauge", "Wiki leases this sidecar holds",    \
+	  "", LABELS_NONE)                                                                    \
+	X(SCANNER, "jobdrainer_scanner_lease_held", "gauge",                                   \
+	  "1 if this sidecar holds the scanner lease", "", LABELS_NONE)                       \
+	X(IN_FLIGHT, "jobdrainer_batches_in_flight", "gauge", "RunJobs requests in flight",    \
+	  "", LABELS_NONE)                                                                    \
+	X(CONCURRENCY, "jobdrainer_concurrency_limit", "gauge",                                \
+	  "Current limit on batches in flight (adaptive, 1..workers)", "", LABELS_NONE)       \
+	X(BREAKER_OPEN, "jobdrainer_mediawiki_breaker_open", "gauge",                          \
+	  "1 while local MediaWiki is considered down and draining is paused", "",            \
+	  LABELS_NONE)                                                                        \
+	X(WIKIS, "jobdrainer_wikis", "gauge", "Wikis discovery returned", "", LABELS_NONE)     \
+	X(WIKIS_BACKLOG, "jobdrainer_wikis_with_backlog", "gauge",                             \
+	  "Wikis of this scope with ready jobs (fleet view)", "", LABELS_NONE)                \
+	X(WIKIS_BACKOFF, "jobdrainer_wikis_backed_off", "gauge",                               \
+	  "Wikis in backoff after failures (fleet view)", "", LABELS_NONE)                    \
+	X(WIKIS_PARKED, "jobdrainer_wikis_parked", "gauge",                                    \
+	  "Wikis parked with only jobs MediaWiki will not run (fleet view)", "", LABELS_NONE) \
+	X(OLDEST_AGE, "jobdrainer_oldest_ready_job_age_seconds", "gauge",                      \
+	  "Age of the oldest ready job across the fleet's wikis", "", LABELS_NONE)            \
+	X(READY, "jobdrainer_ready", "gauge", "1 when the databases answer", "", LABELS_NONE)
+
+#define METRIC_ID(id, ...) METRIC_##id,
+enum metric_id { METRICS(METRIC_ID) METRIC_COUNT };
+#undef METRIC_ID
+
+/* Adds delta to the series `label` (an index into the metric's label values; 0 for a
+ * metric without labels). */
+void metrics_add(enum metric_id m, int label, int64_t delta);
+/* Sets a gauge. Fractions are kept to the millionth. */
+void metrics_set(enum metric_id m, int label, double value);
+double metrics_get(enum metric_id m, int label);
+
+/* Appends every series in the Prometheus text format (version 0.0.4). */
+void metrics_render(struct buf *out);
+
+#endif
