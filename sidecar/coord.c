@@ -260,13 +260,15 @@ int coord_release_wiki(struct db *db, const struct config *cfg, const struct coo
 
 	buf_init(&sql);
 	/* One statement: the lease ends and the wiki's state is written only if this
-	 * holder still had it under this token. */
+	 * holder still had it under this token. (A multi-table UPDATE does not promise
+	 * an order of assignments across tables: last_holder gets the literal.) */
 	buf_addf(&sql,
 		 "UPDATE `%s`.jd_lease l JOIN `%s`.jd_wiki w ON w.scope = l.scope AND w.domain = l.name"
-		 " SET l.holder = NULL, l.expires_at = NULL,"
-		 " w.last_served_at = NOW(6), w.last_batch_at = NOW(6),"
-		 " w.last_outcome = '%s', w.last_holder = l.holder",
+		 " SET w.last_served_at = NOW(6), w.last_batch_at = NOW(6), w.last_outcome = '%s',"
+		 " l.holder = NULL, l.expires_at = NULL, w.last_holder = ",
 		 cfg->coord_db, cfg->coord_db, outcome_name(r->outcome));
+	if (lit(db, &sql, l->holder, err, errlen) != 0)
+		goto fail;
 	if (r->count_failure)
 		buf_adds(&sql, ", w.failures = w.failures + 1");
 	else if (r->outcome == OUTCOME_DRAINED || r->outcome == OUTCOME_MORE)

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cli.h"
 #include "config.h"
 #include "db.h"
 #include "httpd.h"
@@ -40,10 +41,12 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: jobdrainer [--config FILE] [--check-config]\n"
+		"       jobdrainer [--config FILE] status [--json] [--all]\n"
+		"       jobdrainer [--config FILE] drain --wiki DOMAIN\n"
 		"       jobdrainer --version | --help\n"
 		"\n"
 		"Drains every wiki's MediaWiki job queue through signed Special:RunJobs\n"
-		"requests to the local MediaWiki.\n"
+		"requests to the local MediaWiki. Without a command it runs the daemon.\n"
 		"\n"
 		"  -c, --config FILE   configuration (default " CONFIG_DEFAULT_PATH ")\n"
 		"      --check-config  validate the configuration, print it with secrets\n"
@@ -51,13 +54,23 @@ static void usage(FILE *out)
 		"  -V, --version       print the version and exit\n"
 		"  -h, --help          print this help and exit\n"
 		"\n"
-		"Exit status: 0 ok (also after SIGTERM/SIGINT), 1 could not start,\n"
-		"2 bad command line or configuration.\n");
+		"Commands:\n"
+		"  status              the fleet's wikis with a backlog, a lease or trouble,\n"
+		"                      most urgent first (--all: every wiki; --json)\n"
+		"  drain --wiki DOMAIN drain one wiki now, under its lease, printing each batch\n"
+		"\n"
+		"Exit status: 0 ok (also after SIGTERM/SIGINT), 1 could not start or a\n"
+		"command failed, 2 bad command line or configuration, 3 drain: another\n"
+		"sidecar holds the wiki's lease, 4 drain: no such wiki.\n");
 }
 
 struct options {
 	const char *config_path;
 	bool check_only;
+	const char *command; /* NULL: run the daemon */
+	const char *wiki;
+	bool json;
+	bool all;
 };
 
 /* Returns -1 to go on, or an exit code. */
@@ -66,14 +79,17 @@ static int parse_args(int argc, char **argv, struct options *o)
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "check-config", no_argument, NULL, 'k' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "all", no_argument, NULL, 'a' },
+		{ "wiki", required_argument, NULL, 'w' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
 
+	memset(o, 0, sizeof(*o));
 	o->config_path = CONFIG_DEFAULT_PATH;
-	o->check_only = false;
 	while ((c = getopt_long(argc, argv, "c:Vh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
@@ -81,6 +97,15 @@ static int parse_args(int argc, char **argv, struct options *o)
 			break;
 		case 'k':
 			o->check_only = true;
+			break;
+		case 'j':
+			o->json = true;
+			break;
+		case 'a':
+			o->all = true;
+			break;
+		case 'w':
+			o->wiki = optarg;
 			break;
 		case 'V':
 			printf("jobdrainer %s\n", JD_VERSION);
@@ -93,9 +118,25 @@ static int parse_args(int argc, char **argv, struct options *o)
 			return EXIT_USAGE;
 		}
 	}
+	if (optind < argc)
+		o->command = argv[optind++];
 	if (optind < argc) {
 		fprintf(stderr, "jobdrainer: unexpected argument '%s'\n", argv[optind]);
 		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (o->command != NULL && strcmp(o->command, "status") != 0 &&
+	    strcmp(o->command, "drain") != 0) {
+		fprintf(stderr, "jobdrainer: unknown command '%s'\n", o->command);
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if ((o->json || o->all) && (o->command == NULL || strcmp(o->command, "status") != 0)) {
+		fprintf(stderr, "jobdrainer: --json and --all go with the status command\n");
+		return EXIT_USAGE;
+	}
+	if ((o->wiki != NULL) != (o->command != NULL && strcmp(o->command, "drain") == 0)) {
+		fprintf(stderr, "jobdrainer: drain needs --wiki DOMAIN, and --wiki needs drain\n");
 		return EXIT_USAGE;
 	}
 	return -1;
@@ -128,6 +169,27 @@ static void log_startup(const struct config *cfg)
 	log_int(&l, "mediawiki_port", cfg->mw_port);
 	log_str(&l, "mw_version", cfg->mw_version[0] ? cfg->mw_version : "(all)");
 	log_end(&l);
+}
+
+/* An operator command: logs (drain's errors) go to stderr, results to stdout. */
+static int run_command(struct config *cfg, const struct options *o)
+{
+	int rc;
+
+	log_setup(LOG_FORMAT_TEXT, LOG_WARN, 2);
+	if (mysql_library_init(0, NULL, NULL) != 0 || curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
+		fprintf(stderr, "jobdrainer: cannot initialise libmariadb or libcurl\n");
+		config_free(cfg);
+		return EXIT_RUNTIME;
+	}
+	if (strcmp(o->command, "status") == 0)
+		rc = cli_status(cfg, o->json, o->all);
+	else
+		rc = cli_drain(cfg, o->wiki);
+	curl_global_cleanup();
+	mysql_library_end();
+	config_free(cfg);
+	return rc;
 }
 
 /* The HTTP endpoints; a listen address that cannot be bound is fatal (the probes
@@ -227,6 +289,8 @@ int main(int argc, char **argv)
 		config_free(cfg);
 		return EXIT_OK;
 	}
+	if (opt.command != NULL)
+		return run_command(cfg, &opt);
 	log_setup((enum log_format)cfg->log_format, (enum log_level)cfg->log_level, 1);
 
 	/* 2. Signals: blocked before any thread exists, so every thread inherits the mask

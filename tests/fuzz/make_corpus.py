@@ -64,6 +64,12 @@ CONFIG = {
         "[mediawiki]\nport = 99999\nmaxjobs = 0x10\nmaxtime = 1e3\nconnect_timeout = -0\n"
         "signature_ttl = 9223372036854775808\nmax_body_kib =  4 \npath = w/index.php\n"
         "[coordination]\ndatabase = `drop`\n[sidecar]\nworkers = 2\n",
+    "http-listen.ini": "[http]\nlisten = 127.0.0.1:0\n",
+    "http-listen-bad.ini": "[http]\nlisten = [::1]:99999\n[http]\nlisten = host:\n",
+    "http-listen-off.ini": "[http]\nlisten =\n",
+    "drain-limits.ini":
+        "[drain]\nbatches_per_second = 0\nbreaker_failures = 1\nwiki_min_interval_ms = 0\n"
+        "[scan]\nqueries_per_second = 1000\n",
     "holder-with-space.ini": "[sidecar]\nholder = pod a\n",
     "structure-errors.ini":
         "workers = 1\n[nosuch]\nfoo = 1\n[sidecar\n[sidecar]\nfoo = bar\n"

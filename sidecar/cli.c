@@ -1,0 +1,293 @@
+/* cli.c - see cli.h. */
+#include "cli.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <mysql.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "coord.h"
+#include "db.h"
+#include "discovery.h"
+#include "log.h"
+#include "runjobs.h"
+#include "scan.h"
+#include "sched.h"
+#include "util.h"
+
+/* One row of the status view. */
+struct wiki_status {
+	const char *domain, *holder, *last_outcome, *last_holder, *scan_error;
+	long long age_s;       /* oldest ready job, -1: none */
+	long long backoff_s;   /* > 0: backed off this much longer */
+	long long lease_s;     /* > 0: lease held this much longer */
+	long long last_batch_s; /* seconds since the last batch, -1: never */
+	int failures, ready_types;
+	bool parked;
+	const char *state;
+};
+
+static long long num(const char *s)
+{
+	long long v = -1;
+
+	if (s != NULL)
+		util_parse_int(s, INT64_MIN, INT64_MAX, &v);
+	return v;
+}
+
+static const char *state_of(const struct wiki_status *w)
+{
+	if (w->scan_error != NULL)
+		return "unreadable";
+	if (w->lease_s > 0)
+		return "draining";
+	if (w->backoff_s > 0)
+		return "backoff";
+	if (w->parked)
+		return "parked";
+	if (w->age_s >= 0)
+		return "waiting";
+	return "idle";
+}
+
+static void age_text(long long s, char *out, size_t len)
+{
+	if (s < 0)
+		snprintf(out, len, "-");
+	else if (s < 120)
+		snprintf(out, len, "%llds", s);
+	else if (s < 7200)
+		snprintf(out, len, "%lldm%02llds", s / 60, s % 60);
+	else
+		snprintf(out, len, "%lldh%02lldm", s / 3600, (s % 3600) / 60);
+}
+
+/* Urgency: work waiting the longest first, then trouble, then the rest. */
+#define STATUS_QUERY                                                                          \
+	"SELECT w.domain, TIMESTAMPDIFF(SECOND, w.oldest_ready_at, NOW(6)), w.ready_types,"    \
+	" IF(l.expires_at > NOW(6), l.holder, NULL),"                                         \
+	" TIMESTAMPDIFF(SECOND, NOW(6), l.expires_at),"                                       \
+	" TIMESTAMPDIFF(SECOND, NOW(6), w.backoff_until), w.parked_until > NOW(6),"           \
+	" w.failures, w.last_outcome, w.last_holder,"                                         \
+	" TIMESTAMPDIFF(SECOND, w.last_batch_at, NOW(6)), w.scan_error"                       \
+	" FROM `%s`.jd_wiki w LEFT JOIN `%s`.jd_lease l"                                      \
+	" ON l.scope = w.scope AND l.name = w.domain AND l.slot = 0 WHERE w.scope = "
+
+#define STATUS_ORDER                                                                          \
+	" ORDER BY (w.oldest_ready_at IS NULL OR w.parked_until > NOW(6)) ,"                  \
+	" (w.backoff_until > NOW(6) OR w.scan_error IS NOT NULL) DESC, w.oldest_ready_at,"    \
+	" w.domain"
+
+int cli_status(const struct config *cfg, bool json, bool all)
+{
+	struct db *db = db_new(&cfg->platform, "coordination");
+	struct buf sql;
+	MYSQL_RES *res = NULL;
+	MYSQL_ROW row;
+	unsigned code;
+	char err[512];
+	struct coord_summary sum;
+	json_t *jwikis = json ? json_array() : NULL;
+	int rc = CLI_FAILED;
+	size_t shown = 0;
+
+	buf_init(&sql);
+	if (db == NULL)
+		goto out;
+	if (coord_summary(db, cfg, cfg->mw_version, &sum, err, sizeof(err)) != 0)
+		goto fail;
+	buf_addf(&sql, STATUS_QUERY, cfg->coord_db, cfg->coord_db);
+	if (db_quote(db, &sql, cfg->mw_version, err, sizeof(err)) != 0)
+		goto fail;
+	buf_adds(&sql, STATUS_ORDER);
+	if (db_query(db, sql.data, &res, &code, err, sizeof(err)) != 0)
+		goto fail;
+	if (!json) {
+		printf("scope %s: %lld wikis, %lld with backlog, %lld backed off, %lld parked, "
+		       "%lld unreadable\n\n",
+		       cfg->mw_version[0] ? cfg->mw_version : "(all versions)", sum.wikis,
+		       sum.with_backlog, sum.backed_off, sum.parked, sum.unreadable);
+		printf("%-32s %-10s %8s %-24s %-13s %4s %9s\n", "WIKI", "STATE", "OLDEST", "HOLDER",
+		       "LAST", "FAIL", "LAST_RUN");
+	}
+	while (res != NULL && (row = mysql_fetch_row(res)) != NULL) {
+		struct wiki_status w = {
+			.domain = row[0], .age_s = row[1] ? num(row[1]) : -1,
+			.ready_types = (int)num(row[2]), .holder = row[3],
+			.lease_s = row[3] ? num(row[4]) : -1, .backoff_s = row[5] ? num(row[5]) : -1,
+			.parked = row[6] && strcmp(row[6], "1") == 0, .failures = (int)num(row[7]),
+			.last_outcome = row[8], .last_holder = row[9],
+			.last_batch_s = row[10] ? num(row[10]) : -1, .scan_error = row[11],
+		};
+		char age[48], last[48];
+		w.state = state_of(&w);
+		if (!all && strcmp(w.state, "idle") == 0)
+			continue;
+		shown++;
+		if (json) {
+			json_t *o = json_pack("{s:s, s:s, s:I, s:i, s:s?, s:s?, s:i, s:I, s:I, s:s?}",
+					      "wiki", w.domain, "state", w.state, "oldest_ready_age_s",
+					      (json_int_t)w.age_s, "ready_types", w.ready_types,
+					      "holder", w.holder ? w.holder : w.last_holder,
+					      "last_outcome", w.last_outcome, "failures", w.failures,
+					      "backoff_s", (json_int_t)(w.backoff_s > 0 ? w.backoff_s : 0),
+					      "last_batch_s", (json_int_t)w.last_batch_s, "error",
+					      w.scan_error);
+			json_array_append_new(jwikis, o);
+			continue;
+		}
+		age_text(w.age_s, age, sizeof(age));
+		age_text(w.last_batch_s, last, sizeof(last));
+		printf("%-32s %-10s %8s %-24s %-13s %4d %9s\n", w.domain, w.state, age,
+		       w.holder ? w.holder : (w.last_holder ? w.last_holder : "-"),
+		       w.last_outcome ? w.last_outcome : "-", w.failures, last);
+	}
+	if (json) {
+		json_t *root = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:o}", "scope",
+					 cfg->mw_version, "wikis", (json_int_t)sum.wikis,
+					 "with_backlog", (json_int_t)sum.with_backlog, "backed_off",
+					 (json_int_t)sum.backed_off, "parked", (json_int_t)sum.parked,
+					 "oldest_ready_age_s",
+					 (json_int_t)(sum.oldest_ready_age_ms < 0 ? -1
+										  : sum.oldest_ready_age_ms / 1000),
+					 "wikis_shown", jwikis);
+		jwikis = NULL;
+		json_dumpf(root, stdout, JSON_INDENT(2));
+		putchar('\n');
+		json_decref(root);
+	} else if (shown == 0) {
+		printf("(no wiki with a backlog, a failure or a lease; --all lists every wiki)\n");
+	}
+	rc = CLI_OK;
+	goto out;
+fail:
+	fprintf(stderr, "jobdrainer status: %s\n", err);
+out:
+	json_decref(jwikis);
+	if (res != NULL)
+		mysql_free_result(res);
+	buf_release(&sql);
+	db_free(db);
+	return rc;
+}
+
+/* Finds one wiki through discovery. */
+static struct wiki *find_wiki(const struct config *cfg, struct db *platform, const char *domain,
+			      char *err, size_t errlen)
+{
+	struct discovery *disc = discovery_new(cfg);
+	struct wiki_list list = { 0 };
+	struct wiki *found = NULL;
+
+	if (disc == NULL || discovery_run(disc, platform, &list, err, errlen) != 0) {
+		discovery_free(disc);
+		return NULL;
+	}
+	for (size_t i = 0; i < list.len && found == NULL; i++)
+		if (strcmp(list.items[i]->domain, domain) == 0)
+			found = wiki_dup(list.items[i]);
+	if (found == NULL)
+		snprintf(err, errlen, "discovery does not list %s (unknown, deleted, bad row, or "
+				      "another MediaWiki version)", domain);
+	wiki_list_free(&list);
+	discovery_free(disc);
+	return found;
+}
+
+int cli_drain(const struct config *cfg, const char *domain)
+{
+	struct db *platform = db_new(&cfg->platform, "platform_db");
+	struct db *coord = db_new(&cfg->platform, "coordination");
+	struct db *scan = db_new(&cfg->scan, "scan_db");
+	static const atomic_bool never = false;
+	struct runjobs *rj = runjobs_new(cfg, &never);
+	struct coord_lease lease = { cfg->mw_version, domain, 0, cfg->holder, 0 };
+	struct coord_drain_report report = { 0 };
+	struct batch_result r = { .outcome = OUTCOME_ABORTED };
+	struct backlog backlog = { 0 };
+	struct scan_stats stats;
+	struct wiki *w = NULL;
+	char err[512], started[32];
+	int rc = CLI_FAILED, batches = 0, ok = 0, failed = 0, failures = 0;
+	int64_t t0 = util_mono_ms();
+
+	if (platform == NULL || coord == NULL || scan == NULL || rj == NULL) {
+		snprintf(err, sizeof(err), "out of memory");
+		goto fail;
+	}
+	w = find_wiki(cfg, platform, domain, err, sizeof(err));
+	if (w == NULL) {
+		rc = strstr(err, "does not list") ? CLI_NOT_FOUND : CLI_FAILED;
+		goto fail;
+	}
+	/* A fresh look at its queue, written for the fleet like a scan would. */
+	if (coord_ensure_schema(coord, cfg, err, sizeof(err)) != 0 ||
+	    coord_now(coord, started, err, sizeof(err)) != 0 ||
+	    scan_run(scan, &w, 1, 1, &backlog, &stats, err, sizeof(err)) != 0 ||
+	    coord_write_backlog(coord, cfg, cfg->mw_version, &w, &backlog, 1, started, err,
+				sizeof(err)) != 0)
+		goto fail;
+	if (backlog.failed) {
+		snprintf(err, sizeof(err), "cannot read its job table: %s", backlog.error);
+		goto fail;
+	}
+	printf("%s: %s\n", domain,
+	       backlog.oldest_ready_ms ? "has ready jobs" : "no ready jobs found by the scan");
+	switch (coord_acquire(coord, cfg, &lease, err, sizeof(err))) {
+	case 1:
+		break;
+	case 0:
+		snprintf(err, sizeof(err), "another sidecar holds its lease; try again later");
+		rc = CLI_BUSY;
+		goto fail;
+	default:
+		goto fail;
+	}
+	coord_wiki_failures(coord, cfg, cfg->mw_version, domain, &failures, err, sizeof(err));
+	printf("%s: lease taken (token %llu) as %s\n", domain, (unsigned long long)lease.token,
+	       cfg->holder);
+	for (;;) {
+		runjobs_batch(rj, w, (unsigned long long)lease.token, &r);
+		batches++;
+		ok += r.jobs_ok;
+		failed += r.jobs_failed;
+		printf("batch %d: outcome=%s reached=%s jobs_ok=%d jobs_failed=%d http_status=%ld "
+		       "ms=%lld%s%s\n",
+		       batches, outcome_name(r.outcome), r.reached[0] ? r.reached : "-", r.jobs_ok,
+		       r.jobs_failed, r.http_status, r.took_ms, r.detail[0] ? " detail=" : "",
+		       r.detail);
+		fflush(stdout);
+		if (r.outcome != OUTCOME_MORE)
+			break;
+		if (coord_renew(coord, cfg, &lease, err, sizeof(err)) != 1) {
+			printf("%s: lease lost or unconfirmed; stopping\n", domain);
+			break;
+		}
+	}
+	report.outcome = r.outcome;
+	report.drained = r.outcome == OUTCOME_DRAINED;
+	if (outcome_is_failure(r.outcome) && r.outcome != OUTCOME_REFUSED) {
+		report.count_failure = true;
+		report.backoff_ms = sched_backoff_ms(cfg, r.outcome, failures + 1);
+	}
+	if (coord_release_wiki(coord, cfg, &lease, &report, err, sizeof(err)) < 0)
+		printf("%s: lease not released (%s); it expires by itself\n", domain, err);
+	printf("%s: %d batches, %d jobs ok, %d failed, %.1f s, last outcome %s%s\n", domain,
+	       batches, ok, failed, (double)(util_mono_ms() - t0) / 1000.0,
+	       outcome_name(r.outcome), report.drained ? " (queue drained)" : "");
+	rc = r.outcome == OUTCOME_DRAINED || r.outcome == OUTCOME_MORE ? CLI_OK : CLI_FAILED;
+	goto out;
+fail:
+	fprintf(stderr, "jobdrainer drain: %s: %s\n", domain, err);
+out:
+	wiki_free(w);
+	runjobs_free(rj);
+	db_free(scan);
+	db_free(coord);
+	db_free(platform);
+	return rc;
+}

@@ -1,0 +1,23 @@
+/* cli.h - operator commands, run next to the daemon (kubectl exec ... jobdrainer ...):
+ *   status [--json] [--all]  the fleet's view from the coordination tables;
+ *   drain --wiki DOMAIN      drain one wiki now, under its lease, and say what happened.
+ * They print to stdout and return the process exit code. */
+#ifndef JD_CLI_H
+#define JD_CLI_H
+
+#include <stdbool.h>
+
+#include "config.h"
+
+enum {
+	CLI_OK = 0,
+	CLI_FAILED = 1,    /* the database or MediaWiki failed */
+	CLI_USAGE = 2,
+	CLI_BUSY = 3,      /* drain: another sidecar holds the wiki's lease */
+	CLI_NOT_FOUND = 4, /* drain: discovery does not list that wiki */
+};
+
+int cli_status(const struct config *cfg, bool json, bool all);
+int cli_drain(const struct config *cfg, const char *domain);
+
+#endif
