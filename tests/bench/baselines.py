@@ -30,7 +30,7 @@ import subprocess
 import threading
 import time
 
-from bench_common import farm_mod, log
+from bench_common import farm_mod
 
 SHIPPED_LOOP = """JOBS_TO_GO=1
 while [ "$JOBS_TO_GO" != "0" ]

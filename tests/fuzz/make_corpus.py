@@ -65,7 +65,8 @@ CONFIG = {
         "signature_ttl = 9223372036854775808\nmax_body_kib =  4 \npath = w/index.php\n"
         "[coordination]\ndatabase = `drop`\n[sidecar]\nworkers = 2\n",
     "http-listen.ini": "[http]\nlisten = 127.0.0.1:0\n",
-    "http-listen-bad.ini": "[http]\nlisten = [::1]:99999\n[http]\nlisten = host:\n",
+    "http-listen-bad-port.ini": "[http]\nlisten = [::1]:99999\n",
+    "http-listen-no-port.ini": "[http]\nlisten = localhost:\n",
     "http-listen-off.ini": "[http]\nlisten =\n",
     "drain-limits.ini":
         "[drain]\nbatches_per_second = 0\nbreaker_failures = 1\nwiki_min_interval_ms = 0\n"

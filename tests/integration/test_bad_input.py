@@ -2,13 +2,11 @@
 missing database, a soft-deleted wiki, rows discovery must refuse, garbage from
 MediaWiki, and a database that is down at start."""
 
-import http.server
-import signal
-import socketserver
-import threading
+import time
 
 import pytest
 
+from faults import FaultProxy, trickle
 from sidecar import farm_ini, wait_until
 
 
@@ -74,7 +72,6 @@ def test_bad_wikis_are_logged_and_skipped_while_the_others_drain(bad_farm, sidec
     # Give discovery (every 2 s) a few more rounds: each problem is still logged once.
     wait_until(lambda: sum(1 for l in pod.lines() if l.get("msg") == "discovery") >= 1,
                timeout=10, what="discovery line")
-    import time
     time.sleep(5)
     lines = pod.lines()
     assert sum(1 for l in lines if l.get("msg") == "discovery: wiki skipped"
@@ -95,7 +92,6 @@ def test_wrong_secret_is_backed_off_not_hammered(bad_farm, sidecars):
                                                             "backoff_max": 60}))
     pod.wait_for(lambda l: l.get("wiki") == "wrongsecret.farm.test"
                  and l.get("outcome") == "bad_request", what="first bad_request")
-    import time
     time.sleep(8)
     tries = [l for l in pod.batches("wrongsecret.farm.test")]
     # A 400 starts three steps up: at least 2 s * 8 = 16 s ceiling, 2 s floor. In 8 s
@@ -104,61 +100,82 @@ def test_wrong_secret_is_backed_off_not_hammered(bad_farm, sidecars):
     assert pod.stop() == 0
 
 
-class _Garbage(http.server.BaseHTTPRequestHandler):
-    """Answers every POST with the next canned bad answer."""
-    answers = []
-    seen = []
-
-    def do_POST(self):  # noqa: N802 - http.server's naming
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.seen.append(self.headers.get("Host"))
-        status, body, ctype = self.answers[min(len(self.seen) - 1, len(self.answers) - 1)]
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        if status in (301, 302):
-            self.send_header("Location", "http://elsewhere.invalid/")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+GARBAGE = {
+    # host: (fault, expected outcome, expected words in the log line's detail)
+    "html.farm.test": ((200, b"<html><body>Fatal error</body></html>", "text/html"),
+                       "bad_response", "not JSON"),
+    "truncated.farm.test": ((200, b'{"jobs":[{"type":"x","status":"ok"}],"reached":',
+                             "application/json"), "bad_response", "not JSON"),
+    "wrongtypes.farm.test": ((200, b'{"jobs":"many","reached":7}', "application/json"),
+                             "bad_response", '"jobs"'),
+    "huge.farm.test": ((200, b"[" + b"0," * (5 * 1024 * 1024) + b"0]", "application/json"),
+                       "bad_response", "max_body_kib"),
+    "redirect.farm.test": ((302, b"", "text/html", [("Location", "http://elsewhere/")]),
+                           "bad_response", "redirect"),
+    "error500.farm.test": ((500, b"<h1>Internal error</h1>", "text/html"),
+                           "server_error", "Internal error"),
+    "trickle.farm.test": (trickle(60), "timeout", "timed out"),
+}
 
 
-def test_garbage_from_mediawiki_is_classified_and_backed_off(farm, sidecars):
-    _Garbage.answers = [
-        (200, b"<html>not json</html>", "text/html"),
-        (200, b'{"jobs":[{"type":"x","status":"ok"}],"reached":', "application/json"),
-        (200, b'{"jobs":"many","reached":7}', "application/json"),
-        (200, b"", "application/json"),
-        (302, b"", "text/html"),
-        (500, b"<h1>Internal error</h1>", "text/html"),
-        (200, b"x" * (2 * 1024 * 1024), "application/json"),
-    ]
-    _Garbage.seen = []
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Garbage)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+def test_garbage_from_mediawiki_is_classified_while_other_wikis_drain(farm, sidecars):
+    for host in GARBAGE:
+        if host not in farm.wikis:
+            farm.add_wiki(host)
+        farm.push_null_jobs(host, 5)
+    for d in GOOD:
+        farm.push_null_jobs(d, 60)
+    proxy = FaultProxy(upstream_port=farm.http_port)
+    proxy.faults = {h: f[0] for h, f in GARBAGE.items()}
     try:
-        farm.push_null_jobs("wiki1.farm.test", 5)
-        farm.push_null_jobs("wiki2.farm.test", 5)
+        # A short HTTP timeout so the trickling answer times out within the test.
         pod = sidecars("pod-garbage", farm_ini(
-            farm, mediawiki={"port": server.server_address[1]},
-            drain={"backoff_base": 1, "backoff_max": 1}))
-        wait_until(lambda: len(pod.batches()) >= 7, timeout=60, what="seven attempts")
-        fails = pod.batches()[:7]
-        assert all(b["msg"] == "batch failed" for b in fails), fails
-        outcomes = [b["outcome"] for b in fails]
-        assert outcomes.count("bad_response") >= 5 and "server_error" in outcomes, outcomes
-        details = " | ".join(b["detail"] for b in fails)
-        for needle in ("not JSON", "\"jobs\"", "empty body", "redirect", "max_body_kib"):
-            assert needle in details, details
-        assert all(b["next"].startswith("backoff") for b in fails)
+            farm, mediawiki={"port": proxy.port, "maxtime": 5, "timeout_allowance": 5},
+            drain={"backoff_base": 30, "backoff_max": 60, "breaker_failures": 1000}))
+        wait_until(lambda: all(farm.ready_jobs(d) == 0 for d in GOOD), timeout=120,
+                   what="good wikis drained through the proxy")
+        for host, (_, outcome, words) in GARBAGE.items():
+            line = pod.wait_for(lambda l, h=host: l.get("wiki") == h
+                                and l.get("msg") == "batch failed", timeout=60,
+                                what="the failed batch of " + host)
+            assert line["outcome"] == outcome, line
+            assert words in line["detail"], line
+            assert line["next"].startswith("backoff "), line
+            # Nothing lost: MediaWiki never saw the request, the jobs wait.
+            assert farm.ready_jobs(host) == 5
         assert pod.proc.poll() is None
         assert pod.stop() == 0
     finally:
-        server.shutdown()
-        server.server_close()
+        proxy.close()
+
+
+def test_duplicate_domains_and_a_broken_query(farm, sidecars):
+    # The query lists wiki1 twice (the second time with another secret): the first row
+    # wins, the duplicate is logged and skipped. Long SQL goes on continuation lines.
+    query = ("SELECT w.domain, d.name, CONCAT(d.prefix, '_'), s.value FROM wikis w\n"
+             "JOIN wiki_dbs d ON d.wiki_id = w.id\n"
+             "LEFT JOIN wiki_settings s ON s.wiki_id = w.id AND s.name = 'wgSecretKey'\n"
+             "WHERE w.deleted_at IS NULL\n"
+             "UNION ALL SELECT w.domain, d.name, CONCAT(d.prefix, '_'), 'other' FROM wikis w\n"
+             "JOIN wiki_dbs d ON d.wiki_id = w.id WHERE w.domain = 'wiki1.farm.test'")
+    for d in GOOD:
+        farm.push_null_jobs(d, 20)
+    pod = sidecars("pod-dup", farm_ini(farm, discovery={"query": query}))
+    line = pod.wait_for(lambda l: l.get("msg") == "discovery: wiki skipped"
+                        and l.get("wiki") == "wiki1.farm.test", what="duplicate skipped")
+    assert "duplicate domain" in line["reason"]
+    wait_until(lambda: all(farm.ready_jobs(d) == 0 for d in GOOD), timeout=60,
+               what="every wiki drained once")
+    assert pod.stop() == 0
+
+    # An SQL error in the configured query: logged with MariaDB's message, retried,
+    # the sidecar stays up and not ready.
+    pod = sidecars("pod-badsql", farm_ini(farm, discovery={"query": "SELECT domain FROM nosuch"}))
+    line = pod.wait_for(lambda l: l.get("msg") == "discovery failed", what="discovery failed")
+    assert "nosuch" in line["error"] and line["next"].startswith("retrying in ")
+    status, text = pod.get("/readyz")
+    assert status == 503 and "discovery" in text
+    assert pod.stop() == 0
 
 
 def test_refused_connection_is_classified(farm, sidecars):

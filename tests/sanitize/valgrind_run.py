@@ -5,7 +5,8 @@ and no definitely or indirectly lost blocks.
 Starts a 2-wiki farm (tests/farm/farm.py), queues NullJobs on both wikis, runs the
 daemon under memcheck with the same INI the integration tests use, waits until both
 queues are drained (at least --seconds, so discovery, scans and lease renewals go round
-a few times), sends SIGTERM and reads valgrind's summary. "Still reachable" and
+a few times) while polling its HTTP endpoints, sends SIGTERM and reads valgrind's
+summary. "Still reachable" and
 "possibly lost" blocks (libraries' one-time allocations, threads' stacks) are reported
 but do not fail the run.
 
@@ -32,6 +33,9 @@ from farm import Farm  # noqa: E402
 import sidecar  # noqa: E402
 
 VALGRIND_ERROR_EXIT = 99
+# The daemon's endpoints and the status each answers once running (/readyz may be 503
+# while the daemon has not finished its first scan: any answer will do).
+ENDPOINTS = {"/healthz": 200, "/readyz": 200, "/metrics": 200, "/no-such-page": 404}
 LOST = re.compile(r"(definitely|indirectly|possibly) lost: ([\d,]+) bytes in ([\d,]+) blocks")
 ERRORS = re.compile(r"ERROR SUMMARY: ([\d,]+) errors")
 
@@ -88,19 +92,29 @@ def run(args):
         pod = sidecar.Sidecar(args.workdir, "vg", ini)
         pod.launch(wrapper)
         started = time.monotonic()
+        requests = 0
         # valgrind makes start-up several times slower than the tests allow for.
         pod.wait_for(lambda l: l.get("msg") == "jobdrainer starting", timeout=60)
-        sidecar.wait_until(lambda: drained(farm) or pod.proc.poll() is not None,
-                           timeout=args.timeout, what="both wikis drained under valgrind")
-        if pod.proc.poll() is not None:
-            raise AssertionError("the daemon exited (%s) while draining; log:\n%s"
-                                 % (pod.proc.returncode, pod.raw()[-4000:]))
-        ran = time.monotonic() - started
-        if ran < args.seconds:
-            time.sleep(args.seconds - ran)
+        # Until drained and at least --seconds: poll the HTTP endpoints now and then, so
+        # that libmicrohttpd's threads and the metrics text run under memcheck too.
+        while not (drained(farm) and time.monotonic() - started >= args.seconds):
+            if pod.proc.poll() is not None:
+                raise AssertionError("the daemon exited (%s) while draining; log:\n%s"
+                                     % (pod.proc.returncode, pod.raw()[-4000:]))
+            if time.monotonic() - started > args.timeout:
+                raise AssertionError("queues not drained after %ss under valgrind"
+                                     % args.timeout)
+            for path in ENDPOINTS:
+                status, _ = pod.get(path)
+                requests += 1
+                if status != ENDPOINTS[path] and path != "/readyz":
+                    raise AssertionError("GET %s: %s, expected %s"
+                                         % (path, status, ENDPOINTS[path]))
+            time.sleep(1)
         batches = len(pod.batches())
-        print("valgrind_run: drained %d jobs in %d batches; SIGTERM after %.0fs"
-              % (args.jobs * len(farm.wikis), batches, time.monotonic() - started),
+        print("valgrind_run: drained %d jobs in %d batches, %d HTTP requests; SIGTERM "
+              "after %.0fs" % (args.jobs * len(farm.wikis), batches, requests,
+                               time.monotonic() - started),
               flush=True)
         rc = pod.stop(signal.SIGTERM, timeout=120)
     finally:
