@@ -54,6 +54,7 @@ def plot_throughput(tp, path):
         ax.text(b.get_x() + b.get_width() / 2, r, "%.0f" % r, ha="center", va="bottom")
     ax.axhline(rates[0] * TARGETS["ratio"], color="grey", ls="--", lw=1,
                label="target: 0.9 x runJobs.php")
+    ax.set_ylim(0, max(rates) * 1.15)
     ax.set_ylabel("jobs/s (median of rounds)")
     ax.set_title("Throughput, one wiki, %d NullJobs, one worker" % tp["jobs"])
     ax.legend(loc="lower right", fontsize=8)

@@ -90,7 +90,8 @@ def main(argv=None):
         "command": " ".join(["/usr/bin/python3 tests/bench/run.py"] +
                             [shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:])]),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "size": a.size, "binary_version": binary.version, "source": source_desc(),
+        "size": a.size, "binary_version": binary.version,
+        "source": "given with --binary %s" % a.binary if a.binary else source_desc(),
         "cpus": os.cpu_count(), "loadavg_start": workloads.load_avg(),
         "sizes": workloads.SIZES, "full_estimate": FULL_ESTIMATE,
         "shipped_limit": size["shipped_limit"], "durations": {}, "errors": {},

@@ -1,0 +1,110 @@
+"""What operators use: /healthz, /readyz and /metrics checked against what happened,
+`jobdrainer status` and `jobdrainer drain --wiki`."""
+
+import json
+import subprocess
+import urllib.request
+
+from sidecar import BINARY, farm_ini, wait_until
+
+GOOD = ("wiki1.farm.test", "wiki2.farm.test", "wiki3.farm.test")
+
+
+def test_endpoints_report_what_happened(farm, sidecars):
+    for d in GOOD:
+        farm.push_null_jobs(d, 150)
+    pod = sidecars("ops", farm_ini(farm))
+    assert pod.get("/healthz") == (200, "ok\n")
+    wait_until(lambda: pod.get("/readyz")[0] == 200, timeout=30, what="ready")
+    wait_until(lambda: all(farm.ready_jobs(d) == 0 for d in GOOD), timeout=60,
+               what="drained")
+    wait_until(lambda: pod.metrics()["jobdrainer_leases_held"] == 0, timeout=10,
+               what="leases released")
+    # The fleet gauges follow the scans (every second here).
+    wait_until(lambda: pod.metrics()["jobdrainer_wikis_with_backlog"] == 0, timeout=10,
+               what="no backlog in the fleet view")
+    m = pod.metrics()
+    batches = pod.batches()
+    assert m['jobdrainer_jobs_total{status="ok"}'] == sum(b["jobs_ok"] for b in batches)
+    assert m['jobdrainer_jobs_total{status="ok"}'] >= 450
+    for outcome in ("drained", "more"):
+        assert m['jobdrainer_batches_total{outcome="%s"}' % outcome] == sum(
+            1 for b in batches if b["outcome"] == outcome)
+    assert m['jobdrainer_lease_operations_total{op="acquire"}'] >= 3
+    assert m["jobdrainer_wikis"] == 3     # this module's farm
+    assert m["jobdrainer_scanner_lease_held"] == 1
+    assert m["jobdrainer_scans_total"] >= 1
+    assert m["jobdrainer_batches_in_flight"] == 0
+    assert m["jobdrainer_ready"] == 1
+    assert m["jobdrainer_wikis_with_backlog"] == 0
+    assert m["jobdrainer_oldest_ready_job_age_seconds"] == 0
+    # One series per label value, never per wiki.
+    status, text = pod.get("/metrics")
+    assert "wiki1" not in text
+    assert pod.get("/nope")[0] == 404
+    req = urllib.request.Request("http://127.0.0.1:%d/metrics" % pod.http_port, data=b"x")
+    try:
+        urllib.request.urlopen(req, timeout=5)
+        assert False, "POST accepted"
+    except urllib.error.HTTPError as e:
+        assert e.code == 405
+    assert pod.stop() == 0
+
+
+def test_readyz_fails_while_the_database_is_unreachable(farm, sidecars):
+    pod = sidecars("ops-nodb", farm_ini(farm, platform_db={"port": 1, "connect_timeout": 1}))
+    pod.wait_for(lambda l: l.get("msg") == "discovery failed", what="discovery failed")
+    status, text = pod.get("/readyz")
+    assert status == 503 and "discovery" in text
+    assert pod.get("/healthz")[0] == 200      # alive: restarting would not help
+    assert pod.metrics()["jobdrainer_ready"] == 0
+    assert pod.metrics()['jobdrainer_errors_total{kind="discovery"}'] >= 1
+    assert pod.stop() == 0
+
+
+def run_cli(ini_path, *args):
+    return subprocess.run([BINARY, "--config", ini_path] + list(args), capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_status_and_drain_commands(farm, sidecars, tmp_path):
+    farm.push_null_jobs("wiki2.farm.test", 40, usleep_us=20000)   # a 0.8 s drain
+    farm.push_null_jobs("wiki3.farm.test", 300)
+    ini = tmp_path / "cli.ini"
+    # A sidecar that only scans (no workers would drain): workers are needed by the
+    # daemon, so make it very slow to pick wikis instead.
+    ini.write_text(farm_ini(farm, sidecar={"log_format": "text"},
+                            drain={"batches_per_second": 0}))
+    scanner = sidecars("ops-scan", farm_ini(farm, sidecar={"workers": 1},
+                                            mediawiki={"maxjobs": 1},
+                                            drain={"batches_per_second": 1}))
+    wait_until(lambda: "wiki3.farm.test" in run_cli(str(ini), "status").stdout, timeout=30,
+               what="status lists the backlog")
+    r = run_cli(str(ini), "status")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("scope (all versions): ")
+    assert lines[2].split()[:2] == ["WIKI", "STATE"]
+    rows = [l.split() for l in lines[3:]]
+    assert {row[0] for row in rows} >= {"wiki2.farm.test", "wiki3.farm.test"}
+    assert all(row[1] in ("waiting", "draining") for row in rows if row[0].startswith("wiki"))
+    r = run_cli(str(ini), "status", "--json")
+    doc = json.loads(r.stdout)
+    assert doc["with_backlog"] >= 1 and doc["oldest_ready_age_s"] >= 0
+    assert {w["wiki"] for w in doc["wikis_shown"]} >= {"wiki3.farm.test"}
+
+    # The scanner sidecar crawls at 1 batch/s with 1 job per batch: drain wiki3 now,
+    # unless that sidecar holds it right now (exit 3), then try again.
+    def drained_now():
+        r = run_cli(str(ini), "drain", "--wiki", "wiki3.farm.test")
+        assert r.returncode in (0, 3), (r.returncode, r.stdout, r.stderr)
+        return r if r.returncode == 0 else None
+    r = wait_until(drained_now, timeout=60, interval=0.5, what="drain --wiki")
+    assert "lease taken" in r.stdout and "(queue drained)" in r.stdout, r.stdout
+    assert farm.ready_jobs("wiki3.farm.test") == 0
+    r = run_cli(str(ini), "drain", "--wiki", "nosuch.farm.test")
+    assert r.returncode == 4 and "does not list" in r.stderr
+    r = run_cli(str(ini), "drain")
+    assert r.returncode == 2
+    assert scanner.stop() == 0
+    farm.run_jobs_php("wiki2.farm.test")
