@@ -111,7 +111,7 @@ int cli_status(const struct config *cfg, bool json, bool all)
 		       "%lld unreadable\n\n",
 		       cfg->mw_version[0] ? cfg->mw_version : "(all versions)", sum.wikis,
 		       sum.with_backlog, sum.backed_off, sum.parked, sum.unreadable);
-		printf("%-32s %-10s %8s %-24s %-13s %4s %9s\n", "WIKI", "STATE", "OLDEST", "HOLDER",
+		printf("%-28s %-10s %8s %-32s %-13s %4s %9s\n", "WIKI", "STATE", "OLDEST", "HOLDER",
 		       "LAST", "FAIL", "LAST_RUN");
 	}
 	while (res != NULL && (row = mysql_fetch_row(res)) != NULL) {
@@ -142,7 +142,7 @@ int cli_status(const struct config *cfg, bool json, bool all)
 		}
 		age_text(w.age_s, age, sizeof(age));
 		age_text(w.last_batch_s, last, sizeof(last));
-		printf("%-32s %-10s %8s %-24s %-13s %4d %9s\n", w.domain, w.state, age,
+		printf("%-28s %-10s %8s %-32s %-13s %4d %9s\n", w.domain, w.state, age,
 		       w.holder ? w.holder : (w.last_holder ? w.last_holder : "-"),
 		       w.last_outcome ? w.last_outcome : "-", w.failures, last);
 	}
