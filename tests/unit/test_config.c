@@ -225,6 +225,31 @@ static const struct error_case error_cases[] = {
 	{ "syntax error next to another error", "[sidecar]\nworkers = 0\nfoo bar\n",
 	  { { 2, "[sidecar] workers: '0' is out of range (allowed: 1..64)" },
 	    { 3, "syntax error: expected '[section]' or 'key = value'" } } },
+	{ "lease shorter than a batch can last",
+	  "[mediawiki]\nmaxtime = 40\n[coordination]\nlease_ttl = 70\n",
+	  { { 4, "[coordination] lease_ttl: a batch can last maxtime + timeout_allowance = 70 s, "
+		 "longer than a lease is trusted: lease_ttl - safety_margin = 70 - 5 = 65 s; "
+		 "raise lease_ttl" } } },
+	{ "maxtime raised past the default lease (blames maxtime)", "[mediawiki]\nmaxtime = 30\n",
+	  { { 2, "[mediawiki] maxtime: a batch can last maxtime + timeout_allowance = 60 s, "
+		 "longer than a lease is trusted: lease_ttl - safety_margin = 60 - 5 = 55 s; "
+		 "raise lease_ttl" } } },
+	{ "renew_interval not below the trust", "[coordination]\nrenew_interval = 55\n",
+	  { { 2, "[coordination] renew_interval: 55 s must be below lease_ttl - safety_margin "
+		 "(55 s)" } } },
+	{ "coordination database not an identifier", "[coordination]\ndatabase = jd-x\n",
+	  { { 2, "[coordination] database: 'jd-x' is not a plain identifier ([A-Za-z0-9_$], "
+		 "1-64)" } } },
+	{ "http listen without a port", "[http]\nlisten = 0.0.0.0\n",
+	  { { 2, "[http] listen: '0.0.0.0' is not IPV4-ADDRESS:PORT (or :PORT, or empty to "
+		 "disable)" } } },
+	{ "http listen with a host name", "[http]\nlisten = localhost:9180\n",
+	  { { 2, "[http] listen: 'localhost:9180' is not IPV4-ADDRESS:PORT (or :PORT, or empty "
+		 "to disable)" } } },
+	{ "batches_per_second out of range", "[drain]\nbatches_per_second = -1\n",
+	  { { 2, "[drain] batches_per_second: '-1' is out of range (allowed: 0..1000)" } } },
+	{ "breaker_failures below 2", "[drain]\nbreaker_failures = 1\n",
+	  { { 2, "[drain] breaker_failures: '1' is out of range (allowed: 2..1000)" } } },
 	{ "secret value never echoed", "[platform_db]\npassword = hunter2\n  more\n",
 	  { { 3, "[platform_db] password: continuation line, but this key takes a single line" } } },
 };
