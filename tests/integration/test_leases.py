@@ -306,3 +306,29 @@ def test_wiki_with_only_unrunnable_rows_is_parked(farm20, sidecars):
     wait_until(lambda: farm.ready_jobs(domain, cmd="null") == 0, timeout=30,
                what="new job run after unpark")
     assert pod.stop() == 0
+
+
+def test_spare_workers_help_a_big_wiki_but_yield_to_waiting_ones(farm20, sidecars):
+    farm = farm20
+    big, small = SMALL[10], SMALL[11:14]
+    farm.push_null_jobs(big, 600, usleep_us=20000)          # 12 s of work for one worker
+    t0 = time.time()
+    pod = sidecars("spare", ini(farm, sidecar={"workers": 3},
+                                drain={"max_workers_per_wiki": 3, "time_slice": 60}))
+    wait_until(lambda: len(requests(farm, big, since=t0)) >= 12, timeout=60,
+               what="the big wiki's batches")
+    # Extra lease slots: batches of the big wiki overlap, each under its own slot/token.
+    reqs = requests(farm, big, since=t0)
+    overlapping = sum(1 for a, b in zip(reqs, reqs[1:]) if b[0] < a[1])
+    assert overlapping >= 3, reqs
+    # A small wiki that starts waiting gets a worker within a batch or two.
+    t_small = time.time()
+    for d in small:
+        farm.push_null_jobs(d, 5)
+    wait_until(lambda: all(farm.ready_jobs(d) == 0 for d in small), timeout=30,
+               what="small wikis served while the big one drains")
+    first = min(r[0] for d in small for r in requests(farm, d, since=t_small))
+    assert first - t_small < 5, first - t_small
+    assert farm.ready_jobs(big) > 0, "the big wiki should still be draining"
+    wait_until(lambda: farm.ready_jobs(big) == 0, timeout=120, what="big wiki drained")
+    assert pod.stop() == 0
