@@ -140,8 +140,9 @@ def part2(farm, workdir):
     for w in WIKIS:
         script = ("while [ \"$(%s)\" != 0 ]; do php %s/maintenance/runJobs.php --maxjobs 1000 "
                   ">/dev/null; sleep 1; done" % (
-                      "mariadb -N -uroot -S %s -e \"SELECT COUNT(*) FROM %s WHERE "
-                      "job_token = ''\"" % (farm.socket, farm.wiki(w).job_table),
+                      "mariadb -N -uroot -S %s -e \"SELECT COUNT(*) FROM %s.%s_job WHERE "
+                      "job_token = ''\"" % (farm.socket, farm.wiki(w).dbname,
+                                            farm.wiki(w).prefix),
                       "/usr/share/mediawiki"))
         loops.append(subprocess.Popen(["sh", "-c", script], env=farm.php_env(w)))
     views = ab(farm)
