@@ -45,6 +45,28 @@ static int lit(struct db *db, struct buf *sql, const char *s, char *err, size_t 
 	return db_quote(db, sql, s, err, errlen);
 }
 
+/* Runs the SELECT built in sql (and releases sql); *row is its first row or NULL.
+ * The caller frees *res (which may be NULL). */
+static int query_row(struct db *db, struct buf *sql, MYSQL_RES **res, MYSQL_ROW *row, char *err,
+		     size_t errlen)
+{
+	unsigned code;
+	int rc;
+
+	*row = NULL;
+	*res = NULL;
+	if (sql->failed) {
+		snprintf(err, errlen, "out of memory");
+		rc = -EIO;
+	} else {
+		rc = db_query(db, sql->data, res, &code, err, errlen);
+	}
+	buf_release(sql);
+	if (rc == 0 && *res != NULL)
+		*row = mysql_fetch_row(*res);
+	return rc;
+}
+
 #define JD_SCHEMA_TABLE \
 	"CREATE TABLE IF NOT EXISTS `%s`.jd_schema (" \
 	" id TINYINT UNSIGNED NOT NULL PRIMARY KEY," \
@@ -414,20 +436,20 @@ int coord_now(struct db *db, char out[32], char *err, size_t errlen)
 {
 	MYSQL_RES *res;
 	MYSQL_ROW row;
-	unsigned code;
+	struct buf sql;
 
-	if (db_query(db, "SELECT NOW(6)", &res, &code, err, errlen) != 0)
+	buf_init(&sql);
+	buf_adds(&sql, "SELECT NOW(6)");
+	if (query_row(db, &sql, &res, &row, err, errlen) != 0)
 		return -EIO;
-	row = res ? mysql_fetch_row(res) : NULL;
 	if (row == NULL || row[0] == NULL) {
-		if (res)
-			mysql_free_result(res);
 		snprintf(err, errlen, "SELECT NOW(6) returned nothing");
-		return -EIO;
+	} else {
+		snprintf(out, 32, "%s", row[0]);
 	}
-	snprintf(out, 32, "%s", row[0]);
-	mysql_free_result(res);
-	return 0;
+	if (res != NULL)
+		mysql_free_result(res);
+	return row && row[0] ? 0 : -EIO;
 }
 
 static void add_datetime(struct buf *sql, int64_t epoch_ms)
@@ -536,8 +558,6 @@ int coord_wiki_failures(struct db *db, const struct config *cfg, const char *sco
 	struct buf sql;
 	MYSQL_RES *res;
 	MYSQL_ROW row;
-	unsigned code;
-	int rc;
 
 	*failures = 0;
 	buf_init(&sql);
@@ -547,11 +567,8 @@ int coord_wiki_failures(struct db *db, const struct config *cfg, const char *sco
 		buf_release(&sql);
 		return -EIO;
 	}
-	rc = sql.failed ? -EIO : db_query(db, sql.data, &res, &code, err, errlen);
-	buf_release(&sql);
-	if (rc != 0)
+	if (query_row(db, &sql, &res, &row, err, errlen) != 0)
 		return -EIO;
-	row = res ? mysql_fetch_row(res) : NULL;
 	if (row != NULL && row[0] != NULL) {
 		long long v = 0;
 		util_parse_int(row[0], 0, 1000000, &v);
@@ -566,10 +583,8 @@ int coord_summary(struct db *db, const struct config *cfg, const char *scope,
 		  struct coord_summary *out, char *err, size_t errlen)
 {
 	struct buf sql;
-	MYSQL_RES *res = NULL;
+	MYSQL_RES *res;
 	MYSQL_ROW row;
-	unsigned code;
-	int rc;
 
 	memset(out, 0, sizeof(*out));
 	buf_init(&sql);
@@ -586,11 +601,8 @@ int coord_summary(struct db *db, const struct config *cfg, const char *scope,
 		buf_release(&sql);
 		return -EIO;
 	}
-	rc = sql.failed ? -EIO : db_query(db, sql.data, &res, &code, err, errlen);
-	buf_release(&sql);
-	if (rc != 0)
+	if (query_row(db, &sql, &res, &row, err, errlen) != 0)
 		return -EIO;
-	row = res ? mysql_fetch_row(res) : NULL;
 	if (row != NULL) {
 		long long v[6] = { 0 };
 		for (int i = 0; i < 6; i++)
