@@ -367,6 +367,7 @@ static void run_scan(struct scanner *sc, struct db *scan_db, struct db *coord,
 	if (coord_forget_unseen(coord, cfg, cfg->mw_version, started, err, sizeof(err)) != 0)
 		goto failed;
 	streak_ok(streak);
+	sched_poke(sc->sched);
 	for (size_t i = 0; i < n; i++) {
 		if (backlog[i].failed != sc_was_unreadable(sc, i))
 			log_readability(sc->wikis.items[i], &backlog[i]);

@@ -111,6 +111,14 @@ int sched_set_wikis(struct sched *s, struct wiki_list *list)
 	return 0;
 }
 
+void sched_poke(struct sched *s)
+{
+	pthread_mutex_lock(&s->lock);
+	s->refreshed_ms = 0;
+	pthread_cond_broadcast(&s->changed);
+	pthread_mutex_unlock(&s->lock);
+}
+
 void sched_set_ready(struct sched *s)
 {
 	pthread_mutex_lock(&s->lock);

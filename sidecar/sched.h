@@ -45,6 +45,10 @@ void sched_free(struct sched *s);
  * ownership of the list's wikis and empties it. Returns 0 or -ENOMEM. */
 int sched_set_wikis(struct sched *s, struct wiki_list *list);
 
+/* The shared backlog just changed (this pod's scan wrote it): idle workers look at it
+ * now rather than at their next poll. */
+void sched_poke(struct sched *s);
+
 /* The coordination schema exists: workers may start asking for leases. */
 void sched_set_ready(struct sched *s);
 
