@@ -4,6 +4,9 @@
 #   make test       install what the tests need, build, run unit + integration tests
 #   make demo       a local MariaDB + MediaWiki farm drained by two sidecars
 #   make asan       the same binary with AddressSanitizer + UBSan, in build/asan/
+#   make asan-test  unit + integration tests on the ASan/UBSan build  (mk/quality.mk)
+#   make fuzz       libFuzzer on the config and RunJobs response parsers (mk/quality.mk)
+#   make valgrind   a short daemon run under valgrind: no leaks      (mk/quality.mk)
 #   make bench      jobdrainer vs runJobs.php on the same farm
 #   make deps       install the Debian packages (as root)
 
@@ -76,5 +79,7 @@ clean:
 
 format:
 	clang-format -i sidecar/*.c sidecar/*.h tests/unit/*.c
+
+include mk/quality.mk
 
 -include $(OBJS:.o=.d)

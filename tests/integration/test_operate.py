@@ -70,11 +70,11 @@ def run_cli(ini_path, *args):
 def test_status_and_drain_commands(farm, sidecars, tmp_path):
     farm.push_null_jobs("wiki2.farm.test", 40, usleep_us=20000)   # a 0.8 s drain
     farm.push_null_jobs("wiki3.farm.test", 300)
-    ini = tmp_path / "cli.ini"
-    # A sidecar that only scans (no workers would drain): workers are needed by the
-    # daemon, so make it very slow to pick wikis instead.
+    ini = tmp_path / "cli.ini"   # what the operator's commands read
     ini.write_text(farm_ini(farm, sidecar={"log_format": "text"},
                             drain={"batches_per_second": 0}))
+    # A running sidecar keeps the backlog table current, but drains at a crawl (one job
+    # a batch, one batch a second), so there is a backlog to see and to drain by hand.
     scanner = sidecars("ops-scan", farm_ini(farm, sidecar={"workers": 1},
                                             mediawiki={"maxjobs": 1},
                                             drain={"batches_per_second": 1}))
