@@ -12,11 +12,13 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <ini.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 enum key_type {
@@ -392,36 +394,72 @@ static char *read_line(char *str, int num, void *stream)
 	return str;
 }
 
+/* The largest secret file we read: a password or key, never a data file. */
+#define SECRET_FILE_MAX 4096
+
+/* Reads a password from a file (a mounted Kubernetes Secret). Only a regular file of
+ * at most SECRET_FILE_MAX bytes without NUL bytes: a FIFO would hang the start-up, a
+ * device or a huge file would be read forever, and a NUL would cut the password short
+ * without anyone noticing. */
 static int read_file_secret(const char *path, char **out, char *why, size_t whylen)
 {
-	FILE *f = fopen(path, "r");
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	struct stat st;
 	char *data = NULL;
-	size_t cap = 0;
 	ssize_t n;
+	size_t len = 0;
 
-	if (f == NULL) {
+	if (fd < 0) {
 		snprintf(why, whylen, "cannot read %s: %s", path, strerror(errno));
 		return -1;
 	}
-	n = getdelim(&data, &cap, '\0', f);
-	fclose(f);
-	if (n < 0) {
-		free(data);
-		data = strdup("");
-		n = 0;
-		if (data == NULL)
-			return -1;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		snprintf(why, whylen, "%s is not a regular file", path);
+		goto fail;
+	}
+	if (st.st_size > SECRET_FILE_MAX) {
+		snprintf(why, whylen, "%s is larger than %d bytes: not a password", path,
+			 SECRET_FILE_MAX);
+		goto fail;
+	}
+	data = malloc(SECRET_FILE_MAX + 1);
+	if (data == NULL) {
+		snprintf(why, whylen, "out of memory");
+		goto fail;
+	}
+	while (len < SECRET_FILE_MAX && (n = read(fd, data + len, SECRET_FILE_MAX - len)) != 0) {
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			snprintf(why, whylen, "cannot read %s: %s", path, strerror(errno));
+			goto fail;
+		}
+		len += (size_t)n;
+	}
+	close(fd);
+	fd = -1;
+	if (memchr(data, '\0', len) != NULL) {
+		snprintf(why, whylen, "%s contains a NUL byte", path);
+		goto fail;
 	}
 	/* Kubernetes Secret files often end in a newline that is not part of the value. */
-	while (n > 0 && (data[n - 1] == '\n' || data[n - 1] == '\r'))
-		data[--n] = '\0';
-	if (n == 0) {
-		free(data);
+	while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == '\r'))
+		len--;
+	data[len] = '\0';
+	if (len == 0) {
 		snprintf(why, whylen, "%s is empty", path);
-		return -1;
+		goto fail;
 	}
 	*out = data;
 	return 0;
+fail:
+	if (fd >= 0)
+		close(fd);
+	if (data != NULL) {
+		explicit_bzero(data, SECRET_FILE_MAX + 1);
+		free(data);
+	}
+	return -1;
 }
 
 static size_t key_index(const char *section, const char *name)

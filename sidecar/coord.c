@@ -437,6 +437,7 @@ int coord_now(struct db *db, char out[32], char *err, size_t errlen)
 	MYSQL_RES *res;
 	MYSQL_ROW row;
 	struct buf sql;
+	int rc;
 
 	buf_init(&sql);
 	buf_adds(&sql, "SELECT NOW(6)");
@@ -447,9 +448,10 @@ int coord_now(struct db *db, char out[32], char *err, size_t errlen)
 	} else {
 		snprintf(out, 32, "%s", row[0]);
 	}
+	rc = row && row[0] ? 0 : -EIO; /* row points into res */
 	if (res != NULL)
 		mysql_free_result(res);
-	return row && row[0] ? 0 : -EIO;
+	return rc;
 }
 
 static void add_datetime(struct buf *sql, int64_t epoch_ms)

@@ -138,6 +138,8 @@ static void drop_duplicates(struct discovery *d, struct problems *now, struct wi
 {
 	size_t kept = 0;
 
+	if (list->len == 0)
+		return; /* qsort's array must not be NULL, even when empty */
 	qsort(list->items, list->len, sizeof(list->items[0]), by_domain);
 	for (size_t i = 0; i < list->len; i++) {
 		if (kept > 0 && strcmp(list->items[kept - 1]->domain, list->items[i]->domain) == 0) {

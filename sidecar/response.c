@@ -162,7 +162,15 @@ static void classify_json(const char *body, size_t len, struct batch_result *r)
 		goto out;
 	}
 	r->backoff_types = json_is_object(backoffs) ? (int)json_object_size(backoffs) : 0;
-	r->elapsed_ms = elapsed ? (long long)json_number_value(elapsed) : -1;
+	if (json_is_integer(elapsed)) {
+		r->elapsed_ms = json_integer_value(elapsed);
+	} else if (json_is_real(elapsed)) {
+		double ms = json_real_value(elapsed);
+		/* A real outside long long's range cannot be converted: treat it as absent. */
+		r->elapsed_ms = ms >= -9.0e18 && ms <= 9.0e18 ? (long long)ms : -1;
+	} else {
+		r->elapsed_ms = -1;
+	}
 	rs = json_string_value(reached);
 	snprintf(r->reached, sizeof(r->reached), "%s", rs);
 	for (size_t i = 0; i < sizeof(reached_map) / sizeof(reached_map[0]); i++) {

@@ -66,18 +66,24 @@ static int str_cmp(const void *key, const void *elem)
 
 static bool sc_was_unreadable(const struct scanner *sc, size_t i)
 {
-	return bsearch(sc->wikis.items[i]->domain, sc->unreadable, sc->nunreadable,
+	return sc->nunreadable > 0 &&
+	       bsearch(sc->wikis.items[i]->domain, sc->unreadable, sc->nunreadable,
 		       sizeof(*sc->unreadable), str_cmp) != NULL;
 }
 
-/* Remembers this scan's unreadable wikis (sc->wikis is sorted, so the list is too). */
-static void sc_remember_unreadable(struct scanner *sc, const struct backlog *b, size_t n)
+static void sc_forget_unreadable(struct scanner *sc)
 {
 	for (size_t i = 0; i < sc->nunreadable; i++)
 		free(sc->unreadable[i]);
 	free(sc->unreadable);
 	sc->unreadable = NULL;
 	sc->nunreadable = 0;
+}
+
+/* Remembers this scan's unreadable wikis (sc->wikis is sorted, so the list is too). */
+static void sc_remember_unreadable(struct scanner *sc, const struct backlog *b, size_t n)
+{
+	sc_forget_unreadable(sc);
 	for (size_t i = 0; i < n; i++) {
 		char **p;
 		if (!b[i].failed)
@@ -455,7 +461,7 @@ static void *scanner_main(void *arg)
 	}
 out:
 	wiki_list_free(&sc->wikis);
-	free(sc->unreadable);
+	sc_forget_unreadable(sc);
 	discovery_free(disc);
 	db_free(scan);
 	db_free(coord);

@@ -92,12 +92,21 @@ static int domain_cmp(const void *key, const void *elem)
 	return strcmp((const char *)key, (*(struct wiki *const *)elem)->domain);
 }
 
+/* With the lock held: this pod's entry for a domain, or NULL. */
+static struct wiki **find_wiki(struct sched *s, const char *domain)
+{
+	if (s->nwikis == 0)
+		return NULL; /* bsearch's array must not be NULL, even when empty */
+	return bsearch(domain, s->wikis, s->nwikis, sizeof(*s->wikis), domain_cmp);
+}
+
 int sched_set_wikis(struct sched *s, struct wiki_list *list)
 {
 	struct wiki **old;
 	size_t nold;
 
-	qsort(list->items, list->len, sizeof(*list->items), by_domain);
+	if (list->len > 0)
+		qsort(list->items, list->len, sizeof(*list->items), by_domain);
 	pthread_mutex_lock(&s->lock);
 	old = s->wikis;
 	nold = s->nwikis;
@@ -215,7 +224,7 @@ static struct wiki *take_candidate(struct sched *s)
 		struct wiki **found;
 		s->next += strlen(domain) + 1;
 		s->ncandidates--;
-		found = bsearch(domain, s->wikis, s->nwikis, sizeof(*s->wikis), domain_cmp);
+		found = find_wiki(s, domain);
 		if (found != NULL)
 			return wiki_dup(*found);
 	}
@@ -279,8 +288,7 @@ static int try_extra_slot(struct sched_worker *w, struct sched_ticket *t)
 		off += strlen(domain) + 1;
 		pthread_mutex_lock(&s->lock);
 		{
-			struct wiki **found = bsearch(domain, s->wikis, s->nwikis, sizeof(*s->wikis),
-						      domain_cmp);
+			struct wiki **found = find_wiki(s, domain);
 			if (found != NULL)
 				copy = wiki_dup(*found);
 		}

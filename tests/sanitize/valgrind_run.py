@@ -2,13 +2,13 @@
 """A short drain under valgrind: the daemon must exit 0 on SIGTERM with no memory errors
 and no definitely or indirectly lost blocks.
 
-Starts a 2-wiki farm (tests/farm/farm.py), queues NullJobs on both wikis, runs the
-daemon under memcheck with the same INI the integration tests use, waits until both
-queues are drained (at least --seconds, so discovery, scans and lease renewals go round
-a few times) while polling its HTTP endpoints, sends SIGTERM and reads valgrind's
-summary. "Still reachable" and
-"possibly lost" blocks (libraries' one-time allocations, threads' stacks) are reported
-but do not fail the run.
+Starts a farm (tests/farm/farm.py) of two good wikis, one without a database and one
+whose MediaWiki has another secret; queues NullJobs; runs the daemon under memcheck with
+the INI the integration tests use; polls its HTTP endpoints until the good wikis are
+drained and at least --seconds have passed (so discovery, scans, lease renewals and the
+bad wikis' error paths go round a few times); sends SIGTERM and reads valgrind's
+summary. "Still reachable" and "possibly lost" blocks (libraries' one-time allocations)
+are reported but do not fail the run.
 
   /usr/bin/python3 tests/sanitize/valgrind_run.py [--binary build/jobdrainer]
       [--workdir build/valgrind] [--seconds 20] [--jobs 200]
@@ -58,8 +58,8 @@ def valgrind_summary(path):
     return out
 
 
-def drained(farm):
-    return all(farm.ready_jobs(d) == 0 for d in farm.wikis)
+def drained(farm, domains):
+    return all(farm.ready_jobs(d) == 0 for d in domains)
 
 
 def run(args):
@@ -84,9 +84,15 @@ def run(args):
     t0 = time.monotonic()
     try:
         farm.start(wikis=2)
+        good = list(farm.wikis)
+        # Two bad wikis keep the error paths busy too: one whose job table cannot be read
+        # (scanner), one whose MediaWiki refuses our signature (batch refused, backoff).
+        farm.add_wiki("nodb.farm.test", create_db=False)
+        farm.add_wiki("wrongsecret.farm.test", mw_secret="f" * 64)
         print("valgrind_run: farm up in %.0fs" % (time.monotonic() - t0), flush=True)
-        for domain in farm.wikis:
+        for domain in good:
             farm.push_null_jobs(domain, args.jobs)
+        farm.push_null_jobs("wrongsecret.farm.test", 10)
         ini = sidecar.farm_ini(farm)
         sidecar.BINARY = binary
         pod = sidecar.Sidecar(args.workdir, "vg", ini)
@@ -97,7 +103,7 @@ def run(args):
         pod.wait_for(lambda l: l.get("msg") == "jobdrainer starting", timeout=60)
         # Until drained and at least --seconds: poll the HTTP endpoints now and then, so
         # that libmicrohttpd's threads and the metrics text run under memcheck too.
-        while not (drained(farm) and time.monotonic() - started >= args.seconds):
+        while not (drained(farm, good) and time.monotonic() - started >= args.seconds):
             if pod.proc.poll() is not None:
                 raise AssertionError("the daemon exited (%s) while draining; log:\n%s"
                                      % (pod.proc.returncode, pod.raw()[-4000:]))
@@ -113,7 +119,7 @@ def run(args):
             time.sleep(1)
         batches = len(pod.batches())
         print("valgrind_run: drained %d jobs in %d batches, %d HTTP requests; SIGTERM "
-              "after %.0fs" % (args.jobs * len(farm.wikis), batches, requests,
+              "after %.0fs" % (args.jobs * len(good), batches, requests,
                                time.monotonic() - started),
               flush=True)
         rc = pod.stop(signal.SIGTERM, timeout=120)

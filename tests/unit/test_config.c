@@ -195,6 +195,10 @@ static const struct error_case error_cases[] = {
 	{ "scan_db password_file missing", "[scan_db]\nhost = r\npassword_file = " MISSING_FILE "\n",
 	  { { 3, "[scan_db] password_file: cannot read " MISSING_FILE
 		 ": No such file or directory" } } },
+	{ "password_file a device (would read forever)", "[platform_db]\npassword_file = /dev/zero\n",
+	  { { 2, "[platform_db] password_file: /dev/zero is not a regular file" } } },
+	{ "password_file a directory", "[scan_db]\npassword_file = /tmp\n",
+	  { { 2, "[scan_db] password_file: /tmp is not a regular file" } } },
 	{ "password_file empty", "[platform_db]\npassword_file = @EMPTY@\n",
 	  { { 2, "[platform_db] password_file: @EMPTY@ is empty" } } },
 	{ "scan_db password_file only a newline", "[scan_db]\npassword_file = @NEWLINE@\n",
