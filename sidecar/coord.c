@@ -181,18 +181,24 @@ out:
 	return rc;
 }
 
-/* "scope = '...' AND name = '...' AND slot = N" */
+/* "<t>scope = '...' AND <t>name = '...' AND <t>slot = N", t a table alias prefix. */
+static int lease_where_in(struct db *db, struct buf *sql, const char *t,
+			  const struct coord_lease *l, char *err, size_t errlen)
+{
+	buf_addf(sql, " WHERE %sscope = ", t);
+	if (lit(db, sql, l->scope, err, errlen) != 0)
+		return -EIO;
+	buf_addf(sql, " AND %sname = ", t);
+	if (lit(db, sql, l->name, err, errlen) != 0)
+		return -EIO;
+	buf_addf(sql, " AND %sslot = %d", t, l->slot);
+	return 0;
+}
+
 static int lease_where(struct db *db, struct buf *sql, const struct coord_lease *l, char *err,
 		       size_t errlen)
 {
-	buf_adds(sql, " WHERE scope = ");
-	if (lit(db, sql, l->scope, err, errlen) != 0)
-		return -EIO;
-	buf_adds(sql, " AND name = ");
-	if (lit(db, sql, l->name, err, errlen) != 0)
-		return -EIO;
-	buf_addf(sql, " AND slot = %d", l->slot);
-	return 0;
+	return lease_where_in(db, sql, "", l, err, errlen);
 }
 
 static int holder_and_token(struct db *db, struct buf *sql, const struct coord_lease *l,
@@ -205,23 +211,38 @@ static int holder_and_token(struct db *db, struct buf *sql, const struct coord_l
 	return 0;
 }
 
-int coord_acquire(struct db *db, const struct config *cfg, struct coord_lease *l, char *err,
-		  size_t errlen)
+/* One UPDATE takes the lease if it is free or expired; for a wiki it also requires,
+ * in the same statement, that the wiki still has work nobody holds back (a backlog, no
+ * backoff, not parked): a candidate list read a moment ago may be stale, and a wiki
+ * another sidecar has just drained must not cost an empty batch. */
+static int acquire(struct db *db, const struct config *cfg, struct coord_lease *l,
+		   bool wiki, char *err, size_t errlen)
 {
+	const char *d = cfg->coord_db;
 	struct buf sql;
 	unsigned long long matched;
 
 	buf_init(&sql);
-	buf_addf(&sql, "UPDATE `%s`.jd_lease SET holder = ", cfg->coord_db);
+	if (wiki)
+		buf_addf(&sql,
+			 "UPDATE `%s`.jd_lease l JOIN `%s`.jd_wiki w"
+			 " ON w.scope = l.scope AND w.domain = l.name SET l.holder = ",
+			 d, d);
+	else
+		buf_addf(&sql, "UPDATE `%s`.jd_lease l SET l.holder = ", d);
 	if (lit(db, &sql, l->holder, err, errlen) != 0)
 		goto fail;
 	buf_addf(&sql,
-		 ", token = LAST_INSERT_ID(token + 1), acquired_at = NOW(6),"
-		 " expires_at = NOW(6) + INTERVAL %d SECOND",
+		 ", l.token = LAST_INSERT_ID(l.token + 1), l.acquired_at = NOW(6),"
+		 " l.expires_at = NOW(6) + INTERVAL %d SECOND",
 		 cfg->lease_ttl);
-	if (lease_where(db, &sql, l, err, errlen) != 0)
+	if (lease_where_in(db, &sql, "l.", l, err, errlen) != 0)
 		goto fail;
-	buf_adds(&sql, " AND (expires_at IS NULL OR expires_at < NOW(6))");
+	buf_adds(&sql, " AND (l.expires_at IS NULL OR l.expires_at < NOW(6))");
+	if (wiki)
+		buf_adds(&sql, " AND w.oldest_ready_at IS NOT NULL AND w.scan_error IS NULL"
+			       " AND (w.backoff_until IS NULL OR w.backoff_until <= NOW(6))"
+			       " AND (w.parked_until IS NULL OR w.parked_until <= NOW(6))");
 	metrics_add(METRIC_LEASE_OPS, 0, 1);
 	if (exec(db, &sql, &matched, err, errlen) != 0)
 		return -EIO;
@@ -232,6 +253,18 @@ int coord_acquire(struct db *db, const struct config *cfg, struct coord_lease *l
 fail:
 	buf_release(&sql);
 	return -EIO;
+}
+
+int coord_acquire(struct db *db, const struct config *cfg, struct coord_lease *l, char *err,
+		  size_t errlen)
+{
+	return acquire(db, cfg, l, false, err, errlen);
+}
+
+int coord_acquire_wiki(struct db *db, const struct config *cfg, struct coord_lease *l,
+		       char *err, size_t errlen)
+{
+	return acquire(db, cfg, l, true, err, errlen);
 }
 
 int coord_renew(struct db *db, const struct config *cfg, const struct coord_lease *l,

@@ -43,6 +43,11 @@ int coord_ensure_schema(struct db *db, const struct config *cfg, char *err, size
  * The lease row must exist (coord_add_lease_rows). */
 int coord_acquire(struct db *db, const struct config *cfg, struct coord_lease *l, char *err,
 		  size_t errlen);
+/* Takes a wiki's lease like coord_acquire, and only while the wiki still has work to
+ * hand out (a backlog; not backed off, parked or unreadable), checked in the same
+ * statement. */
+int coord_acquire_wiki(struct db *db, const struct config *cfg, struct coord_lease *l,
+		       char *err, size_t errlen);
 /* Extends the lease if this holder still has it under this token and it has not
  * expired. 0 means it is lost. */
 int coord_renew(struct db *db, const struct config *cfg, const struct coord_lease *l,

@@ -246,7 +246,7 @@ static int try_lease(struct sched_worker *w, struct wiki *wiki, int slot, struct
 	t->lease.name = wiki->domain;
 	t->lease.slot = slot;
 	t->lease.holder = cfg->holder;
-	rc = coord_acquire(w->db, cfg, &t->lease, err, sizeof(err));
+	rc = coord_acquire_wiki(w->db, cfg, &t->lease, err, sizeof(err));
 	if (rc != 1) {
 		if (rc < 0)
 			log_db_error(s, "coordination database failed", err,
