@@ -7,7 +7,7 @@
 #   make asan-test  unit + integration tests on the ASan/UBSan build  (mk/quality.mk)
 #   make fuzz       libFuzzer on the config and RunJobs response parsers (mk/quality.mk)
 #   make valgrind   a short daemon run under valgrind: no leaks      (mk/quality.mk)
-#   make bench      jobdrainer vs runJobs.php on the same farm
+#   make bench      the benchmark against the baselines (quick size; see tests/bench)
 #   make deps       install the Debian packages (as root)
 
 PKGS     := libmariadb libcurl inih jansson libcrypto libmicrohttpd
@@ -68,7 +68,7 @@ demo: deps
 
 bench: deps
 	$(MAKE) all
-	/usr/bin/python3 tests/bench/bench_throughput.py
+	/usr/bin/python3 tests/bench/run.py --size quick
 
 asan:
 	$(MAKE) BUILD=build/asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" \

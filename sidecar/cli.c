@@ -227,7 +227,7 @@ int cli_drain(const struct config *cfg, const char *domain)
 	/* A fresh look at its queue, written for the fleet like a scan would. */
 	if (coord_ensure_schema(coord, cfg, err, sizeof(err)) != 0 ||
 	    coord_now(coord, started, err, sizeof(err)) != 0 ||
-	    scan_run(scan, &w, 1, 1, &backlog, &stats, err, sizeof(err)) != 0 ||
+	    scan_run(scan, &w, 1, 1, SCAN_FULL, &backlog, &stats, err, sizeof(err)) != 0 ||
 	    coord_write_backlog(coord, cfg, cfg->mw_version, &w, &backlog, 1, started, err,
 				sizeof(err)) != 0)
 		goto fail;

@@ -67,6 +67,7 @@ struct config {
 	int scan_interval;
 	int scan_wikis_per_query;
 	int scan_queries_per_second; /* 0: unlimited */
+	int scan_full_interval;      /* seconds between full scans */
 
 	/* [drain] */
 	int time_slice;

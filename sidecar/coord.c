@@ -550,7 +550,8 @@ int coord_write_backlog(struct db *db, const struct config *cfg, const char *sco
 		buf_addf(&sql, ",'%s')", scan_started);
 	}
 	/* MariaDB applies these left to right: parked_until reads the old parked_max_job_id
-	 * and the new max_job_id before max_job_id itself is updated. */
+	 * and the new max_job_id before max_job_id itself is updated. A light scan reads no
+	 * max_job_id (0): it keeps the stored one and unparks nothing. */
 	buf_addf(&sql,
 		 " ON DUPLICATE KEY UPDATE"
 		 " oldest_ready_at = IF(drained_at IS NOT NULL AND drained_at > '%s',"
@@ -558,7 +559,8 @@ int coord_write_backlog(struct db *db, const struct config *cfg, const char *sco
 		 " parked_until = IF(parked_max_job_id IS NOT NULL"
 		 " AND VALUES(max_job_id) > parked_max_job_id, NULL, parked_until),"
 		 " parked_max_job_id = IF(parked_until IS NULL, NULL, parked_max_job_id),"
-		 " ready_types = VALUES(ready_types), max_job_id = VALUES(max_job_id),"
+		 " ready_types = VALUES(ready_types),"
+		 " max_job_id = IF(VALUES(max_job_id) = 0, max_job_id, VALUES(max_job_id)),"
 		 " scan_error = VALUES(scan_error), seen_at = VALUES(seen_at)",
 		 scan_started);
 	return exec(db, &sql, NULL, err, errlen);

@@ -62,6 +62,8 @@ static void add_wiki_query(struct buf *sql, size_t idx, const struct wiki *w,
 		 " JOIN (SELECT job_cmd, MIN(job_id) AS id FROM `%s`.`%sjob`"
 		 " WHERE job_token = '' GROUP BY job_cmd) m ON j.job_id = m.id)",
 		 idx, d, p, d, p);
+	if (stale_before == NULL)
+		return; /* a light scan */
 	buf_addf(sql, " UNION ALL (SELECT %zu, 'm', NULL, MAX(job_id) FROM `%s`.`%sjob`)", idx, d,
 		 p);
 	buf_addf(sql,
@@ -83,8 +85,8 @@ static bool wiki_error(unsigned code)
 /* Runs the statement for wikis [from, to). 0 ok, 1 a wiki's own error (code/err set),
  * -EIO database failure. */
 static int run_group(struct db *db, struct wiki *const *wikis, size_t from, size_t to,
-		     struct backlog *out, struct scan_stats *stats, struct buf *sql, char *err,
-		     size_t errlen)
+		     enum scan_depth depth, struct backlog *out, struct scan_stats *stats,
+		     struct buf *sql, char *err, size_t errlen)
 {
 	MYSQL_RES *res;
 	MYSQL_ROW row;
@@ -100,7 +102,7 @@ static int run_group(struct db *db, struct wiki *const *wikis, size_t from, size
 	for (size_t i = from; i < to; i++) {
 		if (i > from)
 			buf_adds(sql, " UNION ALL ");
-		add_wiki_query(sql, i, wikis[i], stale_before);
+		add_wiki_query(sql, i, wikis[i], depth == SCAN_FULL ? stale_before : NULL);
 	}
 	if (sql->failed) {
 		snprintf(err, errlen, "out of memory");
@@ -135,7 +137,8 @@ static int run_group(struct db *db, struct wiki *const *wikis, size_t from, size
 }
 
 int scan_run(struct db *db, struct wiki *const *wikis, size_t n, int wikis_per_query,
-	     struct backlog *out, struct scan_stats *stats, char *err, size_t errlen)
+	     enum scan_depth depth, struct backlog *out, struct scan_stats *stats, char *err,
+	     size_t errlen)
 {
 	struct buf sql;
 	int64_t start = util_mono_ms();
@@ -146,14 +149,14 @@ int scan_run(struct db *db, struct wiki *const *wikis, size_t n, int wikis_per_q
 	buf_init(&sql);
 	for (size_t from = 0; from < n && rc == 0; from += (size_t)wikis_per_query) {
 		size_t to = from + (size_t)wikis_per_query < n ? from + (size_t)wikis_per_query : n;
-		rc = run_group(db, wikis, from, to, out, stats, &sql, err, errlen);
+		rc = run_group(db, wikis, from, to, depth, out, stats, &sql, err, errlen);
 		if (rc != 1)
 			continue;
 		/* One wiki's table is missing: find which, one at a time. */
 		rc = 0;
 		for (size_t i = from; i < to && rc == 0; i++) {
 			char why[sizeof(out[i].error)];
-			rc = run_group(db, wikis, i, i + 1, out, stats, &sql, why, sizeof(why));
+			rc = run_group(db, wikis, i, i + 1, depth, out, stats, &sql, why, sizeof(why));
 			if (rc == 1) {
 				out[i].failed = true;
 				memcpy(out[i].error, why, sizeof(why));

@@ -17,10 +17,15 @@
 #include "db.h"
 #include "wiki.h"
 
+/* What a scan reads. The oldest ready job per wiki is cheap and wanted every scan; the
+ * highest job_id (which only matters to parked wikis) and stale claims (an hour old by
+ * definition) can be read less often: a light scan skips them. */
+enum scan_depth { SCAN_LIGHT, SCAN_FULL };
+
 struct backlog {
 	int64_t oldest_ready_ms; /* wall-clock ms (UTC) the oldest ready job was queued; 0: none */
 	int ready_types;         /* job types with ready (or stale claimed) rows */
-	uint64_t max_job_id;     /* highest job_id in the table: grows with every new job */
+	uint64_t max_job_id;     /* highest job_id: grows with every new job (0: not read) */
 	bool failed;             /* this wiki's job table could not be read */
 	char error[160];         /* why, when failed */
 };
@@ -33,7 +38,8 @@ struct scan_stats {
 /* Fills out[0..n-1] for wikis[0..n-1]. Returns 0, or -EIO with err when the database
  * itself failed (connection lost, ...): then out is incomplete and must be ignored. */
 int scan_run(struct db *db, struct wiki *const *wikis, size_t n, int wikis_per_query,
-	     struct backlog *out, struct scan_stats *stats, char *err, size_t errlen);
+	     enum scan_depth depth, struct backlog *out, struct scan_stats *stats, char *err,
+	     size_t errlen);
 
 /* MediaWiki's default claimTTL: a claimed job older than this is recycled on pop. */
 #define SCAN_CLAIM_TTL_SECONDS 3600

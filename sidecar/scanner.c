@@ -36,6 +36,7 @@ struct scanner {
 	struct coord_lease lease;   /* the fleet's scanner lease */
 	bool scanning;              /* this sidecar holds it */
 	int64_t confirmed_ms;
+	int64_t next_full_scan;     /* monotonic: when a scan reads claims and max ids again */
 	char **unreadable;          /* domains whose job table could not be read last scan */
 	size_t nunreadable;
 };
@@ -350,18 +351,23 @@ static void run_scan(struct scanner *sc, struct db *scan_db, struct db *coord,
 	size_t with_backlog = 0;
 	struct log_line l;
 	int64_t t0 = util_mono_ms();
+	enum scan_depth depth;
 
 	if (n == 0)
 		return;
 	backlog = calloc(n, sizeof(*backlog));
 	if (backlog == NULL)
 		return;
+	/* Stale claims and new-job detection for parked wikis are read every
+	 * [scan] full_interval (and on the first scan); the scans between only look for
+	 * the oldest ready job. */
+	depth = t0 >= sc->next_full_scan ? SCAN_FULL : SCAN_LIGHT;
 	if (coord_now(coord, started, err, sizeof(err)) != 0)
 		goto failed;
 	for (size_t from = 0; from < n && !scanner_stopping(sc); from += group) {
 		size_t len = from + group < n ? group : n - from;
 		int64_t group_start = util_mono_ms();
-		if (scan_run(scan_db, sc->wikis.items + from, len, cfg->scan_wikis_per_query,
+		if (scan_run(scan_db, sc->wikis.items + from, len, cfg->scan_wikis_per_query, depth,
 			     backlog + from, &stats, err, sizeof(err)) != 0)
 			goto failed;
 		total.queries += stats.queries;
@@ -374,6 +380,8 @@ static void run_scan(struct scanner *sc, struct db *scan_db, struct db *coord,
 		goto failed;
 	streak_ok(streak);
 	sched_poke(sc->sched);
+	if (depth == SCAN_FULL)
+		sc->next_full_scan = t0 + (int64_t)cfg->scan_full_interval * 1000;
 	for (size_t i = 0; i < n; i++) {
 		if (backlog[i].failed != sc_was_unreadable(sc, i))
 			log_readability(sc->wikis.items[i], &backlog[i]);
@@ -386,6 +394,7 @@ static void run_scan(struct scanner *sc, struct db *scan_db, struct db *coord,
 	log_int(&l, "wikis", (long long)n);
 	log_int(&l, "with_backlog", (long long)with_backlog);
 	log_int(&l, "queries", total.queries);
+	log_str(&l, "depth", depth == SCAN_FULL ? "full" : "light");
 	log_int(&l, "ms", util_mono_ms() - t0);
 	log_end(&l);
 	free(backlog);

@@ -221,17 +221,43 @@ class Pods:
 
 def proc_stats(pid):
     """CPU seconds (user+system, the process itself), peak and current RSS (KiB) and the
-    RSS split (anonymous vs file-backed) of a live process."""
+    RSS split (anonymous vs file-backed) of a live process. cpu_s has clock-tick (10 ms)
+    resolution; cpu_ns sums the scheduler's nanosecond run time of the live threads."""
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
     out = {"cpu_s": (utime + stime) / CLK_TCK, "children_cpu_s": (cutime + cstime) / CLK_TCK}
+    ns = 0
+    try:
+        for tid in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+                ns += int(f.read().split()[0])
+        out["cpu_ns"] = ns
+    except (OSError, ValueError, IndexError):
+        pass
     with open("/proc/%d/status" % pid) as f:
         for line in f:
             key, _, rest = line.partition(":")
             if key in ("VmHWM", "VmRSS", "RssAnon", "RssFile", "RssShmem", "Threads"):
                 out[key] = int(rest.split()[0])
     return out
+
+
+def rss_by_mapping(pid, top=10):
+    """Resident KiB per mapped file (and [heap], [stack], anonymous) from /proc/PID/smaps,
+    largest first: what a process's RSS is made of."""
+    sizes, cur = {}, None
+    with open("/proc/%d/smaps" % pid) as f:
+        for line in f:
+            parts = line.split()
+            if not parts:
+                continue
+            if not parts[0].endswith(":") and "-" in parts[0]:
+                cur = parts[5] if len(parts) > 5 else "[anonymous]"
+                cur = os.path.basename(cur) if cur.startswith("/") else cur
+            elif parts[0] == "Rss:" and cur is not None:
+                sizes[cur] = sizes.get(cur, 0) + int(parts[1])
+    return sorted(sizes.items(), key=lambda kv: -kv[1])[:top]
 
 
 def proc_tree_cpu(match):
@@ -264,9 +290,41 @@ def children_cpu():
 GLOBAL_STATUS = ("Questions", "Queries", "Com_select", "Com_update", "Com_insert", "Com_delete",
                  "Opened_tables", "Opened_table_definitions", "Table_open_cache_misses",
                  "Table_open_cache_hits", "Innodb_rows_read", "Handler_read_key",
-                 "Handler_read_next", "Handler_read_first")
+                 "Handler_read_next", "Handler_read_first", "Innodb_buffer_pool_reads",
+                 "Innodb_buffer_pool_read_requests")
 USER_COLS = ("BUSY_TIME", "CPU_TIME", "SELECT_COMMANDS", "UPDATE_COMMANDS", "OTHER_COMMANDS",
              "ROWS_READ", "ROWS_SENT", "ROWS_UPDATED", "ROWS_INSERTED", "TOTAL_CONNECTIONS")
+
+
+class BenchFarm(Farm):
+    """The test farm, plus a MariaDB restart with extra server options (for settings that
+    are not dynamic, such as innodb_open_files)."""
+
+    extra_mysqld_args = ()
+
+    def _mysqld_args(self):
+        return super()._mysqld_args() + list(self.extra_mysqld_args)
+
+    def restart_mysqld(self, extra_args):
+        """Clean shutdown (SIGTERM), then the same data directory and port with
+        extra_args added."""
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:  # noqa: BLE001
+                pass
+            self._conn = None
+        self.extra_mysqld_args = tuple(extra_args)
+        for a in extra_args:
+            if a.startswith("--open-files-limit="):
+                # mariadbd inherits the file limit; root may raise the hard one.
+                want = int(a.split("=", 1)[1])
+                try:
+                    resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
+                except (ValueError, OSError):
+                    pass
+        self._stop_service("mariadbd")
+        self.restart_mysql()
 
 
 class DbStats:
@@ -277,6 +335,13 @@ class DbStats:
         self.conn = farm._root_conn()
         self.sql("SET GLOBAL userstat = 1")
         self.mysqld_pid = farm._read_pid("mariadbd")
+
+    def reattach(self):
+        """After a MariaDB restart: a new connection, userstat on again, the new pid."""
+        self.close()
+        self.conn = self.farm._root_conn()
+        self.sql("SET GLOBAL userstat = 1")
+        self.mysqld_pid = self.farm._read_pid("mariadbd")
 
     def sql(self, q, args=None):
         self.conn.ping(reconnect=True)
@@ -391,7 +456,10 @@ SIDECAR_STATEMENT_KINDS = [
     ("lease renew", re.compile(r"^UPDATE `[^`]+`\.jd_lease SET expires_at", re.S)),
     ("lease release + wiki state", re.compile(r"^UPDATE `[^`]+`\.jd_lease l JOIN", re.S)),
     ("lease release", re.compile(r"^UPDATE `[^`]+`\.jd_lease SET holder = NULL", re.S)),
+    ("busy wikis (spare workers)", re.compile(r"^SELECT w\.domain FROM `[^`]+`\.jd_wiki.*"
+                                              r"l\.expires_at >= NOW", re.S)),
     ("candidates", re.compile(r"^SELECT w\.domain FROM `[^`]+`\.jd_wiki", re.S)),
+    ("backlog summary (metrics)", re.compile(r"^SELECT COUNT\(\*\), SUM\(oldest_ready_at", re.S)),
     ("wiki failures", re.compile(r"^SELECT failures FROM", re.S)),
     ("lease rows", re.compile(r"^INSERT IGNORE INTO `[^`]+`\.jd_lease", re.S)),
     ("backlog write", re.compile(r"^INSERT INTO `[^`]+`\.jd_wiki", re.S)),
@@ -402,11 +470,14 @@ SIDECAR_STATEMENT_KINDS = [
 ]
 
 
+_COORD_TABLE = re.compile(r"\bjd_(lease|wiki|schema)\b")
+
+
 def classify_sidecar_statement(text):
     for kind, rx in SIDECAR_STATEMENT_KINDS:
         if rx.search(text):
             return kind
-    if "jd_" in text or "jobdrainer" in text:
+    if _COORD_TABLE.search(text):
         return "other coordination"
     return None
 
@@ -461,8 +532,19 @@ class Sampler(threading.Thread):
         self.join(timeout=30)
 
 
+def _rounded(v):
+    """Floats to 4 decimals (0.1 ms for seconds, 0.1 s for unix times), recursively."""
+    if isinstance(v, float):
+        return v if v != v or v in (float("inf"), float("-inf")) else round(v, 4)
+    if isinstance(v, dict):
+        return {k: _rounded(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_rounded(x) for x in v]
+    return v
+
+
 def save_json(path, data):
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
-        json.dump(data, f, indent=1, sort_keys=True, default=str)
+        json.dump(_rounded(data), f, indent=1, sort_keys=True, default=str)
     os.replace(tmp, path)

@@ -25,10 +25,12 @@ def fs(v, unit="s", digits=1):
     return ("%%.%df %%s" % digits) % (v, unit)
 
 
-def lat(v, summ):
+def lat(v, summ, key=None):
+    """A latency percentile; when it falls on jobs never run, its lower bound (those jobs
+    counted with their age at the end of the run), marked with a dagger."""
     if v == INF:
-        age = summ.get("censored_min_age_s")
-        return "> %s (not run)" % fs(age) if age is not None else "not run"
+        lb = summ.get(key + "_lb") if key else None
+        return "> %s &dagger;" % fs(lb) if lb is not None else "never &dagger;"
     return fs(v)
 
 
@@ -64,7 +66,7 @@ def plot_throughput(tp, path):
 
 
 def plot_latency_cdf(fair, path):
-    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    fig, ax = plt.subplots(figsize=(7.5, 5))
     for r in fair["runs"] + fair["derived"]:
         vals = list(r["latencies"]) + [INF] * len(r.get("censored", []))
         if not vals:
@@ -91,7 +93,7 @@ def plot_latency_cdf(fair, path):
     ax.set_title("Queue-to-run latency of small wikis' jobs (curve ends below 1: jobs never run)",
                  fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -133,12 +135,13 @@ def plot_scan(sc, path):
     if sc["tuned"]:
         t = sc["tuned"]
         ax.plot([r["wikis"] for r in t], [r["scan_ms_median"] for r in t], "o-", color="#7fbc41",
-                label="wall, table caches sized for the farm")
+                label="wall, server caches sized for the farm")
         ax.plot([r["wikis"] for r in t], [r["scan_db_busy_ms"] for r in t], "s--",
-                color="#ef8a62", label="database, table caches sized for the farm")
+                color="#ef8a62", label="database, server caches sized for the farm")
     if xs:
-        base = d[0]["scan_ms_median"] / xs[0]
-        ax.plot(xs, [base * x for x in xs], ":", color="grey", label="linear from the first point")
+        base = d[0]["scan_db_busy_ms"] / xs[0]
+        ax.plot(xs, [base * x for x in xs], ":", color="grey",
+                label="linear from the first database time")
     ax.axhline(1000 * TARGETS["scan_db_s"], color="black", lw=0.8, ls=":")
     ax.text(xs[0] if xs else 1, 1000 * TARGETS["scan_db_s"] * 1.08, "target: 1 s database time",
             fontsize=8)
@@ -160,7 +163,7 @@ def _windowed(series, w):
     end = series[-1][0]
     ts, rates = [], []
     t = 0.0
-    while t < end:
+    while t + w <= end + 0.5:
         ran = sum(x[2] for x in series if t < x[0] <= t + w)
         ts.append(t + w / 2)
         rates.append(ran / w)
@@ -210,6 +213,13 @@ def write_report(res, out_dir):
         L += ["- %s: `%s`" % (k, v.splitlines()[0][:300]) for k, v in meta["errors"].items()]
         L.append("")
     L += _summary(res)
+    L += _misses(res)
+    if meta.get("anomalies"):
+        L += ["### Anomalies seen in this run", ""]
+        for a in meta["anomalies"]:
+            L.append("- %s, `%s`: %s (batch lines and requests in `results.json`, "
+                     "`meta.anomalies`)." % (a["workload"], a["pod"], a["what"]))
+        L.append("")
     if "throughput" in res:
         plot_throughput(res["throughput"], os.path.join(out_dir, "throughput.png"))
         L += _throughput(res["throughput"])
@@ -223,6 +233,13 @@ def write_report(res, out_dir):
         plot_scan(res["scan"], os.path.join(out_dir, "scan_scale.png"))
         L += _scan(res["scan"])
     L += _method(res)
+    if meta.get("configs"):
+        L += ["## Appendix: effective sidecar configuration", "",
+              "As `jobdrainer --check-config` printed it for each workload's sidecars "
+              "(secrets masked; ports and holder names are per run).", ""]
+        for name, text in meta["configs"].items():
+            L += ["<details><summary>%s</summary>" % name, "", "```ini", text.rstrip(), "```",
+                  "", "</details>", ""]
     with open(os.path.join(out_dir, "REPORT.md"), "w") as f:
         f.write("\n".join(L).rstrip() + "\n")
 
@@ -258,10 +275,10 @@ def _summary(res):
             d = jd["latency_during_drain"]
             L.append("| small-wiki p99 queue-to-run latency < 10 s while the big wiki drains "
                      "| %s (%d probe jobs pushed while it drained; all probes: p99 %s) | %s |"
-                     % (lat(d["p99"], d), d["n"], lat(jd["latency"]["p99"], jd["latency"]),
+                     % (lat(d["p99"], d, "p99"), d["n"], lat(jd["latency"]["p99"], jd["latency"], "p99"),
                         verdict(d["p99"] is not None and d["p99"] < TARGETS["p99_s"])))
             L.append("| small-wiki max latency < 30 s while the big wiki drains | %s | %s |"
-                     % (lat(d["max"], d),
+                     % (lat(d["max"], d, "max"),
                         verdict(d["max"] is not None and d["max"] < TARGETS["max_s"])))
     tp = res.get("throughput")
     if tp:
@@ -291,9 +308,10 @@ def _summary(res):
         big = sc["default"][-1]
         tuned = next((t for t in sc["tuned"] if t["wikis"] == big["wikis"]), None)
         L.append("| one scan of %d wikis < 1 s of database time | %.0f ms with MariaDB's "
-                 "default table caches%s | %s |" % (
+                 "default settings%s | %s |" % (
                      big["wikis"], big["scan_db_busy_ms"],
-                     "; %.0f ms with table caches sized for the farm" % tuned["scan_db_busy_ms"]
+                     "; %.0f ms with table caches, InnoDB open files and buffer pool sized for "
+                     "the farm" % tuned["scan_db_busy_ms"]
                      if tuned else "",
                      verdict(big["scan_db_busy_ms"] < 1000 * TARGETS["scan_db_s"]) +
                      (" (tuned: %s)" % verdict(tuned["scan_db_busy_ms"] <
@@ -303,6 +321,83 @@ def _summary(res):
                      % big["wikis"])
     L.append("")
     return L
+
+
+def _misses(res):
+    """For each missed target, what the measurements say limits it."""
+    out = []
+    tp = res.get("throughput")
+    if tp:
+        php = _med([r["runjobs_php"]["rate"] for r in tp["rounds"]])
+        for m in tp["maxjobs"]:
+            j = [r["jobdrainer_%d" % m] for r in tp["rounds"]]
+            if _med([x["rate"] for x in j]) / php < TARGETS["ratio"]:
+                per_batch = _med([x["drain_s"] / x["requests"] for x in j])
+                out.append("- **Throughput, maxjobs=%d**: every batch is one web request that "
+                           "boots MediaWiki before running its %d jobs (%d requests, %.0f ms "
+                           "each on average, vs one process for runJobs.php); larger batches "
+                           "amortise it (see maxjobs=%d)." % (
+                               m, m, _med([x["requests"] for x in j]), 1000 * per_batch,
+                               max(tp["maxjobs"])))
+    fair = res.get("fairness")
+    if fair:
+        jd = next((r for r in fair["runs"] if r["kind"] == "jobdrainer"), None)
+        if jd:
+            d = jd["latency_during_drain"]
+            if d["p99"] is None or d["p99"] >= TARGETS["p99_s"] or d["max"] >= TARGETS["max_s"]:
+                out.append("- **Small-wiki latency**: a new job waits for the next backlog scan "
+                           "(`[scan] interval`), the next candidate poll "
+                           "(`[coordination] poll_interval_ms`) and a free worker; see the "
+                           "statement mix and batch counts under section 2.")
+    rss = _rss_all(res)
+    if rss and mib(max(rss)[0]) >= TARGETS["rss_mib"]:
+        idle = res.get("idle")
+        top = (idle or {}).get("jobdrainer", {}).get("rss_by_mapping") or []
+        files = [(n, k) for n, k in top if not n.startswith("[")]
+        peak = max(rss, key=lambda x: x[0])
+        out.append("- **Sidecar RSS**: the peak (%.1f MiB) is mostly pages of the executable "
+                   "and shared libraries mapped from files (%s MiB), not the sidecar's own "
+                   "memory (%s MiB anonymous: heap, thread stacks, buffers).%s "
+                   "Getting under 10 MiB means fewer or smaller libraries resident (the "
+                   "RunJobs client pulls in libcurl with its TLS and protocol dependencies "
+                   "although it only speaks plain HTTP to 127.0.0.1), not a smaller heap. "
+                   "File-backed pages are shared with any other process using the same "
+                   "libraries and are reclaimable, but they count in RSS." % (
+                       mib(peak[0]), "%.1f" % mib(peak[2]) if peak[2] else "?",
+                       "%.1f" % mib(peak[1]) if peak[1] else "?",
+                       " Largest: %s." % ", ".join("`%s` %.1f MiB" % (n, k / 1024.0)
+                                                   for n, k in files[:5]) if files else ""))
+    sc = res.get("scan")
+    if sc and sc["default"]:
+        big = sc["default"][-1]
+        if big["scan_db_busy_ms"] >= 1000 * TARGETS["scan_db_s"]:
+            small = sc["default"][0]
+            tuned = next((t for t in sc["tuned"] if t["wikis"] == big["wikis"]), None)
+            out.append("- **Scan of %d wikis**: %.0f ms of database time per scan with "
+                       "MariaDB's defaults, %.0f us per wiki against %.0f us at %d wikis: the "
+                       "cost per wiki grows with the farm because each wiki's part of the scan "
+                       "statement opens its job table 5 times (%.0f table-cache misses per "
+                       "scan with `table_open_cache=%s`) and the job tables' index pages no "
+                       "longer fit the %d MiB buffer pool (%.0f pages per scan not found in "
+                       "it).%s At the default `[scan] interval` of 5 s that is %.0f%% of a "
+                       "database core, continuously." % (
+                           big["wikis"], big["scan_db_busy_ms"],
+                           1000 * big["scan_db_busy_ms"] / big["wikis"],
+                           1000 * small["scan_db_busy_ms"] / small["wikis"], small["wikis"],
+                           big["table_cache_misses_per_scan"],
+                           sc["server_variables"].get("table_open_cache"),
+                           int(sc["server_variables"].get("innodb_buffer_pool_size", 0)) >> 20,
+                           big.get("buffer_pool_reads_per_scan", 0),
+                           " With caches sized for the farm it takes %.0f ms (%.0f us per "
+                           "wiki)%s." % (tuned["scan_db_busy_ms"],
+                                         1000 * tuned["scan_db_busy_ms"] / tuned["wikis"],
+                                         ", under the target" if tuned["scan_db_busy_ms"] <
+                                         1000 * TARGETS["scan_db_s"] else ", still over")
+                           if tuned else "",
+                           100 * big["scan_db_busy_ms"] / 5000.0))
+    if out:
+        out = ["### Misses and what limits them", ""] + out + [""]
+    return out
 
 
 def _throughput(tp):
@@ -350,8 +445,8 @@ def _fairness(fair):
     for r in fair["runs"]:
         s, d = r["latency"], r["latency_during_drain"]
         L.append("| %s | %d / %d | %s | %s | %s | %s | %s / %s | %s | %s | %d (%d RunJobs) |" % (
-            r["label"], s["ran"], s["n"], lat(s["p50"], s), lat(s["p90"], s),
-            lat(s["p99"], s), lat(s["max"], s), lat(d["p99"], d), lat(d["max"], d),
+            r["label"], s["ran"], s["n"], lat(s["p50"], s, "p50"), lat(s["p90"], s, "p90"),
+            lat(s["p99"], s, "p99"), lat(s["max"], s, "max"), lat(d["p99"], d, "p99"), lat(d["max"], d, "max"),
             fs(r["big_drained_s"]) if r["big_drained_s"] is not None else
             "not drained in %s (%d left)" % (fs(r["run_s"]), r["big_remaining_end"]),
             "%.0f" % r["big_rate_avg"] if r["big_rate_avg"] else "-",
@@ -360,6 +455,9 @@ def _fairness(fair):
         s = r["latency"]
         L.append("| %s | (model) | %s | %s | %s | %s | - | - | - | - |" % (
             r["label"], fs(s["p50"]), fs(s["p90"]), fs(s["p99"]), fs(s["max"])))
+    if any(r["latency"]["unrun"] for r in fair["runs"]):
+        L += ["", "&dagger; Falls on probe jobs that never ran before the run ended: a lower "
+              "bound, counting each such job with its age at the end of the run."]
     L += ["", "![latency CDF](fairness_latency_cdf.png)", "",
           "![big wiki over time](fairness_big_wiki.png)", ""]
     # Runner details.
@@ -390,22 +488,42 @@ def _fairness(fair):
                          1000 * r["db"]["sidecar"]["busy_s"] / r["db"]["seconds"],
                          r["db"]["scan"]["statements"] / r["db"]["seconds"],
                          1000 * r["db"]["scan"]["busy_s"] / r["db"]["seconds"]))
+            if e.get("empty_batches") or e.get("parked"):
+                L.append("  Batches that found nothing to run (`reached=none-ready`, 0 jobs): "
+                         "**%d** of %d on small wikis, %d of them started within 2 s after "
+                         "the other sidecar's batch on the same wiki ended (the lease was taken "
+                         "from a candidate list read before that drain; acquiring a lease does "
+                         "not re-check the backlog); \"wiki parked\" lines logged: **%d**%s. "
+                         "Probe jobs are a type MediaWiki runs, so such a park follows from an "
+                         "empty batch, not from unknown job types; a new job unparks the wiki "
+                         "at the next scan." % (
+                             e["empty_batches"], e["small_wiki_batches"],
+                             e.get("empty_after_other_pod", 0), e["parked"],
+                             ", e.g. `%s`" % _line(e["parked_sample"]) if e.get("parked_sample")
+                             else ""))
             if e.get("warnings"):
                 L.append("  Warnings/errors the sidecars logged: %d, e.g. `%s`" % (
                     len(e["warnings"]), _line(e["warnings"][0])))
         elif r["kind"] == "shipped":
             det = r.get("shipped_detail") or []
-            waits = [x["wait_for_poll_s"] for x in det if x["wait_for_poll_s"] is not None]
-            serv = [x["service_s"] for x in det if x["service_s"] is not None]
+            waits = [x["wait_for_poll_s"] for x in det if x["new_pod"]]
+            serv = [x["service_s"] for x in det if x["new_pod"]]
+            caught = sum(1 for x in det if not x["new_pod"])
+            skipped_first = sum(1 for x in det if x["skipped_first"])
             L.append("- **%s**: %d poll rounds (%s each, %d wikis one after another), %d pods "
-                     "(at most %d at once), %d skipped (limit or pod running); per probe job: "
-                     "wait for the poll median %s, then poll -> run median %s; %s." % (
+                     "(at most %d at once); wikis with jobs skipped at a poll: %d because %d "
+                     "pods were running (the limit), %d because their pod was still looping; "
+                     "probe jobs run by a pod started after they were queued: %d (wait for "
+                     "that pod's poll median %s, then pod start -> run median %s; %d of them "
+                     "had been seen by an earlier poll that skipped the wiki), caught by a pod "
+                     "already looping: %d; %s." % (
                          r["label"], e["poll_rounds"], fs(_med(e["round_seconds"]), digits=2),
-                         p["small_wikis"] + 1,
-                         e["pods"], e["max_concurrent_pods"], e["skipped"], fs(_med(waits)),
-                         fs(_med(serv)), cost))
+                         p["small_wikis"] + 1, e["pods"], e["max_concurrent_pods"],
+                         e["skipped_limit"], p["shipped_limit"], e["skipped_running"],
+                         len(waits), fs(_med(waits)), fs(_med(serv)), skipped_first, caught,
+                         cost))
         elif r["kind"] == "serial":
-            L.append("- **%s**: %d runJobs.php processes, %d full rounds; %s." % (
+            L.append("- **%s**: %d runJobs.php processes, %d full round(s) over all wikis; %s." % (
                 r["label"], e["runjobs_processes"], e["rounds"], cost))
         elif r["kind"] == "inrequest":
             rq = e["requests"]
@@ -417,9 +535,11 @@ def _fairness(fair):
                          rq.get("read", {}).get("n", 0), r["big_jobs_run"], cost))
     if fair["derived"]:
         L += ["", "Derived rows (not measured): the shipped approach's latency at a %s poll "
-              "interval, modelled as *wait for the next poll* (uniform over the interval) + "
-              "*poll -> run* time measured in the 1-minute run above (median %s). `--size "
-              "full` runs the 15-minute poller for real." % (
+              "interval, modelled per probe job as *wait for the next poll* (uniform over "
+              "the interval) + *pod start -> run* as measured in the 1-minute run above "
+              "(median %s); jobs a running pod caught keep their measured latency. "
+              "Optimistic: wikis skipped at the pod limit wait whole extra intervals, which "
+              "the model leaves out. `--size full` runs the 15-minute poller for real." % (
                   ", ".join("%d-minute" % (d["interval"] // 60) for d in fair["derived"]),
                   fs(fair["derived"][0]["service_median_s"]))]
     if fair.get("startup_effect"):
@@ -428,7 +548,9 @@ def _fairness(fair):
               "got a new pod after the job was queued (%.0f%% of them); jobs caught by a pod "
               "already looping do not." % (
                   p["pod_startup_s"], 100 * fair["startup_effect"][0]["share_new_pod"]), "",
-              "| pod start-up | p50 | p99 | max |", "|---|---|---|---|"]
+              "| pod start-up%s | p50 | p99 | max |" % (
+                  " (on top of the measured %g s)" % p["pod_startup_s"]
+                  if p["pod_startup_s"] else ""), "|---|---|---|---|"]
         for s in fair["startup_effect"]:
             L.append("| %g s | %s | %s | %s |" % (s["startup_s"], fs(s["p50"]), fs(s["p99"]),
                                                   fs(s["max"])))
@@ -463,7 +585,7 @@ def _idle(idle):
                  j["scan_statements_per_s"], 1000 * j["db_busy_s_per_s"],
                  1000 * (j["mysqld_cpu_s_per_s"] or 0),
                  60 * _med([s["cpu_s_window"] for s in sc]) / secs,
-                 ", ".join("%.2f s" % s["cpu_s_window"] for s in sc), fs(secs),
+                 ", ".join("%.3f s" % s["cpu_s_window"] for s in sc), fs(secs),
                  ", ".join("%.1f" % mib(s["vmhwm_kib"]) for s in sc)))
     for label, every in (("1 min", 60), ("15 min", 900)):
         L.append("| shipped poller, every %s | %d per poll = %.2f/s | %.1f/s (%d per poll, "
@@ -480,11 +602,15 @@ def _idle(idle):
     L.append("| in-request (`$wgJobRunRate`) | 0 | 0 | 0 | 0 | (nothing runs without traffic) |")
     s0 = sc[0]
     L += ["", "Sidecar memory, split (one idle sidecar): VmHWM %.1f MiB = RssAnon %.1f MiB "
-          "(heap, thread stacks) + RssFile %.1f MiB (the executable and shared libraries: "
-          "libmariadb, libcurl and its TLS/HTTP dependencies, OpenSSL, jansson, inih, libc) "
-          "+ shared memory; %s threads. %d scans in the window." % (
+          "(heap, thread stacks) + RssFile %.1f MiB (the executable and the shared libraries "
+          "it maps) + shared memory; %s threads. %d scans in the window." % (
               mib(s0["vmhwm_kib"]), mib(s0["rss_anon_kib"]), mib(s0["rss_file_kib"]),
               s0["threads"], j["scans"]), ""]
+    if j.get("rss_by_mapping"):
+        L += ["Largest resident mappings of that sidecar (from `/proc/PID/smaps`):", "",
+              "| mapping | resident KiB |", "|---|---|"]
+        L += ["| `%s` | %d |" % (name, kib) for name, kib in j["rss_by_mapping"]]
+        L.append("")
     return L
 
 
@@ -497,34 +623,54 @@ def _scan(sc):
          "runs), with its `[scan_db]` connection under a database user of its own, so "
          "MariaDB's USER_STATISTICS give the scan's server time apart from everything "
          "else. Wall time is the sidecar's `msg=scan ... ms=` debug line (median of the "
-         "scans after the first). Server variables: %s." % (
+         "scans after the first). Server variables: %s.%s" % (
              sc["big_rows"], ", ".join("%s=%s" % kv for kv in sorted(
-                 sc["server_variables"].items()))), "",
+                 sc["server_variables"].items())),
+             " The wall time includes the sidecar's own pacing (`[scan] queries_per_second`, "
+             "default 50 statements of 50 wikis a second, so at least 20 ms per 50 wikis): "
+             "the database time is the load; growth and per-wiki cost below use it." if
+             sc.get("paced") else ""), "",
          "| wikis | scan wall ms (median) | first scan ms | database time ms/scan (CPU) | "
-         "statements/scan | rows read/scan | table cache misses/scan | coordination "
-         "writes ms/scan | wall growth | per wiki |",
-         "|---|---|---|---|---|---|---|---|---|---|"]
+         "statements/scan | rows read/scan | table cache misses/scan | buffer pool "
+         "misses/scan | coordination writes ms/scan | database time growth | database time "
+         "per wiki |",
+         "|---|---|---|---|---|---|---|---|---|---|---|"]
     prev = None
     for r in sc["default"]:
         growth = "-" if prev is None else "x%.1f for x%.0f wikis" % (
-            r["scan_ms_median"] / max(prev["scan_ms_median"], 0.001), r["wikis"] / prev["wikis"])
-        L.append("| %d | %.0f | %d | %.0f (%.0f) | %.0f | %.0f | %.0f | %.0f | %s | %.0f us |" % (
+            r["scan_db_busy_ms"] / max(prev["scan_db_busy_ms"], 0.001), r["wikis"] / prev["wikis"])
+        L.append("| %d | %.0f | %d | %.0f (%.0f) | %.0f | %.0f | %.0f | %.0f | %.0f | %s | "
+                 "%.0f us |" % (
             r["wikis"], r["scan_ms_median"], r["first_scan_ms"], r["scan_db_busy_ms"],
             r["scan_db_cpu_ms"], r["scan_statements"], r["scan_rows_read"],
-            r["table_cache_misses_per_scan"], r["coord_db_busy_ms"], growth,
-            1000 * r["scan_ms_median"] / r["wikis"]))
+            r["table_cache_misses_per_scan"], r.get("buffer_pool_reads_per_scan", 0),
+            r["coord_db_busy_ms"], growth,
+            1000 * r["scan_db_busy_ms"] / r["wikis"]))
         prev = r
     if sc["tuned"]:
-        L += ["", "The same with MariaDB's table caches sized for the farm "
-              "(`table_open_cache` = 6 x wikis + 1000, `table_definition_cache` = 2 x wikis "
-              "+ 1000; each wiki's scan statement opens its job table 5 times):", "",
+        L += ["", "The same after restarting MariaDB with caches sized for the largest farm "
+              "(%s; each wiki's part of the scan statement opens its job table 5 times, and "
+              "`innodb_open_files` cannot be changed without a restart):" % ", ".join(
+                  "`%s=%s`" % kv for kv in sorted((sc.get("tuned_variables") or {}).items())),
+              "",
               "| wikis | scan wall ms (median) | first scan ms | database time ms/scan (CPU) | "
-              "table cache misses/scan | per wiki |", "|---|---|---|---|---|---|"]
+              "table cache misses/scan | buffer pool misses/scan | database time per wiki |",
+              "|---|---|---|---|---|---|---|"]
         for r in sc["tuned"]:
-            L.append("| %d | %.0f | %d | %.0f (%.0f) | %.0f | %.0f us |" % (
+            L.append("| %d | %.0f | %d | %.0f (%.0f) | %.0f | %.0f | %.0f us |" % (
                 r["wikis"], r["scan_ms_median"], r["first_scan_ms"], r["scan_db_busy_ms"],
                 r["scan_db_cpu_ms"], r["table_cache_misses_per_scan"],
-                1000 * r["scan_ms_median"] / r["wikis"]))
+                r.get("buffer_pool_reads_per_scan", 0),
+                1000 * r["scan_db_busy_ms"] / r["wikis"]))
+        tv = sc.get("tuned_variables") or {}
+        need = 5 * max(r["wikis"] for r in sc["tuned"])
+        if tv and int(tv.get("table_open_cache", need)) < need:
+            L += ["", "MariaDB capped `table_open_cache` at %s: it needs two file handles per "
+                  "cached table and this machine's hard limit on open files is %s, so the "
+                  "%d table handles one scan of %d wikis uses cannot all stay cached; the "
+                  "misses that remain are cheap once the table definitions and InnoDB files "
+                  "stay open." % (tv["table_open_cache"], tv.get("open_files_limit"), need,
+                                  need // 5)]
     if sc["parts"]:
         n = sc["default"][-1]["wikis"]
         L += ["", "Where the time goes at %d wikis: each of the three parts of the per-wiki "
@@ -584,7 +730,7 @@ def _method(res):
           "`build/jobdrainer`), `--keep` (leave the farm directory for inspection).",
           "",
           "| size | throughput | fairness | idle | scan |", "|---|---|---|---|---|"]
-    for name, sz in meta["sizes"].items():
+    for name, sz in sorted(meta["sizes"].items(), key=lambda kv: kv[0] != "quick"):
         L.append("| %s | %d NullJobs x %d rounds | %d-job backlog + %d small wikis, %d s "
                  "window, shipped poll %s | %d wikis, %d s | %s wikis |" % (
                      name, sz["tput_jobs"], sz["tput_rounds"], sz["fair_backlog"],
@@ -593,7 +739,8 @@ def _method(res):
                      sz["idle_wikis"], sz["idle_seconds"],
                      " / ".join("%d" % c for c in sz["scan_counts"])))
     if meta.get("durations"):
+        order = ["farm set-up", "throughput", "fairness", "idle", "scan"]
         L += ["", "Time per workload in this run: %s." % ", ".join(
-            "%s %s" % (k, fs(v)) for k, v in meta["durations"].items())]
+            "%s %s" % (k, fs(meta["durations"][k])) for k in order if k in meta["durations"])]
     L.append("")
     return L

@@ -9,16 +9,18 @@ and writes REPORT.md, PNG plots and results.json.
 Workloads: throughput (jobdrainer vs runJobs.php), fairness (small-wiki latency while a
 big wiki drains; jobdrainer, the shipped poll-and-pod approach, a serial runJobs.php loop,
 in-request $wgJobRunRate), idle (cost with no jobs), scan (50 / 500 / 5,000 wikis).
-quick: a few minutes; full: the issue's sizes (about 75 minutes). A benchmark, not a
+quick: about 8 minutes on 2 cores; full: the issue's sizes (about 75 minutes). Not a
 test: it asserts nothing about speed; it fails only when a workload cannot run.
 """
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -27,14 +29,21 @@ import traceback
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+try:
+    import matplotlib  # noqa: F401
+except ImportError:
+    sys.exit("run.py needs matplotlib for its plots: apt-get install python3-matplotlib, and "
+             "run it with Debian's /usr/bin/python3")
+
 import bench_common  # noqa: E402
 import report  # noqa: E402
 import workloads  # noqa: E402
-from bench_common import REPO, Binary, Farm, create_scan_user, log, new_workdir  # noqa: E402
+from bench_common import REPO, BenchFarm, Binary, create_scan_user, log, new_workdir  # noqa: E402
 
 WORKLOADS = ["throughput", "fairness", "idle", "scan"]
-FULL_ESTIMATE = "about 75 minutes (fairness about 50 of them: the 15-minute poller alone " \
-                "needs 15 minutes of probes plus up to 15 more for the last poll)"
+FULL_ESTIMATE = "about 75 minutes (estimated from the quick run's rates, not measured " \
+                "here): fairness about 60 of them, of which the real 15-minute poller takes " \
+                "15 minutes of probes plus up to 17 more waiting for its last polls"
 
 
 def build(binary):
@@ -75,7 +84,14 @@ def main(argv=None):
                          "the baseline's best case)")
     ap.add_argument("--binary", help="benchmark this jobdrainer binary instead of `make`")
     ap.add_argument("--keep", action="store_true", help="keep the farm directory")
+    ap.add_argument("--report-only", metavar="RESULTS_JSON",
+                    help="no run: write the report and plots from a results.json into --out")
     a = ap.parse_args(argv)
+    if a.report_only:
+        with open(a.report_only) as f:
+            res = json.load(f)
+        report.write_report(res, os.path.abspath(a.out))
+        return 0
     only = [w.strip() for w in a.only.split(",") if w.strip()]
     bad = [w for w in only if w not in WORKLOADS]
     if bad:
@@ -83,6 +99,9 @@ def main(argv=None):
     out = os.path.abspath(a.out)
     os.makedirs(out, exist_ok=True)
 
+    # SIGTERM unwinds like Ctrl-C: every farm, sidecar and baseline process is stopped
+    # by the finally blocks on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     binary = build(a.binary)
     size = dict(workloads.SIZES[a.size])
     t_run = time.monotonic()
@@ -98,7 +117,7 @@ def main(argv=None):
     }
     res = {"meta": meta}
     workdir = new_workdir()
-    farm = Farm(os.path.join(workdir, "farm"))
+    farm = BenchFarm(os.path.join(workdir, "farm"))
     ctx = None
     try:
         log("farm: starting in %s", farm.dir)
@@ -124,6 +143,8 @@ def main(argv=None):
         if ctx is not None:
             ctx.db.close()
             meta["dropped_keys"] = sorted(ctx.dropped_keys)
+            meta["configs"] = ctx.configs
+            meta["anomalies"] = ctx.anomalies
         try:
             farm.stop()
         except Exception as e:  # noqa: BLE001

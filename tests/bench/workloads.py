@@ -10,6 +10,7 @@ and returns a JSON-able dict of results; report.py turns them into REPORT.md and
                backlog scan.
 """
 
+import datetime
 import os
 import random
 import secrets
@@ -17,6 +18,7 @@ import threading
 import time
 
 import baselines
+import bench_common
 from bench_common import (SCAN_PASSWORD, SCAN_USER, DbStats, Farm, GeneralLog, Pod, Pods,
                           Sampler, access_entries_since, children_cpu,
                           classify_sidecar_statement, clear_jobs, farm_mod, free_port,
@@ -58,15 +60,23 @@ class Ctx:
         self.db = DbStats(farm)
         self.smalls = []
         self.dropped_keys = set()
-        self.notes = []
+        self.configs = {}
+        self.anomalies = []
 
     @property
     def fair_domains(self):
         return [BIG] + self.smalls
 
-    def ini(self, overrides):
+    def ini(self, overrides, record=None):
+        """INI text for a sidecar; record: keep its effective configuration (as
+        `jobdrainer --check-config` prints it) under that name for the report."""
         text, dropped = sidecar_ini(self.binary, self.farm, overrides)
         self.dropped_keys.update(dropped)
+        if record and record not in self.configs:
+            try:
+                self.configs[record] = self.binary.effective_config(text)
+            except RuntimeError as e:
+                self.configs[record] = str(e)
         return text
 
     def pod_dir(self, what):
@@ -103,7 +113,7 @@ def _drain_with_jobdrainer(ctx, n, maxjobs, name):
     farm.push_null_jobs(BIG, n)
     ini = ctx.ini({"sidecar": {"workers": 1},
                    "mediawiki": {"maxjobs": maxjobs},
-                   "discovery": {"version": VERSION}})
+                   "discovery": {"version": VERSION}}, record="throughput")
     with Pods() as pods:
         t_start = time.time()
         pod = pods.add(Pod(ctx.pod_dir("throughput"), name, ini)).start()
@@ -117,9 +127,20 @@ def _drain_with_jobdrainer(ctx, n, maxjobs, name):
         pod.stop()
     posts = [e for e in access_entries_since(farm, t_start)
              if is_runjobs(e) and e["host"] == BIG]
-    ok = sum(b.get("jobs_ok", 0) for b in pod.batches())
+    batches = pod.batches()
+    ok = sum(int(b.get("jobs_ok", 0)) for b in batches)
     if ok != n:
-        raise RuntimeError("jobdrainer ran %d jobs, expected %d" % (ok, n))
+        # MediaWiki's side (the queue is empty) is what the figures rest on; a sidecar
+        # that logs another count is an anomaly to report, with its batch lines.
+        ctx.anomalies.append({
+            "workload": "throughput", "pod": name,
+            "what": "jobdrainer's batch lines add up to %d jobs run; %d were queued and the "
+                    "queue is empty" % (ok, n),
+            "batches": [{k: b.get(k) for k in ("ts", "wiki", "outcome", "jobs_ok", "reached",
+                                                "ms", "worker")} for b in batches],
+            "requests": [(e["start"], e["request"][:120], e["status"], e["duration_us"])
+                         for e in posts]})
+        log("throughput: ANOMALY in %s: batch lines add up to %d jobs, %d queued", name, ok, n)
     first = min(e["start"] for e in posts)
     last = max(e["start"] + e["duration_us"] / 1e6 for e in posts)
     return {"jobs": n, "maxjobs": maxjobs, "drain_s": last - first,
@@ -228,12 +249,18 @@ def _probe_results(farm, tag, pusher, t_end):
 
 
 def latency_summary(lat, censored):
+    """Percentiles over every job pushed; a job not run counts as infinitely late (inf),
+    and the *_lb figures count it with its age at the end of the run instead: a lower
+    bound of the true percentile."""
     allv = list(lat) + [float("inf")] * len(censored)
+    lower = list(lat) + list(censored)
     out = {"n": len(allv), "ran": len(lat), "unrun": len(censored),
            "censored_min_age_s": min(censored) if censored else None}
     for p in (50, 90, 99):
         out["p%d" % p] = percentile(allv, p)
+        out["p%d_lb" % p] = percentile(lower, p)
     out["max"] = max(allv) if allv else None
+    out["max_lb"] = max(lower) if lower else None
     out["mean_ran"] = sum(lat) / len(lat) if lat else None
     return out
 
@@ -277,7 +304,7 @@ class JobdrainerRunner:
         ini = self.ctx.ini({"discovery": {"version": VERSION},
                             "scan_db": {"user": SCAN_USER, "password": SCAN_PASSWORD,
                                         "database": ""},
-                            "sidecar": {"workers": self.workers}})
+                            "sidecar": {"workers": self.workers}}, record="fairness")
         for i in range(1, self.npods + 1):
             self.pods.add(Pod(self.ctx.pod_dir("fairness"), "fair-pod%d" % i, ini)).start()
         # Statement mix from the general log, a few seconds in the middle of the window.
@@ -311,14 +338,48 @@ class JobdrainerRunner:
         self.pods.stop()
         self._glog.join(timeout=60)
 
+    def _empty_after_other(self):
+        """Empty batches (none-ready, 0 jobs) that started within 2 s after another pod's
+        batch on the same wiki ended: the lease was taken from a stale candidate list."""
+        def ts(line):
+            t = datetime.datetime.strptime(line["ts"], "%Y-%m-%dT%H:%M:%S.%fZ")
+            return t.replace(tzinfo=datetime.timezone.utc).timestamp()
+        rows = []
+        for p in self.pods.pods:
+            for b in p.batches():
+                try:
+                    end = ts(b)
+                except (KeyError, ValueError):
+                    continue
+                rows.append((p.name, b.get("wiki"), end - int(b.get("ms", 0)) / 1000.0, end,
+                             b.get("reached") == "none-ready" and
+                             int(b.get("jobs_ok", 0)) + int(b.get("jobs_failed", 0)) == 0))
+        n = 0
+        for pod, wiki, start, _end, empty in rows:
+            if empty and any(o[0] != pod and o[1] == wiki and 0 <= start - o[3] <= 2.0
+                             for o in rows):
+                n += 1
+        return n
+
     def extra(self):
         batches = [b for p in self.pods.pods for b in p.batches()]
         by_wiki = {}
         for b in batches:
             by_wiki.setdefault(b.get("wiki"), 0)
             by_wiki[b.get("wiki")] += 1
+        lines = [l for p in self.pods.pods for l in p.lines()]
         return {"batches": len(batches),
                 "failed_batches": sum(1 for b in batches if b.get("msg") == "batch failed"),
+                "small_wiki_batches": sum(1 for b in batches if b.get("wiki") != BIG),
+                # A batch that found nothing to run: the lease was taken on a wiki whose
+                # backlog was already gone.
+                "empty_batches": sum(1 for b in batches if b.get("reached") == "none-ready"
+                                     and int(b.get("jobs_ok", 0)) + int(b.get("jobs_failed", 0))
+                                     == 0),
+                "empty_after_other_pod": self._empty_after_other(),
+                "parked": sum(1 for l in lines if str(l.get("msg", "")).startswith("wiki parked")),
+                "parked_sample": next((l for l in lines
+                                       if str(l.get("msg", "")).startswith("wiki parked")), None),
                 "big_wiki_batches": by_wiki.get(BIG, 0),
                 "sidecar_cpu_s": sum(s["cpu_s"] for s in self.proc.values() if s),
                 "sidecar_vmhwm_kib": max((s["VmHWM"] for s in self.proc.values() if s),
@@ -348,7 +409,8 @@ class ShippedRunner:
     def extra(self):
         p = self.poller
         return {"poll_rounds": len(p.rounds), "polls": len(p.polls), "pods": len(p.pods),
-                "skipped": len(p.skipped),
+                "skipped_limit": sum(1 for x in p.skipped if x[2] == "concurrency limit"),
+                "skipped_running": sum(1 for x in p.skipped if x[2] != "concurrency limit"),
                 "max_concurrent_pods": _max_concurrent([(x["start"], x["end"] or time.time())
                                                         for x in p.pods]),
                 "round_seconds": [b - a for a, b in p.rounds]}
@@ -378,7 +440,7 @@ class InRequestRunner:
     def __init__(self, ctx, rate, edits, reads):
         self.ctx, self.rate, self.edits, self.reads = ctx, rate, edits, reads
         self.name = "in-request"
-        self.label = "in-request ($wgJobRunRate = %s), %g edits/s + %g reads/s" % (
+        self.label = "in-request ($wgJobRunRate = %s), %g edits/s + %g page views/s" % (
             rate, edits, reads)
 
     def start(self, t0, window):
@@ -408,7 +470,7 @@ def _max_concurrent(intervals):
     return best
 
 
-def _run_fairness_one(ctx, runner, events, window, tail_cap, result_dir):
+def _run_fairness_one(ctx, runner, events, window, tail_cap):
     farm, s = ctx.farm, ctx.size
     log("fairness: %s (window %ds, tail <= %ds)", runner.label, window, tail_cap)
     farm.set_settings_override(None)
@@ -429,11 +491,11 @@ def _run_fairness_one(ctx, runner, events, window, tail_cap, result_dir):
         runner.start(t0, window)
         pusher.start()
         pusher.join(timeout=window + 60)
-        # Tail: until every probe ran, or the cap.
+        # Tail: until every probe ran and the big wiki is empty, or the cap.
         deadline = t0 + window + tail_cap
         while time.time() < deadline:
             ran = sum(1 for r in farm.probe_runs() if r.get("tag") == tag)
-            if ran >= pusher.total:
+            if ran >= pusher.total and sampler.samples and sampler.samples[-1][1] == 0:
                 break
             time.sleep(1.0)
         t_end = time.time()
@@ -472,7 +534,9 @@ def _run_fairness_one(ctx, runner, events, window, tail_cap, result_dir):
         "latencies": sorted(lat), "censored": sorted(censored),
         "probe_runs": [(r["domain"], r["pushed"], r["ran"]) for r in runs],
         "pushed": pusher.pushed,
-        "requests": {"total": len(reqs), "runjobs_posts": sum(1 for e in reqs if is_runjobs(e))},
+        "requests": {"total": len(reqs), "runjobs_posts": sum(1 for e in reqs if is_runjobs(e)),
+                     "other_sample": [(e["request"][:80], e["user_agent"][:60])
+                                      for e in reqs if not is_runjobs(e)][:5]},
         "db": {"mediawiki": user_statements(dbd["users"], is_mediawiki_user),
                "sidecar": user_statements(dbd["users"], lambda u: u == farm_mod.SIDECAR_USER),
                "scan": user_statements(dbd["users"], lambda u: u == SCAN_USER),
@@ -498,38 +562,52 @@ def _fmt(v):
 
 
 def _shipped_detail(poller, runs):
-    """For each probe that ran: when a poll first saw its wiki's jobs (detection) and
-    whether a pod was started for it after it was queued (so a pod start-up delay would
-    add to its latency)."""
+    """Per probe job that ran: the pod that ran it and whether that pod was started after
+    the job was queued (new_pod: the job waited for a poll, then for the pod); if so, the
+    wait (queued -> pod started by a poll) and the service (pod started -> job ran); and
+    whether an earlier poll had already seen jobs on that wiki but skipped it."""
     out = []
     for r in runs:
-        det = poller.detection_time(r["domain"], r["pushed"])
         pod = poller.pod_for(r["domain"], r["ran"])
         new_pod = pod is not None and pod["start"] >= r["pushed"]
-        out.append({"wait_for_poll_s": (det - r["pushed"]) if det else None,
-                    "service_s": (r["ran"] - det) if det else None, "new_pod": new_pod})
+        seen = poller.detection_time(r["domain"], r["pushed"])
+        if new_pod:
+            wait, service = pod["start"] - r["pushed"], r["ran"] - pod["start"]
+        else:
+            wait, service = 0.0, r["ran"] - r["pushed"]
+        out.append({"new_pod": new_pod, "wait_for_poll_s": wait, "service_s": service,
+                    "skipped_first": bool(new_pod and seen is not None
+                                          and pod["start"] - seen > 1.0)})
     return out
 
 
 def derive_shipped(measured, interval, seed=7):
-    """The shipped approach at a longer poll interval, from a measured run: a probe waits
-    for the next poll of its wiki (uniform over the interval: polls are not aligned with
-    edits), then the same service time as measured (detection -> run). Monte Carlo over
-    the poll phase, 200 draws per probe."""
+    """The shipped approach at a longer poll interval, from a measured run. A job that got
+    a new pod waits for the next poll of its wiki (uniform over the interval: polls are
+    not aligned with edits), then the service time measured (pod start -> run); a job a
+    running pod caught keeps its measured latency. Monte Carlo over the poll phase, 200
+    draws per job. Optimistic: it leaves out skips at the pod limit, which cost whole
+    intervals."""
     rng = random.Random(seed)
-    services = [d["service_s"] for d in measured["shipped_detail"] if d["service_s"] is not None]
     lat = []
-    for sv in services:
+    det = measured["shipped_detail"]
+    measured_lat = [ran - pushed for _d, pushed, ran in measured["probe_runs"]]
+    for d, m in zip(det, measured_lat):
         for _ in range(200):
-            lat.append(rng.uniform(0, interval) + sv)
+            lat.append(rng.uniform(0, interval) + d["service_s"] if d["new_pod"] else m)
     summ = latency_summary(lat, [])
-    summ["max"] = interval + max(services) if services else None  # the worst phase
-    summ["n"] = len(services)
-    summ["ran"] = len(services)
+    services = [d["service_s"] for d in det if d["new_pod"]]
+    if services:
+        summ["max"] = interval + max(services)  # the worst phase
+    summ["n"] = summ["ran"] = len(det)
+    lat.sort()
+    # 500 quantiles are plenty for the CDF plot.
+    quantiles = [lat[min(len(lat) - 1, int(i * len(lat) / 500))] for i in range(500)] + \
+        ([lat[-1]] if lat else [])
     return {"name": "shipped-%ds-derived" % interval,
             "label": "shipped approach, poll every %d min (derived)" % (interval // 60),
             "kind": "shipped-derived", "interval": interval, "latency": summ,
-            "latencies": sorted(lat), "service_median_s": median(services),
+            "latencies": quantiles, "service_median_s": median(services),
             "from": measured["name"]}
 
 
@@ -566,7 +644,7 @@ def fairness(ctx):
                                     s["inreq_reads_per_s"]), s["fair_window"], s["inreq_tail"]))
     results = []
     for runner, window, tail in runners:
-        results.append(_run_fairness_one(ctx, runner, events, window, tail, ctx.workdir))
+        results.append(_run_fairness_one(ctx, runner, events, window, tail))
     derived = []
     for iv in s["shipped_derived"]:
         base = next((r for r in results if r["kind"] == "shipped"), None)
@@ -607,19 +685,22 @@ def idle(ctx):
 
     # jobdrainer: 3 sidecars, defaults.
     log("idle: %d sidecars, %d wikis, %ds", s["idle_pods"], len(domains), s["idle_seconds"])
-    ini = ctx.ini({"discovery": {"version": VERSION},
-                   "scan_db": {"user": SCAN_USER, "password": SCAN_PASSWORD, "database": ""}})
+    # log_level debug only adds the per-scan line that counts scans.
+    ini = ctx.ini({"discovery": {"version": VERSION}, "sidecar": {"log_level": "debug"},
+                   "scan_db": {"user": SCAN_USER, "password": SCAN_PASSWORD, "database": ""}},
+                  record="idle")
     with Pods() as pods:
         t_start = time.time()
         for i in range(1, s["idle_pods"] + 1):
             pods.add(Pod(ctx.pod_dir("idle"), "idle-pod%d" % i, ini)).start()
         # Warm-up: schema, discovery, scanner lease, first scans.
         time.sleep(8)
-        cpu0 = {p.name: p.proc_stats()["cpu_s"] for p in pods.pods}
+        cpu0 = {p.name: p.proc_stats().get("cpu_ns", 0) for p in pods.pods}
         db0 = ctx.db.snapshot()
         time.sleep(s["idle_seconds"])
         db1 = ctx.db.snapshot()
         stats = {p.name: p.proc_stats() for p in pods.pods}
+        rss_map = bench_common.rss_by_mapping(pods.pods[0].pid, top=12)
         pods.stop()
         t_stop = time.time()
     dbd = DbStats.delta(db0, db1)
@@ -641,7 +722,8 @@ def idle(ctx):
         "db_busy_s_per_s": (sc["busy_s"] + scan["busy_s"]) / secs,
         "db_cpu_s_per_s": (sc["cpu_s"] + scan["cpu_s"]) / secs,
         "mysqld_cpu_s_per_s": dbd["mysqld_cpu_s"] / secs if dbd["mysqld_cpu_s"] else None,
-        "sidecars": {name: {"cpu_s_window": st["cpu_s"] - cpu0[name],
+        "rss_by_mapping": rss_map,
+        "sidecars": {name: {"cpu_s_window": (st.get("cpu_ns", 0) - cpu0[name]) / 1e9,
                             "cpu_s_total": st["cpu_s"], "vmhwm_kib": st["VmHWM"],
                             "rss_anon_kib": st.get("RssAnon"), "rss_file_kib": st.get("RssFile"),
                             "threads": st.get("Threads")}
@@ -733,7 +815,7 @@ class ScanWikis:
                     "job_timestamp, job_params, job_random, job_sha1) "
                     "SELECT IF(seq %% 2, 'refreshLinks', 'htmlCacheUpdate'), 0, "
                     "CONCAT('Page_', seq), DATE_FORMAT(UTC_TIMESTAMP(), '%%Y%%m%%d%%H%%i%%s'), "
-                    "'a:0:{}', seq, SHA1(seq) FROM seq_1_to_%d" % (db, pre, rows))
+                    "'a:0:{}', seq, LEFT(SHA1(seq), 31) FROM `%s`.seq_1_to_%d" % (db, pre, db, rows))
             self.tables.append((db, pre))
         cur.close()
 
@@ -750,7 +832,8 @@ def _scan_measure(ctx, n, scans, interval):
                    "mediawiki": {"port": free_port()},
                    "discovery": {"version": SCAN_VERSION, "interval": 3600},
                    "scan": {"interval": interval},
-                   "scan_db": {"user": SCAN_USER, "password": SCAN_PASSWORD, "database": ""}})
+                   "scan_db": {"user": SCAN_USER, "password": SCAN_PASSWORD, "database": ""}},
+                  record="scan")
     with Pods() as pods:
         pod = pods.add(Pod(ctx.pod_dir("scan"), "scan-%d-%d" % (n, int(time.time())), ini)).start()
 
@@ -789,6 +872,7 @@ def _scan_measure(ctx, n, scans, interval):
         "coord_statements": coord["statements"] / k,
         "questions_per_scan": g["Questions"] / k, "com_select_per_scan": g["Com_select"] / k,
         "table_cache_misses_per_scan": g["Table_open_cache_misses"] / k,
+        "buffer_pool_reads_per_scan": g["Innodb_buffer_pool_reads"] / k,
         "opened_table_definitions_per_scan": g["Opened_table_definitions"] / k,
         "mysqld_cpu_ms": 1000 * dbd["mysqld_cpu_s"] / k if dbd["mysqld_cpu_s"] else None,
         "window_s": dbd["seconds"], "sidecar_cpu_s": stats["cpu_s"], "vmhwm_kib": stats["VmHWM"],
@@ -838,45 +922,63 @@ def _scan_parts(ctx, tables, group=50, repeat=2):
 
 
 def scan(ctx):
+    """Default server settings first, for every wiki count; then MariaDB restarted with
+    caches sized for the largest farm (table_open_cache and table_definition_cache are
+    dynamic, innodb_open_files is not), to show what limits the scan."""
     s, farm = ctx.size, ctx.farm
     counts = s["scan_counts"]
     sw = ScanWikis(farm)
     variables = dict(ctx.db.sql("SHOW GLOBAL VARIABLES WHERE Variable_name IN "
                                 "('table_open_cache', 'table_definition_cache', "
-                                "'innodb_open_files', 'open_files_limit')"))
-    defaults = {k: variables[k] for k in ("table_open_cache", "table_definition_cache")}
+                                "'innodb_open_files', 'open_files_limit', "
+                                "'innodb_buffer_pool_size')"))
     out = {"counts": counts, "server_variables": variables, "default": [], "tuned": [],
-           "parts": {}, "big_rows": ctx.size["fair_backlog"]}
+           "parts": {}, "big_rows": ctx.size["fair_backlog"], "tuned_variables": None,
+           "paced": ctx.binary.knows("scan", "queries_per_second")}
     try:
         for n in counts:
             t = time.monotonic()
             sw.grow(n, big_rows=ctx.size["fair_backlog"])
             log("scan: %d wikis (created in %.0fs)", n, time.monotonic() - t)
-            for k, v in defaults.items():
-                ctx.db.sql("SET GLOBAL %s = %s" % (k, v))
             out["default"].append(_scan_measure(ctx, n, s["scan_scans"], s["scan_interval"]))
             log("scan: %d wikis: %s ms (DB busy %.0f ms)", n, out["default"][-1]["scan_ms"],
                 out["default"][-1]["scan_db_busy_ms"])
-            if n * 5 > int(defaults["table_open_cache"]):
-                # What limits it: the table cache. The same with caches that fit the farm.
-                ctx.db.sql("SET GLOBAL table_open_cache = %d" % (n * 6 + 1000))
-                ctx.db.sql("SET GLOBAL table_definition_cache = %d" % (n * 2 + 1000))
+        out["parts"]["default"] = _scan_parts(ctx, sw.tables)
+        big = [n for n in counts if n * 5 > int(variables["table_open_cache"])]
+        if big and hasattr(farm, "restart_mysqld"):
+            m = max(counts)
+            tuned = ["--table-open-cache=%d" % (m * 6 + 1000),
+                     "--table-definition-cache=%d" % (m * 2 + 1000),
+                     "--innodb-open-files=%d" % (m * 2 + 1000),
+                     "--open-files-limit=%d" % (m * 16 + 10000),
+                     "--innodb-buffer-pool-size=1G"]
+            log("scan: restarting MariaDB with %s", " ".join(tuned))
+            sw.close()
+            farm.restart_mysqld(tuned)
+            ctx.db.reattach()
+            sw.conn = farm._root_conn()
+            out["tuned_variables"] = dict(ctx.db.sql(
+                "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('table_open_cache', "
+                "'table_definition_cache', 'innodb_open_files', 'open_files_limit', "
+                "'innodb_buffer_pool_size')"))
+            for n in big:
+                # The sidecar scans the first n wikis: discovery sees them all, so keep
+                # only n in the scope by version.
+                _scope_scan_wikis(farm, n)
                 out["tuned"].append(_scan_measure(ctx, n, s["scan_scans"], s["scan_interval"]))
-                out["tuned"][-1]["table_open_cache"] = n * 6 + 1000
-                out["tuned"][-1]["table_definition_cache"] = n * 2 + 1000
-                log("scan: %d wikis, tuned caches: %s ms (DB busy %.0f ms)", n,
+                log("scan: %d wikis, caches sized for the farm: %s ms (DB busy %.0f ms)", n,
                     out["tuned"][-1]["scan_ms"], out["tuned"][-1]["scan_db_busy_ms"])
-                if n == counts[-1]:
-                    out["parts"]["tuned"] = _scan_parts(ctx, sw.tables)
-                for k, v in defaults.items():
-                    ctx.db.sql("SET GLOBAL %s = %s" % (k, v))
-            if n == counts[-1]:
-                out["parts"]["default"] = _scan_parts(ctx, sw.tables)
+            _scope_scan_wikis(farm, None)
+            out["parts"]["tuned"] = _scan_parts(ctx, sw.tables)
     finally:
-        for k, v in defaults.items():
-            try:
-                ctx.db.sql("SET GLOBAL %s = %s" % (k, v))
-            except Exception:  # noqa: BLE001
-                pass
         sw.close()
     return out
+
+
+def _scope_scan_wikis(farm, n):
+    """Only the first n scan wikis (by id) carry the scan version; None: all of them."""
+    q = ("UPDATE `%s`.wiki_dbs d JOIN `%s`.wikis w ON w.id = d.wiki_id SET d.version = "
+         "IF(%%s IS NULL OR w.domain < %%s, '%s', '%s-off') WHERE d.version LIKE '%s%%%%'"
+         % (farm_mod.PLATFORM_DB, farm_mod.PLATFORM_DB, SCAN_VERSION, SCAN_VERSION,
+            SCAN_VERSION))
+    farm.sql(q, (n, "sb%05d.scan.test" % (n or 0)))

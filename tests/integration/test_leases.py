@@ -23,7 +23,7 @@ FAST = dict(
     mediawiki={"maxjobs": 10, "maxtime": 5, "timeout_allowance": 5},
     coordination={"lease_ttl": TTL, "safety_margin": 2, "renew_interval": 3,
                   "poll_interval_ms": 200},
-    scan={"interval": 1},
+    scan={"interval": 1, "full_interval": 2},
     drain={"time_slice": 1, "backoff_base": 1, "backoff_max": 5},
 )
 SMALL = ["w%02d.farm.test" % i for i in range(1, 21)]
