@@ -51,6 +51,14 @@ def new_workdir(prefix="jdbench-"):
     return d
 
 
+def write_report(path, text):
+    """Prints a Markdown report and writes it to path (creating its directory)."""
+    print(text)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+
+
 def percentile(values, p):
     """Nearest-rank percentile (p in 0..100) of a list; None when empty. Values may hold
     float('inf') for observations that never completed (censored)."""

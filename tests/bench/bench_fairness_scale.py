@@ -17,7 +17,6 @@ import random
 import shutil
 import statistics
 import sys
-import tempfile
 import threading
 import time
 
@@ -27,6 +26,7 @@ sys.path.insert(0, os.path.join(REPO, "tests", "farm"))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 
 from farm import Farm  # noqa: E402
+from bench_common import new_workdir, write_report  # noqa: E402
 from sidecar import Sidecar, farm_ini  # noqa: E402
 
 
@@ -52,8 +52,7 @@ def main():
     ap.add_argument("--out", default=os.path.join(HERE, "results", "fairness_scale.md"))
     args = ap.parse_args()
 
-    workdir = tempfile.mkdtemp(prefix="jdfairscale-", dir="/tmp")
-    os.chmod(workdir, 0o755)
+    workdir = new_workdir("jdfairscale-")
     farm = Farm(os.path.join(workdir, "farm"))
     pods = []
     rng = random.Random(42)
@@ -135,10 +134,7 @@ def main():
         "",
     ]
     report = "\n".join(lines)
-    print(report)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        f.write(report)
+    write_report(args.out, report)
 
 
 if __name__ == "__main__":

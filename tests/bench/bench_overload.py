@@ -22,7 +22,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -32,6 +31,7 @@ sys.path.insert(0, os.path.join(REPO, "tests", "farm"))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 
 from farm import Farm  # noqa: E402
+from bench_common import new_workdir, write_report  # noqa: E402
 from sidecar import Sidecar, farm_ini, wait_until  # noqa: E402
 
 WIKIS = ["ov%d.farm.test" % i for i in range(1, 7)]
@@ -156,8 +156,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=os.path.join(HERE, "results", "overload.md"))
     args = ap.parse_args()
-    workdir = tempfile.mkdtemp(prefix="jdover-", dir="/tmp")
-    os.chmod(workdir, 0o755)
+    workdir = new_workdir("jdover-")
     farm = Farm(os.path.join(workdir, "farm"))
     try:
         farm.start()
@@ -190,10 +189,7 @@ def main():
             "-" if took is None else "%+d ms" % (v[2] - base[2]),
             "-" if took is None else "%.0f s" % took))
     report = "\n".join(lines) + "\n"
-    print(report)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        f.write(report)
+    write_report(args.out, report)
 
 
 if __name__ == "__main__":

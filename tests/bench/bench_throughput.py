@@ -15,7 +15,6 @@ import os
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -24,6 +23,7 @@ sys.path.insert(0, os.path.join(REPO, "tests", "farm"))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 
 from farm import Farm  # noqa: E402
+from bench_common import new_workdir, write_report  # noqa: E402
 from sidecar import Sidecar, farm_ini, wait_until  # noqa: E402
 
 WIKI = "bench1.farm.test"
@@ -85,8 +85,7 @@ def main():
     args = ap.parse_args()
     sizes = [int(x) for x in args.maxjobs.split(",")]
 
-    workdir = tempfile.mkdtemp(prefix="jdbench-", dir="/tmp")
-    os.chmod(workdir, 0o755)
+    workdir = new_workdir("jdbench-")
     farm = Farm(os.path.join(workdir, "farm"))
     try:
         farm.start()
@@ -132,10 +131,7 @@ def main():
               "jobdrainer peak RSS (VmHWM): max %.1f MiB over %d runs." % (
                   max(rss) / 1024.0, len(rss)), ""]
     report = "\n".join(lines)
-    print(report)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        f.write(report)
+    write_report(args.out, report)
 
 
 if __name__ == "__main__":
