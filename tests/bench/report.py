@@ -376,7 +376,8 @@ def _misses(res):
             out.append("- **Scan of %d wikis**: %.0f ms of database time per scan with "
                        "MariaDB's defaults, %.0f us per wiki against %.0f us at %d wikis: the "
                        "cost per wiki grows with the farm because each wiki's part of the scan "
-                       "statement opens its job table 5 times (%.0f table-cache misses per "
+                       "statement opens its job table twice in a light scan and five times in a full one, "
+                       "once a [scan] full_interval (%.0f table-cache misses per "
                        "scan with `table_open_cache=%s`) and the job tables' index pages no "
                        "longer fit the %d MiB buffer pool (%.0f pages per scan not found in "
                        "it).%s At the default `[scan] interval` of 5 s that is %.0f%% of a "
@@ -649,7 +650,7 @@ def _scan(sc):
         prev = r
     if sc["tuned"]:
         L += ["", "The same after restarting MariaDB with caches sized for the largest farm "
-              "(%s; each wiki's part of the scan statement opens its job table 5 times, and "
+              "(%s; each wiki's part of the scan statement opens its job table twice (five times in a full scan), and "
               "`innodb_open_files` cannot be changed without a restart):" % ", ".join(
                   "`%s=%s`" % kv for kv in sorted((sc.get("tuned_variables") or {}).items())),
               "",
