@@ -634,6 +634,52 @@ static const char *repo_conf(void)
 	return p != NULL && *p ? p : "conf/jobdrainer.ini";
 }
 
+/* Loads "[section]\nkey = value\n" and checks the one error names section and key. */
+static void expect_refused(const char *section, const char *key, const char *value,
+			   const char *why)
+{
+	char ini[256], want[320];
+	char *path;
+	struct config *cfg = NULL;
+	struct buf err;
+
+	snprintf(ini, sizeof(ini), "[%s]\n%s = %s\n", section, key, value);
+	path = write_temp(ini);
+	buf_init(&err);
+	assert_int_equal(config_load(path, &cfg, &err), -EINVAL);
+	snprintf(want, sizeof(want), "%s:2: [%s] %s: '%s' is %s", path, section, key, value, why);
+	if (err.data == NULL || strstr(err.data, want) == NULL)
+		fail_msg("want \"%s\", got:\n%s", want, err.data ? err.data : "(nothing)");
+	buf_release(&err);
+	remove_temp(path);
+}
+
+/* Every number key the shipped INI documents refuses junk and out-of-range values with
+ * a message naming it: the table's ranges hold for each key, not just the ones the
+ * table above happens to list. */
+static void test_every_number_key_refuses_bad_values(void **state)
+{
+	FILE *f = fopen(repo_conf(), "r");
+	char line[512], section[64] = "";
+	int checked = 0;
+
+	(void)state;
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f) != NULL) {
+		char key[64], value[64], extra;
+		if (sscanf(line, "[%63[^]]]", section) == 1)
+			continue;
+		if (sscanf(line, "%63[a-z_] = %63[-0-9]%c", key, value, &extra) != 3 || extra != '\n')
+			continue;
+		expect_refused(section, key, "99999999999", "out of range");
+		expect_refused(section, key, "12abc", "not a whole number");
+		checked++;
+	}
+	fclose(f);
+	/* workers, port, maxjobs, ..., poll_interval_ms: a good share of the table. */
+	assert_true(checked >= 25);
+}
+
 /* Prints cfg to a string, without the first line (it names the file). Caller frees. */
 static char *print_config(const struct config *cfg)
 {
@@ -783,6 +829,7 @@ int main(void)
 		cmocka_unit_test(test_scan_password_group),
 		cmocka_unit_test(test_holder),
 		cmocka_unit_test(test_repo_conf),
+		cmocka_unit_test(test_every_number_key_refuses_bad_values),
 		cmocka_unit_test(test_print_round_trip),
 		cmocka_unit_test(test_print_masks_secrets),
 	};
