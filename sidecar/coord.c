@@ -67,6 +67,14 @@ static int query_row(struct db *db, struct buf *sql, MYSQL_RES **res, MYSQL_ROW 
 	return rc;
 }
 
+/* A wiki that has work to hand out: a backlog, readable, not backed off, not parked.
+ * The candidate lists and the lease acquire use the same words, so a wiki listed as a
+ * candidate is one the acquire will take (unless someone else got there first). */
+#define WIKI_RUNNABLE                                                                    \
+	" w.oldest_ready_at IS NOT NULL AND w.scan_error IS NULL"                         \
+	" AND (w.backoff_until IS NULL OR w.backoff_until <= NOW(6))"                     \
+	" AND (w.parked_until IS NULL OR w.parked_until <= NOW(6))"
+
 #define JD_SCHEMA_TABLE \
 	"CREATE TABLE IF NOT EXISTS `%s`.jd_schema (" \
 	" id TINYINT UNSIGNED NOT NULL PRIMARY KEY," \
@@ -240,9 +248,7 @@ static int acquire(struct db *db, const struct config *cfg, struct coord_lease *
 		goto fail;
 	buf_adds(&sql, " AND (l.expires_at IS NULL OR l.expires_at < NOW(6))");
 	if (wiki)
-		buf_adds(&sql, " AND w.oldest_ready_at IS NOT NULL AND w.scan_error IS NULL"
-			       " AND (w.backoff_until IS NULL OR w.backoff_until <= NOW(6))"
-			       " AND (w.parked_until IS NULL OR w.parked_until <= NOW(6))");
+		buf_adds(&sql, " AND" WIKI_RUNNABLE);
 	metrics_add(METRIC_LEASE_OPS, 0, 1);
 	if (exec(db, &sql, &matched, err, errlen) != 0)
 		return -EIO;
@@ -387,26 +393,35 @@ static int collect_names(struct db *db, struct buf *sql, struct buf *out, int *c
 	return out->failed ? -EIO : 0;
 }
 
-int coord_candidates(struct db *db, const struct config *cfg, const char *scope, int slot,
-		     int limit, struct buf *out, int *count, char *err, size_t errlen)
+/* Starts "SELECT w.domain ... WHERE <this scope's runnable wikis>", joined with each
+ * wiki's lease `slot` as l. */
+static int select_runnable(struct db *db, const struct config *cfg, const char *scope, int slot,
+			   struct buf *sql, char *err, size_t errlen)
 {
-	struct buf sql;
 	const char *d = cfg->coord_db;
 
-	buf_init(&sql);
-	buf_addf(&sql,
+	buf_addf(sql,
 		 "SELECT w.domain FROM `%s`.jd_wiki w JOIN `%s`.jd_lease l"
 		 " ON l.scope = w.scope AND l.name = w.domain AND l.slot = %d"
 		 " WHERE w.scope = ",
 		 d, d, slot);
-	if (lit(db, &sql, scope, err, errlen) != 0) {
+	if (lit(db, sql, scope, err, errlen) != 0)
+		return -EIO;
+	buf_adds(sql, " AND" WIKI_RUNNABLE);
+	return 0;
+}
+
+int coord_candidates(struct db *db, const struct config *cfg, const char *scope, int slot,
+		     int limit, struct buf *out, int *count, char *err, size_t errlen)
+{
+	struct buf sql;
+
+	buf_init(&sql);
+	if (select_runnable(db, cfg, scope, slot, &sql, err, errlen) != 0) {
 		buf_release(&sql);
 		return -EIO;
 	}
 	buf_addf(&sql,
-		 " AND w.oldest_ready_at IS NOT NULL AND w.scan_error IS NULL"
-		 " AND (w.backoff_until IS NULL OR w.backoff_until <= NOW(6))"
-		 " AND (w.parked_until IS NULL OR w.parked_until <= NOW(6))"
 		 " AND (l.expires_at IS NULL OR l.expires_at < NOW(6))"
 		 " AND (w.last_batch_at IS NULL OR w.last_batch_at <= NOW(6) - INTERVAL %lld MICROSECOND)"
 		 " ORDER BY GREATEST(w.oldest_ready_at, COALESCE(w.last_served_at, w.oldest_ready_at)),"
@@ -419,23 +434,13 @@ int coord_busy_wikis(struct db *db, const struct config *cfg, const char *scope,
 		     struct buf *out, int *count, char *err, size_t errlen)
 {
 	struct buf sql;
-	const char *d = cfg->coord_db;
 
 	buf_init(&sql);
-	buf_addf(&sql,
-		 "SELECT w.domain FROM `%s`.jd_wiki w JOIN `%s`.jd_lease l"
-		 " ON l.scope = w.scope AND l.name = w.domain AND l.slot = 0"
-		 " WHERE w.scope = ",
-		 d, d);
-	if (lit(db, &sql, scope, err, errlen) != 0) {
+	if (select_runnable(db, cfg, scope, 0, &sql, err, errlen) != 0) {
 		buf_release(&sql);
 		return -EIO;
 	}
-	buf_addf(&sql,
-		 " AND w.oldest_ready_at IS NOT NULL AND w.scan_error IS NULL"
-		 " AND (w.backoff_until IS NULL OR w.backoff_until <= NOW(6))"
-		 " AND l.expires_at >= NOW(6)"
-		 " ORDER BY w.oldest_ready_at, w.domain LIMIT %d",
+	buf_addf(&sql, " AND l.expires_at >= NOW(6) ORDER BY w.oldest_ready_at, w.domain LIMIT %d",
 		 limit);
 	return collect_names(db, &sql, out, count, err, errlen);
 }

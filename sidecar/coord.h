@@ -78,7 +78,8 @@ int coord_wiki_failures(struct db *db, const struct config *cfg, const char *sco
 int coord_candidates(struct db *db, const struct config *cfg, const char *scope, int slot,
 		     int limit, struct buf *out, int *count, char *err, size_t errlen);
 
-/* Wikis with a backlog whose slot-0 lease is held: where spare workers may help. */
+/* Runnable wikis (as for candidates) whose slot-0 lease is held: where spare workers
+ * may help. */
 int coord_busy_wikis(struct db *db, const struct config *cfg, const char *scope, int limit,
 		     struct buf *out, int *count, char *err, size_t errlen);
 

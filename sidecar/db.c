@@ -41,11 +41,6 @@ void db_free(struct db *db)
 	free(db);
 }
 
-bool db_is_connected(const struct db *db)
-{
-	return db->conn != NULL;
-}
-
 unsigned long long db_insert_id(struct db *db)
 {
 	return db->conn ? mysql_insert_id(db->conn) : 0;

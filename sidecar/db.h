@@ -39,8 +39,6 @@ int db_exec(struct db *db, const char *sql, unsigned long long *matched, unsigne
  * (connects first). Returns 0 or -EIO. */
 int db_quote(struct db *db, struct buf *out, const char *s, char *err, size_t errlen);
 
-bool db_is_connected(const struct db *db);
-
 /* The value of the last LAST_INSERT_ID(expr) on this connection (0 if none). */
 unsigned long long db_insert_id(struct db *db);
 

@@ -80,8 +80,8 @@ static void count_batch(const struct batch_result *r)
 	metrics_add(METRIC_JOBS, 1, r->jobs_failed);
 }
 
-/* Sleeps ms, or less if the pod is stopping (the limiter wakes nobody here: a short
- * pause between two batches of one wiki is all this is for). */
+/* Sleeps ms, whole: used for wiki_min_interval_ms between two batches of one wiki, and
+ * after a failed allocation. A shutdown waits for it (both are short). */
 static void pause_ms(int ms)
 {
 	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };

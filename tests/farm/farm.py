@@ -789,10 +789,15 @@ class Farm:
     def insert_raw_jobs(self, domain, count, cmd="farmNoSuchJob"):
         """Insert ready rows of a type MediaWiki has no class for: they never run, RunJobs
         answers none-ready while they sit there (an uninstalled extension's jobs)."""
+        self._insert_job_rows(domain, cmd, [b"a:0:{}"] * count, time.time())
+
+    def _insert_job_rows(self, domain, cmd, params, queued):
+        """Inserts ready job rows of type cmd (one per serialized params blob), queued at
+        unix time `queued`, as JobQueueDB stores them."""
         w = self.wiki(domain)
-        ts = time.strftime("%Y%m%d%H%M%S", time.gmtime())
-        rows = [(cmd, -1, "Blankpage", ts, b"a:0:{}", secrets.randbits(31),
-                 secrets.token_hex(16)) for _ in range(count)]
+        ts = time.strftime("%Y%m%d%H%M%S", time.gmtime(queued))
+        rows = [(cmd, -1, "Blankpage", ts, p, secrets.randbits(31), secrets.token_hex(16))
+                for p in params]
         if self._conn is None:
             self.sql("SELECT 1")
         with self._conn.cursor() as cur:
@@ -805,21 +810,10 @@ class Farm:
         """Queue `count` farmProbe jobs by SQL, as JobQueueDB would store them (fast:
         no PHP start-up per push, for tests that queue jobs on many wikis often).
         Each records its queue time in its params; probe_runs() shows when it ran."""
-        w = self.wiki(domain)
         now = time.time()
-        ts = time.strftime("%Y%m%d%H%M%S", time.gmtime(now))
-        rows = []
-        for seq in range(count):
-            params = _php_serialize({"tag": tag, "seq": seq, "pushed": now})
-            rows.append(("farmProbe", -1, "Blankpage", ts, params.encode(),
-                         secrets.randbits(31), secrets.token_hex(16)))
-        if self._conn is None:
-            self.sql("SELECT 1")
-        with self._conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO %s (job_cmd, job_namespace, job_title, job_timestamp, "
-                "job_params, job_random, job_sha1) VALUES (%%s, %%s, %%s, %%s, %%s, %%s, %%s)"
-                % w.job_table, rows)
+        params = [_php_serialize({"tag": tag, "seq": seq, "pushed": now}).encode()
+                  for seq in range(count)]
+        self._insert_job_rows(domain, "farmProbe", params, now)
 
     def kill_mysql(self):
         """SIGKILL mariadbd, as a crash would: no clean shutdown."""
