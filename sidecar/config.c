@@ -348,6 +348,49 @@ static char *refuse_line(char *str, int num)
 	return str;
 }
 
+/* Bytes inih would drop without a word: a NUL ends its C string, so the rest of the
+ * line vanishes ("workers = 2" NUL "0" reads as 2); CR, VT and FF at either end are
+ * stripped as blanks, and inside a value they are kept as invisible control
+ * characters. Only TAB is allowed among the control characters (and DEL is refused
+ * with them). Reports the first such byte with its column and returns true. */
+static bool refuse_bad_bytes(struct loader *ld, size_t len)
+{
+	const char *line = ld->line, *p, *eq;
+	char key[64] = "";
+	size_t i;
+	unsigned char c = 0;
+
+	for (i = 0; i < len; i++) {
+		c = (unsigned char)line[i];
+		if ((c < 0x20 && c != '\t') || c == 0x7f)
+			break;
+	}
+	if (i == len)
+		return false;
+	/* Name the key of this line if its '=' comes before the bad byte. */
+	for (p = line; *p == ' ' || *p == '\t'; p++)
+		;
+	eq = strpbrk(p, "=:");
+	if (p == line && *p != '[' && eq != NULL && (size_t)(eq - line) < i) {
+		size_t kl = (size_t)(eq - p);
+		while (kl > 0 && (p[kl - 1] == ' ' || p[kl - 1] == '\t'))
+			kl--;
+		snprintf(key, sizeof(key), "%.*s", (int)kl, p);
+	} else if (p != line) {
+		snprintf(key, sizeof(key), "%s", ld->key);
+	}
+	if (c == 0)
+		add_error(ld, ld->lineno, ld->section[0] ? ld->section : NULL, key[0] ? key : NULL,
+			  "NUL byte at column %zu; inih would silently drop the rest of the line",
+			  i + 1);
+	else
+		add_error(ld, ld->lineno, ld->section[0] ? ld->section : NULL, key[0] ? key : NULL,
+			  "control character 0x%02x at column %zu; only tabs and printable "
+			  "characters are allowed",
+			  c, i + 1);
+	return true;
+}
+
 /* inih's fgets-like reader: one physical line per call, with bookkeeping. inih treats
  * an indented line as the continuation of the previous key of the same section, so
  * that is what ld->continuation says too. */
@@ -366,6 +409,27 @@ static char *read_line(char *str, int num, void *stream)
 	while (len > 0 && (ld->line[len - 1] == '\n' || ld->line[len - 1] == '\r'))
 		len--;
 	ld->line[len] = '\0';
+	/* A UTF-8 byte order mark on line 1 is what inih skips too; take it off here so
+	 * that our view of the line and inih's agree. */
+	if (ld->lineno == 1 && len >= 3 && memcmp(ld->line, "\xef\xbb\xbf", 3) == 0) {
+		len -= 3;
+		memmove(ld->line, ld->line + 3, len + 1);
+	}
+	if (refuse_bad_bytes(ld, len))
+		return refuse_line(str, num);
+	/* inih works on C strings and trims white space with isspace(): a NUL would end
+	 * the line early and a vertical tab or form feed would vanish, silently changing
+	 * the value. Refuse every control byte but the tab. */
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)ld->line[i];
+		if ((c < 0x20 && c != '\t') || c == 0x7f) {
+			add_error(ld, ld->lineno, ld->section[0] ? ld->section : NULL, NULL,
+				  "control byte 0x%02x at column %zu; only printable text and tabs "
+				  "are allowed",
+				  c, i + 1);
+			return refuse_line(str, num);
+		}
+	}
 	for (p = ld->line; *p == ' ' || *p == '\t'; p++)
 		;
 	blank_or_comment = *p == '\0' || *p == ';' || *p == '#';
@@ -571,7 +635,11 @@ static void default_holder(struct config *cfg)
 		host[sizeof(host) - 1] = '\0';
 		pod = host;
 	}
-	if (asprintf(&holder, "%s:%d", pod, (int)getpid()) < 0)
+	/* Room for ":<pid>" within what jd_lease.holder holds. */
+	char prefix[UTIL_HOLDER_MAX - 11];
+
+	util_holder_prefix(pod, prefix, sizeof(prefix));
+	if (asprintf(&holder, "%s:%d", prefix, (int)getpid()) < 0)
 		return;
 	free(cfg->holder);
 	cfg->holder = holder;
@@ -641,13 +709,15 @@ static void check_consistency(struct loader *ld)
 				  cfg->backoff_base, cfg->backoff_max);
 	}
 	i = key_index("sidecar", "holder");
-	for (const char *p = cfg->holder; *p; p++) {
-		if (*p <= ' ' || *p == 0x7f) {
-			add_error(ld, ld->set_line[i], "sidecar", "holder",
-				  "must not contain spaces or control characters");
-			break;
-		}
-	}
+	if (cfg->holder[0] != '\0' && !util_is_holder(cfg->holder))
+		add_error(ld, ld->set_line[i], "sidecar", "holder",
+			  "must be 1-%d of [A-Za-z0-9._:-]", UTIL_HOLDER_MAX);
+	i = key_index("mediawiki", "host");
+	if (!util_is_url_host(cfg->mw_host))
+		add_error(ld, ld->set_line[i], "mediawiki", "host",
+			  "'%s' is not an IPv4 address, a bracketed IPv6 address ([::1]) or a "
+			  "host name",
+			  cfg->mw_host);
 	i = key_index("http", "listen");
 	if (cfg->http_listen[0] != '\0') {
 		unsigned char addr[4];

@@ -207,6 +207,10 @@ void runjobs_batch(struct runjobs *rj, const struct wiki *w, unsigned long long 
 	curl_easy_setopt(rj->curl, CURLOPT_ERRORBUFFER, rj->curl_error);
 	curl_easy_setopt(rj->curl, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(rj->curl, CURLOPT_FOLLOWLOCATION, 0L);
+	/* The request is signed and goes to this pod's own MediaWiki: never through a
+	 * proxy that http_proxy / ALL_PROXY in the environment may name. */
+	curl_easy_setopt(rj->curl, CURLOPT_PROXY, "");
+	curl_easy_setopt(rj->curl, CURLOPT_NOPROXY, "*");
 	curl_easy_setopt(rj->curl, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(rj->curl, CURLOPT_CONNECTTIMEOUT, (long)cfg->http_connect_timeout);
 	curl_easy_setopt(rj->curl, CURLOPT_TIMEOUT, (long)(cfg->maxtime + cfg->http_allowance));

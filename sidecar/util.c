@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,59 @@ bool util_is_table_prefix(const char *s)
 	return s != NULL && all_of(s, 0, 50, "_");
 }
 
+bool util_is_url_host(const char *s)
+{
+	unsigned char addr[16];
+	char inner[64];
+	size_t len;
+
+	if (s == NULL)
+		return false;
+	len = strlen(s);
+	if (len >= 2 && s[0] == '[' && s[len - 1] == ']') {
+		if (len - 2 >= sizeof(inner))
+			return false;
+		memcpy(inner, s + 1, len - 2);
+		inner[len - 2] = '\0';
+		return inet_pton(AF_INET6, inner, addr) == 1;
+	}
+	if (inet_pton(AF_INET, s, addr) == 1)
+		return true;
+	/* A name; all digits and dots would be a malformed IPv4 address, not a name. */
+	if (strspn(s, "0123456789.") == len)
+		return false;
+	return s[0] != '-' && s[0] != '.' && all_of(s, 1, 253, ".-");
+}
+
+bool util_is_holder(const char *s)
+{
+	return s != NULL && all_of(s, 1, UTIL_HOLDER_MAX, "._:-");
+}
+
+void util_holder_prefix(const char *name, char *out, size_t outlen)
+{
+	size_t len = strlen(name), keep = len;
+	uint32_t hash = 2166136261u; /* FNV-1a */
+
+	if (outlen == 0)
+		return;
+	if (len + 1 > outlen) {
+		for (size_t i = 0; i < len; i++)
+			hash = (hash ^ (unsigned char)name[i]) * 16777619u;
+		keep = outlen > 10 ? outlen - 10 : 0;
+	}
+	for (size_t i = 0; i < keep; i++) {
+		char c = name[i];
+		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			  (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+		out[i] = ok ? c : '-';
+	}
+	if (keep < len)
+		snprintf(out + keep, outlen - keep, "-%08x", (unsigned)hash);
+	else
+		out[keep] = '\0';
+}
+
 bool util_is_domain(const char *s)
 {
 	const char *colon;
@@ -60,7 +114,7 @@ bool util_is_domain(const char *s)
 	char host[254];
 	size_t hostlen;
 
-	if (s == NULL)
+	if (s == NULL || strlen(s) > UTIL_DOMAIN_MAX)
 		return false;
 	colon = strchr(s, ':');
 	hostlen = colon ? (size_t)(colon - s) : strlen(s);

@@ -15,8 +15,25 @@ int util_parse_int(const char *s, long long min, long long max, long long *out);
  * 1..64 of [A-Za-z0-9_$]. Prefixes: 0..50 of [A-Za-z0-9_]. */
 bool util_is_db_name(const char *s);
 bool util_is_table_prefix(const char *s);
-/* A host name usable as an HTTP Host header: 1..253 of [A-Za-z0-9.-], optional :port. */
+/* The longest domain (with its :port) the coordination tables hold (VARCHAR(255)). */
+#define UTIL_DOMAIN_MAX 255
+/* A host name usable as an HTTP Host header: 1..253 of [A-Za-z0-9.-], optional :port,
+ * UTIL_DOMAIN_MAX bytes in all. */
 bool util_is_domain(const char *s);
+/* The host part of an http:// URL to the local MediaWiki: a dotted IPv4 address, an
+ * IPv6 address in brackets ("[::1]", as URLs write it), or a host name of
+ * [A-Za-z0-9.-] (1..253). A bare IPv6 address would make a malformed URL. */
+bool util_is_url_host(const char *s);
+/* The longest lease holder name jd_lease.holder holds (VARCHAR(255)). */
+#define UTIL_HOLDER_MAX 255
+/* A lease holder name: 1..UTIL_HOLDER_MAX of [A-Za-z0-9._:-]. ASCII only: the
+ * coordination tables' charset refuses other bytes, and every lease statement would
+ * fail (seen on unsigned-char platforms, where a high byte passed a `<= ' '` test). */
+bool util_is_holder(const char *s);
+/* Writes name into out (outlen bytes) as a valid holder prefix: bytes outside
+ * [A-Za-z0-9._-] become '-'; a name longer than fits is cut and ends in '-' and 8 hex
+ * digits of a hash of the whole name, so two long pod names stay apart. */
+void util_holder_prefix(const char *name, char *out, size_t outlen);
 
 /* Parses a listen address "HOST:PORT": an IPv4 address, or empty or "*" for any.
  * Returns 0 or -EINVAL. */

@@ -28,8 +28,9 @@ static char newline_file[64]; /* @NEWLINE@: a file holding only "\n" */
 
 /* ---- helpers ---------------------------------------------------------------------- */
 
-/* Expands @EMPTY@, @NEWLINE@ and @H<n>@ (n times 'h'). Caller frees. */
-static char *expand(const char *s)
+/* Expands @EMPTY@, @NEWLINE@, @H<n>@ (n times 'h') and @NUL@ (a NUL byte); *len (if
+ * not NULL) gets the length, NUL bytes included. Caller frees. */
+static char *expand_len(const char *s, size_t *len)
 {
 	struct buf b;
 
@@ -39,6 +40,9 @@ static char *expand(const char *s)
 		if (strncmp(s, "@EMPTY@", 7) == 0) {
 			buf_adds(&b, empty_file);
 			s += 7;
+		} else if (strncmp(s, "@NUL@", 5) == 0) {
+			buf_add(&b, "", 1);
+			s += 5;
 		} else if (strncmp(s, "@NEWLINE@", 9) == 0) {
 			buf_adds(&b, newline_file);
 			s += 9;
@@ -55,7 +59,14 @@ static char *expand(const char *s)
 		}
 	}
 	assert_false(b.failed);
+	if (len != NULL)
+		*len = b.len;
 	return b.data;
+}
+
+static char *expand(const char *s)
+{
+	return expand_len(s, NULL);
 }
 
 /* Temp files of the running test, removed by remove_temp or, when an assertion cut the
@@ -90,8 +101,8 @@ static int remove_temps(void **state)
 static char *write_temp(const char *text)
 {
 	char *path = strdup("/tmp/jdtest-config-XXXXXX");
-	char *body = expand(text);
-	size_t len = strlen(body);
+	size_t len;
+	char *body = expand_len(text, &len);
 	int fd;
 
 	assert_non_null(path);
@@ -212,7 +223,11 @@ static const struct error_case error_cases[] = {
 	{ "mediawiki path without '/'", "[mediawiki]\npath = w/index.php\n",
 	  { { 2, "[mediawiki] path: must start with '/'" } } },
 	{ "holder with a space", "[sidecar]\nholder = my pod\n",
-	  { { 2, "[sidecar] holder: must not contain spaces or control characters" } } },
+	  { { 2, "[sidecar] holder: must be 1-255 of [A-Za-z0-9._:-]" } } },
+	{ "holder with a byte above 0x7f", "[sidecar]\nholder = p\xc3\xa9\n",
+	  { { 2, "[sidecar] holder: must be 1-255 of [A-Za-z0-9._:-]" } } },
+	{ "holder with a slash", "[sidecar]\nholder = a/b\n",
+	  { { 2, "[sidecar] holder: must be 1-255 of [A-Za-z0-9._:-]" } } },
 	{ "empty discovery query", "[discovery]\nquery =\n",
 	  { { 2, "[discovery] query: must not be empty" } } },
 	{ "syntax error", "[sidecar]\nworkers 2\n",
@@ -254,6 +269,32 @@ static const struct error_case error_cases[] = {
 	  { { 2, "[drain] batches_per_second: '-1' is out of range (allowed: 0..1000)" } } },
 	{ "breaker_failures below 2", "[drain]\nbreaker_failures = 1\n",
 	  { { 2, "[drain] breaker_failures: '1' is out of range (allowed: 2..1000)" } } },
+	{ "NUL byte after a value", "[sidecar]\nworkers = 2@NUL@\n",
+	  { { 2, "[sidecar]: control byte 0x00 at column 12; only printable text and tabs are "
+		 "allowed" } } },
+	{ "NUL byte in a value", "[sidecar]\nworkers = 1@NUL@6\n",
+	  { { 2, "[sidecar]: control byte 0x00 at column 12; only printable text and tabs are "
+		 "allowed" } } },
+	{ "vertical tab inih would trim", "[mediawiki]\nmaxjobs = 5\x0b\n",
+	  { { 2, "[mediawiki]: control byte 0x0b at column 12; only printable text and tabs "
+		 "are allowed" } } },
+	{ "escape byte in a comment", "; \x1b[31m\n[sidecar]\n",
+	  { { 1, "control byte 0x1b at column 3; only printable text and tabs are allowed" } } },
+	{ "mediawiki host bare IPv6", "[mediawiki]\nhost = ::1\n",
+	  { { 2, "[mediawiki] host: '::1' is not an IPv4 address, a bracketed IPv6 address "
+		 "([::1]) or a host name" } } },
+	{ "mediawiki host with a port", "[mediawiki]\nhost = 127.0.0.1:80\n",
+	  { { 2, "[mediawiki] host: '127.0.0.1:80' is not an IPv4 address, a bracketed IPv6 "
+		 "address ([::1]) or a host name" } } },
+	{ "mediawiki host with a path", "[mediawiki]\nhost = mw/x\n",
+	  { { 2, "[mediawiki] host: 'mw/x' is not an IPv4 address, a bracketed IPv6 address "
+		 "([::1]) or a host name" } } },
+	{ "mediawiki host bad IPv4", "[mediawiki]\nhost = 127.0.0.256\n",
+	  { { 2, "[mediawiki] host: '127.0.0.256' is not an IPv4 address, a bracketed IPv6 "
+		 "address ([::1]) or a host name" } } },
+	{ "mediawiki host bad bracketed IPv6", "[mediawiki]\nhost = [::g]\n",
+	  { { 2, "[mediawiki] host: '[::g]' is not an IPv4 address, a bracketed IPv6 address "
+		 "([::1]) or a host name" } } },
 	{ "secret value never echoed", "[platform_db]\npassword = hunter2\n  more\n",
 	  { { 3, "[platform_db] password: continuation line, but this key takes a single line" } } },
 };
@@ -623,6 +664,37 @@ static void test_holder(void **state)
 	cfg = load_ok("");
 	assert_string_equal(cfg->holder, want);
 	config_free(cfg);
+
+	/* A pod name the tables would refuse: non-ASCII bytes become '-'. */
+	assert_int_equal(setenv("POD_NAME", "pod-\xc3\xa9 x", 1), 0);
+	snprintf(want, sizeof(want), "pod----x:%d", (int)getpid());
+	cfg = load_ok("");
+	assert_string_equal(cfg->holder, want);
+	config_free(cfg);
+
+	/* A pod name too long for jd_lease.holder: cut, with a hash that keeps two such
+	 * names apart. */
+	{
+		char longa[400], longb[400];
+		char *ha;
+		memset(longa, 'a', sizeof(longa) - 1);
+		longa[sizeof(longa) - 1] = '\0';
+		memcpy(longb, longa, sizeof(longb));
+		longb[sizeof(longb) - 2] = 'b';
+		assert_int_equal(setenv("POD_NAME", longa, 1), 0);
+		cfg = load_ok("");
+		assert_true(strlen(cfg->holder) <= 255);
+		assert_true(util_is_holder(cfg->holder));
+		assert_int_equal(strncmp(cfg->holder, "aaaa", 4), 0);
+		ha = strdup(cfg->holder);
+		config_free(cfg);
+		assert_int_equal(setenv("POD_NAME", longb, 1), 0);
+		cfg = load_ok("");
+		assert_true(strlen(cfg->holder) <= 255);
+		assert_string_not_equal(cfg->holder, ha);
+		config_free(cfg);
+		free(ha);
+	}
 	unsetenv("POD_NAME");
 	unsetenv("HOSTNAME");
 }

@@ -96,7 +96,7 @@ static void test_is_table_prefix(void **state)
 
 static void test_is_domain(void **state)
 {
-	char h253[254], h254[255], h253port[270];
+	char h253[254], h254[255], h253port[270], h251port[270];
 	struct name_case cases[] = {
 		{ "wiki1.farm.test", true },
 		{ "a.b:8080", true },
@@ -105,7 +105,9 @@ static void test_is_domain(void **state)
 		{ "a.b:65535", true },
 		{ "x-y.example", true },
 		{ h253, true },
-		{ h253port, true },
+		/* 257 bytes: a valid Host header, but longer than jd_wiki.domain holds. */
+		{ h253port, false },
+		{ h251port, true },
 		{ "", false },
 		{ "a b", false },
 		{ "a/b", false },
@@ -130,6 +132,8 @@ static void test_is_domain(void **state)
 	fill(h254, 'h', 254);
 	fill(h253port, 'h', 253);
 	memcpy(h253port + 253, ":443", 5);
+	fill(h251port, 'h', 251);
+	memcpy(h251port + 251, ":443", 5);
 	CHECK_NAMES(util_is_domain, cases);
 	assert_false(util_is_domain(NULL));
 }
