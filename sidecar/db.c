@@ -251,7 +251,8 @@ int db_query(struct db *db, const char *sql, MYSQL_RES **res, unsigned *errcode,
 	}
 	code = mysql_errno(db->conn);
 	*errcode = code;
-	snprintf(err, errlen, "%s: %s (error %u)", db->name, mysql_error(db->conn), code);
+	/* The code first: a message cut to fit a column still names it. */
+	snprintf(err, errlen, "%s: error %u: %s", db->name, code, mysql_error(db->conn));
 	if (db_connection_lost(code)) {
 		db_close(db);
 		note_failure(db, err);
