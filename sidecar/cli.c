@@ -26,6 +26,8 @@ struct wiki_status {
 	long long lease_s;     /* > 0: lease held this much longer */
 	long long last_batch_s; /* seconds since the last batch, -1: never */
 	int failures, ready_types;
+	long long orphans;      /* rows claimed > SCAN_ORPHAN_AFTER_SECONDS ago */
+	long long orphan_age_s; /* the oldest of them, -1: none */
 	bool parked;
 	const char *state;
 };
@@ -73,7 +75,8 @@ static void age_text(long long s, char *out, size_t len)
 	" TIMESTAMPDIFF(SECOND, NOW(6), l.expires_at),"                                       \
 	" TIMESTAMPDIFF(SECOND, NOW(6), w.backoff_until), w.parked_until > NOW(6),"           \
 	" w.failures, w.last_outcome, w.last_holder,"                                         \
-	" TIMESTAMPDIFF(SECOND, w.last_batch_at, NOW(6)), w.scan_error"                       \
+	" TIMESTAMPDIFF(SECOND, w.last_batch_at, NOW(6)), w.scan_error,"                      \
+	" w.orphaned_claims, TIMESTAMPDIFF(SECOND, w.oldest_claim_at, NOW(6))"                \
 	" FROM `%s`.jd_wiki w LEFT JOIN `%s`.jd_lease l"                                      \
 	" ON l.scope = w.scope AND l.name = w.domain AND l.slot = 0 WHERE w.scope = "
 
@@ -107,12 +110,15 @@ int cli_status(const struct config *cfg, bool json, bool all)
 	if (db_query(db, sql.data, &res, &code, err, sizeof(err)) != 0)
 		goto fail;
 	if (!json) {
+		char scanned[48];
+		age_text(sum.scan_age_ms < 0 ? -1 : sum.scan_age_ms / 1000, scanned, sizeof(scanned));
 		printf("scope %s: %lld wikis, %lld with backlog, %lld backed off, %lld parked, "
-		       "%lld unreadable\n\n",
+		       "%lld unreadable, %lld orphaned claims; scanned %s ago\n\n",
 		       cfg->mw_version[0] ? cfg->mw_version : "(all versions)", sum.wikis,
-		       sum.with_backlog, sum.backed_off, sum.parked, sum.unreadable);
-		printf("%-28s %-10s %8s %-32s %-13s %4s %9s\n", "WIKI", "STATE", "OLDEST", "HOLDER",
-		       "LAST", "FAIL", "LAST_RUN");
+		       sum.with_backlog, sum.backed_off, sum.parked, sum.unreadable,
+		       sum.orphaned_claims, sum.scan_age_ms < 0 ? "never, so far" : scanned);
+		printf("%-28s %-10s %8s %-32s %-13s %4s %9s %8s %9s\n", "WIKI", "STATE", "OLDEST",
+		       "HOLDER", "LAST", "FAIL", "LAST_RUN", "ORPHANED", "CLAIM_AGE");
 	}
 	while (res != NULL && (row = mysql_fetch_row(res)) != NULL) {
 		struct wiki_status w = {
@@ -122,38 +128,52 @@ int cli_status(const struct config *cfg, bool json, bool all)
 			.parked = row[6] && strcmp(row[6], "1") == 0, .failures = (int)num(row[7]),
 			.last_outcome = row[8], .last_holder = row[9],
 			.last_batch_s = row[10] ? num(row[10]) : -1, .scan_error = row[11],
+			.orphans = row[12] ? num(row[12]) : 0,
+			.orphan_age_s = row[12] && row[13] && num(row[12]) > 0 ? num(row[13]) : -1,
 		};
-		char age[48], last[48];
+		char age[48], last[48], claim_age[48];
 		w.state = state_of(&w);
-		if (!all && strcmp(w.state, "idle") == 0)
+		/* Orphaned claims are trouble even on a wiki with nothing else to do. */
+		if (!all && strcmp(w.state, "idle") == 0 && w.orphans <= 0)
 			continue;
 		shown++;
 		if (json) {
-			json_t *o = json_pack("{s:s, s:s, s:I, s:i, s:s?, s:s?, s:i, s:I, s:I, s:s?}",
+			json_t *o = json_pack("{s:s, s:s, s:I, s:i, s:s?, s:s?, s:i, s:I, s:I, s:s?, s:I,"
+					      " s:I}",
 					      "wiki", w.domain, "state", w.state, "oldest_ready_age_s",
 					      (json_int_t)w.age_s, "ready_types", w.ready_types,
 					      "holder", w.holder ? w.holder : w.last_holder,
 					      "last_outcome", w.last_outcome, "failures", w.failures,
 					      "backoff_s", (json_int_t)(w.backoff_s > 0 ? w.backoff_s : 0),
 					      "last_batch_s", (json_int_t)w.last_batch_s, "error",
-					      w.scan_error);
+					      w.scan_error, "orphaned_claims", (json_int_t)w.orphans,
+					      "orphaned_claims_oldest_age_s", (json_int_t)w.orphan_age_s);
 			json_array_append_new(jwikis, o);
 			continue;
 		}
 		age_text(w.age_s, age, sizeof(age));
 		age_text(w.last_batch_s, last, sizeof(last));
-		printf("%-28s %-10s %8s %-32s %-13s %4d %9s\n", w.domain, w.state, age,
+		age_text(w.orphan_age_s, claim_age, sizeof(claim_age));
+		printf("%-28s %-10s %8s %-32s %-13s %4d %9s %8lld %9s\n", w.domain, w.state, age,
 		       w.holder ? w.holder : (w.last_holder ? w.last_holder : "-"),
-		       w.last_outcome ? w.last_outcome : "-", w.failures, last);
+		       w.last_outcome ? w.last_outcome : "-", w.failures, last, w.orphans,
+		       claim_age);
 	}
 	if (json) {
-		json_t *root = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:o}", "scope",
-					 cfg->mw_version, "wikis", (json_int_t)sum.wikis,
+		json_t *root = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}",
+					 "scope", cfg->mw_version, "wikis", (json_int_t)sum.wikis,
 					 "with_backlog", (json_int_t)sum.with_backlog, "backed_off",
 					 (json_int_t)sum.backed_off, "parked", (json_int_t)sum.parked,
 					 "oldest_ready_age_s",
 					 (json_int_t)(sum.oldest_ready_age_ms < 0 ? -1
 										  : sum.oldest_ready_age_ms / 1000),
+					 "unreadable", (json_int_t)sum.unreadable, "scan_age_s",
+					 (json_int_t)(sum.scan_age_ms < 0 ? -1 : sum.scan_age_ms / 1000),
+					 "orphaned_claims", (json_int_t)sum.orphaned_claims,
+					 "orphaned_claims_oldest_age_s",
+					 (json_int_t)(sum.oldest_claim_age_ms < 0
+							      ? -1
+							      : sum.oldest_claim_age_ms / 1000),
 					 "wikis_shown", jwikis);
 		jwikis = NULL;
 		json_dumpf(root, stdout, JSON_INDENT(2));

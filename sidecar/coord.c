@@ -99,6 +99,8 @@ static int query_row(struct db *db, struct buf *sql, MYSQL_RES **res, MYSQL_ROW 
 	" last_outcome VARCHAR(32) NULL," \
 	" last_holder VARCHAR(255) NULL," \
 	" last_batch_at DATETIME(6) NULL," \
+	" orphaned_claims INT UNSIGNED NOT NULL DEFAULT 0," \
+	" oldest_claim_at DATETIME(6) NULL," \
 	" PRIMARY KEY (scope, domain)," \
 	" KEY backlog (scope, oldest_ready_at)" \
 	") ENGINE=InnoDB DEFAULT CHARSET=ascii COLLATE=ascii_bin"
@@ -152,12 +154,22 @@ int coord_ensure_schema(struct db *db, const struct config *cfg, char *err, size
 		if (db_query(db, sql.data, &res, &code, err, errlen) != 0)
 			goto out;
 	}
-	/* Version 1 is the first schema: recording it is the whole migration. A later
-	 * release adds "if version < 2: ALTER ...; version = 2" steps here. */
+	/* Version 1 was the first schema. Version 2 adds jd_wiki's orphaned-claim columns
+	 * (the CREATE above has them for a new database; the ALTER is idempotent). A later
+	 * release adds "ALTER ...; version = 3" steps here. */
+	buf_reset(&sql);
+	buf_addf(&sql,
+		 "ALTER TABLE `%s`.jd_wiki"
+		 " ADD COLUMN IF NOT EXISTS orphaned_claims INT UNSIGNED NOT NULL DEFAULT 0,"
+		 " ADD COLUMN IF NOT EXISTS oldest_claim_at DATETIME(6) NULL",
+		 d);
+	if (db_query(db, sql.data, &res, &code, err, errlen) != 0)
+		goto out;
 	buf_reset(&sql);
 	buf_addf(&sql,
 		 "INSERT INTO `%s`.jd_schema (id, version, migrated_at) VALUES (1, %d, NOW(6)) "
-		 "ON DUPLICATE KEY UPDATE id = id",
+		 "ON DUPLICATE KEY UPDATE migrated_at = IF(version < VALUES(version), NOW(6),"
+		 " migrated_at), version = GREATEST(version, VALUES(version))",
 		 d, COORD_SCHEMA_VERSION);
 	if (db_query(db, sql.data, &res, &code, err, errlen) != 0)
 		goto out;
@@ -527,7 +539,7 @@ int coord_write_backlog(struct db *db, const struct config *cfg, const char *sco
 	buf_init(&sql);
 	buf_addf(&sql,
 		 "INSERT INTO `%s`.jd_wiki (scope, domain, oldest_ready_at, ready_types, max_job_id,"
-		 " scan_error, seen_at) VALUES ",
+		 " scan_error, seen_at, orphaned_claims, oldest_claim_at) VALUES ",
 		 cfg->coord_db);
 	for (size_t i = 0; i < n; i++) {
 		buf_adds(&sql, i ? ",(" : "(");
@@ -552,7 +564,13 @@ int coord_write_backlog(struct db *db, const struct config *cfg, const char *sco
 		} else {
 			buf_adds(&sql, "NULL");
 		}
-		buf_addf(&sql, ",'%s')", scan_started);
+		buf_addf(&sql, ",'%s',%d,", scan_started,
+			 b[i].orphaned_claims > 0 ? b[i].orphaned_claims : 0);
+		if (b[i].orphaned_claims > 0 && b[i].oldest_claim_ms != 0)
+			add_datetime(&sql, b[i].oldest_claim_ms);
+		else
+			buf_adds(&sql, "NULL");
+		buf_adds(&sql, ")");
 	}
 	/* MariaDB applies these left to right: parked_until reads the old parked_max_job_id
 	 * and the new max_job_id before max_job_id itself is updated. A light scan reads no
@@ -568,6 +586,10 @@ int coord_write_backlog(struct db *db, const struct config *cfg, const char *sco
 		 " max_job_id = IF(VALUES(max_job_id) = 0, max_job_id, VALUES(max_job_id)),"
 		 " scan_error = VALUES(scan_error), seen_at = VALUES(seen_at)",
 		 scan_started);
+	/* A light scan reads no claims (orphaned_claims -1): the stored figures stay. */
+	if (b[0].orphaned_claims >= 0)
+		buf_adds(&sql, ", orphaned_claims = VALUES(orphaned_claims),"
+			       " oldest_claim_at = VALUES(oldest_claim_at)");
 	return exec(db, &sql, NULL, err, errlen);
 fail:
 	buf_release(&sql);
@@ -630,13 +652,18 @@ int coord_summary(struct db *db, const struct config *cfg, const char *scope,
 
 	memset(out, 0, sizeof(*out));
 	buf_init(&sql);
-	/* Parked wikis' old rows are not a backlog anyone can run: left out of the age. */
+	/* Parked wikis' old rows are not a backlog anyone can run: left out of the age.
+	 * Every scan writes every wiki's row with its start time (seen_at), so the oldest
+	 * seen_at is when the fleet's oldest figure was read: the scan age. */
 	buf_addf(&sql,
 		 "SELECT COUNT(*), SUM(oldest_ready_at IS NOT NULL AND scan_error IS NULL"
 		 " AND (parked_until IS NULL OR parked_until <= NOW(6))),"
 		 " TIMESTAMPDIFF(MICROSECOND, MIN(IF(parked_until > NOW(6) OR scan_error IS NOT NULL,"
 		 " NULL, oldest_ready_at)), NOW(6)),"
-		 " SUM(backoff_until > NOW(6)), SUM(parked_until > NOW(6)), SUM(scan_error IS NOT NULL)"
+		 " SUM(backoff_until > NOW(6)), SUM(parked_until > NOW(6)), SUM(scan_error IS NOT NULL),"
+		 " TIMESTAMPDIFF(MICROSECOND, MIN(seen_at), NOW(6)), SUM(orphaned_claims),"
+		 " TIMESTAMPDIFF(MICROSECOND, MIN(IF(orphaned_claims > 0, oldest_claim_at, NULL)),"
+		 " NOW(6))"
 		 " FROM `%s`.jd_wiki WHERE scope = ",
 		 cfg->coord_db);
 	if (lit(db, &sql, scope, err, errlen) != 0) {
@@ -646,8 +673,8 @@ int coord_summary(struct db *db, const struct config *cfg, const char *scope,
 	if (query_row(db, &sql, &res, &row, err, errlen) != 0)
 		return -EIO;
 	if (row != NULL) {
-		long long v[6] = { 0 };
-		for (int i = 0; i < 6; i++)
+		long long v[9] = { 0 };
+		for (int i = 0; i < 9; i++)
 			if (row[i] != NULL)
 				util_parse_int(row[i], INT64_MIN, INT64_MAX, &v[i]);
 		out->wikis = v[0];
@@ -656,6 +683,9 @@ int coord_summary(struct db *db, const struct config *cfg, const char *scope,
 		out->backed_off = v[3];
 		out->parked = v[4];
 		out->unreadable = v[5];
+		out->scan_age_ms = row[6] ? v[6] / 1000 : -1;
+		out->orphaned_claims = v[7];
+		out->oldest_claim_age_ms = row[8] ? v[8] / 1000 : -1;
 	}
 	if (res != NULL)
 		mysql_free_result(res);

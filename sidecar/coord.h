@@ -2,8 +2,9 @@
  *
  * Tables (in [coordination] database, created and migrated by coord_ensure_schema):
  *   jd_schema  one row: the schema version;
- *   jd_wiki    one row per (scope, wiki): the scanner's backlog figures and the drain
- *              state every pod shares (last served, backoff, parked, last outcome);
+ *   jd_wiki    one row per (scope, wiki): the scanner's backlog figures (with the
+ *              orphaned claims, schema version 2) and the drain state every pod
+ *              shares (last served, backoff, parked, last outcome);
  *   jd_lease   one row per (scope, name, slot): who holds it, a fencing token that
  *              grows with every acquire, and when it expires.
  * "scope" is the [discovery] version filter, so pods of different MediaWiki versions
@@ -23,7 +24,7 @@
 #include "scan.h"
 #include "wiki.h"
 
-#define COORD_SCHEMA_VERSION 1
+#define COORD_SCHEMA_VERSION 2
 /* The lease row of the fleet's scanner, in jd_lease.name (never a valid domain). */
 #define COORD_SCANNER_LEASE "*scanner*"
 
@@ -106,6 +107,10 @@ int coord_forget_unseen(struct db *db, const struct config *cfg, const char *sco
 struct coord_summary {
 	long long wikis, with_backlog, backed_off, parked, unreadable;
 	long long oldest_ready_age_ms; /* -1: no runnable backlog */
+	long long scan_age_ms;         /* since the start of the oldest scan still standing;
+					* -1: no wiki was ever written */
+	long long orphaned_claims;     /* rows claimed > SCAN_ORPHAN_AFTER_SECONDS ago */
+	long long oldest_claim_age_ms; /* the oldest of them; -1: none */
 };
 int coord_summary(struct db *db, const struct config *cfg, const char *scope,
 		  struct coord_summary *out, char *err, size_t errlen);

@@ -1,18 +1,132 @@
-/* db.c - see db.h. */
+/* db.c - see db.h.
+ *
+ * Every open connection is on one list, so that db_abort_at() can shut their sockets
+ * down from another thread: a read blocked on a hung server then fails at once. A
+ * connection leaves the list (under the lock) before it is closed, so the abort never
+ * touches a descriptor that was closed and reused. */
 #include "db.h"
 
 #include <errno.h>
 #include <errmsg.h>
 #include <mysqld_error.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "util.h"
 
 struct db {
 	const struct db_endpoint *ep;
 	const char *name;
 	MYSQL *conn; /* NULL when not connected */
+	bool limit_statements;
+	int failures;           /* connects failed or connections lost since the last success */
+	int64_t retry_after_ms; /* monotonic: no connect attempt before this */
+	char last_error[256];
+	struct db *prev, *next; /* the list of open connections, while conn != NULL */
 };
+
+static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct db *open_list;
+static atomic_bool aborted;
+
+static void open_list_add(struct db *db)
+{
+	pthread_mutex_lock(&open_lock);
+	db->prev = NULL;
+	db->next = open_list;
+	if (open_list != NULL)
+		open_list->prev = db;
+	open_list = db;
+	pthread_mutex_unlock(&open_lock);
+}
+
+static void open_list_remove(struct db *db)
+{
+	pthread_mutex_lock(&open_lock);
+	if (db->prev != NULL)
+		db->prev->next = db->next;
+	else if (open_list == db)
+		open_list = db->next;
+	if (db->next != NULL)
+		db->next->prev = db->prev;
+	db->prev = db->next = NULL;
+	pthread_mutex_unlock(&open_lock);
+}
+
+static void abort_all(void)
+{
+	atomic_store(&aborted, true);
+	pthread_mutex_lock(&open_lock);
+	for (struct db *db = open_list; db != NULL; db = db->next) {
+		my_socket fd = mysql_get_socket(db->conn);
+		if (fd >= 0)
+			shutdown(fd, SHUT_RDWR);
+	}
+	pthread_mutex_unlock(&open_lock);
+}
+
+static void *abort_timer(void *arg)
+{
+	int64_t deadline = *(int64_t *)arg;
+	struct timespec ts;
+
+	free(arg);
+	ts.tv_sec = (time_t)(deadline / 1000);
+	ts.tv_nsec = (long)(deadline % 1000) * 1000000;
+	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+		;
+	abort_all();
+	return NULL;
+}
+
+void db_abort_at(int64_t deadline_ms)
+{
+	int64_t *arg = malloc(sizeof(*arg));
+	pthread_attr_t attr;
+	pthread_t t;
+
+	if (arg == NULL) {
+		abort_all(); /* cannot wait: cut now rather than risk hanging */
+		return;
+	}
+	*arg = deadline_ms;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &attr, abort_timer, arg) != 0) {
+		free(arg);
+		abort_all();
+	}
+	pthread_attr_destroy(&attr);
+}
+
+int64_t db_retry_delay_ms(int failures)
+{
+	int64_t d = 250;
+
+	if (failures <= 1)
+		return 0;
+	for (int i = 2; i < failures && d < DB_RETRY_MAX_MS; i++)
+		d *= 2;
+	return d < DB_RETRY_MAX_MS ? d : DB_RETRY_MAX_MS;
+}
+
+void db_limit_statements(struct db *db)
+{
+	db->limit_statements = true;
+}
+
+/* Remembers a failure for the pacing of the next connect. */
+static void note_failure(struct db *db, const char *err)
+{
+	db->failures++;
+	db->retry_after_ms = util_mono_ms() + db_retry_delay_ms(db->failures);
+	snprintf(db->last_error, sizeof(db->last_error), "%s", err);
+}
 
 struct db *db_new(const struct db_endpoint *ep, const char *name)
 {
@@ -28,6 +142,7 @@ struct db *db_new(const struct db_endpoint *ep, const char *name)
 static void db_close(struct db *db)
 {
 	if (db->conn != NULL) {
+		open_list_remove(db);
 		mysql_close(db->conn);
 		db->conn = NULL;
 	}
@@ -59,6 +174,15 @@ int db_connect(struct db *db, char *err, size_t errlen)
 
 	if (db->conn != NULL)
 		return 0;
+	if (atomic_load(&aborted)) {
+		snprintf(err, errlen, "%s: not connecting: shutting down", db->name);
+		return -ENOTCONN;
+	}
+	if (db->failures > 0 && util_mono_ms() < db->retry_after_ms) {
+		snprintf(err, errlen, "%s: reconnecting in %.1fs; last error: %s", db->name,
+			 (double)(db->retry_after_ms - util_mono_ms()) / 1000.0, db->last_error);
+		return -ENOTCONN;
+	}
 	m = mysql_init(NULL);
 	if (m == NULL) {
 		snprintf(err, errlen, "%s: out of memory", db->name);
@@ -79,19 +203,32 @@ int db_connect(struct db *db, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: cannot connect to %s:%d as %s: %s", db->name,
 			 ep->socket[0] ? ep->socket : ep->host, ep->port, ep->user, mysql_error(m));
 		mysql_close(m);
-		return -EIO;
+		note_failure(db, err);
+		return -ENOTCONN;
 	}
 	db->conn = m;
+	open_list_add(db);
+	if (db->limit_statements) {
+		/* A little under the client's read timeout, so the server's answer (an
+		 * error) arrives first. Servers without a variable ignore that part. */
+		char sql[96];
+		double limit = ep->query_timeout * 0.8;
+		snprintf(sql, sizeof(sql), "SET SESSION max_statement_time = %.1f", limit);
+		mysql_real_query(m, sql, strlen(sql));
+		snprintf(sql, sizeof(sql), "SET SESSION lock_wait_timeout = %d",
+			 limit >= 1 ? (int)limit : 1);
+		mysql_real_query(m, sql, strlen(sql));
+	}
 	return 0;
 }
 
-/* Errors after which the session is gone or unusable: reconnect next time. */
-static bool connection_lost(unsigned code)
+bool db_connection_lost(unsigned code)
 {
 	return code == CR_SERVER_GONE_ERROR || code == CR_SERVER_LOST ||
 	       code == CR_CONNECTION_ERROR || code == CR_CONN_HOST_ERROR ||
 	       code == CR_COMMANDS_OUT_OF_SYNC || code == ER_CONNECTION_KILLED ||
-	       code == ER_SERVER_SHUTDOWN || code == CR_SERVER_LOST_EXTENDED;
+	       code == ER_SERVER_SHUTDOWN || code == CR_SERVER_LOST_EXTENDED ||
+	       code == ER_OPTION_PREVENTS_STATEMENT; /* read-only: see db.h */
 }
 
 int db_query(struct db *db, const char *sql, MYSQL_RES **res, unsigned *errcode, char *err,
@@ -103,18 +240,23 @@ int db_query(struct db *db, const char *sql, MYSQL_RES **res, unsigned *errcode,
 	*errcode = 0;
 	if (db_connect(db, err, errlen) != 0) {
 		*errcode = CR_CONNECTION_ERROR;
-		return -EIO;
+		return -ENOTCONN;
 	}
 	if (mysql_real_query(db->conn, sql, strlen(sql)) == 0) {
 		*res = mysql_store_result(db->conn);
-		if (*res != NULL || mysql_field_count(db->conn) == 0)
+		if (*res != NULL || mysql_field_count(db->conn) == 0) {
+			db->failures = 0;
 			return 0;
+		}
 	}
 	code = mysql_errno(db->conn);
 	*errcode = code;
-	snprintf(err, errlen, "%s: %s (error %u)", db->name, mysql_error(db->conn), code);
-	if (connection_lost(code))
+	/* The code first: a message cut to fit a column still names it. */
+	snprintf(err, errlen, "%s: error %u: %s", db->name, code, mysql_error(db->conn));
+	if (db_connection_lost(code)) {
 		db_close(db);
+		note_failure(db, err);
+	}
 	return -EIO;
 }
 
@@ -123,9 +265,12 @@ int db_exec(struct db *db, const char *sql, unsigned long long *matched, unsigne
 {
 	MYSQL_RES *res;
 
+	int rc;
+
 	*matched = 0;
-	if (db_query(db, sql, &res, errcode, err, errlen) != 0)
-		return -EIO;
+	rc = db_query(db, sql, &res, errcode, err, errlen);
+	if (rc != 0)
+		return rc;
 	if (res != NULL)
 		mysql_free_result(res);
 	else
@@ -139,7 +284,7 @@ int db_quote(struct db *db, struct buf *out, const char *s, char *err, size_t er
 	char *tmp;
 
 	if (db_connect(db, err, errlen) != 0)
-		return -EIO;
+		return -ENOTCONN;
 	tmp = malloc(2 * n + 1);
 	if (tmp == NULL) {
 		snprintf(err, errlen, "%s: out of memory", db->name);

@@ -3,12 +3,22 @@
  * No MYSQL_OPT_RECONNECT: after a lost connection the next call reconnects, so the
  * owner always knows that session state (user variables, locks) was lost. A handle
  * belongs to one thread at a time. Library-like: returns errors with a message, the
- * owner logs. */
+ * owner logs.
+ *
+ * Reconnect pacing is this module's rule, the same for every connection of the
+ * process (scanner, workers, commands): the first reconnect after a loss is immediate,
+ * later attempts wait db_retry_delay_ms() (doubling, at most DB_RETRY_MAX_MS), so a
+ * database that went away is retried every few seconds however long it was gone, and
+ * never on a wiki's backoff schedule. A write refused because the server is read-only
+ * (error 1290: an old primary after a failover) counts as a lost connection: the
+ * connection is closed and the next call reconnects, to wherever the address now
+ * leads. */
 #ifndef JD_DB_H
 #define JD_DB_H
 
 #include <mysql.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "config.h"
 
@@ -20,13 +30,16 @@ struct db;
 struct db *db_new(const struct db_endpoint *ep, const char *name);
 void db_free(struct db *db);
 
-/* Connects if not connected. Returns 0 or -EIO with a message in err. */
+/* Connects if not connected. Returns 0, or -ENOTCONN with a message in err when the
+ * server cannot be reached (or the last failure was too recent: see pacing above, or
+ * the process is shutting down: db_abort_at). */
 int db_connect(struct db *db, char *err, size_t errlen);
 
 /* Runs one statement (connecting first if needed) and returns its whole result in
- * *res (NULL for statements without one). On failure returns -EIO and the message in
- * err; when the connection was lost it is closed, and the next call reconnects.
- * *errcode gets MySQL's error number (0 on success). */
+ * *res (NULL for statements without one). On failure returns -ENOTCONN when no
+ * connection could be made (the statement never reached the server), else -EIO, with
+ * the message in err; when the connection was lost during the statement it is closed,
+ * and the next call reconnects. *errcode gets MySQL's error number (0 on success). */
 int db_query(struct db *db, const char *sql, MYSQL_RES **res, unsigned *errcode, char *err,
 	     size_t errlen);
 
@@ -34,6 +47,28 @@ int db_query(struct db *db, const char *sql, MYSQL_RES **res, unsigned *errcode,
  * matched (see CLIENT_FOUND_ROWS above). */
 int db_exec(struct db *db, const char *sql, unsigned long long *matched, unsigned *errcode,
 	    char *err, size_t errlen);
+
+/* Errors after which the session is gone or unusable (the connection is closed). */
+bool db_connection_lost(unsigned code);
+
+/* Asks the server to stop any statement of this connection a little before the
+ * client's query_timeout would give up on it (MariaDB's max_statement_time, and
+ * lock_wait_timeout for waits on table locks), so that a statement stuck behind a lock
+ * ends on the server with an error instead of leaving a server thread waiting after
+ * the client has hung up. Applied at every (re)connect; a server without these
+ * variables keeps only the client's timeout. */
+void db_limit_statements(struct db *db);
+
+/* Delay before retrying after `failures` consecutive database failures: 0 for the
+ * first, then 250 ms doubling up to DB_RETRY_MAX_MS. */
+#define DB_RETRY_MAX_MS 4000
+int64_t db_retry_delay_ms(int failures);
+
+/* From monotonic time `deadline_ms` on, every connection of the process is cut
+ * (its socket shut down, so a statement waiting on a hung server returns at once) and
+ * no new one is made: bounds the shutdown path whatever the database does. Called
+ * once, when shutdown starts. */
+void db_abort_at(int64_t deadline_ms);
 
 /* Appends s as a quoted SQL string literal, escaped for this connection's charset
  * (connects first). Returns 0 or -EIO. */

@@ -327,8 +327,11 @@ int main(int argc, char **argv)
 	if (workers == NULL)
 		goto out;
 
-	/* 5. Run until told to stop. */
+	/* 5. Run until told to stop. Then the statements of the shutdown path (lease
+	 * releases) get until shutdown_timeout plus a little: after that every database
+	 * connection is cut, so a hung database cannot hold the exit past the grace period. */
 	wait_for_stop(&sigs);
+	db_abort_at(util_mono_ms() + ((int64_t)cfg->shutdown_timeout + 2) * 1000);
 	rc = EXIT_OK;
 
 out:

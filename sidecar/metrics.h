@@ -54,7 +54,15 @@
 	  "Wikis parked with only jobs MediaWiki will not run (fleet view)", "", LABELS_NONE) \
 	X(OLDEST_AGE, "jobdrainer_oldest_ready_job_age_seconds", "gauge",                      \
 	  "Age of the oldest ready job across the fleet's wikis", "", LABELS_NONE)            \
-	X(READY, "jobdrainer_ready", "gauge", "1 when the databases answer", "", LABELS_NONE)
+	X(READY, "jobdrainer_ready", "gauge", "1 when the databases answer", "", LABELS_NONE)      \
+	X(SCAN_AGE, "jobdrainer_scan_age_seconds", "gauge",                                    \
+	  "Seconds since the start of the fleet's oldest backlog figure still standing (fleet " \
+	  "view: every pod reads it from the coordination database)", "", LABELS_NONE)        \
+	X(ORPHANED_CLAIMS, "jobdrainer_orphaned_claims", "gauge",                              \
+	  "Job rows claimed more than 5 minutes ago, left by runners that are gone (fleet "    \
+	  "view, from the last full scan)", "", LABELS_NONE)                                  \
+	X(ORPHANED_AGE, "jobdrainer_orphaned_claims_oldest_age_seconds", "gauge",              \
+	  "Age of the oldest orphaned claim across the fleet (0: none)", "", LABELS_NONE)
 
 #define METRIC_ID(id, ...) METRIC_##id,
 enum metric_id { METRICS(METRIC_ID) METRIC_COUNT };

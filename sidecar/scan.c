@@ -2,7 +2,6 @@
 #include "scan.h"
 
 #include <errno.h>
-#include <mysqld_error.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,40 +49,60 @@ int64_t scan_parse_mw_timestamp(const char *ts)
 	return (int64_t)timegm(&tm) * 1000;
 }
 
+/* MediaWiki's timestamp format for the wall-clock time `seconds_ago` before now. */
+static void mw_timestamp_ago(int seconds_ago, char out[16])
+{
+	time_t t = time(NULL) - seconds_ago;
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(out, 16, "%Y%m%d%H%M%S", &tm);
+}
+
 /* Identifiers were validated by discovery ([A-Za-z0-9_$]), so backquoting is safe.
- * Columns: wiki index, kind ('r' ready, 's' stale claim, 'm' max id), timestamp, max id. */
+ * Columns: wiki index, kind ('r' ready, 'm' max id, 'c' claims), timestamp, number,
+ * timestamp. A 'c' row covers the claims older than orphan_before: the oldest claim's
+ * time, their count, and the oldest queue time among those older than stale_before
+ * (MediaWiki recycles those on pop: ready work). Claims are looked at only for job
+ * types that have claimed rows at all, found through the (job_cmd, job_token) index. */
 static void add_wiki_query(struct buf *sql, size_t idx, const struct wiki *w,
-			   const char *stale_before)
+			   const char *stale_before, const char *orphan_before)
 {
 	const char *d = w->dbname, *p = w->table_prefix;
 
 	buf_addf(sql,
-		 "(SELECT %zu, 'r', j.job_timestamp, NULL FROM `%s`.`%sjob` j"
+		 "(SELECT %zu, 'r', j.job_timestamp, NULL, NULL FROM `%s`.`%sjob` j"
 		 " JOIN (SELECT job_cmd, MIN(job_id) AS id FROM `%s`.`%sjob`"
 		 " WHERE job_token = '' GROUP BY job_cmd) m ON j.job_id = m.id)",
 		 idx, d, p, d, p);
 	if (stale_before == NULL)
 		return; /* a light scan */
-	buf_addf(sql, " UNION ALL (SELECT %zu, 'm', NULL, MAX(job_id) FROM `%s`.`%sjob`)", idx, d,
-		 p);
+	buf_addf(sql, " UNION ALL (SELECT %zu, 'm', NULL, MAX(job_id), NULL FROM `%s`.`%sjob`)",
+		 idx, d, p);
 	buf_addf(sql,
-		 " UNION ALL (SELECT %zu, 's', MIN(j.job_timestamp), NULL FROM `%s`.`%sjob` j"
+		 " UNION ALL (SELECT %zu, 'c', MIN(j.job_token_timestamp), COUNT(*),"
+		 " MIN(IF(j.job_token_timestamp < '%s', j.job_timestamp, NULL)) FROM `%s`.`%sjob` j"
 		 " WHERE j.job_cmd IN (SELECT c.job_cmd FROM (SELECT job_cmd, MAX(job_token) AS t"
 		 " FROM `%s`.`%sjob` GROUP BY job_cmd) c WHERE c.t > '')"
 		 " AND j.job_token > '' AND j.job_token_timestamp < '%s' HAVING COUNT(*) > 0)",
-		 idx, d, p, d, p, stale_before);
+		 idx, stale_before, d, p, d, p, orphan_before);
 }
 
-/* Errors that belong to one wiki's tables, not to the database as a whole. */
-static bool wiki_error(unsigned code)
+/* Counts a ready (or recycled) job queued at the MediaWiki timestamp ts. */
+static void note_ready(struct backlog *b, const char *ts)
 {
-	return code == ER_NO_SUCH_TABLE || code == ER_BAD_DB_ERROR ||
-	       code == ER_TABLEACCESS_DENIED_ERROR || code == ER_DBACCESS_DENIED_ERROR ||
-	       code == ER_BAD_FIELD_ERROR || code == ER_COLUMNACCESS_DENIED_ERROR;
+	int64_t queued = scan_parse_mw_timestamp(ts);
+
+	b->ready_types++;
+	/* An unreadable timestamp still means "ready work": count it as queued now. */
+	if (queued == 0)
+		queued = util_wall_ms();
+	if (b->oldest_ready_ms == 0 || queued < b->oldest_ready_ms)
+		b->oldest_ready_ms = queued;
 }
 
-/* Runs the statement for wikis [from, to). 0 ok, 1 a wiki's own error (code/err set),
- * -EIO database failure. */
+/* Runs the statement for wikis [from, to). 0 ok, 1 the statement failed (err set; the
+ * wikis' own problem), -EIO the database cannot be reached or out of memory. */
 static int run_group(struct db *db, struct wiki *const *wikis, size_t from, size_t to,
 		     enum scan_depth depth, struct backlog *out, struct scan_stats *stats,
 		     struct buf *sql, char *err, size_t errlen)
@@ -91,49 +110,55 @@ static int run_group(struct db *db, struct wiki *const *wikis, size_t from, size
 	MYSQL_RES *res;
 	MYSQL_ROW row;
 	unsigned code;
+	char stale_before[16], orphan_before[16];
+	bool full = depth == SCAN_FULL;
+	int rc;
 
-	char stale_before[16];
-	time_t cutoff = time(NULL) - SCAN_CLAIM_TTL_SECONDS;
-	struct tm tm;
-
-	gmtime_r(&cutoff, &tm);
-	strftime(stale_before, sizeof(stale_before), "%Y%m%d%H%M%S", &tm);
+	mw_timestamp_ago(SCAN_CLAIM_TTL_SECONDS, stale_before);
+	mw_timestamp_ago(SCAN_ORPHAN_AFTER_SECONDS, orphan_before);
 	buf_reset(sql);
 	for (size_t i = from; i < to; i++) {
 		if (i > from)
 			buf_adds(sql, " UNION ALL ");
-		add_wiki_query(sql, i, wikis[i], depth == SCAN_FULL ? stale_before : NULL);
+		add_wiki_query(sql, i, wikis[i], full ? stale_before : NULL, orphan_before);
 	}
 	if (sql->failed) {
 		snprintf(err, errlen, "out of memory");
 		return -EIO;
 	}
 	stats->queries++;
-	if (db_query(db, sql->data, &res, &code, err, errlen) != 0)
-		return wiki_error(code) ? 1 : -EIO;
+	rc = db_query(db, sql->data, &res, &code, err, errlen);
+	if (rc == -ENOTCONN)
+		return -EIO;
+	if (rc != 0)
+		return 1;
 	while (res != NULL && (row = mysql_fetch_row(res)) != NULL) {
-		long long idx;
-		int64_t queued;
+		long long idx, num = 0;
 		if (row[0] == NULL || row[1] == NULL ||
 		    util_parse_int(row[0], (long long)from, (long long)to - 1, &idx))
 			continue;
+		if (row[3] != NULL && util_parse_int(row[3], 0, INT64_MAX, &num) != 0)
+			num = 0;
 		if (row[1][0] == 'm') {
-			long long max_id = 0;
-			if (row[3] != NULL && util_parse_int(row[3], 0, INT64_MAX, &max_id) == 0)
-				out[idx].max_job_id = (uint64_t)max_id;
-			continue;
+			out[idx].max_job_id = (uint64_t)num;
+		} else if (row[1][0] == 'c') {
+			out[idx].orphaned_claims = num > INT32_MAX ? INT32_MAX : (int)num;
+			out[idx].oldest_claim_ms = scan_parse_mw_timestamp(row[2]);
+			if (row[4] != NULL)
+				note_ready(&out[idx], row[4]);
+		} else {
+			note_ready(&out[idx], row[2]);
 		}
-		queued = scan_parse_mw_timestamp(row[2]);
-		out[idx].ready_types++;
-		/* An unreadable timestamp still means "ready work": count it as queued now. */
-		if (queued == 0)
-			queued = util_wall_ms();
-		if (out[idx].oldest_ready_ms == 0 || queued < out[idx].oldest_ready_ms)
-			out[idx].oldest_ready_ms = queued;
 	}
 	if (res != NULL)
 		mysql_free_result(res);
 	return 0;
+}
+
+static void mark_failed(struct backlog *b, const char *why)
+{
+	b->failed = true;
+	snprintf(b->error, sizeof(b->error), "%s", why);
 }
 
 int scan_run(struct db *db, struct wiki *const *wikis, size_t n, int wikis_per_query,
@@ -146,27 +171,32 @@ int scan_run(struct db *db, struct wiki *const *wikis, size_t n, int wikis_per_q
 
 	memset(out, 0, n * sizeof(*out));
 	memset(stats, 0, sizeof(*stats));
+	for (size_t i = 0; i < n; i++)
+		out[i].orphaned_claims = depth == SCAN_FULL ? 0 : -1;
 	buf_init(&sql);
-	for (size_t from = 0; from < n && rc == 0; from += (size_t)wikis_per_query) {
+	for (size_t from = 0; from < n && rc >= 0; from += (size_t)wikis_per_query) {
 		size_t to = from + (size_t)wikis_per_query < n ? from + (size_t)wikis_per_query : n;
-		rc = run_group(db, wikis, from, to, depth, out, stats, &sql, err, errlen);
-		if (rc != 1)
-			continue;
-		/* One wiki's table is missing: find which, one at a time. */
-		rc = 0;
-		for (size_t i = from; i < to && rc == 0; i++) {
-			char why[sizeof(out[i].error)];
-			rc = run_group(db, wikis, i, i + 1, depth, out, stats, &sql, why, sizeof(why));
-			if (rc == 1) {
-				out[i].failed = true;
-				memcpy(out[i].error, why, sizeof(why));
-				rc = 0;
-			} else if (rc != 0) {
-				snprintf(err, errlen, "%s", why);
+		char why[sizeof(out[0].error)];
+		rc = run_group(db, wikis, from, to, depth, out, stats, &sql, why, sizeof(why));
+		if (rc == 1 && to - from == 1) {
+			mark_failed(&out[from], why);
+			rc = 0;
+		} else if (rc == 1) {
+			/* Some wiki of the group failed it: find which, one at a time. */
+			rc = 0;
+			for (size_t i = from; i < to && rc >= 0; i++) {
+				rc = run_group(db, wikis, i, i + 1, depth, out, stats, &sql, why,
+					       sizeof(why));
+				if (rc == 1) {
+					mark_failed(&out[i], why);
+					rc = 0;
+				}
 			}
 		}
+		if (rc < 0)
+			snprintf(err, errlen, "%s", why);
 	}
 	buf_release(&sql);
 	stats->took_ms = util_mono_ms() - start;
-	return rc;
+	return rc < 0 ? -EIO : 0;
 }

@@ -5,10 +5,19 @@
  * (the primary key's end), which tells "new jobs arrived"; and claimed rows older than
  * MediaWiki's claim TTL, which count as work because a pop makes MediaWiki recycle
  * them (only types that have claimed rows at all are looked at, found through the same
- * index). Many wikis go into one
- * UNION ALL statement, so N wikis cost N / wikis_per_query round trips. When such a
- * statement fails because one wiki's database or table is missing, that group is
- * retried one wiki at a time, so the failure stays with the wiki it belongs to. */
+ * index). A full scan also counts each wiki's orphaned claims: rows claimed more than
+ * SCAN_ORPHAN_AFTER_SECONDS ago, whose runner is most likely gone (MediaWiki leaves
+ * them claimed until its claimTTL). Many wikis go into one UNION ALL statement, so N
+ * wikis cost N / wikis_per_query round trips.
+ *
+ * Whose failure is it: a statement that could not reach the server at all is the
+ * database's failure (the scan stops: nothing can be read). Any other failure, whatever
+ * its error code (a missing or discarded table, a broken view, a denied grant, a
+ * statement stopped by the server's time limit, a connection cut by the client's read
+ * timeout behind a locked table), belongs to the wikis of that statement: a group is
+ * then retried one wiki at a time, and a wiki whose own statement fails is marked
+ * failed with the error, while the scan goes on with the next wiki (reconnecting if
+ * the failure closed the connection). */
 #ifndef JD_SCAN_H
 #define JD_SCAN_H
 
@@ -26,6 +35,8 @@ struct backlog {
 	int64_t oldest_ready_ms; /* wall-clock ms (UTC) the oldest ready job was queued; 0: none */
 	int ready_types;         /* job types with ready (or stale claimed) rows */
 	uint64_t max_job_id;     /* highest job_id: grows with every new job (0: not read) */
+	int orphaned_claims;     /* rows claimed > SCAN_ORPHAN_AFTER_SECONDS ago (-1: not read) */
+	int64_t oldest_claim_ms; /* wall-clock ms of the oldest such claim; 0: none */
 	bool failed;             /* this wiki's job table could not be read */
 	char error[160];         /* why, when failed */
 };
@@ -36,13 +47,17 @@ struct scan_stats {
 };
 
 /* Fills out[0..n-1] for wikis[0..n-1]. Returns 0, or -EIO with err when the database
- * itself failed (connection lost, ...): then out is incomplete and must be ignored. */
+ * itself could not be reached: then out is incomplete and must be ignored. */
 int scan_run(struct db *db, struct wiki *const *wikis, size_t n, int wikis_per_query,
 	     enum scan_depth depth, struct backlog *out, struct scan_stats *stats, char *err,
 	     size_t errlen);
 
 /* MediaWiki's default claimTTL: a claimed job older than this is recycled on pop. */
 #define SCAN_CLAIM_TTL_SECONDS 3600
+/* A claim older than this is reported as orphaned: a batch lasts at most maxtime +
+ * timeout_allowance (45 s by default, at most minutes), so a claim this old has most
+ * likely lost its runner (a killed request, a database crash mid-batch). */
+#define SCAN_ORPHAN_AFTER_SECONDS 300
 
 /* MediaWiki's job_timestamp (YYYYMMDDHHMMSS, UTC) as ms since the epoch; 0 if bad. */
 int64_t scan_parse_mw_timestamp(const char *ts);

@@ -39,6 +39,10 @@ struct scanner {
 	int64_t next_full_scan;     /* monotonic: when a scan reads claims and max ids again */
 	char **unreadable;          /* domains whose job table could not be read last scan */
 	size_t nunreadable;
+	int64_t started_ms;         /* monotonic: when the thread started */
+	int64_t fleet_read_ms;      /* monotonic: the last good read of the fleet's figures */
+	double scan_age_s;          /* the scan age read then */
+	bool scan_stopped;          /* the last pass stopped: a database could not be reached */
 };
 
 /* A wiki's job table became unreadable (missing database...) or readable again:
@@ -65,11 +69,16 @@ static int str_cmp(const void *key, const void *elem)
 	return strcmp((const char *)key, *(char *const *)elem);
 }
 
-static bool sc_was_unreadable(const struct scanner *sc, size_t i)
+static int str_sort(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static bool sc_was_unreadable(const struct scanner *sc, const char *domain)
 {
 	return sc->nunreadable > 0 &&
-	       bsearch(sc->wikis.items[i]->domain, sc->unreadable, sc->nunreadable,
-		       sizeof(*sc->unreadable), str_cmp) != NULL;
+	       bsearch(domain, sc->unreadable, sc->nunreadable, sizeof(*sc->unreadable),
+		       str_cmp) != NULL;
 }
 
 static void sc_forget_unreadable(struct scanner *sc)
@@ -81,8 +90,9 @@ static void sc_forget_unreadable(struct scanner *sc)
 	sc->nunreadable = 0;
 }
 
-/* Remembers this scan's unreadable wikis (sc->wikis is sorted, so the list is too). */
-static void sc_remember_unreadable(struct scanner *sc, const struct backlog *b, size_t n)
+/* Remembers this scan's unreadable wikis, sorted for sc_was_unreadable. */
+static void sc_remember_unreadable(struct scanner *sc, struct wiki *const *wikis,
+				   const struct backlog *b, size_t n)
 {
 	sc_forget_unreadable(sc);
 	for (size_t i = 0; i < n; i++) {
@@ -91,12 +101,14 @@ static void sc_remember_unreadable(struct scanner *sc, const struct backlog *b, 
 			continue;
 		p = realloc(sc->unreadable, (sc->nunreadable + 1) * sizeof(*p));
 		if (p == NULL)
-			return;
+			break;
 		sc->unreadable = p;
-		sc->unreadable[sc->nunreadable] = strdup(sc->wikis.items[i]->domain);
+		sc->unreadable[sc->nunreadable] = strdup(wikis[i]->domain);
 		if (sc->unreadable[sc->nunreadable] != NULL)
 			sc->nunreadable++;
 	}
+	if (sc->nunreadable > 1)
+		qsort(sc->unreadable, sc->nunreadable, sizeof(*sc->unreadable), str_sort);
 }
 
 /* A run of failures of one kind: logged when it starts, then once a minute, and when
@@ -140,15 +152,11 @@ static void streak_ok(struct failure_streak *s)
 	s->count = 0;
 }
 
-static int64_t retry_delay(const struct config *cfg, int failures)
+/* Database failures are retried on db.c's reconnect schedule (a few seconds at most),
+ * never on a wiki's backoff: the fleet resumes promptly when the database is back. */
+static int64_t retry_delay(int failures)
 {
-	int64_t d = (int64_t)cfg->backoff_base * 1000;
-
-	for (int i = 1; i < failures && d < (int64_t)cfg->backoff_max * 1000; i++)
-		d *= 2;
-	if (d > (int64_t)cfg->backoff_max * 1000)
-		d = (int64_t)cfg->backoff_max * 1000;
-	return d;
+	return db_retry_delay_ms(failures + 1);
 }
 
 static void log_discovery(size_t before, size_t now, bool first)
@@ -191,7 +199,7 @@ static int64_t run_discovery(struct scanner *sc, struct discovery *disc, struct 
 	bool first = !sc->discovered;
 
 	if (discovery_run(disc, db, &list, err, sizeof(err)) != 0) {
-		int64_t delay = retry_delay(sc->cfg, streak->count + 1);
+		int64_t delay = retry_delay(streak->count + 1);
 		streak_fail(streak, err, delay);
 		return util_mono_ms() + delay;
 	}
@@ -221,7 +229,7 @@ static bool ensure_schema(struct scanner *sc, struct db *coord, struct failure_s
 	if (coord_ensure_schema(coord, sc->cfg, err, sizeof(err)) != 0 ||
 	    coord_add_lease_rows(coord, sc->cfg, sc->cfg->mw_version, names, 1, 0, err,
 				 sizeof(err)) != 0) {
-		streak_fail(streak, err, (int64_t)sc->cfg->scan_interval * 1000);
+		streak_fail(streak, err, retry_delay(streak->count + 1));
 		return false;
 	}
 	streak_ok(streak);
@@ -271,8 +279,16 @@ static bool hold_scanner_lease(struct scanner *sc, struct db *coord,
 	} else {
 		rc = coord_acquire(coord, cfg, &sc->lease, err, sizeof(err));
 	}
+	if (rc == 0 && sc->scanning) {
+		/* Lost (expired while the database was away, say): take it again at once if
+		 * it is free, rather than a scan interval later. */
+		sc->scanning = false;
+		log_scanner_role(sc, false);
+		sent = util_mono_ms();
+		rc = coord_acquire(coord, cfg, &sc->lease, err, sizeof(err));
+	}
 	if (rc < 0) {
-		streak_fail(streak, err, (int64_t)cfg->scan_interval * 1000);
+		streak_fail(streak, err, retry_delay(streak->count + 1));
 		if (sc->scanning && sent - sc->confirmed_ms >
 					    (int64_t)(cfg->lease_ttl - cfg->safety_margin) * 1000) {
 			sc->scanning = false;
@@ -324,19 +340,92 @@ static void pace_scan(struct scanner *sc, int64_t since, int queries)
 	pthread_mutex_unlock(&sc->lock);
 }
 
-/* Fleet gauges from the coordination table: every sidecar reports the same view. */
+/* Fleet gauges from the coordination table: every sidecar reports the same view, so an
+ * alert on max() over the pods works even when the scanning pod is the one stuck. */
 static int update_fleet_metrics(struct scanner *sc, struct db *coord, char *err, size_t errlen)
 {
 	struct coord_summary sum;
+	int64_t now = util_mono_ms();
 
-	if (coord_summary(coord, sc->cfg, sc->cfg->mw_version, &sum, err, errlen) != 0)
+	if (coord_summary(coord, sc->cfg, sc->cfg->mw_version, &sum, err, errlen) != 0) {
+		/* Unknown now, but at least as old as at the last read. */
+		if (sc->fleet_read_ms > 0)
+			metrics_set(METRIC_SCAN_AGE, 0,
+				    sc->scan_age_s + (double)(now - sc->fleet_read_ms) / 1000.0);
 		return -EIO;
+	}
 	metrics_set(METRIC_WIKIS_BACKLOG, 0, (double)sum.with_backlog);
 	metrics_set(METRIC_WIKIS_BACKOFF, 0, (double)sum.backed_off);
 	metrics_set(METRIC_WIKIS_PARKED, 0, (double)sum.parked);
 	metrics_set(METRIC_OLDEST_AGE, 0,
 		    sum.oldest_ready_age_ms < 0 ? 0 : (double)sum.oldest_ready_age_ms / 1000.0);
+	metrics_set(METRIC_ORPHANED_CLAIMS, 0, (double)sum.orphaned_claims);
+	metrics_set(METRIC_ORPHANED_AGE, 0,
+		    sum.oldest_claim_age_ms < 0 ? 0 : (double)sum.oldest_claim_age_ms / 1000.0);
+	/* No row yet: nothing was ever scanned, for as long as this sidecar has known of
+	 * wikis to scan (0 only when there is nothing to scan). */
+	if (sum.scan_age_ms >= 0)
+		sc->scan_age_s = (double)sum.scan_age_ms / 1000.0;
+	else
+		sc->scan_age_s = sc->wikis.len > 0 ? (double)(now - sc->started_ms) / 1000.0 : 0;
+	sc->fleet_read_ms = now;
+	metrics_set(METRIC_SCAN_AGE, 0, sc->scan_age_s);
 	return 0;
+}
+
+/* The wikis in scan order: the readable ones first, in groups; those unreadable in the
+ * last scan at the end, one statement each, so that a broken table costs one statement
+ * of its own (not a failed group and its retries) and a slow one (a locked table)
+ * delays no other wiki's figures. Returns how many come first (grouped), or -1. */
+static long scan_order(const struct scanner *sc, struct wiki **order)
+{
+	size_t n = sc->wikis.len, first = 0, last = n;
+
+	for (size_t i = 0; i < n; i++) {
+		struct wiki *w = sc->wikis.items[i];
+		if (sc_was_unreadable(sc, w->domain))
+			order[--last] = w;
+		else
+			order[first++] = w;
+	}
+	return (long)first;
+}
+
+/* Scans wikis[0..n) in statements of `per_query` wikis, writing each chunk of `group`
+ * wikis as soon as it is read. A chunk whose write fails is skipped (the others are
+ * still written) unless the coordination database no longer answers at all. Returns 0,
+ * 1 when some chunk was not written, -EIO when the pass must stop (err set). */
+static int scan_part(struct scanner *sc, struct db *scan_db, struct db *coord,
+		     struct wiki **wikis, struct backlog *backlog, size_t n, int per_query,
+		     enum scan_depth depth, const char *started, int *queries, char *err,
+		     size_t errlen)
+{
+	const struct config *cfg = sc->cfg;
+	size_t group = (size_t)cfg->scan_wikis_per_query;
+	struct scan_stats stats;
+	char probe[32], why[300];
+	int rc = 0;
+
+	for (size_t from = 0; from < n && !scanner_stopping(sc); from += group) {
+		size_t len = from + group < n ? group : n - from;
+		int64_t group_start = util_mono_ms();
+		if (scan_run(scan_db, wikis + from, len, per_query, depth, backlog + from, &stats,
+			     err, errlen) != 0)
+			return -EIO;
+		*queries += stats.queries;
+		pace_scan(sc, group_start, stats.queries);
+		if (coord_write_backlog(coord, cfg, cfg->mw_version, wikis + from, backlog + from,
+					len, started, why, sizeof(why)) == 0)
+			continue;
+		if (coord_now(coord, probe, err, errlen) != 0)
+			return -EIO;
+		/* The database answers: something in this chunk's rows. Go on with the rest;
+		 * the pass is reported failed (scan failed, with this error). */
+		snprintf(err, errlen, "backlog of %zu wikis from %s not written: %s", len,
+			 wikis[from]->domain, why);
+		rc = 1;
+	}
+	return rc;
 }
 
 /* Scans every wiki and writes the result for the fleet, group by group. */
@@ -344,63 +433,78 @@ static void run_scan(struct scanner *sc, struct db *scan_db, struct db *coord,
 		     struct failure_streak *streak)
 {
 	const struct config *cfg = sc->cfg;
-	size_t n = sc->wikis.len, group = (size_t)cfg->scan_wikis_per_query;
+	size_t n = sc->wikis.len;
 	struct backlog *backlog;
-	struct scan_stats stats, total = { 0 };
+	struct wiki **order;
 	char started[32], err[512];
 	size_t with_backlog = 0;
 	struct log_line l;
 	int64_t t0 = util_mono_ms();
 	enum scan_depth depth;
+	int queries = 0, rc;
+	long grouped;
 
 	if (n == 0)
 		return;
 	backlog = calloc(n, sizeof(*backlog));
-	if (backlog == NULL)
+	order = calloc(n, sizeof(*order));
+	if (backlog == NULL || order == NULL) {
+		free(backlog);
+		free(order);
 		return;
+	}
+	grouped = scan_order(sc, order);
 	/* Stale claims and new-job detection for parked wikis are read every
 	 * [scan] full_interval (and on the first scan); the scans between only look for
 	 * the oldest ready job. */
 	depth = t0 >= sc->next_full_scan ? SCAN_FULL : SCAN_LIGHT;
 	if (coord_now(coord, started, err, sizeof(err)) != 0)
 		goto failed;
-	for (size_t from = 0; from < n && !scanner_stopping(sc); from += group) {
-		size_t len = from + group < n ? group : n - from;
-		int64_t group_start = util_mono_ms();
-		if (scan_run(scan_db, sc->wikis.items + from, len, cfg->scan_wikis_per_query, depth,
-			     backlog + from, &stats, err, sizeof(err)) != 0)
-			goto failed;
-		total.queries += stats.queries;
-		pace_scan(sc, group_start, stats.queries);
-		if (coord_write_backlog(coord, cfg, cfg->mw_version, sc->wikis.items + from,
-					backlog + from, len, started, err, sizeof(err)) != 0)
-			goto failed;
+	rc = scan_part(sc, scan_db, coord, order, backlog, (size_t)grouped,
+		       cfg->scan_wikis_per_query, depth, started, &queries, err, sizeof(err));
+	if (rc >= 0) {
+		int tail = scan_part(sc, scan_db, coord, order + grouped, backlog + grouped,
+				     n - (size_t)grouped, 1, depth, started, &queries, err,
+				     sizeof(err));
+		rc = tail < 0 ? tail : (rc > tail ? rc : tail);
 	}
-	if (coord_forget_unseen(coord, cfg, cfg->mw_version, started, err, sizeof(err)) != 0)
+	if (rc < 0 || scanner_stopping(sc))
 		goto failed;
-	streak_ok(streak);
+	sc->scan_stopped = false;
+	/* Forget wikis gone from discovery only after a pass that wrote every group. */
+	if (rc == 0 && coord_forget_unseen(coord, cfg, cfg->mw_version, started, err,
+					   sizeof(err)) != 0)
+		goto failed;
+	if (rc == 0)
+		streak_ok(streak);
+	else
+		streak_fail(streak, err, (int64_t)cfg->scan_interval * 1000);
 	sched_poke(sc->sched);
 	if (depth == SCAN_FULL)
 		sc->next_full_scan = t0 + (int64_t)cfg->scan_full_interval * 1000;
 	for (size_t i = 0; i < n; i++) {
-		if (backlog[i].failed != sc_was_unreadable(sc, i))
-			log_readability(sc->wikis.items[i], &backlog[i]);
+		if (backlog[i].failed != sc_was_unreadable(sc, order[i]->domain))
+			log_readability(order[i], &backlog[i]);
 		with_backlog += backlog[i].oldest_ready_ms != 0;
 	}
-	sc_remember_unreadable(sc, backlog, n);
+	sc_remember_unreadable(sc, order, backlog, n);
 	metrics_add(METRIC_SCANS, 0, 1);
 	metrics_set(METRIC_SCAN_SECONDS, 0, (double)(util_mono_ms() - t0) / 1000.0);
 	log_begin(&l, LOG_DEBUG, "scan");
 	log_int(&l, "wikis", (long long)n);
 	log_int(&l, "with_backlog", (long long)with_backlog);
-	log_int(&l, "queries", total.queries);
+	log_int(&l, "queries", queries);
 	log_str(&l, "depth", depth == SCAN_FULL ? "full" : "light");
 	log_int(&l, "ms", util_mono_ms() - t0);
 	log_end(&l);
+	free(order);
 	free(backlog);
 	return;
 failed:
-	streak_fail(streak, err, (int64_t)cfg->scan_interval * 1000);
+	sc->scan_stopped = true;
+	if (!scanner_stopping(sc))
+		streak_fail(streak, err, retry_delay(streak->count + 1));
+	free(order);
 	free(backlog);
 }
 
@@ -436,10 +540,13 @@ static void *scanner_main(void *arg)
 	int64_t next_discovery = 0;
 
 	mysql_thread_init();
+	sc->started_ms = util_mono_ms();
 	if (platform == NULL || coord == NULL || scan == NULL || disc == NULL) {
 		log_msg(LOG_ERROR, "scanner: out of memory; no discovery or scans will run");
 		goto out;
 	}
+	/* A job table locked for minutes must not leave server threads waiting on it. */
+	db_limit_statements(scan);
 	pthread_mutex_lock(&sc->lock);
 	while (!sc->stopping) {
 		int64_t wake;
@@ -456,6 +563,16 @@ static void *scanner_main(void *arg)
 		wake = util_mono_ms() + (int64_t)cfg->scan_interval * 1000;
 		if (next_discovery < wake)
 			wake = next_discovery;
+		/* While a database fails, come back on its retry schedule, not a scan
+		 * interval later: prompt recovery whatever [scan] interval is. */
+		if (coord_streak.count > 0 || sc->scan_stopped) {
+			int64_t retry = util_mono_ms() +
+					retry_delay(coord_streak.count > scan_streak.count
+							    ? coord_streak.count
+							    : scan_streak.count);
+			if (retry < wake)
+				wake = retry;
+		}
 		ts.tv_sec = (time_t)(wake / 1000);
 		ts.tv_nsec = (long)(wake % 1000) * 1000000;
 		pthread_mutex_lock(&sc->lock);
