@@ -417,19 +417,6 @@ static char *read_line(char *str, int num, void *stream)
 	}
 	if (refuse_bad_bytes(ld, len))
 		return refuse_line(str, num);
-	/* inih works on C strings and trims white space with isspace(): a NUL would end
-	 * the line early and a vertical tab or form feed would vanish, silently changing
-	 * the value. Refuse every control byte but the tab. */
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)ld->line[i];
-		if ((c < 0x20 && c != '\t') || c == 0x7f) {
-			add_error(ld, ld->lineno, ld->section[0] ? ld->section : NULL, NULL,
-				  "control byte 0x%02x at column %zu; only printable text and tabs "
-				  "are allowed",
-				  c, i + 1);
-			return refuse_line(str, num);
-		}
-	}
 	for (p = ld->line; *p == ' ' || *p == '\t'; p++)
 		;
 	blank_or_comment = *p == '\0' || *p == ';' || *p == '#';

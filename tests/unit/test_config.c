@@ -270,16 +270,17 @@ static const struct error_case error_cases[] = {
 	{ "breaker_failures below 2", "[drain]\nbreaker_failures = 1\n",
 	  { { 2, "[drain] breaker_failures: '1' is out of range (allowed: 2..1000)" } } },
 	{ "NUL byte after a value", "[sidecar]\nworkers = 2@NUL@\n",
-	  { { 2, "[sidecar]: control byte 0x00 at column 12; only printable text and tabs are "
-		 "allowed" } } },
+	  { { 2, "[sidecar] workers: NUL byte at column 12; inih would silently drop the rest "
+		 "of the line" } } },
 	{ "NUL byte in a value", "[sidecar]\nworkers = 1@NUL@6\n",
-	  { { 2, "[sidecar]: control byte 0x00 at column 12; only printable text and tabs are "
-		 "allowed" } } },
+	  { { 2, "[sidecar] workers: NUL byte at column 12; inih would silently drop the rest "
+		 "of the line" } } },
 	{ "vertical tab inih would trim", "[mediawiki]\nmaxjobs = 5\x0b\n",
-	  { { 2, "[mediawiki]: control byte 0x0b at column 12; only printable text and tabs "
-		 "are allowed" } } },
+	  { { 2, "[mediawiki] maxjobs: control character 0x0b at column 12; only tabs and "
+		 "printable characters are allowed" } } },
 	{ "escape byte in a comment", "; \x1b[31m\n[sidecar]\n",
-	  { { 1, "control byte 0x1b at column 3; only printable text and tabs are allowed" } } },
+	  { { 1, "control character 0x1b at column 3; only tabs and printable characters are "
+		 "allowed" } } },
 	{ "mediawiki host bare IPv6", "[mediawiki]\nhost = ::1\n",
 	  { { 2, "[mediawiki] host: '::1' is not an IPv4 address, a bracketed IPv6 address "
 		 "([::1]) or a host name" } } },
