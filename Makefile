@@ -10,6 +10,8 @@
 #   make valgrind   a short daemon run under valgrind: no leaks      (mk/quality.mk)
 #   make bench      the benchmark against the baselines (quick size; see tests/bench)
 #   make deps       install the Debian packages (as root)
+#   make image-test build the Dockerfile with podman, run the image on a test farm
+#   make deb-test   build the Debian package, lintian, install, drain a farm, purge
 
 PKGS     := libmariadb libcurl inih jansson libcrypto libmicrohttpd
 CC       ?= cc
@@ -30,7 +32,7 @@ SRCS := $(wildcard sidecar/*.c)
 OBJS := $(SRCS:sidecar/%.c=$(BUILD)/obj/%.o)
 LIB_OBJS := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
 
-.PHONY: all deps test unit unit-unsigned-char integration demo asan bench clean format
+.PHONY: all deps test unit unit-unsigned-char integration demo asan bench clean format image-test deb-test
 all: $(BUILD)/jobdrainer
 
 $(BUILD)/jobdrainer: $(OBJS)
@@ -79,6 +81,19 @@ asan:
 # char (e.g. `c <= ' '` to refuse high bytes) passes there.
 unit-unsigned-char:
 	$(MAKE) BUILD=build/uchar CFLAGS="-O2 -g -funsigned-char" unit
+
+# The image, built with a private podman store and run against a test farm
+# (tests/docker/test_image.py; about 3 minutes, most of it making the base image).
+image-test:
+	scripts/install-deps.sh image
+	JD_IMAGE_TEST=1 /usr/bin/python3 -m pytest -v -s -p no:cacheprovider tests/docker/test_image.py
+
+# The Debian package: dpkg-buildpackage, lintian, install, systemd-analyze verify, the
+# installed binary draining a test farm as the package's user, remove, purge
+# (tests/deb/test_package.py).
+deb-test: all
+	scripts/install-deps.sh deb
+	JD_DEB_TEST=1 /usr/bin/python3 -m pytest -v -s -p no:cacheprovider tests/deb
 
 clean:
 	rm -rf build

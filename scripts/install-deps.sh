@@ -3,7 +3,8 @@
 # demo farm. Used by `make deps` (and so by `make test`, `make demo`), by .ci/run and by
 # the Dockerfile's build stage, so that all three install the same things.
 #
-#   scripts/install-deps.sh [build|test]   (default: test = build + the real test farm)
+#   scripts/install-deps.sh [build|test|image|deb]   (default: test = build + the real
+#   test farm; image: make image-test; deb: make deb-test)
 set -eu
 
 what=${1:-test}
@@ -19,10 +20,17 @@ test_pkgs="mariadb-server mariadb-client mediawiki apache2 libapache2-mod-php ph
   procps golang-go golang-github-masterminds-sprig-dev golang-k8s-sigs-yaml-dev
   python3-yaml patch git clang libclang-rt-14-dev valgrind python3-matplotlib"
 
+# make image-test: a daemonless podman (with runc) and debuerreotype for the base image.
+image_pkgs="podman runc debuerreotype debootstrap"
+# make deb-test: Debian's packaging tools, lintian, systemd-analyze (package systemd).
+deb_pkgs="debhelper dpkg-dev fakeroot lintian systemd adduser"
+
 case "$what" in
   build) pkgs=$build_pkgs ;;
   test) pkgs="$build_pkgs $test_pkgs" ;;
-  *) echo "usage: $0 [build|test]" >&2; exit 2 ;;
+  image) pkgs=$image_pkgs ;;
+  deb) pkgs="$build_pkgs $deb_pkgs" ;;
+  *) echo "usage: $0 [build|test|image|deb]" >&2; exit 2 ;;
 esac
 
 missing=""

@@ -1,6 +1,9 @@
-"""Keeps the Dockerfile honest without Docker (none runs on the build machines).
+"""Static checks of the Dockerfile against the host build, in make test (no podman needed).
 
-The Dockerfile is parsed and checked against what it ships: every shared library the
+The image itself is built and run by make image-test (test_image.py: podman with runc,
+a local debuerreotype base, the container draining the test farm as PID 1, non-root, on
+a read-only root filesystem). These checks run without it, on every make test: the
+Dockerfile is parsed and checked against what it ships: every shared library the
 built binary loads must come from a package the runtime stage installs (directly for the
 binary's own NEEDED entries, or through their Depends), the build stage must build the
 way CI builds, the image's user must be the uid the chart runs it as, and the binary must
@@ -189,7 +192,11 @@ def test_runtime_installs_only_runtime_packages(runtime, runtime_pkgs):
 def test_binary_copied_from_the_build_stage(build_stage, runtime):
     copies = runtime.all("COPY")
     workdir = build_stage.one("WORKDIR")
-    assert f"--from=build {workdir}/build/jobdrainer /usr/local/bin/jobdrainer" in copies
+    assert f"--from=build {workdir}/build/jobdrainer.stripped /usr/local/bin/jobdrainer" in copies
+    # ... and that file is the stripped copy of what make built (the image ships no
+    # symbols: readelf in test_image.py checks the shipped binary).
+    assert ["strip", "--strip-unneeded", "-o", "build/jobdrainer.stripped",
+            "build/jobdrainer"] in build_stage.run_commands()
 
 
 def test_default_ini_installed(runtime):

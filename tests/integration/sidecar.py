@@ -76,10 +76,15 @@ class Sidecar:
         self.proc = None
         self.returncode = None
 
+    def command(self):
+        """The daemon's command line (after the wrapper). Subclasses run it elsewhere:
+        in a container (tests/docker), as a package's service (tests/deb)."""
+        return [BINARY, "--config", self.ini]
+
     def launch(self, wrapper=()):
         """Starts the process without waiting for it to come up."""
         self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(list(wrapper) + [BINARY, "--config", self.ini],
+        self.proc = subprocess.Popen(list(wrapper) + self.command(),
                                      stdout=self._log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, env=self.env)
         return self
