@@ -254,6 +254,10 @@ static const struct error_case error_cases[] = {
 	  { { 2, "[drain] batches_per_second: '-1' is out of range (allowed: 0..1000)" } } },
 	{ "breaker_failures below 2", "[drain]\nbreaker_failures = 1\n",
 	  { { 2, "[drain] breaker_failures: '1' is out of range (allowed: 2..1000)" } } },
+	{ "probe_interval_max zero", "[drain]\nprobe_interval_max = 0\n",
+	  { { 2, "[drain] probe_interval_max: '0' is out of range (allowed: 1..3600)" } } },
+	{ "probe_interval_max junk", "[drain]\nprobe_interval_max = 5s\n",
+	  { { 2, "[drain] probe_interval_max: '5s' is not a whole number (allowed: 1..3600)" } } },
 	{ "secret value never echoed", "[platform_db]\npassword = hunter2\n  more\n",
 	  { { 3, "[platform_db] password: continuation line, but this key takes a single line" } } },
 };
