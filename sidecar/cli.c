@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <mysql.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include "coord.h"
 #include "db.h"
 #include "discovery.h"
+#include "limiter.h"
 #include "log.h"
 #include "runjobs.h"
 #include "scan.h"
@@ -218,24 +220,109 @@ static struct wiki *find_wiki(const struct config *cfg, struct db *platform, con
 	return found;
 }
 
+/* SIGINT/SIGTERM during `drain`: the first stops after the batch in flight (the lease
+ * is released as usual), a second cuts the batch short. */
+static atomic_bool drain_stop, drain_abort;
+
+static void on_drain_signal(int sig)
+{
+	(void)sig;
+	if (atomic_load(&drain_stop))
+		atomic_store(&drain_abort, true);
+	atomic_store(&drain_stop, true);
+}
+
+static void catch_drain_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_drain_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
+static void print_batch(int n, const struct batch_result *r, const struct health_verdict *v)
+{
+	printf("batch %d: outcome=%s reached=%s jobs_ok=%d jobs_failed=%d http_status=%ld "
+	       "ms=%lld%s%s%s%s\n",
+	       n, outcome_name(r->outcome), r->reached[0] ? r->reached : "-", r->jobs_ok,
+	       r->jobs_failed, r->http_status, r->took_ms, r->detail[0] ? " detail=" : "", r->detail,
+	       v->fault != FAULT_NONE ? " why=" : "", v->fault != FAULT_NONE ? v->why : "");
+	fflush(stdout);
+}
+
+/* The same batch loop as a daemon worker (pacing, a lease confirmed right before each
+ * batch, the evidence rules, the report policy), on one wiki, in the foreground. */
+static int drain_leased(const struct config *cfg, struct sched_worker *sw, struct limiter *lim,
+			struct runjobs *rj, struct sched_ticket *t)
+{
+	struct health_verdict v = { .fault = FAULT_NONE };
+	struct batch_result r = { .outcome = OUTCOME_ABORTED };
+	int ok = 0, failed = 0;
+	int64_t t0 = util_mono_ms(), backoff = 0;
+	bool more = true, interrupted = false;
+
+	while (more) {
+		if (atomic_load(&drain_stop) || limiter_pace(lim) != 0 || atomic_load(&drain_stop)) {
+			interrupted = true;
+			break;
+		}
+		if (!sched_confirm(sw, t)) {
+			printf("%s: lease lost or unconfirmed; stopping\n", t->wiki->domain);
+			break;
+		}
+		runjobs_batch(rj, t->wiki, (unsigned long long)t->lease.token, &r);
+		t->batches++;
+		t->jobs_run += r.jobs_ok + r.jobs_failed;
+		t->no_progress = health_no_progress(&r) ? t->no_progress + 1 : 0;
+		ok += r.jobs_ok;
+		failed += r.jobs_failed;
+		limiter_report(lim, &r, t->wiki->domain, false, &v);
+		print_batch(t->batches, &r, &v);
+		more = r.outcome == OUTCOME_MORE &&
+		       !(v.fault == FAULT_WIKI && t->no_progress >= SCHED_NO_PROGRESS_LIMIT) &&
+		       !(v.fault == FAULT_POD && limiter_breaker_open(lim));
+		/* The wiki's interval in short steps: a signal handler cannot wake sched_hold. */
+		for (int64_t left = cfg->wiki_min_interval_ms; more && left > 0; left -= 200)
+			more = !atomic_load(&drain_stop) && sched_hold(sw, t, left < 200 ? left : 200);
+	}
+	if (atomic_load(&drain_stop))
+		interrupted = true;
+	sched_done(sw, t, &r, t->batches > 0 ? v.fault : FAULT_NONE, &backoff);
+	printf("%s: %d batches, %d jobs ok, %d failed, %.1f s, last outcome %s%s%s\n",
+	       t->wiki->domain, t->batches, ok, failed, (double)(util_mono_ms() - t0) / 1000.0,
+	       outcome_name(r.outcome), r.outcome == OUTCOME_DRAINED ? " (queue drained)" : "",
+	       interrupted ? " (interrupted; lease released)" : "");
+	if (backoff > 0)
+		printf("%s: backed off for %llds\n", t->wiki->domain, (long long)(backoff + 999) / 1000);
+	if (interrupted)
+		return CLI_OK;
+	return (r.outcome == OUTCOME_DRAINED || r.outcome == OUTCOME_MORE) && v.fault == FAULT_NONE
+		       ? CLI_OK
+		       : CLI_FAILED;
+}
+
 int cli_drain(const struct config *cfg, const char *domain)
 {
 	struct db *platform = db_new(&cfg->platform, "platform_db");
 	struct db *coord = db_new(&cfg->platform, "coordination");
 	struct db *scan = db_new(&cfg->scan, "scan_db");
-	static const atomic_bool never = false;
-	struct runjobs *rj = runjobs_new(cfg, &never);
-	struct coord_lease lease = { cfg->mw_version, domain, 0, cfg->holder, 0 };
-	struct coord_drain_report report = { 0 };
-	struct batch_result r = { .outcome = OUTCOME_ABORTED };
+	struct runjobs *rj = runjobs_new(cfg, &drain_abort);
+	struct limiter *lim = limiter_new(cfg);
+	struct sched *s = sched_new(cfg);
+	struct sched_worker *sw = s ? sched_worker_new(s, 0) : NULL;
+	struct sched_ticket t;
 	struct backlog backlog = { 0 };
 	struct scan_stats stats;
 	struct wiki *w = NULL;
 	char err[512], started[32];
-	int rc = CLI_FAILED, batches = 0, ok = 0, failed = 0, failures = 0;
-	int64_t t0 = util_mono_ms();
+	int rc = CLI_FAILED;
 
-	if (platform == NULL || coord == NULL || scan == NULL || rj == NULL) {
+	catch_drain_signals();
+	if (platform == NULL || coord == NULL || scan == NULL || rj == NULL || lim == NULL ||
+	    sw == NULL) {
 		snprintf(err, sizeof(err), "out of memory");
 		goto fail;
 	}
@@ -257,7 +344,7 @@ int cli_drain(const struct config *cfg, const char *domain)
 	}
 	printf("%s: %s\n", domain,
 	       backlog.oldest_ready_ms ? "has ready jobs" : "no ready jobs found by the scan");
-	switch (coord_acquire(coord, cfg, &lease, err, sizeof(err))) {
+	switch (sched_take(sw, w, &t, err, sizeof(err))) {
 	case 1:
 		break;
 	case 0:
@@ -267,44 +354,18 @@ int cli_drain(const struct config *cfg, const char *domain)
 	default:
 		goto fail;
 	}
-	coord_wiki_failures(coord, cfg, cfg->mw_version, domain, &failures, err, sizeof(err));
-	printf("%s: lease taken (token %llu) as %s\n", domain, (unsigned long long)lease.token,
+	printf("%s: lease taken (token %llu) as %s\n", domain, (unsigned long long)t.lease.token,
 	       cfg->holder);
-	for (;;) {
-		runjobs_batch(rj, w, (unsigned long long)lease.token, &r);
-		batches++;
-		ok += r.jobs_ok;
-		failed += r.jobs_failed;
-		printf("batch %d: outcome=%s reached=%s jobs_ok=%d jobs_failed=%d http_status=%ld "
-		       "ms=%lld%s%s\n",
-		       batches, outcome_name(r.outcome), r.reached[0] ? r.reached : "-", r.jobs_ok,
-		       r.jobs_failed, r.http_status, r.took_ms, r.detail[0] ? " detail=" : "",
-		       r.detail);
-		fflush(stdout);
-		if (r.outcome != OUTCOME_MORE)
-			break;
-		if (coord_renew(coord, cfg, &lease, err, sizeof(err)) != 1) {
-			printf("%s: lease lost or unconfirmed; stopping\n", domain);
-			break;
-		}
-	}
-	report.outcome = r.outcome;
-	report.drained = r.outcome == OUTCOME_DRAINED;
-	if (outcome_is_failure(r.outcome) && r.outcome != OUTCOME_REFUSED) {
-		report.count_failure = true;
-		report.backoff_ms = sched_backoff_ms(cfg, r.outcome, failures + 1);
-	}
-	if (coord_release_wiki(coord, cfg, &lease, &report, err, sizeof(err)) < 0)
-		printf("%s: lease not released (%s); it expires by itself\n", domain, err);
-	printf("%s: %d batches, %d jobs ok, %d failed, %.1f s, last outcome %s%s\n", domain,
-	       batches, ok, failed, (double)(util_mono_ms() - t0) / 1000.0,
-	       outcome_name(r.outcome), report.drained ? " (queue drained)" : "");
-	rc = r.outcome == OUTCOME_DRAINED || r.outcome == OUTCOME_MORE ? CLI_OK : CLI_FAILED;
+	fflush(stdout);
+	rc = drain_leased(cfg, sw, lim, rj, &t);
 	goto out;
 fail:
 	fprintf(stderr, "jobdrainer drain: %s: %s\n", domain, err);
 out:
 	wiki_free(w);
+	sched_worker_free(sw);
+	sched_free(s);
+	limiter_free(lim);
 	runjobs_free(rj);
 	db_free(scan);
 	db_free(coord);

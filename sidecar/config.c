@@ -105,7 +105,8 @@ static const struct config_key config_keys[] = {
 	{ "drain", "park_interval", KEY_INT, O(park_interval), "600", 10, 86400, NULL },
 	{ "drain", "batches_per_second", KEY_INT, O(batches_per_second), "10", 0, 1000, NULL },
 	{ "drain", "wiki_min_interval_ms", KEY_INT, O(wiki_min_interval_ms), "0", 0, 3600000, NULL },
-	{ "drain", "breaker_failures", KEY_INT, O(breaker_failures), "4", 2, 1000, NULL },
+	{ "drain", "breaker_failures", KEY_INT, O(breaker_failures), "2", 2, 1000, NULL },
+	{ "drain", "probe_interval_max", KEY_INT, O(probe_interval_max), "10", 1, 3600, NULL },
 
 	{ "coordination", "database", KEY_STRING, O(coord_db), "jobdrainer", 0, 0, NULL },
 	{ "coordination", "lease_ttl", KEY_INT, O(lease_ttl), "60", 5, 3600, NULL },

@@ -78,6 +78,7 @@ struct config {
 	int batches_per_second;   /* 0: unlimited */
 	int wiki_min_interval_ms;
 	int breaker_failures;
+	int probe_interval_max;   /* seconds: longest pause between breaker probes */
 
 	/* [coordination]: leases and the shared backlog, in a database of their own on
 	 * the [platform_db] server */

@@ -691,3 +691,34 @@ int coord_summary(struct db *db, const struct config *cfg, const char *scope,
 		mysql_free_result(res);
 	return 0;
 }
+
+int coord_clear_outage_backoffs(struct db *db, const struct config *cfg, const char *scope,
+				const char *holder, int64_t since_ms_ago, long long *cleared,
+				char *err, size_t errlen)
+{
+	struct buf sql;
+	unsigned long long matched = 0;
+
+	*cleared = 0;
+	buf_init(&sql);
+	/* Only failures MediaWiki itself causes (a dead PHP answers 5xx, times out or
+	 * refuses): a wiki backed off for its own garbage or secret stays backed off. */
+	buf_addf(&sql,
+		 "UPDATE `%s`.jd_wiki SET backoff_until = NULL, failures = 0"
+		 " WHERE backoff_until > NOW(6)"
+		 " AND last_batch_at >= NOW(6) - INTERVAL %lld MICROSECOND"
+		 " AND last_outcome IN ('server_error', 'timeout', 'refused') AND scope = ",
+		 cfg->coord_db, (long long)since_ms_ago * 1000);
+	if (lit(db, &sql, scope, err, errlen) != 0)
+		goto fail;
+	buf_adds(&sql, " AND last_holder = ");
+	if (lit(db, &sql, holder, err, errlen) != 0)
+		goto fail;
+	if (exec(db, &sql, &matched, err, errlen) != 0)
+		return -EIO;
+	*cleared = (long long)matched;
+	return 0;
+fail:
+	buf_release(&sql);
+	return -EIO;
+}

@@ -68,6 +68,13 @@ struct coord_drain_report {
 int coord_release_wiki(struct db *db, const struct config *cfg, const struct coord_lease *l,
 		       const struct coord_drain_report *r, char *err, size_t errlen);
 
+/* After an outage of this pod's MediaWiki (breaker closed): lifts the backoffs this
+ * holder gave wikis in the last since_ms_ago for failures MediaWiki causes (5xx,
+ * timeout, refused), so they drain at once. *cleared: how many. */
+int coord_clear_outage_backoffs(struct db *db, const struct config *cfg, const char *scope,
+				const char *holder, int64_t since_ms_ago, long long *cleared,
+				char *err, size_t errlen);
+
 /* The wiki's consecutive failures, read right after acquiring it. */
 int coord_wiki_failures(struct db *db, const struct config *cfg, const char *scope,
 			const char *domain, int *failures, char *err, size_t errlen);

@@ -1,8 +1,24 @@
-/* limiter.c - see limiter.h. One mutex; waits use a monotonic condition variable. */
+/* limiter.c - see limiter.h. One mutex; waits use a monotonic condition variable;
+ * log lines are written after the mutex is released.
+ *
+ * Whose fault is a failed batch (health_judge, the one home of the rule):
+ * - the wiki's own answer (400-404, 423, 429, a body that is not RunJobs JSON, an
+ *   oversized body, a redirect, MediaWiki's exception/replica-lag answers, "more to
+ *   do" with no job run): always that wiki's; it never counts against the pod;
+ * - connection refused: the pod's MediaWiki is not listening; the breaker opens at once;
+ * - 5xx, timeouts and dropped connections: the pod's only when the wiki vouches for
+ *   MediaWiki: it had a successful batch on this pod in the last HEALTH_RECENT_OK_MS and
+ *   has not failed since. Each such wiki is evidence once (then it is suspect, and
+ *   its next failure is its own); breaker_failures such wikis failing with no success
+ *   in between open the breaker. The same error from a wiki with no recent success
+ *   here is that wiki's (a 500 while the others succeed).
+ * While the breaker is open a failure from a vouched-for wiki is the pod's, from any
+ * other wiki its own; only a success closes the breaker. */
 #include "limiter.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -11,12 +27,159 @@
 #include "metrics.h"
 #include "util.h"
 
-/* Failures on this many different wikis in a row mean MediaWiki itself is sick. */
-#define BREAKER_DISTINCT_WIKIS 2
 /* Multiplicative decrease at most this often: one slow period, one halving. */
 #define DECREASE_EVERY_MS 1000
 
-enum breaker_state { BREAKER_CLOSED, BREAKER_OPEN, BREAKER_PROBING };
+bool health_no_progress(const struct batch_result *r)
+{
+	return r->outcome == OUTCOME_MORE && r->jobs_ok + r->jobs_failed == 0;
+}
+
+static int recent_index(const struct pod_health *h, const char *wiki)
+{
+	for (int i = 0; i < h->nrecent; i++)
+		if (strcmp(h->recent[i].wiki, wiki) == 0)
+			return i;
+	return -1;
+}
+
+static void record_success(struct pod_health *h, const char *wiki, int64_t now)
+{
+	int i = recent_index(h, wiki);
+
+	if (i < 0 && h->nrecent < HEALTH_RECENT) {
+		i = h->nrecent++;
+	} else if (i < 0) {
+		i = 0; /* replace the oldest success */
+		for (int j = 1; j < h->nrecent; j++)
+			if (h->recent[j].ok_ms < h->recent[i].ok_ms)
+				i = j;
+	}
+	snprintf(h->recent[i].wiki, sizeof(h->recent[i].wiki), "%s", wiki);
+	h->recent[i].ok_ms = now;
+	h->recent[i].suspect = false;
+}
+
+/* Opens (or re-opens after a probe) the breaker; longer: the probe failed on a wiki
+ * known to be healthy, so MediaWiki is still down. */
+static void open_breaker(struct pod_health *h, const struct config *cfg, bool longer,
+			 int64_t now, struct health_verdict *v)
+{
+	int64_t cap = (int64_t)cfg->probe_interval_max * 1000;
+	int64_t base = (int64_t)cfg->backoff_base * 1000;
+
+	if (h->breaker == BREAKER_CLOSED) {
+		h->open_ms = base;
+		h->outage_since = h->evidence > 0 ? h->evidence_since : now;
+	} else if (longer) {
+		h->open_ms *= 2;
+	}
+	if (h->open_ms > cap)
+		h->open_ms = cap;
+	if (h->open_ms < 1000)
+		h->open_ms = 1000;
+	h->breaker = BREAKER_OPEN;
+	h->open_until = now + h->open_ms;
+	h->evidence = 0;
+	v->opened = true;
+}
+
+void health_judge(struct pod_health *h, const struct config *cfg, const struct batch_result *r,
+		  const char *wiki, bool probe, int64_t now, struct health_verdict *v)
+{
+	int i = recent_index(h, wiki);
+	bool known = i >= 0;
+	bool vouches = known && !h->recent[i].suspect && now - h->recent[i].ok_ms <= HEALTH_RECENT_OK_MS;
+
+	memset(v, 0, sizeof(*v));
+	switch (r->outcome) {
+	case OUTCOME_ABORTED:
+		v->fault = FAULT_NONE;
+		v->why = "shutdown";
+		if (probe && h->breaker == BREAKER_PROBING)
+			h->breaker = BREAKER_OPEN; /* the probe told nothing: probe again */
+		break;
+	case OUTCOME_DRAINED:
+	case OUTCOME_MORE:
+		if (health_no_progress(r)) {
+			v->fault = FAULT_WIKI;
+			v->why = "no progress: more to do, yet no job ran";
+			break;
+		}
+		v->fault = FAULT_NONE;
+		v->why = "ok";
+		record_success(h, wiki, now);
+		h->evidence = 0;
+		if (h->breaker != BREAKER_CLOSED) {
+			h->breaker = BREAKER_CLOSED;
+			v->closed = true;
+			v->outage_since = h->outage_since;
+		}
+		return;
+	case OUTCOME_REFUSED:
+		v->fault = FAULT_POD;
+		v->why = "local MediaWiki refuses connections";
+		if (h->breaker == BREAKER_CLOSED || (probe && h->breaker == BREAKER_PROBING))
+			open_breaker(h, cfg, true, now, v);
+		break;
+	case OUTCOME_SERVER_ERROR:
+	case OUTCOME_TIMEOUT:
+		if (h->breaker != BREAKER_CLOSED) {
+			v->fault = known ? FAULT_POD : FAULT_WIKI;
+			v->why = known ? "local MediaWiki is failing" : "the wiki's own failure";
+			if (probe && h->breaker == BREAKER_PROBING)
+				open_breaker(h, cfg, known, now, v);
+		} else if (vouches) {
+			v->fault = FAULT_POD;
+			v->why = "failure on a wiki that just succeeded: local MediaWiki suspected";
+			h->recent[i].suspect = true;
+			if (h->evidence++ == 0)
+				h->evidence_since = now;
+			if (h->evidence >= cfg->breaker_failures) {
+				v->why = "local MediaWiki is failing on several healthy wikis";
+				open_breaker(h, cfg, false, now, v);
+			}
+		} else {
+			v->fault = FAULT_WIKI;
+			v->why = "the wiki's own failure";
+		}
+		break;
+	default: /* slow_down, read_only, bad_request, bad_response: the wiki's own answer */
+		v->fault = FAULT_WIKI;
+		v->why = "the wiki's own answer";
+		if (probe && h->breaker == BREAKER_PROBING)
+			open_breaker(h, cfg, false, now, v);
+		break;
+	}
+	if (h->breaker == BREAKER_OPEN)
+		v->pause_ms = h->open_until > now ? h->open_until - now : 0;
+}
+
+bool health_start_probe(struct pod_health *h, int64_t now)
+{
+	if (h->breaker != BREAKER_OPEN || now < h->open_until)
+		return false;
+	h->breaker = BREAKER_PROBING;
+	return true;
+}
+
+int health_probe_targets(const struct pod_health *h, char (*out)[256], int max)
+{
+	bool taken[HEALTH_RECENT] = { false };
+	int n = 0;
+
+	while (n < max) {
+		int best = -1;
+		for (int i = 0; i < h->nrecent; i++)
+			if (!taken[i] && (best < 0 || h->recent[i].ok_ms > h->recent[best].ok_ms))
+				best = i;
+		if (best < 0)
+			break;
+		taken[best] = true;
+		snprintf(out[n++], 256, "%s", h->recent[best].wiki);
+	}
+	return n;
+}
 
 struct limiter {
 	const struct config *cfg;
@@ -31,12 +194,7 @@ struct limiter {
 	double tokens;      /* token bucket for batches_per_second */
 	int64_t tokens_at;
 
-	enum breaker_state breaker;
-	int64_t open_until;
-	int64_t open_ms;    /* current pause length */
-	int streak;         /* consecutive MediaWiki-side failures */
-	char first_wiki[256];
-	bool distinct;      /* the streak spans at least two wikis */
+	struct pod_health health;
 };
 
 struct limiter *limiter_new(const struct config *cfg)
@@ -78,13 +236,16 @@ static void wait_until(struct limiter *l, int64_t until)
 /* The usable limit: a probing breaker lets one wiki through. */
 static int current_limit(const struct limiter *l)
 {
-	return l->breaker == BREAKER_CLOSED ? (int)l->limit : 1;
+	return l->health.breaker == BREAKER_CLOSED ? (int)l->limit : 1;
 }
 
-int limiter_enter(struct limiter *l)
+int limiter_enter(struct limiter *l, bool *probe)
 {
+	struct pod_health *h = &l->health;
+	bool probing_now = false;
 	int rc = 0;
 
+	*probe = false;
 	pthread_mutex_lock(&l->lock);
 	for (;;) {
 		int64_t now = util_mono_ms();
@@ -92,17 +253,18 @@ int limiter_enter(struct limiter *l)
 			rc = -ECANCELED;
 			break;
 		}
-		if (l->breaker == BREAKER_OPEN && now >= l->open_until) {
-			l->breaker = BREAKER_PROBING;
-			log_msg(LOG_INFO, "mediawiki breaker: probing with one batch");
-		}
-		if (l->breaker != BREAKER_OPEN && l->in_use < current_limit(l)) {
+		if (health_start_probe(h, now))
+			probing_now = true;
+		if (h->breaker != BREAKER_OPEN && l->in_use < current_limit(l)) {
 			l->in_use++;
+			*probe = h->breaker == BREAKER_PROBING;
 			break;
 		}
-		wait_until(l, l->breaker == BREAKER_OPEN ? l->open_until : now + 1000);
+		wait_until(l, h->breaker == BREAKER_OPEN ? h->open_until : now + 1000);
 	}
 	pthread_mutex_unlock(&l->lock);
+	if (probing_now)
+		log_msg(LOG_INFO, "mediawiki breaker: probing with one batch on a recently healthy wiki");
 	return rc;
 }
 
@@ -112,6 +274,26 @@ void limiter_exit(struct limiter *l)
 	l->in_use--;
 	pthread_cond_broadcast(&l->changed);
 	pthread_mutex_unlock(&l->lock);
+}
+
+bool limiter_admits(struct limiter *l, bool probe)
+{
+	bool ok;
+
+	pthread_mutex_lock(&l->lock);
+	ok = l->health.breaker == BREAKER_CLOSED || (probe && l->health.breaker == BREAKER_PROBING);
+	pthread_mutex_unlock(&l->lock);
+	return ok;
+}
+
+int limiter_probe_targets(struct limiter *l, char (*out)[256], int max)
+{
+	int n;
+
+	pthread_mutex_lock(&l->lock);
+	n = health_probe_targets(&l->health, out, max);
+	pthread_mutex_unlock(&l->lock);
+	return n;
 }
 
 int limiter_pace(struct limiter *l)
@@ -148,13 +330,6 @@ bool limiter_is_slow(const struct config *cfg, const struct batch_result *r)
 	return r->took_ms > (int64_t)cfg->maxtime * 1500;
 }
 
-/* Failures that say something about MediaWiki (or its database), not about one wiki. */
-static bool mediawiki_failure(enum batch_outcome o)
-{
-	return o == OUTCOME_SERVER_ERROR || o == OUTCOME_TIMEOUT || o == OUTCOME_REFUSED ||
-	       o == OUTCOME_BAD_RESPONSE;
-}
-
 static void set_limit(struct limiter *l, double limit)
 {
 	if (limit < 1)
@@ -165,74 +340,50 @@ static void set_limit(struct limiter *l, double limit)
 	metrics_set(METRIC_CONCURRENCY, 0, (int)limit);
 }
 
-static void open_breaker(struct limiter *l, const char *why, const char *wiki)
+void limiter_report(struct limiter *l, const struct batch_result *r, const char *wiki,
+		    bool probe, struct health_verdict *v)
 {
-	int64_t base = (int64_t)l->cfg->backoff_base * 1000, cap = (int64_t)l->cfg->backoff_max * 1000;
-	struct log_line line;
-	char next[64];
-
-	l->open_ms = l->breaker == BREAKER_PROBING ? l->open_ms * 2 : base;
-	if (l->open_ms > cap)
-		l->open_ms = cap;
-	if (l->open_ms < base)
-		l->open_ms = base;
-	l->breaker = BREAKER_OPEN;
-	l->open_until = util_mono_ms() + l->open_ms;
-	l->streak = 0;
-	metrics_set(METRIC_BREAKER_OPEN, 0, 1);
-	snprintf(next, sizeof(next), "pausing %llds, then one probe batch",
-		 (long long)(l->open_ms + 999) / 1000);
-	log_begin(&line, LOG_ERROR, "mediawiki breaker open: local MediaWiki is failing");
-	log_str(&line, "reason", why);
-	log_str(&line, "last_wiki", wiki);
-	log_str(&line, "next", next);
-	log_end(&line);
-}
-
-int64_t limiter_report(struct limiter *l, const struct batch_result *r, const char *wiki)
-{
-	int64_t now = util_mono_ms(), pause = 0;
-	bool slow = limiter_is_slow(l->cfg, r);
-	bool mw_fail = mediawiki_failure(r->outcome);
+	int64_t now = util_mono_ms();
+	bool slow, reopened;
 
 	pthread_mutex_lock(&l->lock);
-	/* Concurrency: back off on trouble, grow back slowly on success. */
-	if (mw_fail || slow || r->outcome == OUTCOME_SLOW_DOWN) {
+	reopened = l->health.breaker != BREAKER_CLOSED;
+	health_judge(&l->health, l->cfg, r, wiki, probe, now, v);
+	/* Concurrency: back off when MediaWiki struggles (not for one wiki's own trouble;
+	 * a hanging wiki is slow only for itself), grow back slowly on success. */
+	slow = v->fault != FAULT_WIKI && limiter_is_slow(l->cfg, r);
+	if (v->fault == FAULT_POD || slow || r->outcome == OUTCOME_SLOW_DOWN) {
 		if (now - l->last_decrease >= DECREASE_EVERY_MS) {
 			set_limit(l, l->limit / 2);
 			l->last_decrease = now;
 		}
-	} else if (r->outcome == OUTCOME_DRAINED || r->outcome == OUTCOME_MORE) {
+	} else if (v->fault == FAULT_NONE && r->outcome != OUTCOME_ABORTED) {
 		set_limit(l, l->limit + 1.0 / l->limit);
 	}
-	/* Breaker. */
-	if (mw_fail) {
-		if (l->streak == 0) {
-			snprintf(l->first_wiki, sizeof(l->first_wiki), "%s", wiki);
-			l->distinct = false;
-		} else if (strcmp(l->first_wiki, wiki) != 0) {
-			l->distinct = true;
-		}
-		l->streak++;
-		if (l->breaker == BREAKER_PROBING)
-			open_breaker(l, outcome_name(r->outcome), wiki);
-		else if (l->breaker == BREAKER_CLOSED &&
-			 (r->outcome == OUTCOME_REFUSED ||
-			  (l->streak >= l->cfg->breaker_failures && l->distinct)))
-			open_breaker(l, outcome_name(r->outcome), wiki);
-		if (l->breaker == BREAKER_OPEN)
-			pause = l->open_until;
-	} else if (r->outcome != OUTCOME_ABORTED) {
-		l->streak = 0;
-		if (l->breaker == BREAKER_PROBING) {
-			l->breaker = BREAKER_CLOSED;
-			metrics_set(METRIC_BREAKER_OPEN, 0, 0);
-			log_msg(LOG_INFO, "mediawiki breaker closed: local MediaWiki answers again");
-		}
-	}
+	metrics_set(METRIC_BREAKER_OPEN, 0, l->health.breaker == BREAKER_CLOSED ? 0 : 1);
 	pthread_cond_broadcast(&l->changed);
 	pthread_mutex_unlock(&l->lock);
-	return pause;
+
+	if (v->opened) {
+		struct log_line line;
+		char next[64];
+		snprintf(next, sizeof(next), "pausing %llds, then one probe batch",
+			 (long long)(v->pause_ms + 999) / 1000);
+		log_begin(&line, LOG_ERROR,
+			  reopened ? "mediawiki breaker stays open: the probe failed"
+				   : "mediawiki breaker open: local MediaWiki is failing");
+		log_str(&line, "reason", outcome_name(r->outcome));
+		log_str(&line, "evidence", v->why);
+		log_str(&line, "last_wiki", wiki);
+		log_str(&line, "next", next);
+		log_end(&line);
+	} else if (v->closed) {
+		struct log_line line;
+		log_begin(&line, LOG_INFO, "mediawiki breaker closed: local MediaWiki answers again");
+		log_str(&line, "wiki", wiki);
+		log_int(&line, "outage_s", (now - v->outage_since + 999) / 1000);
+		log_end(&line);
+	}
 }
 
 bool limiter_breaker_open(struct limiter *l)
@@ -240,7 +391,7 @@ bool limiter_breaker_open(struct limiter *l)
 	bool open;
 
 	pthread_mutex_lock(&l->lock);
-	open = l->breaker == BREAKER_OPEN;
+	open = l->health.breaker == BREAKER_OPEN;
 	pthread_mutex_unlock(&l->lock);
 	return open;
 }

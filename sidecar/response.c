@@ -207,3 +207,17 @@ void response_classify(long http_status, const char *body, size_t len, bool over
 	}
 	classify_json(body, len, r);
 }
+
+void response_check_stale_signature(struct batch_result *r, int signature_ttl_s)
+{
+	/* MediaWiki compares sigexpiry with time(), whole seconds: allow one. */
+	long long lifetime_ms = ((long long)signature_ttl_s - 1) * 1000;
+
+	if (r->outcome != OUTCOME_BAD_REQUEST || r->http_status != 400 || r->took_ms < lifetime_ms)
+		return;
+	r->outcome = OUTCOME_SLOW_DOWN;
+	snprintf(r->detail, sizeof(r->detail),
+		 "signature expired while the request waited %lld ms (signature_ttl %d s): "
+		 "MediaWiki is overloaded, not a wrong secret",
+		 r->took_ms, signature_ttl_s);
+}

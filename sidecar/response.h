@@ -45,4 +45,10 @@ struct batch_result {
 void response_classify(long http_status, const char *body, size_t len, bool over_cap,
 		       struct batch_result *r);
 
+/* A 400 for a request that took at least the signature's lifetime (signature_ttl_s)
+ * is MediaWiki finding the signature expired after the request waited in front of
+ * PHP, not a wrong secret: re-classifies it as slow_down (the pod is overloaded).
+ * Call after took_ms is set. */
+void response_check_stale_signature(struct batch_result *r, int signature_ttl_s);
+
 #endif

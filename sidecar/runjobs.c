@@ -231,4 +231,5 @@ void runjobs_batch(struct runjobs *rj, const struct wiki *w, unsigned long long 
 		return;
 	}
 	response_classify(status, rj->body.data ? rj->body.data : "", rj->body.len, false, r);
+	response_check_stale_signature(r, cfg->signature_ttl);
 }

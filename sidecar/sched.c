@@ -36,7 +36,6 @@ struct sched {
 	bool refreshing;
 	bool ready;
 	bool stopping;
-	int64_t paused_until;
 	int64_t error_logged_ms;
 };
 
@@ -136,14 +135,6 @@ void sched_set_ready(struct sched *s)
 	pthread_mutex_unlock(&s->lock);
 }
 
-void sched_pause_until(struct sched *s, int64_t until_ms)
-{
-	pthread_mutex_lock(&s->lock);
-	if (until_ms > s->paused_until)
-		s->paused_until = until_ms;
-	pthread_mutex_unlock(&s->lock);
-}
-
 struct sched_worker *sched_worker_new(struct sched *s, int id)
 {
 	struct sched_worker *w = calloc(1, sizeof(*w));
@@ -231,6 +222,22 @@ static struct wiki *take_candidate(struct sched *s)
 	return NULL;
 }
 
+/* A lease was just taken with a statement sent at `sent`: the ticket starts. */
+static void ticket_started(struct sched_worker *w, struct sched_ticket *t, int64_t sent)
+{
+	const struct config *cfg = w->s->cfg;
+	char err[512];
+
+	metrics_add(METRIC_LEASES_HELD, 0, 1);
+	/* Trust runs from before the statement was sent: the database's expiry is later. */
+	t->started_ms = sent;
+	t->confirmed_ms = sent;
+	t->trusted_until = sent + (int64_t)(cfg->lease_ttl - cfg->safety_margin) * 1000;
+	if (coord_wiki_failures(w->db, cfg, w->s->scope, t->wiki->domain, &t->failures, err,
+				sizeof(err)) != 0)
+		t->failures = 0;
+}
+
 /* Tries to lease `wiki` in `slot`; fills t on success. 1 got it, 0 not, -EIO. */
 static int try_lease(struct sched_worker *w, struct wiki *wiki, int slot, struct sched_ticket *t)
 {
@@ -254,14 +261,26 @@ static int try_lease(struct sched_worker *w, struct wiki *wiki, int slot, struct
 		t->wiki = NULL;
 		return rc;
 	}
-	metrics_add(METRIC_LEASES_HELD, 0, 1);
-	/* Trust runs from before the statement was sent: the database's expiry is later. */
-	t->started_ms = sent;
-	t->confirmed_ms = sent;
-	t->trusted_until = sent + (int64_t)(cfg->lease_ttl - cfg->safety_margin) * 1000;
-	if (coord_wiki_failures(w->db, cfg, s->scope, wiki->domain, &t->failures, err,
-				sizeof(err)) != 0)
-		t->failures = 0;
+	ticket_started(w, t, sent);
+	return 1;
+}
+
+int sched_take(struct sched_worker *w, struct wiki *wiki, struct sched_ticket *t, char *err,
+	       size_t errlen)
+{
+	struct sched *s = w->s;
+	int64_t sent = util_mono_ms();
+	int rc;
+
+	memset(t, 0, sizeof(*t));
+	t->lease.scope = s->scope;
+	t->lease.name = wiki->domain;
+	t->lease.holder = s->cfg->holder;
+	rc = coord_acquire(w->db, s->cfg, &t->lease, err, errlen);
+	if (rc != 1)
+		return rc;
+	t->wiki = wiki;
+	ticket_started(w, t, sent);
 	return 1;
 }
 
@@ -309,7 +328,55 @@ static int try_extra_slot(struct sched_worker *w, struct sched_ticket *t)
 	return rc == 1 ? 1 : 0;
 }
 
-int sched_next(struct sched_worker *w, struct sched_ticket *t)
+/* With the lock held: is domain in the current candidate list? */
+static bool is_candidate(const struct sched *s, const char *domain)
+{
+	size_t off = s->next;
+
+	for (int i = 0; i < s->ncandidates && off < s->candidates.len; i++) {
+		const char *c = s->candidates.data + off;
+		if (strcmp(c, domain) == 0)
+			return true;
+		off += strlen(c) + 1;
+	}
+	return false;
+}
+
+/* The probe: lease the first preferred wiki the fresh candidate list holds (one with
+ * work, not backed off, parked or leased). 1 got one, 0 none. Lock held on entry and
+ * exit, released around the database calls. */
+static int try_preferred(struct sched_worker *w, const struct sched_prefer *prefer,
+			 struct sched_ticket *t)
+{
+	struct sched *s = w->s;
+
+	if (!s->refreshing && util_mono_ms() - s->refreshed_ms >= s->cfg->poll_interval_ms) {
+		s->refreshing = true;
+		pthread_mutex_unlock(&s->lock);
+		refresh_candidates(w);
+		pthread_mutex_lock(&s->lock);
+	}
+	for (int i = 0; i < prefer->n; i++) {
+		struct wiki **found;
+		struct wiki *copy;
+		int rc;
+		if (!is_candidate(s, prefer->domains[i]) ||
+		    (found = find_wiki(s, prefer->domains[i])) == NULL)
+			continue;
+		copy = wiki_dup(*found);
+		if (copy == NULL)
+			continue;
+		pthread_mutex_unlock(&s->lock);
+		rc = try_lease(w, copy, 0, t);
+		pthread_mutex_lock(&s->lock);
+		if (rc == 1)
+			return 1;
+		wiki_free(copy);
+	}
+	return 0;
+}
+
+int sched_next(struct sched_worker *w, const struct sched_prefer *prefer, struct sched_ticket *t)
 {
 	struct sched *s = w->s;
 	int64_t poll = s->cfg->poll_interval_ms;
@@ -321,9 +388,11 @@ int sched_next(struct sched_worker *w, struct sched_ticket *t)
 		struct timespec ts;
 		struct wiki *wiki;
 
-		if (!s->ready || now < s->paused_until) {
-			if (s->ready)
-				wake = s->paused_until;
+		if (!s->ready) {
+			/* the schema is not there yet */
+		} else if (prefer != NULL && prefer->n > 0 && try_preferred(w, prefer, t) == 1) {
+			pthread_mutex_unlock(&s->lock);
+			return 0;
 		} else if (s->ncandidates > 0 && (wiki = take_candidate(s)) != NULL) {
 			int rc;
 			pthread_mutex_unlock(&s->lock);
@@ -392,30 +461,40 @@ static void log_lease(enum log_level level, const char *msg, const struct sched_
 	log_end(&l);
 }
 
+static bool stopping(struct sched *s)
+{
+	bool stop;
+
+	pthread_mutex_lock(&s->lock);
+	stop = s->stopping;
+	pthread_mutex_unlock(&s->lock);
+	return stop;
+}
+
 bool sched_may_continue(struct sched_worker *w, struct sched_ticket *t)
 {
 	struct sched *s = w->s;
 	const struct config *cfg = s->cfg;
-	int64_t batch_max = (int64_t)config_batch_max_seconds(cfg) * 1000;
-	int64_t now = util_mono_ms(), sent;
-	bool stopping;
-	char err[512];
-	int rc;
 
-	pthread_mutex_lock(&s->lock);
-	stopping = s->stopping;
-	pthread_mutex_unlock(&s->lock);
-	if (stopping)
+	if (stopping(s))
 		return false;
 	/* An extra slot only uses otherwise idle capacity. */
 	if (t->lease.slot > 0 && others_waiting(w))
 		return false;
-	if (now - t->started_ms >= (int64_t)cfg->time_slice * 1000 && others_waiting(w))
+	if (util_mono_ms() - t->started_ms >= (int64_t)cfg->time_slice * 1000 && others_waiting(w))
 		return false;
-	/* Every batch starts on a lease the database has just confirmed: one UPDATE per
-	 * batch, against a batch that runs many jobs. */
-	sent = util_mono_ms();
-	rc = coord_renew(w->db, cfg, &t->lease, err, sizeof(err));
+	return true;
+}
+
+/* One renew: true if the database confirmed the lease (trust restarts from before the
+ * statement was sent), false (logged) if it is lost or cannot be confirmed. */
+static bool renew(struct sched_worker *w, struct sched_ticket *t)
+{
+	const struct config *cfg = w->s->cfg;
+	int64_t sent = util_mono_ms();
+	char err[512];
+	int rc = coord_renew(w->db, cfg, &t->lease, err, sizeof(err));
+
 	if (rc == 0) {
 		metrics_add(METRIC_ERRORS, 3, 1);
 		log_lease(LOG_WARN, "lease lost", t, NULL, "stopping work on this wiki");
@@ -428,8 +507,52 @@ bool sched_may_continue(struct sched_worker *w, struct sched_ticket *t)
 	}
 	t->confirmed_ms = sent;
 	t->trusted_until = sent + (int64_t)(cfg->lease_ttl - cfg->safety_margin) * 1000;
+	return true;
+}
+
+bool sched_confirm(struct sched_worker *w, struct sched_ticket *t)
+{
+	int64_t batch_max = (int64_t)config_batch_max_seconds(w->s->cfg) * 1000;
+
+	if (stopping(w->s))
+		return false;
+	/* Every batch starts on a lease the database has just confirmed: one UPDATE per
+	 * batch, against a batch that runs many jobs (the acquire itself counts). */
+	if (util_mono_ms() - t->confirmed_ms >= 1000 && !renew(w, t))
+		return false;
 	/* Never start a batch that could outlast the trust (a stall since the renew). */
 	return t->trusted_until - util_mono_ms() >= batch_max;
+}
+
+bool sched_hold(struct sched_worker *w, struct sched_ticket *t, int64_t ms)
+{
+	struct sched *s = w->s;
+	int64_t deadline = util_mono_ms() + ms;
+	int64_t every = (int64_t)s->cfg->renew_interval * 1000;
+
+	pthread_mutex_lock(&s->lock);
+	while (!s->stopping) {
+		int64_t now = util_mono_ms(), wake = t->confirmed_ms + every;
+		struct timespec ts;
+		if (now >= deadline)
+			break;
+		if (now >= wake) {
+			bool ok;
+			pthread_mutex_unlock(&s->lock);
+			ok = renew(w, t);
+			pthread_mutex_lock(&s->lock);
+			if (!ok)
+				break;
+			continue;
+		}
+		if (wake > deadline)
+			wake = deadline;
+		ts.tv_sec = (time_t)(wake / 1000);
+		ts.tv_nsec = (long)(wake % 1000) * 1000000;
+		pthread_cond_timedwait(&s->changed, &s->lock, &ts);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return util_mono_ms() >= deadline && !stopping(s);
 }
 
 int64_t sched_backoff_ms(const struct config *cfg, enum batch_outcome o, int failures)
@@ -447,39 +570,80 @@ int64_t sched_backoff_ms(const struct config *cfg, enum batch_outcome o, int fai
 	return util_rand_range(base < ceiling ? base : ceiling, ceiling);
 }
 
-void sched_done(struct sched_worker *w, struct sched_ticket *t, const struct batch_result *last,
-		int64_t *backoff_ms)
+bool sched_drain_report(const struct config *cfg, const struct sched_ticket *t,
+			const struct batch_result *last, enum batch_fault fault,
+			struct coord_drain_report *r)
 {
-	struct sched *s = w->s;
-	const struct config *cfg = s->cfg;
-	struct coord_drain_report r = { 0 };
+	memset(r, 0, sizeof(*r));
+	r->outcome = last->outcome;
+	/* The pod's fault: leave the wiki's books as they are, so the other pods (whose
+	 * MediaWiki works) take it at once and nothing waits on a backoff. */
+	if (fault == FAULT_POD)
+		return false;
+	r->drained = last->outcome == OUTCOME_DRAINED;
+	/* The scan saw ready rows, yet MediaWiki ran nothing: rows of a type it will not
+	 * run. Park the wiki until new jobs arrive or park_interval passes. */
+	r->park = r->drained && t->jobs_run == 0 && t->lease.slot == 0;
+	if (fault == FAULT_WIKI && !(health_no_progress(last) &&
+				     t->no_progress < SCHED_NO_PROGRESS_LIMIT)) {
+		/* An answer that ran nothing while claiming more will not change by itself
+		 * soon: like a refused request, it starts three steps up. */
+		int extra = health_no_progress(last) ? 3 : 0;
+		r->count_failure = true;
+		r->backoff_ms = sched_backoff_ms(cfg, last->outcome, t->failures + 1 + extra);
+	}
+	return true;
+}
+
+void sched_done(struct sched_worker *w, struct sched_ticket *t, const struct batch_result *last,
+		enum batch_fault fault, int64_t *backoff_ms)
+{
+	const struct config *cfg = w->s->cfg;
+	struct coord_drain_report r;
 	char err[512];
 	int rc;
 
-	*backoff_ms = 0;
-	r.outcome = last->outcome;
-	r.drained = last->outcome == OUTCOME_DRAINED;
-	/* The scan saw ready rows, yet MediaWiki ran nothing: rows of a type it will not
-	 * run. Park the wiki until new jobs arrive or park_interval passes. */
-	r.park = r.drained && t->jobs_run == 0 && t->lease.slot == 0;
-	if (last->outcome == OUTCOME_REFUSED) {
-		/* This pod's MediaWiki is not answering: a problem of the pod, not the wiki.
-		 * Pause this pod and leave the wiki to the others. */
-		int64_t pause = sched_backoff_ms(cfg, last->outcome, 1);
-		sched_pause_until(s, util_mono_ms() + pause);
-		*backoff_ms = pause;
-	} else if (outcome_is_failure(last->outcome)) {
-		r.count_failure = true;
-		r.backoff_ms = sched_backoff_ms(cfg, last->outcome, t->failures + 1);
-		*backoff_ms = r.backoff_ms;
-	}
-	rc = coord_release_wiki(w->db, cfg, &t->lease, &r, err, sizeof(err));
+	if (sched_drain_report(cfg, t, last, fault, &r))
+		rc = coord_release_wiki(w->db, cfg, &t->lease, &r, err, sizeof(err));
+	else
+		rc = coord_release(w->db, cfg, &t->lease, err, sizeof(err));
+	*backoff_ms = r.backoff_ms;
 	metrics_add(METRIC_LEASES_HELD, 0, -1);
 	if (rc < 0)
 		log_lease(LOG_WARN, "lease not released", t, err, "it expires by itself");
 	else if (r.park && rc == 1)
 		log_lease(LOG_INFO, "wiki parked: its ready jobs are of types MediaWiki does not run",
 			  t, NULL, "skipped until new jobs arrive or park_interval passes");
+}
+
+void sched_give_back(struct sched_worker *w, struct sched_ticket *t)
+{
+	char err[512];
+
+	if (coord_release(w->db, w->s->cfg, &t->lease, err, sizeof(err)) < 0)
+		log_lease(LOG_WARN, "lease not released", t, err, "it expires by itself");
+	metrics_add(METRIC_LEASES_HELD, 0, -1);
+}
+
+void sched_clear_outage(struct sched_worker *w, int64_t outage_since)
+{
+	struct sched *s = w->s;
+	/* A little earlier than the evidence: the batch that first failed started then. */
+	int64_t ago = util_mono_ms() - outage_since + (int64_t)config_batch_max_seconds(s->cfg) * 1000;
+	long long cleared = 0;
+	struct log_line l;
+	char err[512];
+
+	if (coord_clear_outage_backoffs(w->db, s->cfg, s->scope, s->cfg->holder, ago, &cleared,
+					err, sizeof(err)) != 0) {
+		log_db_error(s, "coordination database failed", err,
+			     "the outage's backoffs expire by themselves");
+		return;
+	}
+	log_begin(&l, LOG_INFO, "outage over: backoffs it caused are lifted");
+	log_int(&l, "wikis", cleared);
+	log_end(&l);
+	sched_poke(s);
 }
 
 void sched_stop(struct sched *s)

@@ -21,6 +21,7 @@
 
 #include "config.h"
 #include "coord.h"
+#include "limiter.h"
 #include "response.h"
 #include "wiki.h"
 
@@ -36,6 +37,16 @@ struct sched_ticket {
 	int failures;             /* the wiki's consecutive failures before this ticket */
 	int batches;              /* batches run under this ticket (the worker counts) */
 	int jobs_run;             /* jobs MediaWiki ran under it, ok or failed */
+	int no_progress;          /* batches in a row that said "more" but ran no job */
+};
+
+/* Batches in a row without progress after which a wiki backs off. */
+#define SCHED_NO_PROGRESS_LIMIT 2
+
+/* Wikis to try first (the breaker's probe: most recently healthy first). */
+struct sched_prefer {
+	char (*domains)[256];
+	int n;
 };
 
 struct sched *sched_new(const struct config *cfg);
@@ -52,27 +63,55 @@ void sched_poke(struct sched *s);
 /* The coordination schema exists: workers may start asking for leases. */
 void sched_set_ready(struct sched *s);
 
-/* A pod-wide pause: no new leases until then (monotonic ms); e.g. local MediaWiki is
- * refusing connections, so other pods should drain. */
-void sched_pause_until(struct sched *s, int64_t until_ms);
-
 struct sched_worker *sched_worker_new(struct sched *s, int id);
 void sched_worker_free(struct sched_worker *w);
 
-/* Blocks until this worker holds a lease on a wiki with work. Returns 0, or
- * -ECANCELED once sched_stop was called. */
-int sched_next(struct sched_worker *w, struct sched_ticket *t);
+/* Blocks until this worker holds a lease on a wiki with work; with prefer, one of
+ * those wikis when the fresh candidate list has one. Returns 0, or -ECANCELED once
+ * sched_stop was called. */
+int sched_next(struct sched_worker *w, const struct sched_prefer *prefer, struct sched_ticket *t);
 
-/* Before another batch on the same wiki: renews the lease and says whether to go on.
- * False when stopping, when the lease is lost or cannot be confirmed, or when the time
- * slice is over and another wiki is waiting. */
+/* The operator's `drain --wiki`: takes the wiki's lease now, whatever its backoff or
+ * parking (but never from a holder). t->wiki = wiki (the caller still owns it). 1 got
+ * it, 0 another holder has it, -EIO (message in err). */
+int sched_take(struct sched_worker *w, struct wiki *wiki, struct sched_ticket *t, char *err,
+	       size_t errlen);
+
+/* After a batch: whether another batch on the same wiki may follow. False when
+ * stopping, or when the time slice is over (or this is an extra slot) and another
+ * wiki is waiting. */
 bool sched_may_continue(struct sched_worker *w, struct sched_ticket *t);
 
+/* Waits ms (wiki_min_interval_ms) keeping the lease: renewed whenever renew_interval
+ * passes. Returns early with false on sched_stop, or when the lease is lost or cannot
+ * be confirmed. */
+bool sched_hold(struct sched_worker *w, struct sched_ticket *t, int64_t ms);
+
+/* Immediately before sending a batch, after every wait: renews the lease (unless the
+ * database confirmed it within the last second) and says whether it is trusted for
+ * longer than a batch can last. False: send nothing, let go of the wiki. */
+bool sched_confirm(struct sched_worker *w, struct sched_ticket *t);
+
+/* The one outcome-to-report policy (the daemon's workers and `drain --wiki`): fills r
+ * with what the last batch means for the wiki in the fleet's books. Returns false when
+ * the lease must be given back untouched (the pod's fault: other pods take the wiki at
+ * once, with no backoff or failure counted). */
+bool sched_drain_report(const struct config *cfg, const struct sched_ticket *t,
+			const struct batch_result *last, enum batch_fault fault,
+			struct coord_drain_report *r);
+
 /* Releases the lease and records the last batch's outcome for the fleet (backoff,
- * parking, last served). *backoff_ms tells how long the wiki is backed off (0 if
- * not). */
+ * parking, last served) as sched_drain_report says. *backoff_ms tells how long the
+ * wiki is backed off (0 if not). */
 void sched_done(struct sched_worker *w, struct sched_ticket *t, const struct batch_result *last,
-		int64_t *backoff_ms);
+		enum batch_fault fault, int64_t *backoff_ms);
+
+/* Gives a lease back untouched (no batch ran: the breaker opened meanwhile). */
+void sched_give_back(struct sched_worker *w, struct sched_ticket *t);
+
+/* The breaker closed: lift the backoffs this pod gave wikis since outage_since
+ * (monotonic ms) for failures MediaWiki caused. */
+void sched_clear_outage(struct sched_worker *w, int64_t outage_since);
 
 /* Wakes every sched_next caller with -ECANCELED; later calls return it at once. */
 void sched_stop(struct sched *s);

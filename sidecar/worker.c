@@ -15,6 +15,9 @@
 #include "metrics.h"
 #include "runjobs.h"
 
+/* Recently healthy wikis a probe tries, in order. */
+#define PROBE_TARGETS 8
+
 struct worker {
 	struct workers *pool;
 	pthread_t thread;
@@ -41,14 +44,39 @@ static enum log_level batch_level(enum batch_outcome o)
 	return outcome_is_failure(o) ? LOG_WARN : LOG_INFO;
 }
 
-static void log_batch(const struct worker *w, const struct wiki *wiki,
-		      const struct batch_result *r, int64_t backoff_ms, bool keep_going)
+/* What happens next, as the log says it. */
+static void next_text(const struct batch_result *r, const struct health_verdict *v,
+		      int64_t backoff_ms, bool keep_going, char *next, size_t len)
 {
-	struct log_line l;
-	char next[64];
+	if (backoff_ms > 0)
+		snprintf(next, len, "backoff %llds", (long long)(backoff_ms + 999) / 1000);
+	else if (r->outcome == OUTCOME_ABORTED)
+		snprintf(next, len, "shutting down");
+	else if (v->fault == FAULT_POD && v->pause_ms > 0)
+		snprintf(next, len, "released to other pods; breaker probes in %llds",
+			 (long long)(v->pause_ms + 999) / 1000);
+	else if (v->fault == FAULT_POD)
+		snprintf(next, len, "released to other pods, no backoff");
+	else if (keep_going)
+		snprintf(next, len, "next batch");
+	else if (v->fault == FAULT_WIKI && health_no_progress(r))
+		snprintf(next, len, "one more try");
+	else if (r->outcome == OUTCOME_MORE)
+		snprintf(next, len, "yield to waiting wikis");
+	else
+		snprintf(next, len, "idle until the next scan finds jobs");
+}
 
-	log_begin(&l, batch_level(r->outcome),
-		  outcome_is_failure(r->outcome) ? "batch failed" : "batch");
+static void log_batch(const struct worker *w, const struct wiki *wiki,
+		      const struct batch_result *r, const struct health_verdict *v,
+		      int64_t backoff_ms, bool keep_going)
+{
+	bool failed = outcome_is_failure(r->outcome) || v->fault != FAULT_NONE;
+	struct log_line l;
+	char next[80];
+
+	log_begin(&l, failed && r->outcome != OUTCOME_BAD_REQUEST ? LOG_WARN : batch_level(r->outcome),
+		  failed ? "batch failed" : "batch");
 	log_str(&l, "wiki", wiki->domain);
 	log_str(&l, "outcome", outcome_name(r->outcome));
 	log_int(&l, "jobs_ok", r->jobs_ok);
@@ -59,16 +87,11 @@ static void log_batch(const struct worker *w, const struct wiki *wiki,
 	log_int(&l, "worker", w->id);
 	if (r->detail[0] != '\0')
 		log_str(&l, "detail", r->detail);
-	if (backoff_ms > 0)
-		snprintf(next, sizeof(next), "backoff %llds", (long long)(backoff_ms + 999) / 1000);
-	else if (r->outcome == OUTCOME_ABORTED)
-		snprintf(next, sizeof(next), "shutting down");
-	else if (keep_going)
-		snprintf(next, sizeof(next), "next batch");
-	else if (r->outcome == OUTCOME_MORE)
-		snprintf(next, sizeof(next), "yield to waiting wikis");
-	else
-		snprintf(next, sizeof(next), "idle until the next scan finds jobs");
+	if (failed)
+		log_str(&l, "fault", v->fault == FAULT_POD ? "pod" : "wiki");
+	if (failed && v->why != NULL)
+		log_str(&l, "why", v->why);
+	next_text(r, v, backoff_ms, keep_going, next, sizeof(next));
 	log_str(&l, "next", next);
 	log_end(&l);
 }
@@ -80,8 +103,7 @@ static void count_batch(const struct batch_result *r)
 	metrics_add(METRIC_JOBS, 1, r->jobs_failed);
 }
 
-/* Sleeps ms, whole: used for wiki_min_interval_ms between two batches of one wiki, and
- * after a failed allocation. A shutdown waits for it (both are short). */
+/* Sleeps ms, whole: after a failed allocation only (short). */
 static void pause_ms(int ms)
 {
 	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
@@ -90,40 +112,54 @@ static void pause_ms(int ms)
 		;
 }
 
-/* Drains one leased wiki until it is done, fails, or must let go. */
+/* Whether another batch on this wiki follows, from the verdict on the last one. */
+static bool keep_draining(struct sched_worker *sw, struct limiter *lim, struct sched_ticket *t,
+			  const struct batch_result *r, const struct health_verdict *v)
+{
+	if (r->outcome != OUTCOME_MORE || limiter_breaker_open(lim))
+		return false;
+	if (v->fault == FAULT_WIKI && t->no_progress >= SCHED_NO_PROGRESS_LIMIT)
+		return false; /* no progress, twice in a row: back off */
+	return sched_may_continue(sw, t);
+}
+
+/* Drains one leased wiki until it is done, fails, or must let go. Every wait (the
+ * wiki's interval, the pod's batch rate) comes before the lease check, so each batch
+ * goes out right after the database confirmed its lease. */
 static void drain(struct worker *w, struct sched_worker *sw, struct runjobs *rj,
-		  struct sched_ticket *t)
+		  struct sched_ticket *t, bool probe)
 {
 	struct workers *pool = w->pool;
+	int64_t gap = pool->cfg->wiki_min_interval_ms;
+	struct health_verdict v = { .fault = FAULT_NONE };
 	struct batch_result r;
-	int64_t backoff = 0, pause;
-	bool more;
+	int64_t backoff = 0;
+	bool more = false;
 
 	memset(&r, 0, sizeof(r));
 	r.outcome = OUTCOME_ABORTED;
 	do {
-		if (limiter_pace(pool->limiter) != 0)
-			break; /* stopping before the batch: nothing ran */
+		if (more && gap > 0 && !sched_hold(sw, t, gap))
+			break;
+		if (limiter_pace(pool->limiter) != 0 || !sched_confirm(sw, t))
+			break; /* nothing ran: the last outcome stands */
 		metrics_add(METRIC_IN_FLIGHT, 0, 1);
 		runjobs_batch(rj, t->wiki, (unsigned long long)t->lease.token, &r);
 		metrics_add(METRIC_IN_FLIGHT, 0, -1);
 		count_batch(&r);
 		t->batches++;
 		t->jobs_run += r.jobs_ok + r.jobs_failed;
-		pause = limiter_report(pool->limiter, &r, t->wiki->domain);
-		if (pause > 0)
-			sched_pause_until(pool->sched, pause);
-		more = r.outcome == OUTCOME_MORE && !limiter_breaker_open(pool->limiter) &&
-		       sched_may_continue(sw, t);
-		if (more) {
-			log_batch(w, t->wiki, &r, 0, true);
-			if (pool->cfg->wiki_min_interval_ms > 0)
-				pause_ms(pool->cfg->wiki_min_interval_ms);
-		}
+		t->no_progress = health_no_progress(&r) ? t->no_progress + 1 : 0;
+		limiter_report(pool->limiter, &r, t->wiki->domain, probe && t->batches == 1, &v);
+		if (v.closed)
+			sched_clear_outage(sw, v.outage_since);
+		more = keep_draining(sw, pool->limiter, t, &r, &v);
+		if (more)
+			log_batch(w, t->wiki, &r, &v, 0, true);
 	} while (more);
-	sched_done(sw, t, &r, &backoff);
+	sched_done(sw, t, &r, t->batches > 0 ? v.fault : FAULT_NONE, &backoff);
 	if (t->batches > 0)
-		log_batch(w, t->wiki, &r, backoff, false);
+		log_batch(w, t->wiki, &r, &v, backoff, false);
 	wiki_free(t->wiki);
 }
 
@@ -134,6 +170,8 @@ static void *worker_main(void *arg)
 	struct runjobs *rj;
 	struct sched_worker *sw;
 	struct sched_ticket t;
+	char targets[PROBE_TARGETS][256];
+	bool probe;
 	int rc;
 
 	mysql_thread_init();
@@ -145,10 +183,18 @@ static void *worker_main(void *arg)
 	}
 	/* A slot first (the pod's concurrency limit), then a lease: a worker never holds
 	 * a wiki while it waits for the pod to allow it. */
-	while (limiter_enter(pool->limiter) == 0) {
-		rc = sched_next(sw, &t);
-		if (rc == 0)
-			drain(w, sw, rj, &t);
+	while (limiter_enter(pool->limiter, &probe) == 0) {
+		struct sched_prefer prefer = { targets, 0 };
+		if (probe)
+			prefer.n = limiter_probe_targets(pool->limiter, targets, PROBE_TARGETS);
+		rc = sched_next(sw, probe ? &prefer : NULL, &t);
+		if (rc == 0 && !limiter_admits(pool->limiter, probe)) {
+			/* The breaker opened while this worker waited for a wiki. */
+			sched_give_back(sw, &t);
+			wiki_free(t.wiki);
+		} else if (rc == 0) {
+			drain(w, sw, rj, &t, probe);
+		}
 		limiter_exit(pool->limiter);
 		if (rc == -ECANCELED)
 			break;

@@ -73,10 +73,25 @@ class FaultProxy:
             def log_message(self, *args):
                 pass
 
-        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self._handler = Handler
+        self.port = 0
+        self._listen()
+
+    def _listen(self):
+        socketserver.ThreadingTCPServer.allow_reuse_address = True
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", self.port), self._handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def refuse(self):
+        """Stops listening: connections to the port are refused (MediaWiki down)."""
+        self.server.shutdown()
+        self.server.server_close()
+
+    def listen_again(self):
+        """Listens on the same port again."""
+        self._listen()
 
     def close(self):
         self.server.shutdown()

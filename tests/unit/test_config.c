@@ -296,6 +296,10 @@ static const struct error_case error_cases[] = {
 	{ "mediawiki host bad bracketed IPv6", "[mediawiki]\nhost = [::g]\n",
 	  { { 2, "[mediawiki] host: '[::g]' is not an IPv4 address, a bracketed IPv6 address "
 		 "([::1]) or a host name" } } },
+	{ "probe_interval_max zero", "[drain]\nprobe_interval_max = 0\n",
+	  { { 2, "[drain] probe_interval_max: '0' is out of range (allowed: 1..3600)" } } },
+	{ "probe_interval_max junk", "[drain]\nprobe_interval_max = 5s\n",
+	  { { 2, "[drain] probe_interval_max: '5s' is not a whole number (allowed: 1..3600)" } } },
 	{ "secret value never echoed", "[platform_db]\npassword = hunter2\n  more\n",
 	  { { 3, "[platform_db] password: continuation line, but this key takes a single line" } } },
 };

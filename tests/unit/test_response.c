@@ -268,12 +268,52 @@ static void test_outcome_is_failure(void **state)
 	}
 }
 
+/* A 400 "Invalid or stale signature" is a wrong secret only when the request came back
+ * before its signature could expire; later it is an overloaded MediaWiki. */
+static void test_stale_signature_is_not_a_wrong_secret(void **state)
+{
+	static const char body[] = "Invalid or stale signature provided";
+	static const struct {
+		long long took_ms;
+		enum batch_outcome want;
+	} rows[] = {
+		{ 120, OUTCOME_BAD_REQUEST },   /* answered at once: the secret is wrong */
+		{ 28000, OUTCOME_BAD_REQUEST }, /* still inside a 30 s lifetime */
+		{ 29500, OUTCOME_SLOW_DOWN },   /* MediaWiki's whole-second clock */
+		{ 32000, OUTCOME_SLOW_DOWN },   /* waited in front of PHP past the lifetime */
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct batch_result r = { 0 };
+		response_classify(400, body, sizeof(body) - 1, false, &r);
+		r.took_ms = rows[i].took_ms;
+		response_check_stale_signature(&r, 30);
+		if (r.outcome != rows[i].want)
+			fail_msg("took %lld ms: %s, want %s", rows[i].took_ms, outcome_name(r.outcome),
+				 outcome_name(rows[i].want));
+		if (r.outcome == OUTCOME_SLOW_DOWN)
+			assert_non_null(strstr(r.detail, "not a wrong secret"));
+		else
+			assert_non_null(strstr(r.detail, "secret"));
+	}
+	/* Other statuses are left alone, however long they took. */
+	{
+		struct batch_result r = { 0 };
+		response_classify(503, "busy", 4, false, &r);
+		r.took_ms = 60000;
+		response_check_stale_signature(&r, 30);
+		assert_int_equal(r.outcome, OUTCOME_SERVER_ERROR);
+	}
+}
+
 int main(void)
 {
 	static const struct CMUnitTest fixed[] = {
 		cmocka_unit_test(test_html_excerpt),      cmocka_unit_test(test_long_error_page),
 		cmocka_unit_test(test_body_not_terminated), cmocka_unit_test(test_long_reached),
 		cmocka_unit_test(test_outcome_names),     cmocka_unit_test(test_outcome_is_failure),
+		cmocka_unit_test(test_stale_signature_is_not_a_wrong_secret),
 	};
 	const size_t nfixed = sizeof(fixed) / sizeof(fixed[0]);
 	struct CMUnitTest *tests = calloc(NCASES + nfixed, sizeof(*tests));
