@@ -182,7 +182,9 @@ def test_refused_connection_is_classified(farm, sidecars):
     farm.push_null_jobs("wiki3.farm.test", 5)
     pod = sidecars("pod-refused", farm_ini(farm, mediawiki={"port": 1}))
     line = pod.wait_for(lambda l: l.get("outcome") == "refused", what="refused batch")
-    assert line["http_status"] == 0 and line["next"].startswith("backoff")
+    # The pod's own MediaWiki is not listening: a fault of the pod, not the wiki
+    # (issue 14), so the wiki is handed to other pods without a fleet-wide backoff.
+    assert line["http_status"] == 0 and line["next"].startswith("released to other pods")
     assert pod.stop() == 0
     farm.run_jobs_php("wiki3.farm.test")
 
