@@ -298,7 +298,7 @@ def test_probes_on_the_http_listen_port(example):
     assert ports["jobdrainer"]["containerPort"] == int(port)
     assert len(ports["jobdrainer"]["name"]) <= 15  # IANA_SVC_NAME
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "jobdrainer"}
-    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "jobdrainer"}
+    assert "readinessProbe" not in c  # never takes the MediaWiki pod out of service
     mw = container(example.deployment("backend"), "mediawiki")
     assert int(port) not in [p["containerPort"] for p in mw["ports"]]
 
@@ -457,11 +457,29 @@ def test_enabled_for_all_four(renderer, patched, tmp_path):
         assert container(r.deployment(d), "mediawiki")["ports"][0]["name"] == "http"
 
 
-def test_readiness_probe_can_be_dropped(renderer, patched, tmp_path):
-    r = render(renderer, patched, tmp_path, enabled(readinessProbe=None))
+def test_default_sidecar_never_gates_pod_readiness(renderer, patched, tmp_path):
+    """A pod is Ready only when all its containers are: by default the sidecar has no
+    readiness probe, so its database refusing it never takes MediaWiki out of service."""
+    r = render(renderer, patched, tmp_path, enabled(deployments=list(DEPLOYMENTS)))
+    for d in DEPLOYMENTS:
+        c = container(r.deployment(d), "jobdrainer")
+        assert "readinessProbe" not in c, d
+        assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "jobdrainer"}
+        # MediaWiki's own container keeps whatever probes the chart gives it.
+        assert (container(r.deployment(d), "mediawiki") ==
+                container(render(renderer, patched, tmp_path).deployment(d), "mediawiki"))
+
+
+def test_readiness_probe_is_an_explicit_opt_in(renderer, patched, tmp_path):
+    r = render(renderer, patched, tmp_path,
+               enabled(readinessProbe={"enabled": True, "periodSeconds": 7}))
     c = container(r.deployment("backend"), "jobdrainer")
-    assert "readinessProbe" not in c
-    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert c["readinessProbe"] == {"httpGet": {"path": "/readyz", "port": "jobdrainer"},
+                                   "periodSeconds": 7, "timeoutSeconds": 3,
+                                   "failureThreshold": 3}
+    r = render(renderer, patched, tmp_path, enabled(readinessProbe=None, livenessProbe=None))
+    c = container(r.deployment("backend"), "jobdrainer")
+    assert "readinessProbe" not in c and "livenessProbe" not in c
 
 
 # --------------------------------------------------------------------------- no new powers
