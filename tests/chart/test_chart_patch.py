@@ -580,3 +580,62 @@ def test_multiline_query_passes_check_config(renderer, patched, jobdrainer_bin, 
 def test_default_values_ini_passes_check_config(renderer, patched, jobdrainer_bin, tmp_path):
     r = render(renderer, patched, tmp_path, enabled())
     assert_accepted(jobdrainer_bin, r.ini(), tmp_path)
+
+
+# --------------------------------------------------------------------------- monitoring objects
+
+ALERT_RULES = ROOT / "conf" / "prometheus" / "jobdrainer-alerts.yaml"
+
+
+def test_prometheus_rule_and_network_policy_off_by_default(renderer, patched, tmp_path,
+                                                             example):
+    for r in (render(renderer, patched, tmp_path, enabled()), example):
+        kinds = {d["kind"] for d in r.docs}
+        assert not kinds & {"PrometheusRule", "NetworkPolicy"}
+    # Enabling them without the sidecar renders nothing either.
+    r = render(renderer, patched, tmp_path, {"jobdrainer": {
+        "prometheusRule": {"enabled": True}, "networkPolicy": {"enabled": True}}})
+    assert not {d["kind"] for d in r.docs} & {"PrometheusRule", "NetworkPolicy"}
+
+
+def test_prometheus_rule_carries_the_alert_rules_file(renderer, patched, tmp_path):
+    r = render(renderer, patched, tmp_path,
+               enabled(prometheusRule={"enabled": True, "labels": {"release": "kps"}}))
+    rule = r.get("PrometheusRule", "-jobdrainer")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["metadata"]["labels"]["release"] == "kps"
+    # Prometheus' own {{ $value }} templates reach the object unexpanded.
+    assert rule["spec"] == yaml.safe_load(ALERT_RULES.read_text())
+
+
+def test_network_policy_admits_only_prometheus_and_nodes_to_the_sidecar_port(
+        renderer, patched, tmp_path):
+    r = render(renderer, patched, tmp_path,
+               enabled(deployments=["backend", "web"],
+                       networkPolicy={"enabled": True, "nodeCIDRs": ["10.128.0.0/20"]}))
+    pol = r.get("NetworkPolicy", "-jobdrainer")["spec"]
+    assert pol["policyTypes"] == ["Ingress"]
+    # It selects exactly the pods of the deployments carrying the sidecar.
+    for d in ("backend", "web", "api", "alpha"):
+        labels = r.deployment(d)["spec"]["template"]["metadata"]["labels"]
+        selected = (all(labels.get(k) == v for k, v in pol["podSelector"]["matchLabels"].items())
+                    and all(labels.get(e["key"]) in e["values"]
+                            for e in pol["podSelector"]["matchExpressions"]))
+        assert selected == (d in ("backend", "web")), d
+    by_port = {rule["ports"][0]["port"]: rule for rule in pol["ingress"]}
+    assert set(by_port) == {"http", "jobdrainer"}
+    # MediaWiki stays reachable from anywhere; its named port exists in the pod.
+    assert "from" not in by_port["http"]
+    mw_ports = {p["name"] for p in container(r.deployment("backend"), "mediawiki")["ports"]}
+    assert mw_ports == {"http"}
+    assert by_port["jobdrainer"]["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+         "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}},
+        {"ipBlock": {"cidr": "10.128.0.0/20"}}]
+
+
+def test_network_policy_refuses_to_admit_nobody(renderer, patched, tmp_path):
+    r = render_raw(renderer, patched, tmp_path,
+                   enabled(networkPolicy={"enabled": True, "prometheus": None}))
+    assert r.returncode != 0
+    assert "jobdrainer.networkPolicy: set prometheus" in r.stderr
