@@ -127,15 +127,21 @@ class Render:
         return self.configmap()["data"]["jobdrainer.ini"]
 
 
-def render_raw(renderer, repo, tmp_path, *values, name="mediawiki-143"):
-    cmd = [str(renderer), "-chart", str(repo / CHART), "-name", name]
+def values_args(tmp_path, *values):
+    """-f arguments for values files, and for dicts written to files first."""
+    args = []
     for i, v in enumerate(values):
         if isinstance(v, dict):
             f = tmp_path / f"values-{i}.yaml"
             f.write_text(yaml.safe_dump(v))
             v = f
-        cmd += ["-f", str(v)]
-    return run(cmd)
+        args += ["-f", str(v)]
+    return args
+
+
+def render_raw(renderer, repo, tmp_path, *values, name="mediawiki-143"):
+    return run([str(renderer), "-chart", str(repo / CHART), "-name", name]
+               + values_args(tmp_path, *values))
 
 
 def render(renderer, repo, tmp_path, *values, **kw):

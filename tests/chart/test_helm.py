@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from test_chart_patch import (CHART, EXAMPLE, ROOT, enabled, patched, render_raw,  # noqa: F401
-                              renderer, run)
+                              renderer, run, values_args)
 
 FETCH = ROOT / "scripts" / "fetch-helm.sh"
 TOOLS = pathlib.Path(os.environ.get("JOBDRAINER_TOOLS", ROOT / "build" / "tools"))
@@ -41,20 +41,9 @@ def helm(tools):
     return exe
 
 
-def values_files(tmp_path, *values):
-    args = []
-    for i, v in enumerate(values):
-        if isinstance(v, dict):
-            f = tmp_path / f"helm-values-{i}.yaml"
-            f.write_text(yaml.safe_dump(v))
-            v = f
-        args += ["-f", str(v)]
-    return args
-
-
 def helm_template(helm, repo, tmp_path, *values):
     return run([str(helm), "template", "mediawiki-143", str(repo / CHART)]
-               + values_files(tmp_path, *values))
+               + values_args(tmp_path, *values))
 
 
 VALUE_SETS = {"defaults": (), "example": (EXAMPLE,), "everything": (EVERYTHING,)}
@@ -63,7 +52,7 @@ VALUE_SETS = {"defaults": (), "example": (EXAMPLE,), "everything": (EVERYTHING,)
 @pytest.mark.parametrize("name", sorted(VALUE_SETS))
 def test_helm_lint_strict(helm, patched, tmp_path, name):
     r = run([str(helm), "lint", "--strict", str(patched / CHART)]
-            + values_files(tmp_path, *VALUE_SETS[name]))
+            + values_args(tmp_path, *VALUE_SETS[name]))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "1 chart(s) linted, 0 chart(s) failed" in r.stdout
     assert "[WARNING]" not in r.stdout and "[ERROR]" not in r.stdout, r.stdout
