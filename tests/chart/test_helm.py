@@ -5,6 +5,7 @@ the same refusals.
 
 Run: /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/chart/test_helm.py
 """
+import json
 import os
 import pathlib
 import subprocess
@@ -84,3 +85,42 @@ def test_helm_refuses_bad_values(helm, patched, tmp_path, over, message):
     assert r.returncode != 0
     assert message in r.stderr, r.stderr
     assert "hunter2" not in r.stderr
+
+
+# --------------------------------------------------------------------------- Kubernetes schemas
+
+def validate_schemas(tools, objects):
+    """tests/chart/schema/validate.mjs (kubernetes-models) on a list of objects."""
+    validator = tools.parent / "k8s-schema" / "validate.mjs"
+    return run(["node", str(validator)], input=json.dumps(objects))
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_rendered_manifests_match_the_kubernetes_schemas(helm, tools, patched, tmp_path,
+                                                          name):
+    h = helm_template(helm, patched, tmp_path, *VALUE_SETS[name])
+    assert h.returncode == 0, h.stderr
+    objects = [d for d in yaml.safe_load_all(h.stdout) if d]
+    r = validate_schemas(tools, objects)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count(": valid\n") == len(objects), r.stdout
+
+
+def test_schema_check_refuses_broken_objects(helm, tools, patched, tmp_path):
+    """The schema check can fail: one broken field per object, each named."""
+    h = helm_template(helm, patched, tmp_path, EVERYTHING)
+    objects = {d["kind"]: d for d in yaml.safe_load_all(h.stdout) if d}
+    dep = [d for d in yaml.safe_load_all(h.stdout)
+           if d and d["metadata"]["name"].endswith("-app-backend") and d["kind"] == "Deployment"][0]
+    sidecar = [c for c in dep["spec"]["template"]["spec"]["containers"]
+               if c["name"] == "jobdrainer"][0]
+    sidecar["ports"][0]["containerPort"] = "jobdrainer"
+    sidecar["resources"]["limits"]["memory"] = "lots"
+    objects["NetworkPolicy"]["spec"]["policyTypes"] = ["Inbound"]
+    objects["PrometheusRule"]["spec"]["groups"][0]["rules"][0]["for"] = "2 minutes"
+    r = validate_schemas(tools, [dep, objects["NetworkPolicy"], objects["PrometheusRule"]])
+    assert r.returncode == 1
+    assert "containers/1/ports/0/containerPort must be integer" in r.stdout
+    assert "containers/1/resources/limits/memory must match format \"quantity\"" in r.stdout
+    assert "policyTypes/0 must be equal to one of the allowed values" in r.stdout
+    assert "rules/0/for must match pattern" in r.stdout
