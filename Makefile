@@ -58,7 +58,7 @@ unit: $(UNIT_BINS)
 	@failed=0; for t in $(UNIT_BINS); do echo "== $$t"; $$t || failed=1; done; exit $$failed
 
 integration: $(BUILD)/jobdrainer
-	JOBDRAINER=$(abspath $(BUILD)/jobdrainer) /usr/bin/python3 -m pytest -v -p no:cacheprovider tests/farm tests/integration tests/chart tests/docker
+	JOBDRAINER=$(abspath $(BUILD)/jobdrainer) /usr/bin/python3 -m pytest -v -p no:cacheprovider tests/farm tests/integration tests/chart tests/docker tests/monitoring
 
 test: deps
 	$(MAKE) all

@@ -127,15 +127,21 @@ class Render:
         return self.configmap()["data"]["jobdrainer.ini"]
 
 
-def render_raw(renderer, repo, tmp_path, *values, name="mediawiki-143"):
-    cmd = [str(renderer), "-chart", str(repo / CHART), "-name", name]
+def values_args(tmp_path, *values):
+    """-f arguments for values files, and for dicts written to files first."""
+    args = []
     for i, v in enumerate(values):
         if isinstance(v, dict):
             f = tmp_path / f"values-{i}.yaml"
             f.write_text(yaml.safe_dump(v))
             v = f
-        cmd += ["-f", str(v)]
-    return run(cmd)
+        args += ["-f", str(v)]
+    return args
+
+
+def render_raw(renderer, repo, tmp_path, *values, name="mediawiki-143"):
+    return run([str(renderer), "-chart", str(repo / CHART), "-name", name]
+               + values_args(tmp_path, *values))
 
 
 def render(renderer, repo, tmp_path, *values, **kw):
@@ -298,7 +304,7 @@ def test_probes_on_the_http_listen_port(example):
     assert ports["jobdrainer"]["containerPort"] == int(port)
     assert len(ports["jobdrainer"]["name"]) <= 15  # IANA_SVC_NAME
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "jobdrainer"}
-    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "jobdrainer"}
+    assert "readinessProbe" not in c  # never takes the MediaWiki pod out of service
     mw = container(example.deployment("backend"), "mediawiki")
     assert int(port) not in [p["containerPort"] for p in mw["ports"]]
 
@@ -457,11 +463,29 @@ def test_enabled_for_all_four(renderer, patched, tmp_path):
         assert container(r.deployment(d), "mediawiki")["ports"][0]["name"] == "http"
 
 
-def test_readiness_probe_can_be_dropped(renderer, patched, tmp_path):
-    r = render(renderer, patched, tmp_path, enabled(readinessProbe=None))
+def test_default_sidecar_never_gates_pod_readiness(renderer, patched, tmp_path):
+    """A pod is Ready only when all its containers are: by default the sidecar has no
+    readiness probe, so its database refusing it never takes MediaWiki out of service."""
+    r = render(renderer, patched, tmp_path, enabled(deployments=list(DEPLOYMENTS)))
+    for d in DEPLOYMENTS:
+        c = container(r.deployment(d), "jobdrainer")
+        assert "readinessProbe" not in c, d
+        assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "jobdrainer"}
+        # MediaWiki's own container keeps whatever probes the chart gives it.
+        assert (container(r.deployment(d), "mediawiki") ==
+                container(render(renderer, patched, tmp_path).deployment(d), "mediawiki"))
+
+
+def test_readiness_probe_is_an_explicit_opt_in(renderer, patched, tmp_path):
+    r = render(renderer, patched, tmp_path,
+               enabled(readinessProbe={"enabled": True, "periodSeconds": 7}))
     c = container(r.deployment("backend"), "jobdrainer")
-    assert "readinessProbe" not in c
-    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert c["readinessProbe"] == {"httpGet": {"path": "/readyz", "port": "jobdrainer"},
+                                   "periodSeconds": 7, "timeoutSeconds": 3,
+                                   "failureThreshold": 3}
+    r = render(renderer, patched, tmp_path, enabled(readinessProbe=None, livenessProbe=None))
+    c = container(r.deployment("backend"), "jobdrainer")
+    assert "readinessProbe" not in c and "livenessProbe" not in c
 
 
 # --------------------------------------------------------------------------- no new powers
@@ -562,3 +586,62 @@ def test_multiline_query_passes_check_config(renderer, patched, jobdrainer_bin, 
 def test_default_values_ini_passes_check_config(renderer, patched, jobdrainer_bin, tmp_path):
     r = render(renderer, patched, tmp_path, enabled())
     assert_accepted(jobdrainer_bin, r.ini(), tmp_path)
+
+
+# --------------------------------------------------------------------------- monitoring objects
+
+ALERT_RULES = ROOT / "conf" / "prometheus" / "jobdrainer-alerts.yaml"
+
+
+def test_prometheus_rule_and_network_policy_off_by_default(renderer, patched, tmp_path,
+                                                             example):
+    for r in (render(renderer, patched, tmp_path, enabled()), example):
+        kinds = {d["kind"] for d in r.docs}
+        assert not kinds & {"PrometheusRule", "NetworkPolicy"}
+    # Enabling them without the sidecar renders nothing either.
+    r = render(renderer, patched, tmp_path, {"jobdrainer": {
+        "prometheusRule": {"enabled": True}, "networkPolicy": {"enabled": True}}})
+    assert not {d["kind"] for d in r.docs} & {"PrometheusRule", "NetworkPolicy"}
+
+
+def test_prometheus_rule_carries_the_alert_rules_file(renderer, patched, tmp_path):
+    r = render(renderer, patched, tmp_path,
+               enabled(prometheusRule={"enabled": True, "labels": {"release": "kps"}}))
+    rule = r.get("PrometheusRule", "-jobdrainer")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["metadata"]["labels"]["release"] == "kps"
+    # Prometheus' own {{ $value }} templates reach the object unexpanded.
+    assert rule["spec"] == yaml.safe_load(ALERT_RULES.read_text())
+
+
+def test_network_policy_admits_only_prometheus_and_nodes_to_the_sidecar_port(
+        renderer, patched, tmp_path):
+    r = render(renderer, patched, tmp_path,
+               enabled(deployments=["backend", "web"],
+                       networkPolicy={"enabled": True, "nodeCIDRs": ["10.128.0.0/20"]}))
+    pol = r.get("NetworkPolicy", "-jobdrainer")["spec"]
+    assert pol["policyTypes"] == ["Ingress"]
+    # It selects exactly the pods of the deployments carrying the sidecar.
+    for d in ("backend", "web", "api", "alpha"):
+        labels = r.deployment(d)["spec"]["template"]["metadata"]["labels"]
+        selected = (all(labels.get(k) == v for k, v in pol["podSelector"]["matchLabels"].items())
+                    and all(labels.get(e["key"]) in e["values"]
+                            for e in pol["podSelector"]["matchExpressions"]))
+        assert selected == (d in ("backend", "web")), d
+    by_port = {rule["ports"][0]["port"]: rule for rule in pol["ingress"]}
+    assert set(by_port) == {"http", "jobdrainer"}
+    # MediaWiki stays reachable from anywhere; its named port exists in the pod.
+    assert "from" not in by_port["http"]
+    mw_ports = {p["name"] for p in container(r.deployment("backend"), "mediawiki")["ports"]}
+    assert mw_ports == {"http"}
+    assert by_port["jobdrainer"]["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+         "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}},
+        {"ipBlock": {"cidr": "10.128.0.0/20"}}]
+
+
+def test_network_policy_refuses_to_admit_nobody(renderer, patched, tmp_path):
+    r = render_raw(renderer, patched, tmp_path,
+                   enabled(networkPolicy={"enabled": True, "prometheus": None}))
+    assert r.returncode != 0
+    assert "jobdrainer.networkPolicy: set prometheus" in r.stderr
