@@ -13,7 +13,8 @@ What it starts, all in one farm directory DIR, all on 127.0.0.1 ports picked fre
   - users: root (socket, no password), `jobdrainer`/`jdpass` (SELECT on apidb and
     mwdb_%, ALL on jobdrainer), `mediawiki`/`mwpass` (all privileges).
 - **Apache httpd** (prefork MPM + mod_php 8.2, private config DIR/httpd.conf) serving
-  Debian's MediaWiki 1.39 at /w. The generated DIR/LocalSettings.php picks the wiki from
+  Debian's MediaWiki at /w: 1.39 (Debian 12's package) or, with FARM_MW=1.43 (`up --mw 1.43`),
+  Debian 13's 1.43 unpacked by scripts/fetch-mediawiki.sh. The generated DIR/LocalSettings.php picks the wiki from
   the Host header (web) or WBS_DOMAIN (CLI), like wbstack, reading DIR/wikis/<domain>.json,
   *not* apidb, so a test can give MediaWiki another secret than the platform holds.
   Unknown hosts get HTTP 404 "no such wiki". $wgJobRunRate = 0: jobs run only through
@@ -58,7 +59,19 @@ except ImportError:  # pragma: no cover - depends on the interpreter used
                       "(Debian package python3-pymysql), not a pyenv/venv python")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-MW_DIR = os.environ.get("FARM_MW_DIR", "/usr/share/mediawiki")
+# Which MediaWiki the farm serves: FARM_MW=1.39 (Debian 12's package, the default) or
+# 1.43 (Debian 13's, unpacked by scripts/fetch-mediawiki.sh into JD_MW_CACHE);
+# FARM_MW_DIR overrides the path of either.
+MW_SERIES_DIRS = {
+    "1.39": "/usr/share/mediawiki",
+    "1.43": os.path.join(os.environ.get("JD_MW_CACHE", "/var/cache/jobdrainer-test"),
+                         "mediawiki-1.43", "root", "usr", "share", "mediawiki"),
+}
+MW_SERIES = os.environ.get("FARM_MW", "1.39")
+if MW_SERIES not in MW_SERIES_DIRS:
+    raise ImportError("FARM_MW=%r: the farm knows MediaWiki %s"
+                      % (MW_SERIES, ", ".join(sorted(MW_SERIES_DIRS))))
+MW_DIR = os.environ.get("FARM_MW_DIR", MW_SERIES_DIRS[MW_SERIES])
 APACHE_BIN = "/usr/sbin/apache2"
 APACHE_MODULES = "/usr/lib/apache2/modules"
 PHP_MODULE = APACHE_MODULES + "/libphp8.2.so"
@@ -106,6 +119,22 @@ class Wiki:
 
     def table(self, name):
         return "`%s`.`%s_%s`" % (self.dbname, self.prefix, name)
+
+
+def mw_version():
+    """MW_VERSION of the MediaWiki the farm serves, e.g. '1.43.9' (None if unreadable)."""
+    try:
+        with open(os.path.join(MW_DIR, "includes", "Defines.php")) as f:
+            m = re.search(r"define\( *'MW_VERSION', *'([^']+)'", f.read())
+    except OSError:
+        return None
+    return m.group(1) if m else None
+
+
+def mw_at_least(series):
+    """Whether the farm's MediaWiki is `series` (e.g. "1.43") or newer."""
+    have = tuple(int(x) for x in MW_SERIES.split("."))
+    return have >= tuple(int(x) for x in series.split("."))
 
 
 def free_port():
@@ -327,7 +356,9 @@ class Farm:
             "access_log": self.access_log,
             "access_log_fields": ["start", "host", "request", "status", "duration_us",
                                   "bytes", "pid", "user_agent"],
-            "mediawiki": {"install_path": MW_DIR, "settings": self.path("LocalSettings.php"),
+            "mediawiki": {"install_path": MW_DIR, "series": MW_SERIES,
+                          "version": mw_version(),
+                          "settings": self.path("LocalSettings.php"),
                           "default_version": DEFAULT_VERSION},
             "pids": {n: self._read_pid(n) for n in ("mariadbd", "apache2")},
             "wikis": [dataclasses.asdict(w) for w in self.wikis.values()],
@@ -342,6 +373,10 @@ class Farm:
     def _prepare_dir(self):
         if len(self.socket) > 100:
             raise FarmError("farm dir path too long for a unix socket: %s" % self.dir)
+        if not os.path.isfile(os.path.join(MW_DIR, "maintenance", "install.php")):
+            raise FarmError("no MediaWiki %s in %s: run scripts/fetch-mediawiki.sh %s "
+                            "(or scripts/install-deps.sh for 1.39)"
+                            % (MW_SERIES, MW_DIR, MW_SERIES))
         os.makedirs(self.dir, exist_ok=True)
         if os.path.exists(self.path("mysql-data")):
             raise FarmError("%s already holds a farm; use Farm.load() or a new dir" % self.dir)
@@ -870,15 +905,28 @@ class Farm:
         """Titles (db form) of pages in from_namespace whose pagelinks point to
         namespace:title (from_namespace=None: pages of every namespace)."""
         w = self.wiki(domain)
-        q = ("SELECT p.page_title FROM %s pl JOIN %s p ON p.page_id = pl.pl_from "
-             "WHERE pl.pl_namespace = %%s AND pl.pl_title = %%s"
-             % (w.table("pagelinks"), w.table("page")))
+        if self._has_column(w, "pagelinks", "pl_target_id"):
+            # MediaWiki 1.43 (PageLinksSchemaMigrationStage = SCHEMA_COMPAT_NEW): a link
+            # row names its target through linktarget, like templatelinks since 1.39.
+            q = ("SELECT p.page_title FROM %s pl JOIN %s lt ON lt.lt_id = pl.pl_target_id "
+                 "JOIN %s p ON p.page_id = pl.pl_from "
+                 "WHERE lt.lt_namespace = %%s AND lt.lt_title = %%s"
+                 % (w.table("pagelinks"), w.table("linktarget"), w.table("page")))
+        else:
+            q = ("SELECT p.page_title FROM %s pl JOIN %s p ON p.page_id = pl.pl_from "
+                 "WHERE pl.pl_namespace = %%s AND pl.pl_title = %%s"
+                 % (w.table("pagelinks"), w.table("page")))
         args = (namespace, title.replace(" ", "_"))
         if from_namespace is not None:
             q += " AND pl.pl_from_namespace = %s"
             args += (from_namespace,)
         rows = self.sql(q + " ORDER BY 1", args)
         return [r[0].decode() if isinstance(r[0], bytes) else r[0] for r in rows]
+
+    def _has_column(self, w, table, column):
+        return bool(self.sql("SELECT 1 FROM information_schema.columns WHERE table_schema = %s "
+                             "AND table_name = %s AND column_name = %s",
+                             (w.dbname, "%s_%s" % (w.prefix, table), column)))
 
     def transcluders(self, domain, template):
         """Titles of pages whose templatelinks name Template:<template>."""
@@ -1075,7 +1123,7 @@ Alias /w {mw}
     SetHandler application/x-httpd-php
 </FilesMatch>
 
-# MediaWiki 1.39 reads getenv('MW_CONFIG_FILE'); under mod_php that sees SetEnv.
+# MediaWiki (1.39 and 1.43) reads getenv('MW_CONFIG_FILE'); under mod_php that sees SetEnv.
 SetEnv MW_CONFIG_FILE {dir}/LocalSettings.php
 """
 
@@ -1210,6 +1258,8 @@ def _cli(argv=None):
     p = sub.add_parser("up", help="start a farm in DIR, print its JSON description, exit")
     p.add_argument("dir")
     p.add_argument("--wikis", type=int, default=3)
+    p.add_argument("--mw", choices=sorted(MW_SERIES_DIRS),
+                   help="MediaWiki series to serve (default: $FARM_MW or 1.39)")
     p.add_argument("--foreground", action="store_true",
                    help="stay in the foreground; stop the farm on SIGINT/SIGTERM")
     p = sub.add_parser("down", help="stop every process of the farm in DIR")
@@ -1251,6 +1301,9 @@ def _cli(argv=None):
     a = ap.parse_args(argv)
 
     if a.cmd == "up":
+        if a.mw:
+            global MW_SERIES, MW_DIR
+            MW_SERIES, MW_DIR = a.mw, os.environ.get("FARM_MW_DIR", MW_SERIES_DIRS[a.mw])
         # SIGTERM while starting: start() stops what it started, then we exit.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         farm = Farm(a.dir).start(wikis=a.wikis)
