@@ -35,7 +35,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "farm"))
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 
-from farm import Farm  # noqa: E402
+from farm import temporary_farm  # noqa: E402
 from sidecar import Sidecar, farm_ini, wait_until  # noqa: E402
 
 PKG = "jobdrainer"
@@ -185,15 +185,8 @@ class ServiceSidecar(Sidecar):
 
 @pytest.fixture
 def farm():
-    d = tempfile.mkdtemp(prefix="jddebfarm-", dir="/tmp")
-    os.chmod(d, 0o755)
-    f = Farm(os.path.join(d, "farm"))
-    try:
-        f.start(wikis=2)
+    with temporary_farm("jddebfarm-", wikis=2) as f:
         yield f
-    finally:
-        f.stop()
-        shutil.rmtree(d, ignore_errors=True)
 
 
 def test_installed_binary_drains_the_farm_as_the_service_user(install, farm, workdir):

@@ -21,7 +21,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import uuid
 
 import pytest
@@ -31,7 +30,7 @@ sys.path.insert(0, str(HERE.parents[0] / "farm"))
 sys.path.insert(0, str(HERE.parents[0] / "integration"))
 
 import podman as podman_mod  # noqa: E402
-from farm import Farm  # noqa: E402
+from farm import temporary_farm  # noqa: E402
 from sidecar import Sidecar, farm_ini, wait_until  # noqa: E402
 from test_dockerfile import DOCKERFILE, apt_installed, depends_closure, \
     parse_dockerfile  # noqa: E402
@@ -65,16 +64,8 @@ def podman():
 
 @pytest.fixture(scope="module")
 def farm():
-    # Not pytest's tmp_path: Apache's workers (www-data) must traverse the farm's parents.
-    d = tempfile.mkdtemp(prefix="jdimage-", dir="/tmp")
-    os.chmod(d, 0o755)
-    f = Farm(os.path.join(d, "farm"))
-    try:
-        f.start(wikis=2)
+    with temporary_farm("jdimage-", wikis=2) as f:
         yield f
-    finally:
-        f.stop()
-        shutil.rmtree(d, ignore_errors=True)
 
 
 def runtime_packages():

@@ -32,6 +32,7 @@ Run it with Debian's /usr/bin/python3 (it has python3-pymysql); as root, like CI
 """
 
 import argparse
+import contextlib
 import dataclasses
 import grp
 import hashlib
@@ -41,6 +42,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -986,6 +988,21 @@ class Farm:
                             "bytes": 0 if p[5] == "-" else int(p[5]), "pid": int(p[6]),
                             "user_agent": p[7]})
         return out
+
+
+@contextlib.contextmanager
+def temporary_farm(prefix, wikis=0):
+    """A started farm in a new directory under /tmp (not pytest's tmp_path: Apache's
+    workers, www-data, must traverse the farm's parents); stopped and removed after."""
+    d = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+    os.chmod(d, 0o755)
+    f = Farm(os.path.join(d, "farm"))
+    try:
+        f.start(wikis=wikis)
+        yield f
+    finally:
+        f.stop()
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def _php_serialize(value):

@@ -7,15 +7,12 @@ a shutting-down sidecar."""
 
 import json
 import os
-import shutil
 import signal
-import tempfile
 import time
 
-import pymysql
 import pytest
 
-from farm import Farm
+from farm import temporary_farm
 from sidecar import farm_ini, wait_until
 from test_leases import requests
 from test_operate import run_cli
@@ -48,31 +45,26 @@ def ini(farm, **more):
 
 @pytest.fixture(scope="module")
 def iso_farm():
-    d = tempfile.mkdtemp(prefix="jdscan-", dir="/tmp")
-    os.chmod(d, 0o755)
-    f = Farm(os.path.join(d, "farm"))
-    f.start()
-    for domain in HEALTHY:
-        f.add_wiki(domain)
-    w = f.add_wiki("discarded.farm.test")
-    f.sql("ALTER TABLE %s DISCARD TABLESPACE" % w.job_table)
-    w = f.add_wiki("brokenview.farm.test")
-    base = "`%s`.`%s_job_base`" % (w.dbname, w.prefix)
-    f.sql("RENAME TABLE %s TO %s" % (w.job_table, base))
-    f.sql("CREATE VIEW %s AS SELECT * FROM %s" % (w.job_table, base))
-    f.sql("DROP TABLE %s" % base)
-    f.add_wiki("locked.farm.test")
-    # A platform row naming information_schema, which every user can read.
-    f.sql("INSERT INTO wikis (domain, sitename, created_at, updated_at) VALUES "
-          "('infoschema.farm.test', 'i', NOW(), NOW())", db="apidb")
-    wid = f.sql("SELECT id FROM wikis WHERE domain = 'infoschema.farm.test'", db="apidb")[0][0]
-    f.sql("INSERT INTO wiki_dbs (name, prefix, user, password, version, wiki_id) VALUES "
-          "('information_schema', 'x', 'u', 'p', 'mw1.39-wbs1', %s)", (wid,), db="apidb")
-    f.sql("INSERT INTO wiki_settings (name, value, wiki_id) VALUES ('wgSecretKey', 's', %s)",
-          (wid,), db="apidb")
-    yield f
-    f.stop()
-    shutil.rmtree(d, ignore_errors=True)
+    with temporary_farm("jdscan-") as f:
+        for domain in HEALTHY:
+            f.add_wiki(domain)
+        w = f.add_wiki("discarded.farm.test")
+        f.sql("ALTER TABLE %s DISCARD TABLESPACE" % w.job_table)
+        w = f.add_wiki("brokenview.farm.test")
+        base = "`%s`.`%s_job_base`" % (w.dbname, w.prefix)
+        f.sql("RENAME TABLE %s TO %s" % (w.job_table, base))
+        f.sql("CREATE VIEW %s AS SELECT * FROM %s" % (w.job_table, base))
+        f.sql("DROP TABLE %s" % base)
+        f.add_wiki("locked.farm.test")
+        # A platform row naming information_schema, which every user can read.
+        f.sql("INSERT INTO wikis (domain, sitename, created_at, updated_at) VALUES "
+              "('infoschema.farm.test', 'i', NOW(), NOW())", db="apidb")
+        wid = f.sql("SELECT id FROM wikis WHERE domain = 'infoschema.farm.test'", db="apidb")[0][0]
+        f.sql("INSERT INTO wiki_dbs (name, prefix, user, password, version, wiki_id) VALUES "
+              "('information_schema', 'x', 'u', 'p', 'mw1.39-wbs1', %s)", (wid,), db="apidb")
+        f.sql("INSERT INTO wiki_settings (name, value, wiki_id) VALUES ('wgSecretKey', 's', %s)",
+              (wid,), db="apidb")
+        yield f
 
 
 def status_json(tmp_path, farm):
