@@ -18,6 +18,7 @@
 #include "runjobs.h"
 #include "scan.h"
 #include "sched.h"
+#include "steer.h"
 #include "util.h"
 
 /* One row of the status view. */
@@ -119,6 +120,7 @@ int cli_status(const struct config *cfg, bool json, bool all)
 		       cfg->mw_version[0] ? cfg->mw_version : "(all versions)", sum.wikis,
 		       sum.with_backlog, sum.backed_off, sum.parked, sum.unreadable,
 		       sum.orphaned_claims, sum.scan_age_ms < 0 ? "never, so far" : scanned);
+		steer_print_pauses(db, cfg);
 		printf("%-28s %-10s %8s %-32s %-13s %4s %9s %8s %9s\n", "WIKI", "STATE", "OLDEST",
 		       "HOLDER", "LAST", "FAIL", "LAST_RUN", "ORPHANED", "CLAIM_AGE");
 	}
@@ -178,6 +180,7 @@ int cli_status(const struct config *cfg, bool json, bool all)
 							      : sum.oldest_claim_age_ms / 1000),
 					 "wikis_shown", jwikis);
 		jwikis = NULL;
+		json_object_set_new(root, "paused", steer_pauses_json(db, cfg));
 		json_dumpf(root, stdout, JSON_INDENT(2));
 		putchar('\n');
 		json_decref(root);

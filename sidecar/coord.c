@@ -115,6 +115,24 @@ static int query_row(struct db *db, struct buf *sql, MYSQL_RES **res, MYSQL_ROW 
 	" acquired_at DATETIME(6) NULL," \
 	" PRIMARY KEY (scope, name, slot)" \
 	") ENGINE=InnoDB DEFAULT CHARSET=ascii COLLATE=ascii_bin"
+/* Version 3: operators' pauses. domain COORD_ALL_WIKIS pauses the whole scope; a row
+ * whose until_at has passed pauses nothing (pause and resume delete such rows). */
+#define JD_PAUSE_TABLE \
+	"CREATE TABLE IF NOT EXISTS `%s`.jd_pause (" \
+	" scope VARCHAR(64) NOT NULL," \
+	" domain VARCHAR(255) NOT NULL," \
+	" paused_by VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL," \
+	" reason VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT ''," \
+	" paused_at DATETIME(6) NOT NULL," \
+	" until_at DATETIME(6) NULL," \
+	" PRIMARY KEY (scope, domain)" \
+	") ENGINE=InnoDB DEFAULT CHARSET=ascii COLLATE=ascii_bin"
+
+/* No pause in force for jd_wiki row w: neither its own nor the scope's. */
+#define WIKI_NOT_PAUSED                                                                   \
+	" AND NOT EXISTS (SELECT 1 FROM `%s`.jd_pause p WHERE p.scope = w.scope"           \
+	" AND p.domain IN (w.domain, '" COORD_ALL_WIKIS "')"                                \
+	" AND (p.until_at IS NULL OR p.until_at > NOW(6)))"
 
 int coord_ensure_schema(struct db *db, const struct config *cfg, char *err, size_t errlen)
 {
@@ -143,20 +161,23 @@ int coord_ensure_schema(struct db *db, const struct config *cfg, char *err, size
 	buf_addf(&sql, "CREATE DATABASE IF NOT EXISTS `%s`", d);
 	if (db_query(db, sql.data, &res, &code, err, errlen) != 0)
 		goto out;
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < 4; i++) {
 		buf_reset(&sql);
 		if (i == 0)
 			buf_addf(&sql, JD_SCHEMA_TABLE, d);
 		else if (i == 1)
 			buf_addf(&sql, JD_WIKI_TABLE, d);
-		else
+		else if (i == 2)
 			buf_addf(&sql, JD_LEASE_TABLE, d);
+		else
+			buf_addf(&sql, JD_PAUSE_TABLE, d);
 		if (db_query(db, sql.data, &res, &code, err, errlen) != 0)
 			goto out;
 	}
 	/* Version 1 was the first schema. Version 2 adds jd_wiki's orphaned-claim columns
-	 * (the CREATE above has them for a new database; the ALTER is idempotent). A later
-	 * release adds "ALTER ...; version = 3" steps here. */
+	 * (the CREATE above has them for a new database; the ALTER is idempotent). Version
+	 * 3 adds jd_pause (CREATE TABLE IF NOT EXISTS above). A later release adds
+	 * "ALTER ...; version = 4" steps here. */
 	buf_reset(&sql);
 	buf_addf(&sql,
 		 "ALTER TABLE `%s`.jd_wiki"
@@ -260,7 +281,7 @@ static int acquire(struct db *db, const struct config *cfg, struct coord_lease *
 		goto fail;
 	buf_adds(&sql, " AND (l.expires_at IS NULL OR l.expires_at < NOW(6))");
 	if (wiki)
-		buf_adds(&sql, " AND" WIKI_RUNNABLE);
+		buf_addf(&sql, " AND" WIKI_RUNNABLE WIKI_NOT_PAUSED, d);
 	metrics_add(METRIC_LEASE_OPS, 0, 1);
 	if (exec(db, &sql, &matched, err, errlen) != 0)
 		return -EIO;
@@ -419,7 +440,7 @@ static int select_runnable(struct db *db, const struct config *cfg, const char *
 		 d, d, slot);
 	if (lit(db, sql, scope, err, errlen) != 0)
 		return -EIO;
-	buf_adds(sql, " AND" WIKI_RUNNABLE);
+	buf_addf(sql, " AND" WIKI_RUNNABLE WIKI_NOT_PAUSED, d);
 	return 0;
 }
 
@@ -643,6 +664,201 @@ int coord_wiki_failures(struct db *db, const struct config *cfg, const char *sco
 	return 0;
 }
 
+int coord_renew_wiki(struct db *db, const struct config *cfg, const struct coord_lease *l,
+		     char *err, size_t errlen)
+{
+	struct buf sql;
+	unsigned long long matched;
+
+	buf_init(&sql);
+	buf_addf(&sql,
+		 "UPDATE `%s`.jd_lease SET expires_at = NOW(6) + INTERVAL %d SECOND",
+		 cfg->coord_db, cfg->lease_ttl);
+	if (lease_where(db, &sql, l, err, errlen) != 0 ||
+	    holder_and_token(db, &sql, l, err, errlen) != 0) {
+		buf_release(&sql);
+		return -EIO;
+	}
+	/* The pause check reads jd_pause by its primary key: no cost worth a second trip. */
+	buf_addf(&sql,
+		 " AND expires_at > NOW(6) AND NOT EXISTS (SELECT 1 FROM `%s`.jd_pause p"
+		 " WHERE p.scope = jd_lease.scope AND p.domain IN (jd_lease.name, '" COORD_ALL_WIKIS "')"
+		 " AND (p.until_at IS NULL OR p.until_at > NOW(6)))",
+		 cfg->coord_db);
+	metrics_add(METRIC_LEASE_OPS, 1, 1);
+	if (exec(db, &sql, &matched, err, errlen) != 0)
+		return -EIO;
+	return matched > 0 ? 1 : 0;
+}
+
+/* "scope = '...'" and, unless domain is NULL, "AND domain = '...'". */
+static int pause_where(struct db *db, struct buf *sql, const char *scope, const char *domain,
+		       char *err, size_t errlen)
+{
+	buf_adds(sql, " WHERE scope = ");
+	if (lit(db, sql, scope, err, errlen) != 0)
+		return -EIO;
+	if (domain == NULL)
+		return 0;
+	buf_adds(sql, " AND domain = ");
+	return lit(db, sql, domain, err, errlen);
+}
+
+int coord_pause_set(struct db *db, const struct config *cfg, const char *scope,
+		    const char *domain, const char *by, const char *reason, long long for_s,
+		    char *err, size_t errlen)
+{
+	struct buf sql;
+
+	buf_init(&sql);
+	buf_addf(&sql,
+		 "REPLACE INTO `%s`.jd_pause (scope, domain, paused_by, reason, paused_at, until_at)"
+		 " VALUES (",
+		 cfg->coord_db);
+	if (lit(db, &sql, scope, err, errlen) != 0 ||
+	    (buf_adds(&sql, ","), lit(db, &sql, domain, err, errlen)) != 0 ||
+	    (buf_adds(&sql, ","), lit(db, &sql, by, err, errlen)) != 0 ||
+	    (buf_adds(&sql, ","), lit(db, &sql, reason, err, errlen)) != 0) {
+		buf_release(&sql);
+		return -EIO;
+	}
+	if (for_s > 0)
+		buf_addf(&sql, ", NOW(6), NOW(6) + INTERVAL %lld SECOND)", for_s);
+	else
+		buf_adds(&sql, ", NOW(6), NULL)");
+	return exec(db, &sql, NULL, err, errlen);
+}
+
+int coord_pause_clear(struct db *db, const struct config *cfg, const char *scope,
+		      const char *domain, bool *was_paused, char *err, size_t errlen)
+{
+	struct buf sql;
+	unsigned long long matched = 0;
+
+	*was_paused = false;
+	buf_init(&sql);
+	buf_addf(&sql, "DELETE FROM `%s`.jd_pause", cfg->coord_db);
+	if (pause_where(db, &sql, scope, domain, err, errlen) != 0) {
+		buf_release(&sql);
+		return -EIO;
+	}
+	buf_adds(&sql, " AND (until_at IS NULL OR until_at > NOW(6))");
+	if (exec(db, &sql, &matched, err, errlen) != 0)
+		return -EIO;
+	*was_paused = matched > 0;
+	/* Expired rows pause nothing, and nobody else deletes them. */
+	buf_init(&sql);
+	buf_addf(&sql, "DELETE FROM `%s`.jd_pause", cfg->coord_db);
+	if (pause_where(db, &sql, scope, NULL, err, errlen) != 0) {
+		buf_release(&sql);
+		return -EIO;
+	}
+	buf_adds(&sql, " AND until_at <= NOW(6)");
+	return exec(db, &sql, NULL, err, errlen);
+}
+
+int coord_pause_list(struct db *db, const struct config *cfg, const char *scope,
+		     const char *domain, struct coord_pause **out, size_t *n, char *err,
+		     size_t errlen)
+{
+	struct buf sql;
+	MYSQL_RES *res = NULL;
+	MYSQL_ROW row;
+	unsigned code;
+	struct coord_pause *list = NULL;
+	size_t count = 0;
+
+	*out = NULL;
+	*n = 0;
+	buf_init(&sql);
+	buf_addf(&sql,
+		 "SELECT domain, paused_by, reason, DATE_FORMAT(paused_at, '%%Y-%%m-%%dT%%H:%%i:%%SZ'),"
+		 " DATE_FORMAT(until_at, '%%Y-%%m-%%dT%%H:%%i:%%SZ'),"
+		 " TIMESTAMPDIFF(SECOND, NOW(6), until_at), TIMESTAMPDIFF(SECOND, paused_at, NOW(6))"
+		 " FROM `%s`.jd_pause",
+		 cfg->coord_db);
+	if (pause_where(db, &sql, scope, NULL, err, errlen) != 0)
+		goto fail;
+	if (domain != NULL) {
+		buf_adds(&sql, " AND domain IN ('" COORD_ALL_WIKIS "', ");
+		if (lit(db, &sql, domain, err, errlen) != 0)
+			goto fail;
+		buf_adds(&sql, ")");
+	}
+	/* The scope's pause first, then by domain; bounded: a list for people to read. */
+	buf_adds(&sql, " AND (until_at IS NULL OR until_at > NOW(6))"
+		       " ORDER BY domain <> '" COORD_ALL_WIKIS "' , domain LIMIT 1000");
+	if (sql.failed) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	if (db_query(db, sql.data, &res, &code, err, errlen) != 0)
+		goto fail;
+	buf_release(&sql);
+	list = calloc(res ? mysql_num_rows(res) + 1 : 1, sizeof(*list));
+	if (list == NULL) {
+		snprintf(err, errlen, "out of memory");
+		if (res != NULL)
+			mysql_free_result(res);
+		return -EIO;
+	}
+	while (res != NULL && (row = mysql_fetch_row(res)) != NULL) {
+		struct coord_pause *p = &list[count++];
+		long long v = -1;
+		snprintf(p->domain, sizeof(p->domain), "%s", row[0] ? row[0] : "");
+		snprintf(p->by, sizeof(p->by), "%s", row[1] ? row[1] : "");
+		snprintf(p->reason, sizeof(p->reason), "%s", row[2] ? row[2] : "");
+		snprintf(p->since, sizeof(p->since), "%s", row[3] ? row[3] : "");
+		snprintf(p->until, sizeof(p->until), "%s", row[4] ? row[4] : "");
+		p->remaining_s = -1;
+		if (row[5] != NULL && util_parse_int(row[5], INT64_MIN, INT64_MAX, &v) == 0)
+			p->remaining_s = v < 0 ? 0 : v;
+		p->age_s = 0;
+		if (row[6] != NULL && util_parse_int(row[6], INT64_MIN, INT64_MAX, &v) == 0)
+			p->age_s = v;
+	}
+	if (res != NULL)
+		mysql_free_result(res);
+	*out = list;
+	*n = count;
+	return 0;
+fail:
+	buf_release(&sql);
+	return -EIO;
+}
+
+int coord_pause_counts(struct db *db, const struct config *cfg, const char *scope,
+		       long long *wikis, bool *all, char *err, size_t errlen)
+{
+	struct buf sql;
+	MYSQL_RES *res;
+	MYSQL_ROW row;
+
+	*wikis = 0;
+	*all = false;
+	buf_init(&sql);
+	buf_addf(&sql,
+		 "SELECT COALESCE(SUM(domain <> '" COORD_ALL_WIKIS "'), 0),"
+		 " COALESCE(MAX(domain = '" COORD_ALL_WIKIS "'), 0) FROM `%s`.jd_pause",
+		 cfg->coord_db);
+	if (pause_where(db, &sql, scope, NULL, err, errlen) != 0) {
+		buf_release(&sql);
+		return -EIO;
+	}
+	buf_adds(&sql, " AND (until_at IS NULL OR until_at > NOW(6))");
+	if (query_row(db, &sql, &res, &row, err, errlen) != 0)
+		return -EIO;
+	if (row != NULL) {
+		long long v = 0;
+		if (row[0] != NULL && util_parse_int(row[0], 0, INT64_MAX, &v) == 0)
+			*wikis = v;
+		*all = row[1] != NULL && strcmp(row[1], "1") == 0;
+	}
+	if (res != NULL)
+		mysql_free_result(res);
+	return 0;
+}
+
 int coord_summary(struct db *db, const struct config *cfg, const char *scope,
 		  struct coord_summary *out, char *err, size_t errlen)
 {
@@ -652,20 +868,21 @@ int coord_summary(struct db *db, const struct config *cfg, const char *scope,
 
 	memset(out, 0, sizeof(*out));
 	buf_init(&sql);
-	/* Parked wikis' old rows are not a backlog anyone can run: left out of the age.
+	/* Parked and paused wikis' old rows are not a backlog anyone may run: left out of
+	 * the age (paused ones show in jobdrainer_wikis_paused instead).
 	 * Every scan writes every wiki's row with its start time (seen_at), so the oldest
 	 * seen_at is when the fleet's oldest figure was read: the scan age. */
 	buf_addf(&sql,
 		 "SELECT COUNT(*), SUM(oldest_ready_at IS NOT NULL AND scan_error IS NULL"
 		 " AND (parked_until IS NULL OR parked_until <= NOW(6))),"
-		 " TIMESTAMPDIFF(MICROSECOND, MIN(IF(parked_until > NOW(6) OR scan_error IS NOT NULL,"
-		 " NULL, oldest_ready_at)), NOW(6)),"
+		 " TIMESTAMPDIFF(MICROSECOND, MIN(IF(parked_until > NOW(6) OR scan_error IS NOT NULL"
+		 " OR NOT (1" WIKI_NOT_PAUSED "), NULL, oldest_ready_at)), NOW(6)),"
 		 " SUM(backoff_until > NOW(6)), SUM(parked_until > NOW(6)), SUM(scan_error IS NOT NULL),"
 		 " TIMESTAMPDIFF(MICROSECOND, MIN(seen_at), NOW(6)), SUM(orphaned_claims),"
 		 " TIMESTAMPDIFF(MICROSECOND, MIN(IF(orphaned_claims > 0, oldest_claim_at, NULL)),"
 		 " NOW(6))"
-		 " FROM `%s`.jd_wiki WHERE scope = ",
-		 cfg->coord_db);
+		 " FROM `%s`.jd_wiki w WHERE scope = ",
+		 cfg->coord_db, cfg->coord_db);
 	if (lit(db, &sql, scope, err, errlen) != 0) {
 		buf_release(&sql);
 		return -EIO;

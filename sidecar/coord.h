@@ -6,7 +6,9 @@
  *              orphaned claims, schema version 2) and the drain state every pod
  *              shares (last served, backoff, parked, last outcome);
  *   jd_lease   one row per (scope, name, slot): who holds it, a fencing token that
- *              grows with every acquire, and when it expires.
+ *              grows with every acquire, and when it expires;
+ *   jd_pause   one row per (scope, wiki) an operator paused (schema version 3): by
+ *              whom, why, until when; wiki COORD_ALL_WIKIS pauses the whole scope.
  * "scope" is the [discovery] version filter, so pods of different MediaWiki versions
  * keep separate books. Every time is the database's clock, in UTC.
  *
@@ -24,9 +26,11 @@
 #include "scan.h"
 #include "wiki.h"
 
-#define COORD_SCHEMA_VERSION 2
+#define COORD_SCHEMA_VERSION 3
 /* The lease row of the fleet's scanner, in jd_lease.name (never a valid domain). */
 #define COORD_SCANNER_LEASE "*scanner*"
+/* jd_pause.domain of a pause of every wiki of the scope (never a valid domain). */
+#define COORD_ALL_WIKIS "*"
 
 struct coord_lease {
 	const char *scope;
@@ -109,6 +113,39 @@ int coord_write_backlog(struct db *db, const struct config *cfg, const char *sco
  * unless their lease is still held. */
 int coord_forget_unseen(struct db *db, const struct config *cfg, const char *scope,
 			const char *scan_started, char *err, size_t errlen);
+
+/* Renews a wiki's lease like coord_renew, and only while no pause holds the wiki
+ * (its own or the scope's): 0 means lost or paused (coord_pause_list tells which). */
+int coord_renew_wiki(struct db *db, const struct config *cfg, const struct coord_lease *l,
+		     char *err, size_t errlen);
+
+/* An operator's pause, as jd_pause holds it. Times are UTC, ISO 8601. */
+struct coord_pause {
+	char domain[256];  /* COORD_ALL_WIKIS: the whole scope */
+	char by[256];
+	char reason[256];
+	char since[32];
+	char until[32];    /* "": until resumed */
+	long long remaining_s; /* -1: until resumed */
+	long long age_s;       /* since it was set */
+};
+
+/* Pauses a wiki (or COORD_ALL_WIKIS) for for_s seconds (0: until resumed), replacing
+ * any pause it had. Workers holding it let go at their next batch. */
+int coord_pause_set(struct db *db, const struct config *cfg, const char *scope,
+		    const char *domain, const char *by, const char *reason, long long for_s,
+		    char *err, size_t errlen);
+/* Lifts a pause (and deletes every expired one). *was_paused: a row was deleted. */
+int coord_pause_clear(struct db *db, const struct config *cfg, const char *scope,
+		      const char *domain, bool *was_paused, char *err, size_t errlen);
+/* The pauses in force: every one of the scope (domain NULL), or those that hold
+ * domain (its own and the scope's). *out is malloc'ed (free it), scope's first. */
+int coord_pause_list(struct db *db, const struct config *cfg, const char *scope,
+		     const char *domain, struct coord_pause **out, size_t *n, char *err,
+		     size_t errlen);
+/* For metrics: wikis paused one by one, and whether the whole scope is. */
+int coord_pause_counts(struct db *db, const struct config *cfg, const char *scope,
+		       long long *wikis, bool *all, char *err, size_t errlen);
 
 /* The fleet at a glance, for metrics. */
 struct coord_summary {

@@ -28,6 +28,7 @@
 #include "log.h"
 #include "scanner.h"
 #include "sched.h"
+#include "steer.h"
 #include "version.h"
 #include "worker.h"
 
@@ -43,6 +44,9 @@ static void usage(FILE *out)
 		"usage: jobdrainer [--config FILE] [--check-config]\n"
 		"       jobdrainer [--config FILE] status [--json] [--all]\n"
 		"       jobdrainer [--config FILE] drain --wiki DOMAIN\n"
+		"       jobdrainer [--config FILE] pause (--wiki DOMAIN | --all)\n"
+		"                  [--for DURATION] [--reason TEXT]\n"
+		"       jobdrainer [--config FILE] resume (--wiki DOMAIN | --all)\n"
 		"       jobdrainer --version | --help\n"
 		"\n"
 		"Drains every wiki's MediaWiki job queue through signed Special:RunJobs\n"
@@ -58,6 +62,10 @@ static void usage(FILE *out)
 		"  status              the fleet's wikis with a backlog, a lease or trouble,\n"
 		"                      most urgent first (--all: every wiki; --json)\n"
 		"  drain --wiki DOMAIN drain one wiki now, under its lease, printing each batch\n"
+		"  pause               stop draining one wiki (--wiki) or every wiki (--all)\n"
+		"                      fleet-wide, at each pod's next batch; --for 30m|2h|1d\n"
+		"                      ends it by itself, --reason says why (shown in status)\n"
+		"  resume              lift a pause (--all lifts the pause of every wiki)\n"
 		"\n"
 		"Exit status: 0 ok (also after SIGTERM/SIGINT), 1 could not start or a\n"
 		"command failed, 2 bad command line or configuration, 3 drain: another\n"
@@ -71,7 +79,49 @@ struct options {
 	const char *wiki;
 	bool json;
 	bool all;
+	long long for_s; /* pause --for; 0: until resumed */
+	const char *reason;
 };
+
+static bool is_command(const struct options *o, const char *name)
+{
+	return o->command != NULL && strcmp(o->command, name) == 0;
+}
+
+/* Which options go with which command. Returns -1 to go on, or an exit code. */
+static int check_command(const struct options *o)
+{
+	bool steer = is_command(o, "pause") || is_command(o, "resume");
+
+	if (o->command != NULL && !is_command(o, "status") && !is_command(o, "drain") && !steer) {
+		fprintf(stderr, "jobdrainer: unknown command '%s'\n", o->command);
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (o->json && !is_command(o, "status")) {
+		fprintf(stderr, "jobdrainer: --json goes with the status command\n");
+		return EXIT_USAGE;
+	}
+	if (o->all && !is_command(o, "status") && !steer) {
+		fprintf(stderr, "jobdrainer: --all goes with status, pause and resume\n");
+		return EXIT_USAGE;
+	}
+	if ((o->for_s > 0 || o->reason != NULL) && !is_command(o, "pause")) {
+		fprintf(stderr, "jobdrainer: --for and --reason go with the pause command\n");
+		return EXIT_USAGE;
+	}
+	if (steer && (o->wiki != NULL) == o->all) {
+		fprintf(stderr, "jobdrainer: %s needs --wiki DOMAIN or --all (one of them)\n",
+			o->command);
+		return EXIT_USAGE;
+	}
+	if ((o->wiki != NULL) != is_command(o, "drain") && !steer) {
+		fprintf(stderr, "jobdrainer: drain needs --wiki DOMAIN, and --wiki needs drain, "
+				"pause or resume\n");
+		return EXIT_USAGE;
+	}
+	return -1;
+}
 
 /* Returns -1 to go on, or an exit code. */
 static int parse_args(int argc, char **argv, struct options *o)
@@ -82,6 +132,8 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "json", no_argument, NULL, 'j' },
 		{ "all", no_argument, NULL, 'a' },
 		{ "wiki", required_argument, NULL, 'w' },
+		{ "for", required_argument, NULL, 'f' },
+		{ "reason", required_argument, NULL, 'r' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -107,6 +159,17 @@ static int parse_args(int argc, char **argv, struct options *o)
 		case 'w':
 			o->wiki = optarg;
 			break;
+		case 'f':
+			if (util_parse_duration(optarg, STEER_PAUSE_MAX_S, &o->for_s) != 0) {
+				fprintf(stderr, "jobdrainer: --for '%s' is not a duration of 1s to "
+						"366d (90s, 30m, 2h, 1d)\n",
+					optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case 'r':
+			o->reason = optarg;
+			break;
 		case 'V':
 			printf("jobdrainer %s\n", JD_VERSION);
 			return EXIT_OK;
@@ -125,21 +188,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		usage(stderr);
 		return EXIT_USAGE;
 	}
-	if (o->command != NULL && strcmp(o->command, "status") != 0 &&
-	    strcmp(o->command, "drain") != 0) {
-		fprintf(stderr, "jobdrainer: unknown command '%s'\n", o->command);
-		usage(stderr);
-		return EXIT_USAGE;
-	}
-	if ((o->json || o->all) && (o->command == NULL || strcmp(o->command, "status") != 0)) {
-		fprintf(stderr, "jobdrainer: --json and --all go with the status command\n");
-		return EXIT_USAGE;
-	}
-	if ((o->wiki != NULL) != (o->command != NULL && strcmp(o->command, "drain") == 0)) {
-		fprintf(stderr, "jobdrainer: drain needs --wiki DOMAIN, and --wiki needs drain\n");
-		return EXIT_USAGE;
-	}
-	return -1;
+	return check_command(o);
 }
 
 static void log_startup(const struct config *cfg)
@@ -184,6 +233,10 @@ static int run_command(struct config *cfg, const struct options *o)
 	}
 	if (strcmp(o->command, "status") == 0)
 		rc = cli_status(cfg, o->json, o->all);
+	else if (strcmp(o->command, "pause") == 0)
+		rc = steer_pause(cfg, o->wiki, o->all, o->for_s, o->reason);
+	else if (strcmp(o->command, "resume") == 0)
+		rc = steer_resume(cfg, o->wiki, o->all);
 	else
 		rc = cli_drain(cfg, o->wiki);
 	curl_global_cleanup();

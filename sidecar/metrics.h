@@ -62,7 +62,12 @@
 	  "Job rows claimed more than 5 minutes ago, left by runners that are gone (fleet "    \
 	  "view, from the last full scan)", "", LABELS_NONE)                                  \
 	X(ORPHANED_AGE, "jobdrainer_orphaned_claims_oldest_age_seconds", "gauge",              \
-	  "Age of the oldest orphaned claim across the fleet (0: none)", "", LABELS_NONE)
+	  "Age of the oldest orphaned claim across the fleet (0: none)", "", LABELS_NONE)     \
+	X(WIKIS_PAUSED, "jobdrainer_wikis_paused", "gauge",                                    \
+	  "Wikis an operator paused one by one (fleet view; `status` says who and why)", "",  \
+	  LABELS_NONE)                                                                        \
+	X(ALL_PAUSED, "jobdrainer_all_wikis_paused", "gauge",                                  \
+	  "1 while an operator's pause --all holds every wiki of this scope", "", LABELS_NONE)
 
 #define METRIC_ID(id, ...) METRIC_##id,
 enum metric_id { METRICS(METRIC_ID) METRIC_COUNT };

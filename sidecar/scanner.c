@@ -340,6 +340,19 @@ static void pace_scan(struct scanner *sc, int64_t since, int queries)
 	pthread_mutex_unlock(&sc->lock);
 }
 
+/* Operators' pauses, for the fleet gauges. */
+static int update_pause_metrics(struct scanner *sc, struct db *coord, char *err, size_t errlen)
+{
+	long long wikis;
+	bool all;
+
+	if (coord_pause_counts(coord, sc->cfg, sc->cfg->mw_version, &wikis, &all, err, errlen) != 0)
+		return -EIO;
+	metrics_set(METRIC_WIKIS_PAUSED, 0, (double)wikis);
+	metrics_set(METRIC_ALL_PAUSED, 0, all ? 1 : 0);
+	return 0;
+}
+
 /* Fleet gauges from the coordination table: every sidecar reports the same view, so an
  * alert on max() over the pods works even when the scanning pod is the one stuck. */
 static int update_fleet_metrics(struct scanner *sc, struct db *coord, char *err, size_t errlen)
@@ -370,7 +383,7 @@ static int update_fleet_metrics(struct scanner *sc, struct db *coord, char *err,
 		sc->scan_age_s = sc->wikis.len > 0 ? (double)(now - sc->started_ms) / 1000.0 : 0;
 	sc->fleet_read_ms = now;
 	metrics_set(METRIC_SCAN_AGE, 0, sc->scan_age_s);
-	return 0;
+	return update_pause_metrics(sc, coord, err, errlen);
 }
 
 /* The wikis in scan order: the readable ones first, in groups; those unreadable in the

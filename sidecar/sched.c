@@ -265,6 +265,24 @@ static int try_lease(struct sched_worker *w, struct wiki *wiki, int slot, struct
 	return 1;
 }
 
+/* An operator's pause holds for `drain --wiki` too: -EPERM (why in err), -EIO, or 0. */
+static int refuse_paused(struct sched_worker *w, const char *domain, char *err, size_t errlen)
+{
+	struct coord_pause *p = NULL;
+	size_t n = 0;
+
+	if (coord_pause_list(w->db, w->s->cfg, w->s->scope, domain, &p, &n, err, errlen) != 0)
+		return -EIO;
+	if (n > 0)
+		snprintf(err, errlen, "%s paused by %s%s%s%s until %s; `jobdrainer resume %s` first",
+			 strcmp(p[0].domain, COORD_ALL_WIKIS) == 0 ? "every wiki is" : "it is",
+			 p[0].by, p[0].reason[0] ? " (" : "", p[0].reason, p[0].reason[0] ? ")" : "",
+			 p[0].until[0] ? p[0].until : "resumed",
+			 strcmp(p[0].domain, COORD_ALL_WIKIS) == 0 ? "--all" : "--wiki DOMAIN");
+	free(p);
+	return n > 0 ? -EPERM : 0;
+}
+
 int sched_take(struct sched_worker *w, struct wiki *wiki, struct sched_ticket *t, char *err,
 	       size_t errlen)
 {
@@ -273,6 +291,8 @@ int sched_take(struct sched_worker *w, struct wiki *wiki, struct sched_ticket *t
 	int rc;
 
 	memset(t, 0, sizeof(*t));
+	if (refuse_paused(w, wiki->domain, err, errlen) != 0)
+		return -EPERM;
 	t->lease.scope = s->scope;
 	t->lease.name = wiki->domain;
 	t->lease.holder = s->cfg->holder;
@@ -486,6 +506,31 @@ bool sched_may_continue(struct sched_worker *w, struct sched_ticket *t)
 	return true;
 }
 
+/* A renew did not match: if an operator's pause is why, says so and returns true. */
+static bool log_if_paused(struct sched_worker *w, const struct sched_ticket *t)
+{
+	struct coord_pause *p = NULL;
+	struct log_line l;
+	size_t n = 0;
+	char err[512];
+
+	if (coord_pause_list(w->db, w->s->cfg, w->s->scope, t->wiki->domain, &p, &n, err,
+			     sizeof(err)) != 0 || n == 0) {
+		free(p);
+		return false;
+	}
+	log_begin(&l, LOG_INFO, "wiki paused: letting go");
+	log_str(&l, "wiki", t->wiki->domain);
+	log_str(&l, "paused", strcmp(p[0].domain, COORD_ALL_WIKIS) == 0 ? "all" : "wiki");
+	log_str(&l, "by", p[0].by);
+	log_str(&l, "reason", p[0].reason);
+	log_str(&l, "until", p[0].until[0] ? p[0].until : "resumed");
+	log_str(&l, "next", "no batches on it until the pause ends");
+	log_end(&l);
+	free(p);
+	return true;
+}
+
 /* One renew: true if the database confirmed the lease (trust restarts from before the
  * statement was sent), false (logged) if it is lost or cannot be confirmed. */
 static bool renew(struct sched_worker *w, struct sched_ticket *t)
@@ -493,8 +538,10 @@ static bool renew(struct sched_worker *w, struct sched_ticket *t)
 	const struct config *cfg = w->s->cfg;
 	int64_t sent = util_mono_ms();
 	char err[512];
-	int rc = coord_renew(w->db, cfg, &t->lease, err, sizeof(err));
+	int rc = coord_renew_wiki(w->db, cfg, &t->lease, err, sizeof(err));
 
+	if (rc == 0 && log_if_paused(w, t))
+		return false;
 	if (rc == 0) {
 		metrics_add(METRIC_ERRORS, 3, 1);
 		log_lease(LOG_WARN, "lease lost", t, NULL, "stopping work on this wiki");

@@ -1,0 +1,148 @@
+"""Operators steer the running fleet: pause and resume (one wiki, every wiki, with --for),
+against real MariaDB and real MediaWiki, with two sidecars standing in for two pods."""
+
+import json
+import subprocess
+
+from sidecar import BINARY, farm_ini, wait_until
+
+W1, W2, W3 = "wiki1.farm.test", "wiki2.farm.test", "wiki3.farm.test"
+
+
+def cli(pod, *args, env=None):
+    """Runs an operator command next to `pod` (same INI), like kubectl exec would."""
+    return subprocess.run([BINARY, "--config", pod.ini] + list(args), capture_output=True,
+                          text=True, timeout=60, env=env)
+
+
+def status_json(pod):
+    r = cli(pod, "status", "--json", "--all")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_pause_one_wiki_across_two_pods_then_resume(farm, sidecars):
+    ini = farm_ini(farm)
+    a = sidecars("steer-a", ini, start=False)
+    r = cli(a, "pause", "--wiki", W1, "--reason", "database migration")
+    assert r.returncode == 0, r.stderr
+    assert "paused " + W1 in r.stdout and "until resumed" in r.stdout
+    assert "reason: database migration" in r.stdout
+
+    farm.push_null_jobs(W1, 120)
+    farm.push_null_jobs(W2, 120)
+    a.start()
+    b = sidecars("steer-b", ini)
+    wait_until(lambda: farm.ready_jobs(W2) == 0, timeout=90, what=W2 + " drained")
+    # Several scans and candidate polls later, nobody has touched the paused wiki.
+    for pod in (a, b):
+        wait_until(lambda p=pod: p.metrics().get("jobdrainer_wikis_paused") == 1, timeout=20,
+                   what="paused gauge")
+    scans = a.metrics()["jobdrainer_scans_total"] + b.metrics()["jobdrainer_scans_total"]
+    wait_until(lambda: a.metrics()["jobdrainer_scans_total"] +
+               b.metrics()["jobdrainer_scans_total"] >= scans + 3, timeout=30,
+               what="three more scans")
+    assert farm.ready_jobs(W1) == 120
+    assert not a.batches(W1) and not b.batches(W1)
+    assert a.metrics()["jobdrainer_all_wikis_paused"] == 0
+    # A paused wiki's backlog is not "late": it stays out of the fleet's oldest age.
+    wait_until(lambda: a.metrics()["jobdrainer_oldest_ready_job_age_seconds"] == 0,
+               timeout=20, what="oldest age without the paused wiki")
+
+    # status names the pause: who, why, until when.
+    text = cli(a, "status").stdout
+    assert "paused (no batches until resumed" in text and W1 in text
+    assert "reason: database migration" in text
+    st = status_json(a)
+    [p] = st["paused"]
+    assert p["wiki"] == W1 and p["all"] is False and p["until"] is None
+    assert p["reason"] == "database migration" and "@" in p["by"]
+
+    # The operator's drain honours it too.
+    r = cli(a, "drain", "--wiki", W1)
+    assert r.returncode == 1 and "paused by" in r.stderr, r.stderr
+    assert farm.ready_jobs(W1) == 120
+
+    r = cli(b, "resume", "--wiki", W1)
+    assert r.returncode == 0 and W1 + ": resumed" in r.stdout, r.stdout
+    wait_until(lambda: farm.ready_jobs(W1) == 0, timeout=90, what=W1 + " drained after resume")
+    assert status_json(a)["paused"] == []
+    r = cli(b, "resume", "--wiki", W1)
+    assert r.returncode == 0 and "was not paused" in r.stdout
+    assert a.stop() == 0 and b.stop() == 0
+
+
+def test_pause_makes_the_holder_let_go_at_its_next_batch(farm, sidecars):
+    # 600 jobs of 20 ms in batches of 20: a batch lasts about 0.4 s, the drain 12 s.
+    farm.push_null_jobs(W3, 600, usleep_us=20000)
+    pod = sidecars("steer-hold", farm_ini(farm, sidecar={"workers": 1},
+                                          mediawiki={"maxjobs": 20}))
+    pod.wait_for(lambda l: l.get("msg") == "batch" and l.get("wiki") == W3, timeout=60,
+                 what="draining " + W3)
+    r = cli(pod, "pause", "--wiki", W3, "--reason", "bot import")
+    assert r.returncode == 0, r.stderr
+    line = pod.wait_for(lambda l: l.get("msg") == "wiki paused: letting go", timeout=30,
+                        what="the holder letting go")
+    assert line["wiki"] == W3 and line["reason"] == "bot import" and line["until"] == "resumed"
+    # The lease was released, not lost: no lease_lost error, and nobody holds it.
+    wait_until(lambda: pod.metrics()["jobdrainer_leases_held"] == 0, timeout=10,
+               what="lease released")
+    assert pod.metrics()['jobdrainer_errors_total{kind="lease_lost"}'] == 0
+    left = farm.ready_jobs(W3)
+    assert left > 0
+    batches = len(pod.batches(W3))
+    # A few scans (and candidate polls) later: still untouched.
+    scans = pod.metrics()["jobdrainer_scans_total"]
+    wait_until(lambda: pod.metrics()["jobdrainer_scans_total"] >= scans + 3, timeout=30,
+               what="three more scans")
+    assert farm.ready_jobs(W3) == left and len(pod.batches(W3)) == batches
+    assert cli(pod, "resume", "--wiki", W3).returncode == 0
+    wait_until(lambda: farm.ready_jobs(W3) == 0, timeout=120, what=W3 + " drained after resume")
+    assert pod.stop() == 0
+
+
+def test_pause_all_for_a_while_ends_by_itself(farm, sidecars):
+    ini = farm_ini(farm)
+    a = sidecars("steer-all-a", ini, start=False)
+    r = cli(a, "pause", "--all", "--for", "6s", "--reason", "maintenance window")
+    assert r.returncode == 0, r.stderr
+    assert "every wiki" in r.stdout and "(in " in r.stdout
+    until = status_json(a)["paused"][0]["until"]
+    assert status_json(a)["paused"][0]["all"] is True
+    # A wiki paused on its own stays paused after the window.
+    assert cli(a, "pause", "--wiki", W2).returncode == 0
+    farm.push_null_jobs(W1, 50)
+    farm.push_null_jobs(W2, 50)
+    a.start()
+    b = sidecars("steer-all-b", ini)
+    wait_until(lambda: a.metrics().get("jobdrainer_all_wikis_paused") == 1, timeout=20,
+               what="all-paused gauge")
+    wait_until(lambda: farm.ready_jobs(W1) == 0, timeout=90, what=W1 + " drained after the window")
+    # Not one batch went out before the window ended (log times are UTC, like until).
+    for pod in (a, b):
+        for line in pod.batches(W1):
+            assert line["ts"][:19] >= until[:19], (line, until)
+    wait_until(lambda: a.metrics()["jobdrainer_all_wikis_paused"] == 0, timeout=20,
+               what="all-paused gauge back to 0")
+    assert farm.ready_jobs(W2) == 50
+    st = status_json(a)
+    assert [p["wiki"] for p in st["paused"]] == [W2]
+    r = cli(a, "resume", "--all")
+    assert r.returncode == 0 and "nothing to lift" in r.stdout and "still paused" in r.stdout
+    assert cli(a, "resume", "--wiki", W2).returncode == 0
+    wait_until(lambda: farm.ready_jobs(W2) == 0, timeout=90, what=W2 + " drained")
+    assert a.stop() == 0 and b.stop() == 0
+
+
+def test_pause_command_line_errors(farm, sidecars):
+    pod = sidecars("steer-cli", farm_ini(farm), start=False)
+    for args, why in [(("pause",), "--wiki DOMAIN or --all"),
+                      (("pause", "--wiki", W1, "--all"), "--wiki DOMAIN or --all"),
+                      (("pause", "--wiki", W1, "--for", "soon"), "not a duration"),
+                      (("pause", "--wiki", W1, "--for", "400d"), "not a duration"),
+                      (("resume", "--wiki", W1, "--reason", "x"), "go with the pause"),
+                      (("drain", "--wiki", W1, "--for", "1h"), "go with the pause")]:
+        r = cli(pod, *args)
+        assert r.returncode == 2 and why in r.stderr, (args, r.stderr)
+    r = cli(pod, "pause", "--wiki", "not a domain")
+    assert r.returncode == 2 and "not a wiki domain" in r.stderr
