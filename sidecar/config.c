@@ -21,6 +21,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "jobtype.h"
+
 enum key_type {
 	KEY_INT,    /* integer in [min, max] */
 	KEY_STRING, /* one line */
@@ -107,6 +109,8 @@ static const struct config_key config_keys[] = {
 	{ "drain", "wiki_min_interval_ms", KEY_INT, O(wiki_min_interval_ms), "0", 0, 3600000, NULL },
 	{ "drain", "breaker_failures", KEY_INT, O(breaker_failures), "2", 2, 1000, NULL },
 	{ "drain", "probe_interval_max", KEY_INT, O(probe_interval_max), "10", 1, 3600, NULL },
+	{ "drain", "priority_types", KEY_TEXT, O(priority_types), "", 0, 0, NULL },
+	{ "drain", "skip_types", KEY_TEXT, O(skip_types), "", 0, 0, NULL },
 
 	{ "coordination", "database", KEY_STRING, O(coord_db), "jobdrainer", 0, 0, NULL },
 	{ "coordination", "lease_ttl", KEY_INT, O(lease_ttl), "60", 5, 3600, NULL },
@@ -676,6 +680,19 @@ static void check_lease_timing(struct loader *ld)
 	}
 }
 
+/* The job-type lists: valid patterns, and no type both first and never. */
+static void check_type_lists(struct loader *ld)
+{
+	static const char *const keys[] = { "priority_types", "skip_types" };
+	const char *lists[] = { ld->cfg->priority_types, ld->cfg->skip_types };
+	char why[160];
+
+	for (int i = 0; i < 2; i++)
+		if (jobtype_check_list(lists[i], why, sizeof(why)) != 0)
+			add_error(ld, ld->set_line[key_index("drain", keys[i])], "drain", keys[i],
+				  "%s", why);
+}
+
 /* Checks that span keys, after everything is read. */
 static void check_consistency(struct loader *ld)
 {
@@ -720,6 +737,7 @@ static void check_consistency(struct loader *ld)
 		add_error(ld, ld->set_line[i], "coordination", "database",
 			  "'%s' is not a plain identifier ([A-Za-z0-9_$], 1-64)", cfg->coord_db);
 	check_lease_timing(ld);
+	check_type_lists(ld);
 	i = key_index("discovery", "query");
 	if (cfg->discovery_query[0] == '\0')
 		add_error(ld, ld->set_line[i], "discovery", "query", "must not be empty");

@@ -79,6 +79,8 @@ struct config {
 	int wiki_min_interval_ms;
 	int breaker_failures;
 	int probe_interval_max;   /* seconds: longest pause between breaker probes */
+	char *priority_types;     /* job-type patterns asked for first (jobtype.h) */
+	char *skip_types;         /* job-type patterns never run (left to other runners) */
 
 	/* [coordination]: leases and the shared backlog, in a database of their own on
 	 * the [platform_db] server */

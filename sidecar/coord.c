@@ -101,6 +101,7 @@ static int query_row(struct db *db, struct buf *sql, MYSQL_RES **res, MYSQL_ROW 
 	" last_batch_at DATETIME(6) NULL," \
 	" orphaned_claims INT UNSIGNED NOT NULL DEFAULT 0," \
 	" oldest_claim_at DATETIME(6) NULL," \
+	" ready_type_names VARCHAR(255) NULL," \
 	" PRIMARY KEY (scope, domain)," \
 	" KEY backlog (scope, oldest_ready_at)" \
 	") ENGINE=InnoDB DEFAULT CHARSET=ascii COLLATE=ascii_bin"
@@ -176,13 +177,15 @@ int coord_ensure_schema(struct db *db, const struct config *cfg, char *err, size
 	}
 	/* Version 1 was the first schema. Version 2 adds jd_wiki's orphaned-claim columns
 	 * (the CREATE above has them for a new database; the ALTER is idempotent). Version
-	 * 3 adds jd_pause (CREATE TABLE IF NOT EXISTS above). A later release adds
+	 * 3 adds jd_pause (CREATE TABLE IF NOT EXISTS above) and jd_wiki.ready_type_names
+	 * (the job types a scan saw ready, for the job-type lists). A later release adds
 	 * "ALTER ...; version = 4" steps here. */
 	buf_reset(&sql);
 	buf_addf(&sql,
 		 "ALTER TABLE `%s`.jd_wiki"
 		 " ADD COLUMN IF NOT EXISTS orphaned_claims INT UNSIGNED NOT NULL DEFAULT 0,"
-		 " ADD COLUMN IF NOT EXISTS oldest_claim_at DATETIME(6) NULL",
+		 " ADD COLUMN IF NOT EXISTS oldest_claim_at DATETIME(6) NULL,"
+		 " ADD COLUMN IF NOT EXISTS ready_type_names VARCHAR(255) NULL",
 		 d);
 	if (db_query(db, sql.data, &res, &code, err, errlen) != 0)
 		goto out;
@@ -560,7 +563,7 @@ int coord_write_backlog(struct db *db, const struct config *cfg, const char *sco
 	buf_init(&sql);
 	buf_addf(&sql,
 		 "INSERT INTO `%s`.jd_wiki (scope, domain, oldest_ready_at, ready_types, max_job_id,"
-		 " scan_error, seen_at, orphaned_claims, oldest_claim_at) VALUES ",
+		 " scan_error, seen_at, orphaned_claims, oldest_claim_at, ready_type_names) VALUES ",
 		 cfg->coord_db);
 	for (size_t i = 0; i < n; i++) {
 		buf_adds(&sql, i ? ",(" : "(");
@@ -591,6 +594,9 @@ int coord_write_backlog(struct db *db, const struct config *cfg, const char *sco
 			add_datetime(&sql, b[i].oldest_claim_ms);
 		else
 			buf_adds(&sql, "NULL");
+		buf_adds(&sql, ",");
+		if (lit(db, &sql, b[i].types, err, errlen) != 0)
+			goto fail;
 		buf_adds(&sql, ")");
 	}
 	/* MariaDB applies these left to right: parked_until reads the old parked_max_job_id
@@ -605,7 +611,8 @@ int coord_write_backlog(struct db *db, const struct config *cfg, const char *sco
 		 " parked_max_job_id = IF(parked_until IS NULL, NULL, parked_max_job_id),"
 		 " ready_types = VALUES(ready_types),"
 		 " max_job_id = IF(VALUES(max_job_id) = 0, max_job_id, VALUES(max_job_id)),"
-		 " scan_error = VALUES(scan_error), seen_at = VALUES(seen_at)",
+		 " scan_error = VALUES(scan_error), seen_at = VALUES(seen_at),"
+		 " ready_type_names = VALUES(ready_type_names)",
 		 scan_started);
 	/* A light scan reads no claims (orphaned_claims -1): the stored figures stay. */
 	if (b[0].orphaned_claims >= 0)
@@ -637,22 +644,32 @@ int coord_forget_unseen(struct db *db, const struct config *cfg, const char *sco
 	return exec(db, &sql, NULL, err, errlen);
 }
 
-int coord_wiki_failures(struct db *db, const struct config *cfg, const char *scope,
-			const char *domain, int *failures, char *err, size_t errlen)
+/* Reads columns `cols` of one jd_wiki row; *row is NULL when there is none. The
+ * caller frees *res (which may be NULL). */
+static int wiki_row(struct db *db, const struct config *cfg, const char *scope,
+		    const char *domain, const char *cols, MYSQL_RES **res, MYSQL_ROW *row,
+		    char *err, size_t errlen)
 {
 	struct buf sql;
-	MYSQL_RES *res;
-	MYSQL_ROW row;
 
-	*failures = 0;
 	buf_init(&sql);
-	buf_addf(&sql, "SELECT failures FROM `%s`.jd_wiki WHERE scope = ", cfg->coord_db);
+	buf_addf(&sql, "SELECT %s FROM `%s`.jd_wiki WHERE scope = ", cols, cfg->coord_db);
 	if (lit(db, &sql, scope, err, errlen) != 0 ||
 	    (buf_adds(&sql, " AND domain = "), lit(db, &sql, domain, err, errlen)) != 0) {
 		buf_release(&sql);
 		return -EIO;
 	}
-	if (query_row(db, &sql, &res, &row, err, errlen) != 0)
+	return query_row(db, &sql, res, row, err, errlen);
+}
+
+int coord_wiki_failures(struct db *db, const struct config *cfg, const char *scope,
+			const char *domain, int *failures, char *err, size_t errlen)
+{
+	MYSQL_RES *res;
+	MYSQL_ROW row;
+
+	*failures = 0;
+	if (wiki_row(db, cfg, scope, domain, "failures", &res, &row, err, errlen) != 0)
 		return -EIO;
 	if (row != NULL && row[0] != NULL) {
 		long long v = 0;
@@ -853,6 +870,27 @@ int coord_pause_counts(struct db *db, const struct config *cfg, const char *scop
 		if (row[0] != NULL && util_parse_int(row[0], 0, INT64_MAX, &v) == 0)
 			*wikis = v;
 		*all = row[1] != NULL && strcmp(row[1], "1") == 0;
+	}
+	if (res != NULL)
+		mysql_free_result(res);
+	return 0;
+}
+
+int coord_wiki_types(struct db *db, const struct config *cfg, const char *scope,
+		     const char *domain, char *types, size_t typeslen, char seen[32], char *err,
+		     size_t errlen)
+{
+	MYSQL_RES *res;
+	MYSQL_ROW row;
+
+	types[0] = '\0';
+	seen[0] = '\0';
+	if (wiki_row(db, cfg, scope, domain, "ready_type_names, seen_at", &res, &row, err,
+		     errlen) != 0)
+		return -EIO;
+	if (row != NULL) {
+		snprintf(types, typeslen, "%s", row[0] ? row[0] : "");
+		snprintf(seen, 32, "%s", row[1] ? row[1] : "");
 	}
 	if (res != NULL)
 		mysql_free_result(res);

@@ -114,6 +114,12 @@ int coord_write_backlog(struct db *db, const struct config *cfg, const char *sco
 int coord_forget_unseen(struct db *db, const struct config *cfg, const char *scope,
 			const char *scan_started, char *err, size_t errlen);
 
+/* The job types the last scan saw ready on a wiki (blank-separated, "" if none or
+ * unknown) and that scan's start (DB time), which changes with every scan. */
+int coord_wiki_types(struct db *db, const struct config *cfg, const char *scope,
+		     const char *domain, char *types, size_t typeslen, char seen[32], char *err,
+		     size_t errlen);
+
 /* Renews a wiki's lease like coord_renew, and only while no pause holds the wiki
  * (its own or the scope's): 0 means lost or paused (coord_pause_list tells which). */
 int coord_renew_wiki(struct db *db, const struct config *cfg, const struct coord_lease *l,

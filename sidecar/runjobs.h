@@ -24,5 +24,10 @@ void runjobs_free(struct runjobs *rj);
  * outcome in r, with a detail for the log. */
 void runjobs_batch(struct runjobs *rj, const struct wiki *w, unsigned long long lease,
 		   struct batch_result *r);
+/* runjobs_batch asking for one job type only (RunJobs' signed `type` field): MediaWiki
+ * pops only rows of that job_cmd and answers none-ready (or none-possible, for a type
+ * it does not know) when there are none. type "" or NULL: any type. */
+void runjobs_batch_typed(struct runjobs *rj, const struct wiki *w, unsigned long long lease,
+			 const char *type, struct batch_result *r);
 
 #endif

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "jobtype.h"
 #include "util.h"
 
 /* Reads n decimal digits; -1 if any is not a digit. */
@@ -71,21 +72,31 @@ static void add_wiki_query(struct buf *sql, size_t idx, const struct wiki *w,
 	const char *d = w->dbname, *p = w->table_prefix;
 
 	buf_addf(sql,
-		 "(SELECT %zu, 'r', j.job_timestamp, NULL, NULL FROM `%s`.`%sjob` j"
+		 "(SELECT %zu, 'r', j.job_timestamp, NULL, NULL, j.job_cmd FROM `%s`.`%sjob` j"
 		 " JOIN (SELECT job_cmd, MIN(job_id) AS id FROM `%s`.`%sjob`"
 		 " WHERE job_token = '' GROUP BY job_cmd) m ON j.job_id = m.id)",
 		 idx, d, p, d, p);
 	if (stale_before == NULL)
 		return; /* a light scan */
-	buf_addf(sql, " UNION ALL (SELECT %zu, 'm', NULL, MAX(job_id), NULL FROM `%s`.`%sjob`)",
+	buf_addf(sql, " UNION ALL (SELECT %zu, 'm', NULL, MAX(job_id), NULL, NULL FROM `%s`.`%sjob`)",
 		 idx, d, p);
 	buf_addf(sql,
 		 " UNION ALL (SELECT %zu, 'c', MIN(j.job_token_timestamp), COUNT(*),"
-		 " MIN(IF(j.job_token_timestamp < '%s', j.job_timestamp, NULL)) FROM `%s`.`%sjob` j"
+		 " MIN(IF(j.job_token_timestamp < '%s', j.job_timestamp, NULL)), NULL FROM `%s`.`%sjob` j"
 		 " WHERE j.job_cmd IN (SELECT c.job_cmd FROM (SELECT job_cmd, MAX(job_token) AS t"
 		 " FROM `%s`.`%sjob` GROUP BY job_cmd) c WHERE c.t > '')"
 		 " AND j.job_token > '' AND j.job_token_timestamp < '%s' HAVING COUNT(*) > 0)",
 		 idx, stale_before, d, p, d, p, orphan_before);
+}
+
+/* Notes a ready job type for the job-type lists (jobtype.h), while it fits. */
+static void note_type(struct backlog *b, const char *type)
+{
+	size_t have = strlen(b->types), n = strlen(type);
+
+	if (n == 0 || n > JOBTYPE_MAX || have + n + 2 > sizeof(b->types))
+		return;
+	snprintf(b->types + have, sizeof(b->types) - have, "%s%s", have ? " " : "", type);
 }
 
 /* Counts a ready (or recycled) job queued at the MediaWiki timestamp ts. */
@@ -104,8 +115,8 @@ static void note_ready(struct backlog *b, const char *ts)
 /* Runs the statement for wikis [from, to). 0 ok, 1 the statement failed (err set; the
  * wikis' own problem), -EIO the database cannot be reached or out of memory. */
 static int run_group(struct db *db, struct wiki *const *wikis, size_t from, size_t to,
-		     enum scan_depth depth, struct backlog *out, struct scan_stats *stats,
-		     struct buf *sql, char *err, size_t errlen)
+		     enum scan_depth depth, const char *skip, struct backlog *out,
+		     struct scan_stats *stats, struct buf *sql, char *err, size_t errlen)
 {
 	MYSQL_RES *res;
 	MYSQL_ROW row;
@@ -146,8 +157,11 @@ static int run_group(struct db *db, struct wiki *const *wikis, size_t from, size
 			out[idx].oldest_claim_ms = scan_parse_mw_timestamp(row[2]);
 			if (row[4] != NULL)
 				note_ready(&out[idx], row[4]);
-		} else {
+		} else if (row[5] == NULL || jobtype_match(skip, row[5]) < 0) {
+			/* A type left to other runners is no backlog of ours. */
 			note_ready(&out[idx], row[2]);
+			if (row[5] != NULL)
+				note_type(&out[idx], row[5]);
 		}
 	}
 	if (res != NULL)
@@ -165,6 +179,14 @@ int scan_run(struct db *db, struct wiki *const *wikis, size_t n, int wikis_per_q
 	     enum scan_depth depth, struct backlog *out, struct scan_stats *stats, char *err,
 	     size_t errlen)
 {
+	return scan_run_skipping(db, wikis, n, wikis_per_query, depth, "", out, stats, err,
+				 errlen);
+}
+
+int scan_run_skipping(struct db *db, struct wiki *const *wikis, size_t n, int wikis_per_query,
+		      enum scan_depth depth, const char *skip, struct backlog *out,
+		      struct scan_stats *stats, char *err, size_t errlen)
+{
 	struct buf sql;
 	int64_t start = util_mono_ms();
 	int rc = 0;
@@ -177,7 +199,8 @@ int scan_run(struct db *db, struct wiki *const *wikis, size_t n, int wikis_per_q
 	for (size_t from = 0; from < n && rc >= 0; from += (size_t)wikis_per_query) {
 		size_t to = from + (size_t)wikis_per_query < n ? from + (size_t)wikis_per_query : n;
 		char why[sizeof(out[0].error)];
-		rc = run_group(db, wikis, from, to, depth, out, stats, &sql, why, sizeof(why));
+		rc = run_group(db, wikis, from, to, depth, skip, out, stats, &sql, why,
+			       sizeof(why));
 		if (rc == 1 && to - from == 1) {
 			mark_failed(&out[from], why);
 			rc = 0;
@@ -185,8 +208,8 @@ int scan_run(struct db *db, struct wiki *const *wikis, size_t n, int wikis_per_q
 			/* Some wiki of the group failed it: find which, one at a time. */
 			rc = 0;
 			for (size_t i = from; i < to && rc >= 0; i++) {
-				rc = run_group(db, wikis, i, i + 1, depth, out, stats, &sql, why,
-					       sizeof(why));
+				rc = run_group(db, wikis, i, i + 1, depth, skip, out, stats, &sql,
+					       why, sizeof(why));
 				if (rc == 1) {
 					mark_failed(&out[i], why);
 					rc = 0;

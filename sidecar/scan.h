@@ -37,6 +37,7 @@ struct backlog {
 	uint64_t max_job_id;     /* highest job_id: grows with every new job (0: not read) */
 	int orphaned_claims;     /* rows claimed > SCAN_ORPHAN_AFTER_SECONDS ago (-1: not read) */
 	int64_t oldest_claim_ms; /* wall-clock ms of the oldest such claim; 0: none */
+	char types[256];         /* its ready job types, blank-separated, as many as fit */
 	bool failed;             /* this wiki's job table could not be read */
 	char error[160];         /* why, when failed */
 };
@@ -51,6 +52,12 @@ struct scan_stats {
 int scan_run(struct db *db, struct wiki *const *wikis, size_t n, int wikis_per_query,
 	     enum scan_depth depth, struct backlog *out, struct scan_stats *stats, char *err,
 	     size_t errlen);
+
+/* scan_run, leaving out ready rows of the job types `skip` matches ([drain]
+ * skip_types, jobtype.h): they are no backlog of this fleet. */
+int scan_run_skipping(struct db *db, struct wiki *const *wikis, size_t n, int wikis_per_query,
+		      enum scan_depth depth, const char *skip, struct backlog *out,
+		      struct scan_stats *stats, char *err, size_t errlen);
 
 /* MediaWiki's default claimTTL: a claimed job older than this is recycled on pop. */
 #define SCAN_CLAIM_TTL_SECONDS 3600

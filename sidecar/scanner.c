@@ -422,8 +422,8 @@ static int scan_part(struct scanner *sc, struct db *scan_db, struct db *coord,
 	for (size_t from = 0; from < n && !scanner_stopping(sc); from += group) {
 		size_t len = from + group < n ? group : n - from;
 		int64_t group_start = util_mono_ms();
-		if (scan_run(scan_db, wikis + from, len, per_query, depth, backlog + from, &stats,
-			     err, errlen) != 0)
+		if (scan_run_skipping(scan_db, wikis + from, len, per_query, depth,
+				      cfg->skip_types, backlog + from, &stats, err, errlen) != 0)
 			return -EIO;
 		*queries += stats.queries;
 		pace_scan(sc, group_start, stats.queries);

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "jobtype.h"
 #include "log.h"
 #include "metrics.h"
 #include "util.h"
@@ -236,6 +237,57 @@ static void ticket_started(struct sched_worker *w, struct sched_ticket *t, int64
 	if (coord_wiki_failures(w->db, cfg, w->s->scope, t->wiki->domain, &t->failures, err,
 				sizeof(err)) != 0)
 		t->failures = 0;
+}
+
+static bool has_type_lists(const struct config *cfg)
+{
+	return cfg->priority_types[0] != '\0' || cfg->skip_types[0] != '\0';
+}
+
+/* Reads the wiki's ready types into the ticket; a newer scan forgets what was tried. */
+static void read_types(struct sched_worker *w, struct sched_ticket *t)
+{
+	char seen[32], err[512];
+
+	t->types_read_ms = util_mono_ms();
+	if (coord_wiki_types(w->db, w->s->cfg, w->s->scope, t->wiki->domain, t->types,
+			     sizeof(t->types), seen, err, sizeof(err)) != 0)
+		return; /* the renew before the batch reports a failing database */
+	if (strcmp(seen, t->types_seen) != 0)
+		t->tried[0] = '\0';
+	snprintf(t->types_seen, sizeof(t->types_seen), "%s", seen);
+}
+
+bool sched_batch_type(struct sched_worker *w, struct sched_ticket *t, char *type, size_t len)
+{
+	const struct config *cfg = w->s->cfg;
+
+	type[0] = '\0';
+	if (!has_type_lists(cfg))
+		return true;
+	if (t->types_read_ms == 0 ||
+	    (cfg->priority_types[0] != '\0' && util_mono_ms() - t->types_read_ms >= 1000))
+		read_types(w, t);
+	return jobtype_next(cfg->priority_types, cfg->skip_types, t->types, t->tried, type, len);
+}
+
+bool sched_type_answered(struct sched_ticket *t, const struct config *cfg,
+			 struct batch_result *r)
+{
+	char next[JOBTYPE_MAX + 1];
+	size_t have = strlen(t->tried);
+
+	if (r->type[0] == '\0')
+		return false;
+	if (strcmp(r->reached, "none-possible") == 0 && r->http_status == 200)
+		r->outcome = OUTCOME_DRAINED;
+	if (r->outcome != OUTCOME_DRAINED)
+		return false;
+	if (!jobtype_in(t->tried, r->type) && have + strlen(r->type) + 2 <= sizeof(t->tried))
+		snprintf(t->tried + have, sizeof(t->tried) - have, "%s%s", have ? " " : "",
+			 r->type);
+	return jobtype_next(cfg->priority_types, cfg->skip_types, t->types, t->tried, next,
+			    sizeof(next));
 }
 
 /* Tries to lease `wiki` in `slot`; fills t on success. 1 got it, 0 not, -EIO. */

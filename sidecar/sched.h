@@ -38,10 +38,29 @@ struct sched_ticket {
 	int batches;              /* batches run under this ticket (the worker counts) */
 	int jobs_run;             /* jobs MediaWiki ran under it, ok or failed */
 	int no_progress;          /* batches in a row that said "more" but ran no job */
+	/* The job-type lists ([drain] priority_types, skip_types), when set: */
+	char types[256];          /* job types the last scan saw ready on the wiki */
+	char types_seen[32];      /* that scan's start: a newer scan clears `tried` */
+	char tried[256];          /* types that answered "none left" under this ticket */
+	int64_t types_read_ms;    /* monotonic: when `types` was read */
 };
 
 /* Batches in a row without progress after which a wiki backs off. */
 #define SCHED_NO_PROGRESS_LIMIT 2
+
+/* The job type the next batch asks for (jobtype_next over the ticket's ready types;
+ * "" for any type). With priority_types set, re-reads the wiki's ready types at most
+ * once a second, so a priority job queued behind a long backlog is asked for within
+ * a scan interval and a batch. False: nothing this pod may run is left (only types of
+ * skip_types, or every type tried). */
+bool sched_batch_type(struct sched_worker *w, struct sched_ticket *t, char *type, size_t len);
+
+/* After a typed batch: a type that answered none-ready or none-possible (MediaWiki's
+ * word for a type it does not know or has backed off) goes into t->tried, and the
+ * answer counts as that type drained (r->outcome becomes drained). True when the
+ * batch should be followed by one of another type. */
+bool sched_type_answered(struct sched_ticket *t, const struct config *cfg,
+			 struct batch_result *r);
 
 /* Wikis to try first (the breaker's probe: most recently healthy first). */
 struct sched_prefer {

@@ -11,6 +11,7 @@
 #include <mysql.h>
 #include <string.h>
 
+#include "jobtype.h"
 #include "log.h"
 #include "metrics.h"
 #include "runjobs.h"
@@ -78,6 +79,8 @@ static void log_batch(const struct worker *w, const struct wiki *wiki,
 	log_begin(&l, failed && r->outcome != OUTCOME_BAD_REQUEST ? LOG_WARN : batch_level(r->outcome),
 		  failed ? "batch failed" : "batch");
 	log_str(&l, "wiki", wiki->domain);
+	if (r->type[0] != '\0')
+		log_str(&l, "type", r->type);
 	log_str(&l, "outcome", outcome_name(r->outcome));
 	log_int(&l, "jobs_ok", r->jobs_ok);
 	log_int(&l, "jobs_failed", r->jobs_failed);
@@ -114,13 +117,26 @@ static void pause_ms(int ms)
 
 /* Whether another batch on this wiki follows, from the verdict on the last one. */
 static bool keep_draining(struct sched_worker *sw, struct limiter *lim, struct sched_ticket *t,
-			  const struct batch_result *r, const struct health_verdict *v)
+			  const struct batch_result *r, const struct health_verdict *v,
+			  bool next_type)
 {
-	if (r->outcome != OUTCOME_MORE || limiter_breaker_open(lim))
+	if ((r->outcome != OUTCOME_MORE && !next_type) || limiter_breaker_open(lim))
 		return false;
 	if (v->fault == FAULT_WIKI && t->no_progress >= SCHED_NO_PROGRESS_LIMIT)
 		return false; /* no progress, twice in a row: back off */
 	return sched_may_continue(sw, t);
+}
+
+/* Nothing this pod may run is ready, as far as the last scan saw (the job types of
+ * [drain] skip_types only): the wiki counts as drained, and parks if no job ran. */
+static void only_skipped_types(const struct sched_ticket *t, struct batch_result *r)
+{
+	if (t->batches > 0)
+		return; /* the last batch's outcome stands */
+	memset(r, 0, sizeof(*r));
+	r->outcome = OUTCOME_DRAINED;
+	snprintf(r->reached, sizeof(r->reached), "none-ready");
+	snprintf(r->detail, sizeof(r->detail), "only job types of [drain] skip_types are ready");
 }
 
 /* Drains one leased wiki until it is done, fails, or must let go. Every wait (the
@@ -134,7 +150,8 @@ static void drain(struct worker *w, struct sched_worker *sw, struct runjobs *rj,
 	struct health_verdict v = { .fault = FAULT_NONE };
 	struct batch_result r;
 	int64_t backoff = 0;
-	bool more = false;
+	bool more = false, next_type;
+	char type[JOBTYPE_MAX + 1];
 
 	memset(&r, 0, sizeof(r));
 	r.outcome = OUTCOME_ABORTED;
@@ -143,9 +160,14 @@ static void drain(struct worker *w, struct sched_worker *sw, struct runjobs *rj,
 			break;
 		if (limiter_pace(pool->limiter) != 0 || !sched_confirm(sw, t))
 			break; /* nothing ran: the last outcome stands */
+		if (!sched_batch_type(sw, t, type, sizeof(type))) {
+			only_skipped_types(t, &r);
+			break;
+		}
 		metrics_add(METRIC_IN_FLIGHT, 0, 1);
-		runjobs_batch(rj, t->wiki, (unsigned long long)t->lease.token, &r);
+		runjobs_batch_typed(rj, t->wiki, (unsigned long long)t->lease.token, type, &r);
 		metrics_add(METRIC_IN_FLIGHT, 0, -1);
+		next_type = sched_type_answered(t, pool->cfg, &r);
 		count_batch(&r);
 		t->batches++;
 		t->jobs_run += r.jobs_ok + r.jobs_failed;
@@ -153,7 +175,7 @@ static void drain(struct worker *w, struct sched_worker *sw, struct runjobs *rj,
 		limiter_report(pool->limiter, &r, t->wiki->domain, probe && t->batches == 1, &v);
 		if (v.closed)
 			sched_clear_outage(sw, v.outage_since);
-		more = keep_draining(sw, pool->limiter, t, &r, &v);
+		more = keep_draining(sw, pool->limiter, t, &r, &v, next_type);
 		if (more)
 			log_batch(w, t->wiki, &r, &v, 0, true);
 	} while (more);

@@ -146,3 +146,57 @@ def test_pause_command_line_errors(farm, sidecars):
         assert r.returncode == 2 and why in r.stderr, (args, r.stderr)
     r = cli(pod, "pause", "--wiki", "not a domain")
     assert r.returncode == 2 and "not a wiki domain" in r.stderr
+
+
+def probe_runs(farm, tag):
+    try:
+        return [p for p in farm.probe_runs() if p.get("tag") == tag]
+    except FileNotFoundError:
+        return []
+
+
+def test_priority_types_run_first_and_the_rest_still_drains(farm, sidecars):
+    # A backlog of 3000 null jobs of 2 ms and 200 priority jobs. Untyped, MediaWiki
+    # pops a random type for every job (about half of each batch would be nulls); with
+    # the list, the first batches ask for farmProbe only.
+    farm.push_null_jobs(W3, 3000, usleep_us=2000)
+    farm.push_probe_jobs(W3, 200, tag="prio")
+    pod = sidecars("steer-prio", farm_ini(farm, sidecar={"workers": 1},
+                                          drain={"priority_types": "nosuch*, farmProbe"}))
+    wait_until(lambda: len(probe_runs(farm, "prio")) == 200, timeout=90, what="probe jobs run")
+    # Every priority job ran ahead of the backlog: nearly all of it is still queued.
+    assert farm.ready_jobs(W3, cmd="null") >= 2900
+    first = pod.wait_for(lambda l: l.get("msg") == "batch", timeout=30, what="first batch")
+    assert first.get("type") == "farmProbe" and first["jobs_ok"] == 100, first
+    # The type asked for is signed: MediaWiki accepted it (no 400) and ran only it.
+    line = pod.wait_for(lambda l: l.get("type") == "farmProbe" and l.get("outcome") == "drained",
+                        timeout=30, what="farmProbe answered none-ready")
+    assert line["next"] == "next batch", line
+    wait_until(lambda: farm.ready_jobs(W3) == 0, timeout=180, what="the rest drained")
+    assert farm.total_jobs(W3) == 0
+    batches = pod.batches(W3)
+    assert all(b["http_status"] == 200 for b in batches)
+    assert [b.get("type") for b in batches[:3]] == ["farmProbe"] * 3, batches[:4]
+    # After them only untyped batches ran jobs (a scan that started before the last
+    # priority job ran may still list the type: one empty typed batch, then no more).
+    assert all(b.get("type") is None or b["jobs_ok"] == 0 for b in batches[3:]), batches
+    assert pod.stop() == 0
+
+
+def test_skip_types_are_left_to_other_runners(farm, sidecars):
+    farm.push_null_jobs(W1, 150)
+    farm.push_probe_jobs(W1, 7, tag="skip")
+    pod = sidecars("steer-skip", farm_ini(farm, drain={"skip_types": "farm*"}))
+    wait_until(lambda: farm.ready_jobs(W1, cmd="null") == 0, timeout=90, what="nulls drained")
+    # Every batch asked for one type, never a skipped one.
+    batches = pod.batches(W1)
+    assert batches and all(b.get("type") == "null" for b in batches), batches
+    # The skipped jobs are no backlog of this fleet: the wiki is not waiting.
+    wait_until(lambda: [w for w in status_json(pod)["wikis_shown"]
+                        if w["wiki"] == W1 and w["state"] == "idle"], timeout=30,
+               what=W1 + " idle in status")
+    assert farm.ready_jobs(W1, cmd="farmProbe") == 7 and probe_runs(farm, "skip") == []
+    assert pod.stop() == 0
+    # Clean up for the other tests: another runner takes them.
+    farm.run_jobs_php(W1)
+    assert farm.total_jobs(W1) == 0

@@ -300,6 +300,12 @@ static const struct error_case error_cases[] = {
 	  { { 2, "[drain] probe_interval_max: '0' is out of range (allowed: 1..3600)" } } },
 	{ "probe_interval_max junk", "[drain]\nprobe_interval_max = 5s\n",
 	  { { 2, "[drain] probe_interval_max: '5s' is not a whole number (allowed: 1..3600)" } } },
+	{ "priority_types bad character", "[drain]\npriority_types = cirrus*, bad/type\n",
+	  { { 2, "[drain] priority_types: pattern 'bad/type' has '/': only [A-Za-z0-9_.:-] and the "
+		 "wildcards * and ?" } } },
+	{ "skip_types bad on a continuation", "[drain]\nskip_types = a\n  b c%\n",
+	  { { 2, "[drain] skip_types: pattern 'c%' has '%': only [A-Za-z0-9_.:-] and the "
+		 "wildcards * and ?" } } },
 	{ "secret value never echoed", "[platform_db]\npassword = hunter2\n  more\n",
 	  { { 3, "[platform_db] password: continuation line, but this key takes a single line" } } },
 };
