@@ -121,6 +121,7 @@ int cli_status(const struct config *cfg, bool json, bool all)
 		       sum.with_backlog, sum.backed_off, sum.parked, sum.unreadable,
 		       sum.orphaned_claims, sum.scan_age_ms < 0 ? "never, so far" : scanned);
 		steer_print_pauses(db, cfg);
+		steer_print_abandoned(db, cfg);
 		printf("%-28s %-10s %8s %-32s %-13s %4s %9s %8s %9s\n", "WIKI", "STATE", "OLDEST",
 		       "HOLDER", "LAST", "FAIL", "LAST_RUN", "ORPHANED", "CLAIM_AGE");
 	}
@@ -181,6 +182,7 @@ int cli_status(const struct config *cfg, bool json, bool all)
 					 "wikis_shown", jwikis);
 		jwikis = NULL;
 		json_object_set_new(root, "paused", steer_pauses_json(db, cfg));
+		json_object_set_new(root, "abandoned", steer_abandoned_json(db, cfg));
 		json_dumpf(root, stdout, JSON_INDENT(2));
 		putchar('\n');
 		json_decref(root);

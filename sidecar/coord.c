@@ -102,6 +102,8 @@ static int query_row(struct db *db, struct buf *sql, MYSQL_RES **res, MYSQL_ROW 
 	" orphaned_claims INT UNSIGNED NOT NULL DEFAULT 0," \
 	" oldest_claim_at DATETIME(6) NULL," \
 	" ready_type_names VARCHAR(255) NULL," \
+	" abandoned_jobs INT UNSIGNED NOT NULL DEFAULT 0," \
+	" recent_drains TEXT NULL," \
 	" PRIMARY KEY (scope, domain)," \
 	" KEY backlog (scope, oldest_ready_at)" \
 	") ENGINE=InnoDB DEFAULT CHARSET=ascii COLLATE=ascii_bin"
@@ -177,15 +179,18 @@ int coord_ensure_schema(struct db *db, const struct config *cfg, char *err, size
 	}
 	/* Version 1 was the first schema. Version 2 adds jd_wiki's orphaned-claim columns
 	 * (the CREATE above has them for a new database; the ALTER is idempotent). Version
-	 * 3 adds jd_pause (CREATE TABLE IF NOT EXISTS above) and jd_wiki.ready_type_names
-	 * (the job types a scan saw ready, for the job-type lists). A later release adds
+	 * 3 adds jd_pause (CREATE TABLE IF NOT EXISTS above) and jd_wiki's ready_type_names
+	 * (the job types a scan saw ready, for the job-type lists), abandoned_jobs and
+	 * recent_drains (for status --wiki). A later release adds
 	 * "ALTER ...; version = 4" steps here. */
 	buf_reset(&sql);
 	buf_addf(&sql,
 		 "ALTER TABLE `%s`.jd_wiki"
 		 " ADD COLUMN IF NOT EXISTS orphaned_claims INT UNSIGNED NOT NULL DEFAULT 0,"
 		 " ADD COLUMN IF NOT EXISTS oldest_claim_at DATETIME(6) NULL,"
-		 " ADD COLUMN IF NOT EXISTS ready_type_names VARCHAR(255) NULL",
+		 " ADD COLUMN IF NOT EXISTS ready_type_names VARCHAR(255) NULL,"
+		 " ADD COLUMN IF NOT EXISTS abandoned_jobs INT UNSIGNED NOT NULL DEFAULT 0,"
+		 " ADD COLUMN IF NOT EXISTS recent_drains TEXT NULL",
 		 d);
 	if (db_query(db, sql.data, &res, &code, err, errlen) != 0)
 		goto out;
@@ -349,6 +354,22 @@ int coord_release(struct db *db, const struct config *cfg, const struct coord_le
 	return matched > 0 ? 1 : 0;
 }
 
+/* Keeps the wiki's last COORD_RECENT_DRAINS drains in jd_wiki.recent_drains, newest
+ * first: "time holder outcome batches jobs ms;..." (no extra statement: part of the
+ * release; the holder is the literal, as for last_holder). */
+static int add_recent_drain(struct db *db, struct buf *sql, const struct coord_lease *l,
+			    const struct coord_drain_report *r, char *err, size_t errlen)
+{
+	buf_adds(sql, ", w.recent_drains = SUBSTRING_INDEX(CONCAT(DATE_FORMAT(NOW(),"
+		      " '%Y-%m-%dT%H:%i:%SZ'), ' ', ");
+	if (lit(db, sql, l->holder, err, errlen) != 0)
+		return -EIO;
+	buf_addf(sql, ", ' %s %d %d %lld;', COALESCE(w.recent_drains, '')), ';', %d)",
+		 outcome_name(r->outcome), r->batches, r->jobs, (long long)r->ms,
+		 COORD_RECENT_DRAINS);
+	return 0;
+}
+
 int coord_release_wiki(struct db *db, const struct config *cfg, const struct coord_lease *l,
 		       const struct coord_drain_report *r, char *err, size_t errlen)
 {
@@ -380,6 +401,8 @@ int coord_release_wiki(struct db *db, const struct config *cfg, const struct coo
 			 ", w.parked_until = NOW(6) + INTERVAL %d SECOND,"
 			 " w.parked_max_job_id = w.max_job_id",
 			 cfg->park_interval);
+	if (add_recent_drain(db, &sql, l, r, err, errlen) != 0)
+		goto fail;
 	buf_adds(&sql, " WHERE l.scope = ");
 	if (lit(db, &sql, l->scope, err, errlen) != 0)
 		goto fail;
@@ -563,7 +586,8 @@ int coord_write_backlog(struct db *db, const struct config *cfg, const char *sco
 	buf_init(&sql);
 	buf_addf(&sql,
 		 "INSERT INTO `%s`.jd_wiki (scope, domain, oldest_ready_at, ready_types, max_job_id,"
-		 " scan_error, seen_at, orphaned_claims, oldest_claim_at, ready_type_names) VALUES ",
+		 " scan_error, seen_at, orphaned_claims, oldest_claim_at, ready_type_names,"
+		 " abandoned_jobs) VALUES ",
 		 cfg->coord_db);
 	for (size_t i = 0; i < n; i++) {
 		buf_adds(&sql, i ? ",(" : "(");
@@ -597,7 +621,7 @@ int coord_write_backlog(struct db *db, const struct config *cfg, const char *sco
 		buf_adds(&sql, ",");
 		if (lit(db, &sql, b[i].types, err, errlen) != 0)
 			goto fail;
-		buf_adds(&sql, ")");
+		buf_addf(&sql, ",%d)", b[i].abandoned > 0 ? b[i].abandoned : 0);
 	}
 	/* MariaDB applies these left to right: parked_until reads the old parked_max_job_id
 	 * and the new max_job_id before max_job_id itself is updated. A light scan reads no
@@ -617,7 +641,8 @@ int coord_write_backlog(struct db *db, const struct config *cfg, const char *sco
 	/* A light scan reads no claims (orphaned_claims -1): the stored figures stay. */
 	if (b[0].orphaned_claims >= 0)
 		buf_adds(&sql, ", orphaned_claims = VALUES(orphaned_claims),"
-			       " oldest_claim_at = VALUES(oldest_claim_at)");
+			       " oldest_claim_at = VALUES(oldest_claim_at),"
+			       " abandoned_jobs = VALUES(abandoned_jobs)");
 	return exec(db, &sql, NULL, err, errlen);
 fail:
 	buf_release(&sql);
@@ -895,6 +920,95 @@ int coord_wiki_types(struct db *db, const struct config *cfg, const char *scope,
 	if (res != NULL)
 		mysql_free_result(res);
 	return 0;
+}
+
+/* Copies a column into a fixed buffer ("" for NULL). */
+static void col(char *out, size_t len, const char *v)
+{
+	snprintf(out, len, "%s", v ? v : "");
+}
+
+static long long col_num(const char *v, long long none)
+{
+	long long n = none;
+
+	if (v != NULL && util_parse_int(v, INT64_MIN, INT64_MAX, &n) != 0)
+		n = none;
+	return n;
+}
+
+int coord_wiki_detail(struct db *db, const struct config *cfg, const char *scope,
+		      const char *domain, struct coord_wiki_detail *out, char *err,
+		      size_t errlen)
+{
+	struct buf sql;
+	MYSQL_RES *res;
+	MYSQL_ROW row;
+	const char *d = cfg->coord_db;
+
+	memset(out, 0, sizeof(*out));
+	buf_init(&sql);
+	buf_addf(&sql,
+		 "SELECT TIMESTAMPDIFF(SECOND, w.oldest_ready_at, NOW(6)), w.ready_types,"
+		 " w.ready_type_names, w.scan_error, TIMESTAMPDIFF(SECOND, w.seen_at, NOW(6)),"
+		 " TIMESTAMPDIFF(SECOND, NOW(6), w.backoff_until), w.failures,"
+		 " TIMESTAMPDIFF(SECOND, NOW(6), w.parked_until), w.last_outcome, w.last_holder,"
+		 " TIMESTAMPDIFF(SECOND, w.last_batch_at, NOW(6)), w.orphaned_claims,"
+		 " w.abandoned_jobs, w.recent_drains,"
+		 " IF(l.expires_at > NOW(6), l.holder, NULL), TIMESTAMPDIFF(SECOND, NOW(6), l.expires_at),"
+		 " l.token, TIMESTAMPDIFF(SECOND, l.acquired_at, NOW(6))"
+		 " FROM `%s`.jd_wiki w LEFT JOIN `%s`.jd_lease l"
+		 " ON l.scope = w.scope AND l.name = w.domain AND l.slot = 0 WHERE w.scope = ",
+		 d, d);
+	if (lit(db, &sql, scope, err, errlen) != 0 ||
+	    (buf_adds(&sql, " AND w.domain = "), lit(db, &sql, domain, err, errlen)) != 0) {
+		buf_release(&sql);
+		return -EIO;
+	}
+	if (query_row(db, &sql, &res, &row, err, errlen) != 0)
+		return -EIO;
+	out->found = row != NULL;
+	if (row != NULL) {
+		out->oldest_ready_age_s = col_num(row[0], -1);
+		out->ready_types = (int)col_num(row[1], 0);
+		col(out->ready_type_names, sizeof(out->ready_type_names), row[2]);
+		col(out->scan_error, sizeof(out->scan_error), row[3]);
+		out->scan_age_s = col_num(row[4], -1);
+		out->backoff_s = col_num(row[5], 0);
+		out->failures = (int)col_num(row[6], 0);
+		out->parked_s = col_num(row[7], 0);
+		col(out->last_outcome, sizeof(out->last_outcome), row[8]);
+		col(out->last_holder, sizeof(out->last_holder), row[9]);
+		out->last_batch_s = col_num(row[10], -1);
+		out->orphaned_claims = col_num(row[11], 0);
+		out->abandoned_jobs = col_num(row[12], 0);
+		col(out->recent_drains, sizeof(out->recent_drains), row[13]);
+		col(out->holder, sizeof(out->holder), row[14]);
+		out->lease_s = row[14] ? col_num(row[15], 0) : 0;
+		out->lease_token = col_num(row[16], 0);
+		out->lease_age_s = row[14] ? col_num(row[17], 0) : 0;
+	}
+	if (res != NULL)
+		mysql_free_result(res);
+	return 0;
+}
+
+int coord_abandoned_wikis(struct db *db, const struct config *cfg, const char *scope,
+			  int limit, struct buf *out, int *count, char *err, size_t errlen)
+{
+	struct buf sql;
+
+	buf_init(&sql);
+	buf_addf(&sql,
+		 "SELECT CONCAT(domain, ' ', abandoned_jobs) FROM `%s`.jd_wiki"
+		 " WHERE abandoned_jobs > 0 AND scope = ",
+		 cfg->coord_db);
+	if (lit(db, &sql, scope, err, errlen) != 0) {
+		buf_release(&sql);
+		return -EIO;
+	}
+	buf_addf(&sql, " ORDER BY abandoned_jobs DESC, domain LIMIT %d", limit);
+	return collect_names(db, &sql, out, count, err, errlen);
 }
 
 int coord_summary(struct db *db, const struct config *cfg, const char *scope,

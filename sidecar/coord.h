@@ -68,7 +68,11 @@ struct coord_drain_report {
 	bool count_failure; /* the outcome counts against the wiki (failures + 1) */
 	bool park;          /* MediaWiki ran nothing although ready rows exist */
 	bool drained;       /* none-ready: the backlog is gone as far as MediaWiki can tell */
+	int batches, jobs; /* of the whole drain, for recent_drains */
+	int64_t ms;        /* the drain's duration */
 };
+/* Drains kept per wiki in jd_wiki.recent_drains (status --wiki). */
+#define COORD_RECENT_DRAINS 8
 int coord_release_wiki(struct db *db, const struct config *cfg, const struct coord_lease *l,
 		       const struct coord_drain_report *r, char *err, size_t errlen);
 
@@ -152,6 +156,34 @@ int coord_pause_list(struct db *db, const struct config *cfg, const char *scope,
 /* For metrics: wikis paused one by one, and whether the whole scope is. */
 int coord_pause_counts(struct db *db, const struct config *cfg, const char *scope,
 		       long long *wikis, bool *all, char *err, size_t errlen);
+
+/* One wiki's books, for status --wiki. Ages and remaining times in seconds. */
+struct coord_wiki_detail {
+	bool found;
+	long long oldest_ready_age_s; /* -1: no backlog */
+	int ready_types;
+	char ready_type_names[256];
+	char scan_error[256];
+	long long scan_age_s;         /* since the scan that wrote the row started */
+	long long backoff_s;          /* > 0: backed off this much longer */
+	int failures;
+	long long parked_s;           /* > 0: parked this much longer */
+	char last_outcome[32];
+	char last_holder[256];
+	long long last_batch_s;       /* -1: never */
+	long long orphaned_claims, abandoned_jobs;
+	char recent_drains[2048];     /* "time holder outcome batches jobs ms;...", newest first */
+	char holder[256];             /* "" unless the slot-0 lease is held */
+	long long lease_s, lease_token, lease_age_s;
+};
+int coord_wiki_detail(struct db *db, const struct config *cfg, const char *scope,
+		      const char *domain, struct coord_wiki_detail *out, char *err,
+		      size_t errlen);
+
+/* Wikis with rows at MediaWiki's retry limit (from the last full scan), most first:
+ * appends "domain count" strings to out (NUL-separated), up to limit. */
+int coord_abandoned_wikis(struct db *db, const struct config *cfg, const char *scope,
+			  int limit, struct buf *out, int *count, char *err, size_t errlen);
 
 /* The fleet at a glance, for metrics. */
 struct coord_summary {

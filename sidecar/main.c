@@ -42,7 +42,7 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: jobdrainer [--config FILE] [--check-config]\n"
-		"       jobdrainer [--config FILE] status [--json] [--all]\n"
+		"       jobdrainer [--config FILE] status [--json] [--all | --wiki DOMAIN]\n"
 		"       jobdrainer [--config FILE] drain --wiki DOMAIN\n"
 		"       jobdrainer [--config FILE] pause (--wiki DOMAIN | --all)\n"
 		"                  [--for DURATION] [--reason TEXT]\n"
@@ -60,7 +60,9 @@ static void usage(FILE *out)
 		"\n"
 		"Commands:\n"
 		"  status              the fleet's wikis with a backlog, a lease or trouble,\n"
-		"                      most urgent first (--all: every wiki; --json)\n"
+		"                      most urgent first (--all: every wiki; --json); with\n"
+		"                      --wiki DOMAIN, that wiki by job type, its lease, state\n"
+		"                      and recent drains\n"
 		"  drain --wiki DOMAIN drain one wiki now, under its lease, printing each batch\n"
 		"  pause               stop draining one wiki (--wiki) or every wiki (--all)\n"
 		"                      fleet-wide, at each pod's next batch; --for 30m|2h|1d\n"
@@ -115,9 +117,13 @@ static int check_command(const struct options *o)
 			o->command);
 		return EXIT_USAGE;
 	}
-	if ((o->wiki != NULL) != is_command(o, "drain") && !steer) {
+	if ((o->wiki != NULL) != is_command(o, "drain") && !steer && !is_command(o, "status")) {
 		fprintf(stderr, "jobdrainer: drain needs --wiki DOMAIN, and --wiki needs drain, "
-				"pause or resume\n");
+				"status, pause or resume\n");
+		return EXIT_USAGE;
+	}
+	if (is_command(o, "status") && o->wiki != NULL && o->all) {
+		fprintf(stderr, "jobdrainer: status takes --wiki DOMAIN or --all, not both\n");
 		return EXIT_USAGE;
 	}
 	return -1;
@@ -231,7 +237,9 @@ static int run_command(struct config *cfg, const struct options *o)
 		config_free(cfg);
 		return EXIT_RUNTIME;
 	}
-	if (strcmp(o->command, "status") == 0)
+	if (strcmp(o->command, "status") == 0 && o->wiki != NULL)
+		rc = steer_status_wiki(cfg, o->wiki, o->json);
+	else if (strcmp(o->command, "status") == 0)
 		rc = cli_status(cfg, o->json, o->all);
 	else if (strcmp(o->command, "pause") == 0)
 		rc = steer_pause(cfg, o->wiki, o->all, o->for_s, o->reason);

@@ -702,10 +702,14 @@ void sched_done(struct sched_worker *w, struct sched_ticket *t, const struct bat
 	char err[512];
 	int rc;
 
-	if (sched_drain_report(cfg, t, last, fault, &r))
+	if (sched_drain_report(cfg, t, last, fault, &r)) {
+		r.batches = t->batches;
+		r.jobs = t->jobs_run;
+		r.ms = util_mono_ms() - t->started_ms;
 		rc = coord_release_wiki(w->db, cfg, &t->lease, &r, err, sizeof(err));
-	else
+	} else {
 		rc = coord_release(w->db, cfg, &t->lease, err, sizeof(err));
+	}
 	*backoff_ms = r.backoff_ms;
 	metrics_add(METRIC_LEASES_HELD, 0, -1);
 	if (rc < 0)

@@ -13,6 +13,8 @@
 
 #include "cli.h"
 #include "coord.h"
+#include "discovery.h"
+#include "scan.h"
 #include "util.h"
 
 /* Who paused: the operator's user name and where the command ran (the pod). */
@@ -203,5 +205,308 @@ json_t *steer_pauses_json(struct db *db, const struct config *cfg)
 						     "remaining_s", (json_int_t)p[i].remaining_s));
 	}
 	free(p);
+	return arr;
+}
+
+/* ---- status --wiki ------------------------------------------------------------------ */
+
+/* The wiki's entry from discovery (db, prefix), or NULL with why in err. */
+static struct wiki *discover(const struct config *cfg, const char *domain, char *err,
+			     size_t errlen)
+{
+	struct db *platform = db_new(&cfg->platform, "platform_db");
+	struct discovery *disc = discovery_new(cfg);
+	struct wiki_list list = { 0 };
+	struct wiki *found = NULL;
+
+	if (platform != NULL && disc != NULL &&
+	    discovery_run(disc, platform, &list, err, errlen) == 0) {
+		for (size_t i = 0; i < list.len && found == NULL; i++)
+			if (strcmp(list.items[i]->domain, domain) == 0)
+				found = wiki_dup(list.items[i]);
+		if (found == NULL)
+			snprintf(err, errlen, "discovery does not list %s", domain);
+	}
+	wiki_list_free(&list);
+	discovery_free(disc);
+	db_free(platform);
+	return found;
+}
+
+/* The wiki's state and why, from its books and pauses (one word, one reason). */
+static const char *wiki_state(const struct coord_wiki_detail *d, const struct coord_pause *p,
+			      size_t np, char *why, size_t len)
+{
+	why[0] = '\0';
+	if (d->scan_error[0]) {
+		snprintf(why, len, "its job table cannot be read: %s", d->scan_error);
+		return "unreadable";
+	}
+	if (np > 0) {
+		snprintf(why, len, "paused by %s%s%s", p[0].by, p[0].reason[0] ? ": " : "",
+			 p[0].reason);
+		return "paused";
+	}
+	if (d->holder[0]) {
+		snprintf(why, len, "%s holds its lease", d->holder);
+		return "draining";
+	}
+	if (d->backoff_s > 0) {
+		snprintf(why, len, "%d failure(s) in a row, last outcome %s", d->failures,
+			 d->last_outcome);
+		return "backoff";
+	}
+	if (d->parked_s > 0) {
+		snprintf(why, len, "MediaWiki ran none of its ready jobs (types it does not run); "
+				   "until a new job arrives");
+		return "parked";
+	}
+	if (d->oldest_ready_age_s >= 0) {
+		snprintf(why, len, "ready jobs, waiting for a worker");
+		return "waiting";
+	}
+	snprintf(why, len, "no ready job at the last scan");
+	return "idle";
+}
+
+static json_t *drains_json(const char *recent)
+{
+	json_t *arr = json_array();
+	char copy[2048], *save = NULL;
+
+	snprintf(copy, sizeof(copy), "%s", recent);
+	for (char *e = strtok_r(copy, ";", &save); e != NULL && arr != NULL;
+	     e = strtok_r(NULL, ";", &save)) {
+		char at[32], holder[256], outcome[32];
+		long long batches, jobs, ms;
+		if (sscanf(e, "%31s %255s %31s %lld %lld %lld", at, holder, outcome, &batches,
+			   &jobs, &ms) != 6)
+			continue;
+		json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:I, s:I, s:I}", "at", at,
+						     "holder", holder, "outcome", outcome,
+						     "batches", (json_int_t)batches, "jobs",
+						     (json_int_t)jobs, "ms", (json_int_t)ms));
+	}
+	return arr;
+}
+
+static json_t *types_json(const struct scan_type_row *t, size_t n, int64_t now_ms)
+{
+	json_t *arr = json_array();
+
+	for (size_t i = 0; i < n && arr != NULL; i++)
+		json_array_append_new(
+			arr, json_pack("{s:s, s:I, s:b, s:I, s:b, s:I, s:I}", "type", t[i].type,
+				       "ready", (json_int_t)t[i].ready, "ready_at_least",
+				       t[i].ready >= SCAN_VIEW_READY_CAP, "claimed",
+				       (json_int_t)t[i].claimed, "claimed_at_least",
+				       t[i].claimed >= SCAN_VIEW_CLAIMED_CAP, "abandoned",
+				       (json_int_t)t[i].abandoned, "oldest_ready_age_s",
+				       (json_int_t)(t[i].oldest_ready_ms
+							    ? (now_ms - t[i].oldest_ready_ms) / 1000
+							    : -1)));
+	return arr;
+}
+
+static void print_wiki_text(const char *domain, const char *state, const char *why,
+			    const struct coord_wiki_detail *d, const struct coord_pause *p,
+			    size_t np, const struct scan_type_row *t, size_t nt, int64_t now_ms)
+{
+	char a[48], b[48];
+
+	printf("%s: %s (%s)\n", domain, state, why);
+	if (d->holder[0]) {
+		duration_text(d->lease_age_s, a, sizeof(a));
+		duration_text(d->lease_s, b, sizeof(b));
+		printf("  lease: held by %s (token %lld) for %s, expires in %s unless renewed\n",
+		       d->holder, d->lease_token, a, b);
+	} else {
+		printf("  lease: free%s%s\n", d->last_holder[0] ? "; last held by " : "",
+		       d->last_holder);
+	}
+	if (d->last_batch_s >= 0) {
+		duration_text(d->last_batch_s, a, sizeof(a));
+		printf("  last drain ended %s ago: %s; %d failure(s) in a row\n", a,
+		       d->last_outcome, d->failures);
+	}
+	if (d->backoff_s > 0) {
+		duration_text(d->backoff_s, a, sizeof(a));
+		printf("  backoff: %s more\n", a);
+	}
+	if (d->parked_s > 0) {
+		duration_text(d->parked_s, a, sizeof(a));
+		printf("  parked: %s more, or until a new job arrives\n", a);
+	}
+	for (size_t i = 0; i < np; i++)
+		print_pause(&p[i]);
+	duration_text(d->scan_age_s < 0 ? 0 : d->scan_age_s, a, sizeof(a));
+	printf("  fleet scan: %s ago; %lld orphaned claims, %lld abandoned jobs (full scan)\n\n",
+	       a, d->orphaned_claims, d->abandoned_jobs);
+	printf("  %-40s %8s %8s %9s %12s\n", "TYPE", "READY", "CLAIMED", "ABANDONED",
+	       "OLDEST_READY");
+	for (size_t i = 0; i < nt; i++) {
+		char ready[24], claimed[24];
+		snprintf(ready, sizeof(ready), "%s%lld", t[i].ready >= SCAN_VIEW_READY_CAP ? ">=" : "",
+			 t[i].ready);
+		snprintf(claimed, sizeof(claimed), "%s%lld",
+			 t[i].claimed >= SCAN_VIEW_CLAIMED_CAP ? ">=" : "", t[i].claimed);
+		if (t[i].oldest_ready_ms)
+			duration_text((now_ms - t[i].oldest_ready_ms) / 1000, a, sizeof(a));
+		else
+			snprintf(a, sizeof(a), "-");
+		printf("  %-40s %8s %8s %9lld %12s\n", t[i].type, ready, claimed, t[i].abandoned,
+		       a);
+	}
+	if (nt == 0)
+		printf("  (no rows in its job table)\n");
+	if (d->recent_drains[0]) {
+		char copy[2048], *save = NULL;
+		printf("\n  recent drains (newest first): time holder outcome batches jobs ms\n");
+		snprintf(copy, sizeof(copy), "%s", d->recent_drains);
+		for (char *e = strtok_r(copy, ";", &save); e; e = strtok_r(NULL, ";", &save))
+			printf("  %s\n", e);
+	}
+}
+
+int steer_status_wiki(const struct config *cfg, const char *domain, bool json)
+{
+	struct coord_wiki_detail d;
+	struct coord_pause *p = NULL;
+	struct scan_type_row *t = NULL;
+	struct wiki *w = NULL;
+	struct db *coord = NULL, *scan = NULL;
+	char err[512], why[1024];
+	size_t np = 0, nt = 0;
+	int64_t now_ms = util_wall_ms();
+	const char *state;
+	int rc = CLI_FAILED;
+
+	w = discover(cfg, domain, err, sizeof(err));
+	if (w == NULL) {
+		rc = strstr(err, "does not list") ? CLI_NOT_FOUND : CLI_FAILED;
+		goto fail;
+	}
+	coord = open_coord(cfg, "status");
+	if (coord == NULL)
+		goto out;
+	scan = db_new(&cfg->scan, "scan_db");
+	if (scan == NULL) {
+		snprintf(err, sizeof(err), "out of memory");
+		goto fail;
+	}
+	if (coord_wiki_detail(coord, cfg, cfg->mw_version, domain, &d, err, sizeof(err)) != 0 ||
+	    coord_pause_list(coord, cfg, cfg->mw_version, domain, &p, &np, err, sizeof(err)) != 0 ||
+	    scan_wiki_types(scan, w, &t, &nt, err, sizeof(err)) != 0)
+		goto fail;
+	state = wiki_state(&d, p, np, why, sizeof(why));
+	if (!d.found)
+		snprintf(why, sizeof(why), "not scanned yet by the fleet");
+	if (json) {
+		json_t *pauses = json_array();
+		for (size_t i = 0; i < np && pauses != NULL; i++)
+			json_array_append_new(pauses, json_pack("{s:b, s:s, s:s, s:s, s:s?}", "all",
+								strcmp(p[i].domain, COORD_ALL_WIKIS) == 0,
+								"by", p[i].by, "reason", p[i].reason,
+								"since", p[i].since, "until",
+								p[i].until[0] ? p[i].until : NULL));
+		json_t *root = json_pack(
+			"{s:s, s:s, s:s, s:{s:s?, s:I, s:I, s:I}, s:s?, s:s?, s:I, s:i, s:I, s:I,"
+			" s:o, s:I, s:s?, s:I, s:I, s:o, s:o}",
+			"wiki", domain, "state", state, "why", why, "lease", "holder",
+			d.holder[0] ? d.holder : NULL, "token", (json_int_t)d.lease_token,
+			"expires_in_s", (json_int_t)d.lease_s, "held_for_s", (json_int_t)d.lease_age_s,
+			"last_holder", d.last_holder[0] ? d.last_holder : NULL, "last_outcome",
+			d.last_outcome[0] ? d.last_outcome : NULL, "last_batch_s",
+			(json_int_t)d.last_batch_s, "failures", d.failures, "backoff_s",
+			(json_int_t)(d.backoff_s > 0 ? d.backoff_s : 0), "parked_s",
+			(json_int_t)(d.parked_s > 0 ? d.parked_s : 0), "paused", pauses, "scan_age_s",
+			(json_int_t)d.scan_age_s, "scan_error", d.scan_error[0] ? d.scan_error : NULL,
+			"orphaned_claims", (json_int_t)d.orphaned_claims, "abandoned_jobs",
+			(json_int_t)d.abandoned_jobs, "types", types_json(t, nt, now_ms),
+			"recent_drains", drains_json(d.recent_drains));
+		if (root == NULL) {
+			snprintf(err, sizeof(err), "out of memory");
+			goto fail;
+		}
+		json_dumpf(root, stdout, JSON_INDENT(2));
+		putchar('\n');
+		json_decref(root);
+	} else {
+		print_wiki_text(domain, state, why, &d, p, np, t, nt, now_ms);
+	}
+	rc = CLI_OK;
+	goto out;
+fail:
+	fprintf(stderr, "jobdrainer status: %s: %s\n", domain, err);
+out:
+	free(t);
+	free(p);
+	wiki_free(w);
+	db_free(scan);
+	db_free(coord);
+	return rc;
+}
+
+/* ---- the fleet's wikis with abandoned jobs ------------------------------------------ */
+
+/* Up to this many in `status`; the rest are counted. */
+#define ABANDONED_SHOWN 20
+
+/* The list for both forms of `status`; false (reported) when it cannot be read. */
+static bool read_abandoned(struct db *db, const struct config *cfg, struct buf *names, int *n)
+{
+	char err[512];
+
+	buf_init(names);
+	if (coord_abandoned_wikis(db, cfg, cfg->mw_version, ABANDONED_SHOWN, names, n, err,
+				  sizeof(err)) == 0)
+		return true;
+	fprintf(stderr, "jobdrainer status: abandoned jobs cannot be read: %s\n", err);
+	buf_release(names);
+	return false;
+}
+
+void steer_print_abandoned(struct db *db, const struct config *cfg)
+{
+	struct buf names;
+	int n = 0;
+	size_t off = 0;
+
+	if (!read_abandoned(db, cfg, &names, &n))
+		return;
+	if (n > 0)
+		printf("abandoned jobs (claimed, at MediaWiki's retry limit of %d attempts; never "
+		       "run again; status --wiki DOMAIN shows their types):\n",
+		       SCAN_MAX_ATTEMPTS);
+	for (int i = 0; i < n; i++) {
+		const char *e = names.data + off;
+		off += strlen(e) + 1;
+		printf("  %s\n", e);
+	}
+	if (n > 0)
+		printf("\n");
+	buf_release(&names);
+}
+
+json_t *steer_abandoned_json(struct db *db, const struct config *cfg)
+{
+	struct buf names;
+	json_t *arr;
+	int n = 0;
+	size_t off = 0;
+
+	if (!read_abandoned(db, cfg, &names, &n))
+		return NULL;
+	arr = json_array();
+	for (int i = 0; i < n && arr != NULL; i++) {
+		const char *e = names.data + off, *sp = strrchr(e, ' ');
+		long long count = 0;
+		off += strlen(e) + 1;
+		if (sp == NULL || util_parse_int(sp + 1, 0, INT64_MAX, &count) != 0)
+			continue;
+		json_array_append_new(arr, json_pack("{s:s%, s:I}", "wiki", e, (size_t)(sp - e),
+						     "abandoned_jobs", (json_int_t)count));
+	}
+	buf_release(&names);
 	return arr;
 }

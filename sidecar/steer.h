@@ -2,7 +2,8 @@
  * tables (kubectl exec ... jobdrainer ...):
  *   pause --wiki DOMAIN | --all [--for DURATION] [--reason TEXT]
  *   resume --wiki DOMAIN | --all
- * and the pause section of `status`. Every pod honours a pause at its next batch. They
+ *   status --wiki DOMAIN [--json]   one wiki's view, by job type
+ * and the pause and abandoned-jobs sections of `status`. Every pod honours a pause at its next batch. They
  * print to stdout, errors to stderr, and return the process exit code (cli.h). */
 #ifndef JD_STEER_H
 #define JD_STEER_H
@@ -25,5 +26,13 @@ int steer_resume(const struct config *cfg, const char *domain, bool all);
  * (NULL when they cannot be read: the message went to stderr). */
 void steer_print_pauses(struct db *db, const struct config *cfg);
 json_t *steer_pauses_json(struct db *db, const struct config *cfg);
+
+/* status --wiki DOMAIN [--json]: one wiki's books, pauses and job table by type. */
+int steer_status_wiki(const struct config *cfg, const char *domain, bool json);
+
+/* For `status`: the wikis with abandoned jobs (MediaWiki's job_attempts at its retry
+ * limit), from the last full scan. */
+void steer_print_abandoned(struct db *db, const struct config *cfg);
+json_t *steer_abandoned_json(struct db *db, const struct config *cfg);
 
 #endif

@@ -200,3 +200,54 @@ def test_skip_types_are_left_to_other_runners(farm, sidecars):
     # Clean up for the other tests: another runner takes them.
     farm.run_jobs_php(W1)
     assert farm.total_jobs(W1) == 0
+
+
+def test_status_wiki_by_type_with_claimed_and_abandoned_rows(farm, sidecars):
+    import time as _t
+    jt = farm.wiki(W2).job_table
+    farm.sql("DELETE FROM %s" % jt)
+    farm.push_null_jobs(W2, 30)
+    farm.push_probe_jobs(W2, 5, tag="view")
+    farm.insert_raw_jobs(W2, 4, cmd="farmNoSuchJob")
+    # Rows a runner claimed 20 minutes ago: 2 at MediaWiki's retry limit (abandoned), 3
+    # still to be retried.
+    old = _t.strftime("%Y%m%d%H%M%S", _t.gmtime(_t.time() - 1200))
+    farm.sql("UPDATE %s SET job_token = 'gone', job_token_timestamp = %%s, job_attempts = 3"
+             " WHERE job_cmd = 'null' ORDER BY job_id LIMIT 2" % jt, (old,))
+    farm.sql("UPDATE %s SET job_token = 'gone', job_token_timestamp = %%s, job_attempts = 1"
+             " WHERE job_cmd = 'null' AND job_token = '' ORDER BY job_id LIMIT 3" % jt, (old,))
+    pod = sidecars("steer-view", farm_ini(farm), start=False)
+
+    r = cli(pod, "status", "--wiki", W2, "--json")
+    assert r.returncode == 0, r.stderr
+    view = json.loads(r.stdout)
+    types = {t["type"]: t for t in view["types"]}
+    assert set(types) == {"null", "farmProbe", "farmNoSuchJob"}
+    assert (types["null"]["ready"], types["null"]["claimed"], types["null"]["abandoned"]) == (25, 5, 2)
+    assert (types["farmProbe"]["ready"], types["farmProbe"]["claimed"]) == (5, 0)
+    assert types["farmNoSuchJob"]["ready"] == 4
+    assert all(t["oldest_ready_age_s"] >= 0 and not t["ready_at_least"] for t in types.values())
+    text = cli(pod, "status", "--wiki", W2).stdout
+    assert "TYPE" in text and "farmNoSuchJob" in text and "ABANDONED" in text
+
+    pod.start()
+    wait_until(lambda: farm.ready_jobs(W2, cmd="null") == 0 and
+               farm.ready_jobs(W2, cmd="farmProbe") == 0, timeout=90, what="runnable rows drained")
+    # Only rows MediaWiki will not run are left ready: the wiki parks, and says why.
+    pod.wait_for(lambda l: l.get("msg", "").startswith("wiki parked"), timeout=60, what="parked")
+    view = json.loads(cli(pod, "status", "--wiki", W2, "--json").stdout)
+    assert view["state"] == "parked" and "does not run" in view["why"], view
+    assert view["lease"]["holder"] is None and view["last_holder"].startswith("steer-view:")
+    assert view["recent_drains"] and view["recent_drains"][0]["holder"].startswith("steer-view:")
+    assert sum(d["jobs"] for d in view["recent_drains"]) >= 30
+    types = {t["type"]: t for t in view["types"]}
+    assert types["null"]["ready"] == 0 and types["null"]["abandoned"] == 2
+    # The fleet view lists the wiki with abandoned jobs (from the full scan).
+    fleet = status_json(pod)
+    assert {"wiki": W2, "abandoned_jobs": 2} in fleet["abandoned"], fleet["abandoned"]
+    assert "abandoned jobs (claimed, at MediaWiki's retry limit" in cli(pod, "status").stdout
+    assert view["abandoned_jobs"] == 2
+    r = cli(pod, "status", "--wiki", "nosuch.farm.test")
+    assert r.returncode == 4 and "does not list" in r.stderr
+    assert pod.stop() == 0
+    farm.sql("DELETE FROM %s" % jt)
