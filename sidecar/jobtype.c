@@ -90,18 +90,25 @@ bool jobtype_in(const char *words, const char *type)
 	return false;
 }
 
-bool jobtype_next(const char *priority, const char *skip, const char *ready,
-		  const char *tried, char *out, size_t outlen)
+/* Whether a ready word may be asked for in the round robin. */
+static bool runnable(const char *word, size_t n, const char *skip, const char *tried)
 {
-	char word[JOBTYPE_MAX + 2];
+	return n <= JOBTYPE_MAX && !jobtype_in(tried, word) && jobtype_match(skip, word) < 0;
+}
+
+bool jobtype_next(const char *priority, const char *skip, const char *ready,
+		  const char *tried, const char *last, char *out, size_t outlen)
+{
+	char word[JOBTYPE_MAX + 2], first[JOBTYPE_MAX + 2] = "";
 	const char *p = ready;
 	int best = -1;
+	bool after = false;
 	size_t n;
 
 	out[0] = '\0';
 	while ((n = next_word(&p, word, sizeof(word))) > 0) {
 		int rank;
-		if (n > JOBTYPE_MAX || jobtype_in(tried, word) || jobtype_match(skip, word) >= 0)
+		if (!runnable(word, n, skip, tried))
 			continue;
 		rank = jobtype_match(priority, word);
 		if (rank >= 0 && (best < 0 || rank < best)) {
@@ -115,10 +122,23 @@ bool jobtype_next(const char *priority, const char *skip, const char *ready,
 	if (strspn(skip, ", \t\n") == strlen(skip))
 		return true;
 	for (p = ready; (n = next_word(&p, word, sizeof(word))) > 0;) {
-		if (n > JOBTYPE_MAX || jobtype_in(tried, word) || jobtype_match(skip, word) >= 0)
+		if (strcmp(word, last) == 0) {
+			after = true;
 			continue;
-		snprintf(out, outlen, "%s", word);
-		return true;
+		}
+		if (!runnable(word, n, skip, tried))
+			continue;
+		if (after) {
+			snprintf(out, outlen, "%s", word);
+			return true;
+		}
+		if (first[0] == '\0')
+			snprintf(first, sizeof(first), "%s", word);
 	}
-	return false;
+	/* Wrap around; `last` itself when it is the only one left. */
+	if (first[0] == '\0' && last[0] != '\0' && jobtype_in(ready, last) &&
+	    runnable(last, strlen(last), skip, tried))
+		snprintf(first, sizeof(first), "%s", last);
+	snprintf(out, outlen, "%s", first);
+	return first[0] != '\0';
 }

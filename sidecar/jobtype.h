@@ -24,13 +24,15 @@ int jobtype_match(const char *list, const char *type);
 /* Whether type is a word of words (a blank-separated list of job types). */
 bool jobtype_in(const char *words, const char *type);
 
-/* The type the next batch asks for, given the ready types a scan saw (blank-separated)
- * and those already answered "none left" under this lease (tried):
+/* The type the next batch asks for, given the ready types a scan saw (blank-separated),
+ * those already answered "none left" under this lease (tried) and the type the last
+ * batch asked for (last, "" for none):
  *  - the first ready, untried type matching priority (in the order of its patterns);
  *  - else, with no skip list, "" (an untyped batch: MediaWiki picks any type);
- *  - else the first ready, untried type that skip does not match.
+ *  - else the next ready, untried type after `last` in `ready` (round robin, so a
+ *    long backlog of one type does not hold back the others) that skip does not match.
  * Returns false when nothing is left to ask for (out is ""). */
 bool jobtype_next(const char *priority, const char *skip, const char *ready,
-		  const char *tried, char *out, size_t outlen);
+		  const char *tried, const char *last, char *out, size_t outlen);
 
 #endif

@@ -265,10 +265,13 @@ bool sched_batch_type(struct sched_worker *w, struct sched_ticket *t, char *type
 	type[0] = '\0';
 	if (!has_type_lists(cfg))
 		return true;
-	if (t->types_read_ms == 0 ||
-	    (cfg->priority_types[0] != '\0' && util_mono_ms() - t->types_read_ms >= 1000))
+	if (t->types_read_ms == 0 || util_mono_ms() - t->types_read_ms >= 1000)
 		read_types(w, t);
-	return jobtype_next(cfg->priority_types, cfg->skip_types, t->types, t->tried, type, len);
+	if (!jobtype_next(cfg->priority_types, cfg->skip_types, t->types, t->tried, t->last_type,
+			  type, len))
+		return false;
+	snprintf(t->last_type, sizeof(t->last_type), "%s", type);
+	return true;
 }
 
 bool sched_type_answered(struct sched_ticket *t, const struct config *cfg,
@@ -286,8 +289,8 @@ bool sched_type_answered(struct sched_ticket *t, const struct config *cfg,
 	if (!jobtype_in(t->tried, r->type) && have + strlen(r->type) + 2 <= sizeof(t->tried))
 		snprintf(t->tried + have, sizeof(t->tried) - have, "%s%s", have ? " " : "",
 			 r->type);
-	return jobtype_next(cfg->priority_types, cfg->skip_types, t->types, t->tried, next,
-			    sizeof(next));
+	return jobtype_next(cfg->priority_types, cfg->skip_types, t->types, t->tried,
+			    t->last_type, next, sizeof(next));
 }
 
 /* Tries to lease `wiki` in `slot`; fills t on success. 1 got it, 0 not, -EIO. */

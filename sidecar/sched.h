@@ -42,6 +42,7 @@ struct sched_ticket {
 	char types[256];          /* job types the last scan saw ready on the wiki */
 	char types_seen[32];      /* that scan's start: a newer scan clears `tried` */
 	char tried[256];          /* types that answered "none left" under this ticket */
+	char last_type[64];       /* the type the last batch asked for */
 	int64_t types_read_ms;    /* monotonic: when `types` was read */
 };
 
@@ -49,9 +50,9 @@ struct sched_ticket {
 #define SCHED_NO_PROGRESS_LIMIT 2
 
 /* The job type the next batch asks for (jobtype_next over the ticket's ready types;
- * "" for any type). With priority_types set, re-reads the wiki's ready types at most
- * once a second, so a priority job queued behind a long backlog is asked for within
- * a scan interval and a batch. False: nothing this pod may run is left (only types of
+ * "" for any type). Re-reads the wiki's ready types at most once a second, so a
+ * priority job (or, with skip_types, a new type) queued behind a long backlog is asked
+ * for within a scan interval and a batch. False: nothing this pod may run is left (only types of
  * skip_types, or every type tried). */
 bool sched_batch_type(struct sched_worker *w, struct sched_ticket *t, char *type, size_t len);
 

@@ -51,37 +51,45 @@ static void test_match(void **state)
 static void test_next(void **state)
 {
 	static const struct {
-		const char *priority, *skip, *ready, *tried;
+		const char *priority, *skip, *ready, *tried, *last;
 		bool ok;
 		const char *type;
 	} cases[] = {
 		/* No lists: always an untyped batch. */
-		{ "", "", "a b", "", true, "" },
+		{ "", "", "a b", "", "", true, "" },
 		/* A ready priority type first, in the order of the patterns. */
-		{ "p2 p1*", "", "a p1x p2", "", true, "p2" },
-		{ "p1* p2", "", "a p1x p2", "", true, "p1x" },
+		{ "p2 p1*", "", "a p1x p2", "", "", true, "p2" },
+		{ "p1* p2", "", "a p1x p2", "", "", true, "p1x" },
 		/* Once tried, the next priority type, then untyped. */
-		{ "p1* p2", "", "a p1x p2", "p1x", true, "p2" },
-		{ "p1* p2", "", "a p1x p2", "p1x p2", true, "" },
+		{ "p1* p2", "", "a p1x p2", "p1x", "", true, "p2" },
+		{ "p1* p2", "", "a p1x p2", "p1x p2", "", true, "" },
 		/* No priority type ready: untyped. */
-		{ "p*", "", "a b", "", true, "" },
+		{ "p*", "", "a b", "", "", true, "" },
 		/* A skip list makes every batch typed: ready types in scan order, skipped ones
 		 * never, and nothing left is false. */
-		{ "", "s*", "a skipme b", "", true, "a" },
-		{ "", "s*", "a skipme b", "a", true, "b" },
-		{ "", "s*", "a skipme b", "a b", false, "" },
-		{ "", "s*", "skipme", "", false, "" },
-		{ "", "s*", "", "", false, "" },
+		{ "", "s*", "a skipme b", "", "", true, "a" },
+		{ "", "s*", "a skipme b", "a", "", true, "b" },
+		{ "", "s*", "a skipme b", "a b", "", false, "" },
+		{ "", "s*", "skipme", "", "", false, "" },
+		{ "", "s*", "", "", "", false, "" },
 		/* Priority first, skip wins over priority. */
-		{ "b s*", "s*", "a skipme b", "", true, "b" },
-		{ "s*", "s*", "skipme a", "", true, "a" },
+		{ "b s*", "s*", "a skipme b", "", "", true, "b" },
+		{ "s*", "s*", "skipme a", "", "", true, "a" },
+		/* Round robin after the last type asked for, wrapping around. */
+		{ "", "s*", "a b c", "", "a", true, "b" },
+		{ "", "s*", "a b c", "", "c", true, "a" },
+		{ "", "s*", "a b c", "b", "a", true, "c" },
+		{ "", "s*", "a", "", "a", true, "a" },
+		{ "", "s*", "a b", "", "gone", true, "a" },
+		/* Priority still first, whatever came last. */
+		{ "c", "s*", "a b c", "", "a", true, "c" },
 	};
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char out[JOBTYPE_MAX + 1] = "junk";
 		bool ok = jobtype_next(cases[i].priority, cases[i].skip, cases[i].ready,
-				       cases[i].tried, out, sizeof(out));
+				       cases[i].tried, cases[i].last, out, sizeof(out));
 		if (ok != cases[i].ok || strcmp(out, cases[i].type) != 0)
 			fail_msg("case %zu: got %d '%s', want %d '%s'", i, ok, out, cases[i].ok,
 				 cases[i].type);
