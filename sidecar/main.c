@@ -26,6 +26,7 @@
 #include "httpd.h"
 #include "limiter.h"
 #include "log.h"
+#include "reload.h"
 #include "scanner.h"
 #include "sched.h"
 #include "steer.h"
@@ -276,14 +277,53 @@ static int start_httpd(const struct config *cfg, struct httpd **out)
 	return 0;
 }
 
-/* Waits for SIGTERM/SIGINT. SIGHUP is answered, not acted on: there is no reload. */
-static void wait_for_stop(const sigset_t *set)
+/* The running subsystems, for a reload to reach. */
+struct running {
+	struct reload *reload;
+	struct sched *sched;
+	struct limiter *limiter;
+	struct scanner *scanner;
+	struct workers *workers;
+};
+
+/* Hands a reloaded configuration to every subsystem: each takes it up at its next
+ * batch or pass (reload.h keeps the old one alive). */
+static void apply_config(struct running *run, const char *why)
 {
+	const struct config *cfg = reload_now(run->reload, why);
+
+	if (cfg == NULL)
+		return;
+	log_set_level((enum log_level)cfg->log_level);
+	sched_set_config(run->sched, cfg);
+	limiter_set_config(run->limiter, cfg);
+	scanner_set_config(run->scanner, cfg);
+	workers_set_config(run->workers, cfg);
+}
+
+/* Waits for SIGTERM/SIGINT; SIGHUP, or a change of the file's content (looked at every
+ * reload_check_interval seconds), reloads the configuration. */
+static void wait_for_stop(const sigset_t *set, struct running *run)
+{
+	int64_t next_check = util_mono_ms();
 	int sig;
 
 	for (;;) {
-		if (sigwait(set, &sig) != 0)
+		const struct config *cfg = reload_current(run->reload);
+		struct timespec tick = { 1, 0 };
+		int64_t now = util_mono_ms();
+		if (cfg->reload_check_interval > 0 && now >= next_check) {
+			next_check = now + (int64_t)cfg->reload_check_interval * 1000;
+			if (reload_file_changed(run->reload))
+				apply_config(run, "file changed");
+		}
+		sig = sigtimedwait(set, NULL, &tick);
+		if (sig < 0)
 			continue;
+		if (sig == SIGHUP) {
+			apply_config(run, "SIGHUP");
+			continue;
+		}
 		if (sig == SIGTERM || sig == SIGINT) {
 			struct log_line l;
 			log_begin(&l, LOG_INFO, "stopping");
@@ -292,9 +332,6 @@ static void wait_for_stop(const sigset_t *set)
 			log_end(&l);
 			return;
 		}
-		if (sig == SIGHUP)
-			log_msg(LOG_WARN, "SIGHUP ignored: configuration reload is not supported; "
-					  "restart to apply changes");
 	}
 }
 
@@ -327,6 +364,8 @@ int main(int argc, char **argv)
 	struct httpd *httpd = NULL;
 	struct scanner *scanner = NULL;
 	struct workers *workers = NULL;
+	struct reload *reload = NULL;
+	struct running run;
 	struct buf errors;
 	sigset_t sigs;
 	atomic_bool abort_now = false;
@@ -371,6 +410,12 @@ int main(int argc, char **argv)
 		return EXIT_RUNTIME;
 	}
 	log_startup(cfg);
+	reload = reload_new(cfg);
+	if (reload == NULL) {
+		log_msg(LOG_ERROR, "out of memory");
+		config_free(cfg);
+		return EXIT_RUNTIME;
+	}
 
 	/* 4. Subsystems: the endpoints, the scheduler, the scanner that feeds it, the
 	 * limiter and the workers that use both. */
@@ -391,7 +436,9 @@ int main(int argc, char **argv)
 	/* 5. Run until told to stop. Then the statements of the shutdown path (lease
 	 * releases) get until shutdown_timeout plus a little: after that every database
 	 * connection is cut, so a hung database cannot hold the exit past the grace period. */
-	wait_for_stop(&sigs);
+	run = (struct running){ reload, sched, limiter, scanner, workers };
+	wait_for_stop(&sigs, &run);
+	cfg = (struct config *)reload_current(reload); /* owned by reload */
 	db_abort_at(util_mono_ms() + ((int64_t)cfg->shutdown_timeout + 2) * 1000);
 	rc = EXIT_OK;
 
@@ -413,6 +460,6 @@ out:
 	log_msg(LOG_INFO, "stopped");
 	curl_global_cleanup();
 	mysql_library_end();
-	config_free(cfg);
+	reload_free(reload); /* every config since start, now that no thread is left */
 	return rc;
 }

@@ -91,6 +91,12 @@ struct runjobs *runjobs_new(const struct config *cfg, const atomic_bool *abort_n
 	return rj;
 }
 
+void runjobs_set_config(struct runjobs *rj, const struct config *cfg)
+{
+	rj->cfg = cfg;
+	rj->body_cap = (size_t)cfg->max_body_kib * 1024;
+}
+
 void runjobs_free(struct runjobs *rj)
 {
 	if (rj == NULL)

@@ -18,6 +18,9 @@ struct runjobs;
  * Returns NULL on allocation failure. */
 struct runjobs *runjobs_new(const struct config *cfg, const atomic_bool *abort_now);
 void runjobs_free(struct runjobs *rj);
+/* A reload: the next batch follows cfg's maxjobs, maxtime, timeouts and body cap
+ * (host, port and path are the same: config_keep_static). */
+void runjobs_set_config(struct runjobs *rj, const struct config *cfg);
 
 /* Runs one batch on wiki w, under lease token `lease` (sent unsigned, for the access
  * log), and classifies what happened into r. Never fails as such: every problem is an

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <mysql.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -23,7 +24,7 @@
 #define REPEAT_FAILURE_LOG_MS 60000
 
 struct scanner {
-	const struct config *cfg;
+	const struct config *_Atomic cfg; /* swapped by scanner_set_config (a reload) */
 	struct sched *sched;
 	pthread_t thread;
 	pthread_mutex_t lock;
@@ -644,4 +645,13 @@ void scanner_stop(struct scanner *sc)
 	pthread_cond_destroy(&sc->wake);
 	pthread_mutex_destroy(&sc->lock);
 	free(sc);
+}
+
+void scanner_set_config(struct scanner *sc, const struct config *cfg)
+{
+	atomic_store(&sc->cfg, cfg);
+	/* Wake the loop: a new interval or pace applies now, not after the old wait. */
+	pthread_mutex_lock(&sc->lock);
+	pthread_cond_broadcast(&sc->wake);
+	pthread_mutex_unlock(&sc->lock);
 }

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +25,7 @@
 #define REPEAT_ERROR_LOG_MS 30000
 
 struct sched {
-	const struct config *cfg;
+	const struct config *_Atomic cfg; /* swapped by sched_set_config (a reload) */
 	const char *scope;
 	pthread_mutex_t lock;
 	pthread_cond_t changed;
@@ -118,6 +119,11 @@ int sched_set_wikis(struct sched *s, struct wiki_list *list)
 	list->items = NULL;
 	list->len = 0;
 	return 0;
+}
+
+void sched_set_config(struct sched *s, const struct config *cfg)
+{
+	atomic_store(&s->cfg, cfg);
 }
 
 void sched_poke(struct sched *s)

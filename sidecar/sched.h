@@ -76,6 +76,10 @@ void sched_free(struct sched *s);
  * ownership of the list's wikis and empties it. Returns 0 or -ENOMEM. */
 int sched_set_wikis(struct sched *s, struct wiki_list *list);
 
+/* A reload: batches from now on follow cfg (the caller keeps it alive until exit;
+ * keys that cannot change live are the same as before, config_keep_static). */
+void sched_set_config(struct sched *s, const struct config *cfg);
+
 /* The shared backlog just changed (this pod's scan wrote it): idle workers look at it
  * now rather than at their next poll. */
 void sched_poke(struct sched *s);

@@ -27,7 +27,7 @@ struct worker {
 };
 
 struct workers {
-	const struct config *cfg;
+	const struct config *_Atomic cfg; /* swapped by workers_set_config (a reload) */
 	struct sched *sched;
 	struct limiter *limiter;
 	const atomic_bool *abort_now;
@@ -146,7 +146,7 @@ static void drain(struct worker *w, struct sched_worker *sw, struct runjobs *rj,
 		  struct sched_ticket *t, bool probe)
 {
 	struct workers *pool = w->pool;
-	int64_t gap = pool->cfg->wiki_min_interval_ms;
+	int64_t gap;
 	struct health_verdict v = { .fault = FAULT_NONE };
 	struct batch_result r;
 	int64_t backoff = 0;
@@ -156,10 +156,12 @@ static void drain(struct worker *w, struct sched_worker *sw, struct runjobs *rj,
 	memset(&r, 0, sizeof(r));
 	r.outcome = OUTCOME_ABORTED;
 	do {
+		gap = pool->cfg->wiki_min_interval_ms;
 		if (more && gap > 0 && !sched_hold(sw, t, gap))
 			break;
 		if (limiter_pace(pool->limiter) != 0 || !sched_confirm(sw, t))
 			break; /* nothing ran: the last outcome stands */
+		runjobs_set_config(rj, pool->cfg); /* a reload applies from the next batch */
 		if (!sched_batch_type(sw, t, type, sizeof(type))) {
 			only_skipped_types(t, &r);
 			break;
@@ -276,6 +278,11 @@ struct workers *workers_start(const struct config *cfg, struct sched *s, struct 
 		w->started = true;
 	}
 	return pool;
+}
+
+void workers_set_config(struct workers *pool, const struct config *cfg)
+{
+	atomic_store(&pool->cfg, cfg);
 }
 
 bool workers_wait(struct workers *pool, int64_t deadline_ms)
