@@ -330,9 +330,21 @@ struct binlog {
 	struct recent_map recent[RECENT_MAPS];
 	int nrecent;
 	int failures;
-	char last_logged[256];
+	const char *last_logged; /* the `why` of the last failure logged */
 	int64_t last_logged_ms;
 };
+
+/* Why the feed stopped, in the words of its log line (compared by address: one line
+ * per kind of failure). */
+static const char WHY_GRANT[] = "missing grant: the feed's user needs REPLICATION SLAVE and "
+				"REPLICATION CLIENT (BINLOG MONITOR)";
+static const char WHY_PURGED[] = "the position is no longer in the binary log (purged) or "
+				 "cannot be read; resuming at the server's current position";
+static const char WHY_OFF[] = "the server's binary log is off (log_bin)";
+static const char WHY_LOST[] = "connection lost or refused (server restarted or unreachable)";
+/* 4052 and the like: another replica uses this server_id. */
+static const char WHY_REFUSED[] = "replication connection refused";
+static const char WHY_MEMORY[] = "out of memory";
 
 /* What a failed attempt was, for its one log line and for where to resume. */
 struct feed_error {
@@ -362,27 +374,24 @@ static void set_error(struct feed_error *e, MYSQL *m, const char *what)
 	case ER_SPECIFIC_ACCESS_DENIED_ERROR:
 	case ER_ACCESS_DENIED_ERROR:
 	case ER_DBACCESS_DENIED_ERROR:
-		e->why = "missing grant: the feed's user needs REPLICATION SLAVE and "
-			 "REPLICATION CLIENT (BINLOG MONITOR)";
+		e->why = WHY_GRANT;
 		break;
 	case ER_MASTER_FATAL_ERROR_READING_BINLOG:
-		e->why = "the position is no longer in the binary log (purged) or cannot be "
-			 "read; resuming at the server's current position";
+		e->why = WHY_PURGED;
 		e->forget_position = true;
 		break;
 	case ER_NO_BINARY_LOGGING:
-		e->why = "the server's binary log is off (log_bin)";
+		e->why = WHY_OFF;
 		e->forget_position = true;
 		break;
 	case CR_SERVER_LOST:
 	case CR_SERVER_GONE_ERROR:
 	case CR_CONNECTION_ERROR:
 	case CR_CONN_HOST_ERROR:
-		e->why = "connection lost or refused (server restarted or unreachable)";
+		e->why = WHY_LOST;
 		break;
 	default:
-		/* 4052 and the like: another replica uses this server_id. */
-		e->why = "replication connection refused";
+		e->why = WHY_REFUSED;
 		break;
 	}
 }
@@ -434,7 +443,7 @@ static int read_server_state(struct binlog *b, MYSQL *m, char *format, size_t fo
 	if (!log_bin) {
 		e->code = 0;
 		snprintf(e->msg, sizeof(e->msg), "log_bin is OFF on the server");
-		e->why = "the server's binary log is off (log_bin)";
+		e->why = WHY_OFF;
 		e->forget_position = true;
 		return -EIO;
 	}
@@ -452,7 +461,7 @@ static int read_server_state(struct binlog *b, MYSQL *m, char *format, size_t fo
 		mysql_free_result(res);
 		e->code = 0;
 		snprintf(e->msg, sizeof(e->msg), "SHOW MASTER STATUS returned no position");
-		e->why = "the server's binary log is off (log_bin)";
+		e->why = WHY_OFF;
 		return -EIO;
 	}
 	snprintf(b->file, sizeof(b->file), "%s", row[0]);
@@ -470,8 +479,8 @@ static MYSQL *feed_connect(struct binlog *b, struct feed_error *e)
 	MYSQL *m = mysql_init(NULL);
 
 	if (m == NULL) {
-		snprintf(e->msg, sizeof(e->msg), "out of memory");
-		e->why = "out of memory";
+		snprintf(e->msg, sizeof(e->msg), "mysql_init");
+		e->why = WHY_MEMORY;
 		return NULL;
 	}
 	mysql_options(m, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
@@ -577,7 +586,7 @@ static void log_following(struct binlog *b, const char *format)
 	log_str(&l, "next", "wikis are woken as jobs are written; scans stay as the safety net");
 	log_end(&l);
 	b->failures = 0;
-	b->last_logged[0] = '\0';
+	b->last_logged = NULL;
 	metrics_set(METRIC_BINLOG_FOLLOWING, 0, 1);
 }
 
@@ -685,7 +694,8 @@ out:
 	return feed_stopping(b) ? 0 : rc;
 }
 
-/* One line per failure; the same failure again only every REPEAT_FAILURE_LOG_MS. */
+/* One line per failure; the same kind of failure again (a restarting server first
+ * drops the connection, then refuses new ones) only every REPEAT_FAILURE_LOG_MS. */
 static void log_failure(struct binlog *b, const struct feed_error *e)
 {
 	int64_t now = util_mono_ms();
@@ -693,14 +703,14 @@ static void log_failure(struct binlog *b, const struct feed_error *e)
 	char next[96];
 
 	b->failures++;
-	if (strcmp(b->last_logged, e->msg) == 0 && now - b->last_logged_ms < REPEAT_FAILURE_LOG_MS)
+	if (b->last_logged == e->why && now - b->last_logged_ms < REPEAT_FAILURE_LOG_MS)
 		return;
-	snprintf(b->last_logged, sizeof(b->last_logged), "%s", e->msg);
+	b->last_logged = e->why;
 	b->last_logged_ms = now;
 	snprintf(next, sizeof(next), "detection by scanning only; retrying the feed in %ds",
 		 b->cfg->binlog_retry_interval);
 	log_begin(&l, LOG_WARN, "binary log feed stopped");
-	log_str(&l, "why", e->why ? e->why : "unknown");
+	log_str(&l, "why", e->why != NULL ? e->why : WHY_REFUSED);
 	log_str(&l, "error", e->msg);
 	if (e->code != 0)
 		log_int(&l, "code", e->code);

@@ -728,17 +728,20 @@ static void *scanner_main(void *arg)
 		int64_t wake;
 		struct timespec ts;
 
-		bool due;
+		bool due, was_scanning;
 
 		pthread_mutex_unlock(&sc->lock);
 		httpd_note_alive();
 		if (util_mono_ms() >= next_discovery)
 			next_discovery = run_discovery(sc, disc, platform, &disc_streak);
-		/* Woken by the binary log feed, only its wikis are scanned. */
+		/* Woken by the binary log feed, only its wikis are scanned; a new holder of
+		 * the scanner lease scans at once. */
 		due = util_mono_ms() >= next_scan;
+		was_scanning = sc->scanning;
 		if (ensure_schema(sc, coord, &coord_streak) &&
 		    hold_scanner_lease(sc, coord, &coord_streak)) {
 			follow_binlog(sc, true);
+			due = due || !was_scanning;
 			if (due)
 				run_scan(sc, scan, coord, &scan_streak);
 			run_woken(sc, scan, coord);
