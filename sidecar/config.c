@@ -43,6 +43,7 @@ struct config_key {
 
 static const char *const log_formats[] = { "text", "json", NULL };
 static const char *const log_levels[] = { "debug", "info", "warn", "error", NULL };
+static const char *const booleans[] = { "false", "true", NULL };
 
 /* The wbaas (Wikibase Cloud) schema. Columns: domain, database, table prefix, secret.
  * LEFT JOIN so that a wiki without a secret shows up as a bad row, not silently. */
@@ -118,6 +119,19 @@ static const struct config_key config_keys[] = {
 	{ "coordination", "renew_interval", KEY_INT, O(renew_interval), "15", 1, 3600, NULL },
 	{ "coordination", "safety_margin", KEY_INT, O(safety_margin), "5", 1, 600, NULL },
 	{ "coordination", "poll_interval_ms", KEY_INT, O(poll_interval_ms), "1000", 50, 60000, NULL },
+
+	{ "binlog", "enabled", KEY_ENUM, O(binlog_enabled), "false", 0, 0, booleans },
+	{ "binlog", "server_id", KEY_INT, O(binlog_server_id), "0", 0, 2147483647, NULL },
+	{ "binlog", "heartbeat", KEY_INT, O(binlog_heartbeat), "2", 1, 60, NULL },
+	{ "binlog", "retry_interval", KEY_INT, O(binlog_retry_interval), "30", 1, 3600, NULL },
+	{ "binlog", "host", KEY_STRING, O(binlog.host), "", 0, 0, NULL },
+	{ "binlog", "port", KEY_INT, O(binlog.port), "3306", 1, 65535, NULL },
+	{ "binlog", "socket", KEY_STRING, O(binlog.socket), "", 0, 0, NULL },
+	{ "binlog", "user", KEY_STRING, O(binlog.user), "", 0, 0, NULL },
+	{ "binlog", "password", KEY_SECRET, O(binlog.password), "", 0, 0, NULL },
+	{ "binlog", "password_file", KEY_STRING, O(binlog.password_file), "", 0, 0, NULL },
+	{ "binlog", "password_env", KEY_STRING, O(binlog.password_env), "", 0, 0, NULL },
+	{ "binlog", "connect_timeout", KEY_INT, O(binlog.connect_timeout), "5", 1, 300, NULL },
 };
 #undef O
 
@@ -578,15 +592,16 @@ static bool is_password_key(const char *name)
 	return strncmp(name, "password", 8) == 0;
 }
 
-/* [scan_db] keys left unset take [platform_db]'s values: a replica usually differs
- * only in its host. The password and its sources go as one: [scan_db] takes
- * [platform_db]'s resolved password only when it names none of its own. */
-static int inherit_scan_endpoint(struct loader *ld)
+/* Endpoint keys of section `to` left unset take those of `from` ([scan_db] from
+ * [platform_db]: a replica usually differs only in its host; [binlog] from [scan_db]).
+ * The password and its sources go as one: `to` takes `from`'s resolved password only
+ * when it names none of its own. Keys `from` lacks keep their defaults. */
+static int inherit_endpoint(struct loader *ld, const char *to, const char *from)
 {
 	bool own_password = false;
 
 	for (size_t i = 0; i < NKEYS; i++)
-		if (strcmp(config_keys[i].section, "scan_db") == 0 && ld->set_line[i] != 0 &&
+		if (strcmp(config_keys[i].section, to) == 0 && ld->set_line[i] != 0 &&
 		    is_password_key(config_keys[i].name))
 			own_password = true;
 	for (size_t i = 0; i < NKEYS; i++) {
@@ -595,10 +610,10 @@ static int inherit_scan_endpoint(struct loader *ld)
 		const char *why = NULL;
 		char num[32];
 
-		if (strcmp(k->section, "scan_db") != 0 || ld->set_line[i] != 0 ||
-		    (own_password && is_password_key(k->name)))
+		if (strcmp(k->section, to) != 0 || ld->set_line[i] != 0 ||
+		    (own_password && is_password_key(k->name)) ||
+		    find_key(from, k->name, &src) == NULL || config_keys[src].type != k->type)
 			continue;
-		src = key_index("platform_db", k->name);
 		if (k->type == KEY_INT) {
 			snprintf(num, sizeof(num), "%d", *(int *)field(ld->cfg, &config_keys[src]));
 			why = set_value(ld->cfg, k, num, false);
@@ -786,7 +801,9 @@ int config_load(const char *path, struct config **out, struct buf *errors)
 	if (ld.nerrors == 0) {
 		resolve_password(&ld, "platform_db", &cfg->platform);
 		resolve_password(&ld, "scan_db", &cfg->scan);
-		if (inherit_scan_endpoint(&ld) != 0)
+		resolve_password(&ld, "binlog", &cfg->binlog);
+		if (inherit_endpoint(&ld, "scan_db", "platform_db") != 0 ||
+		    inherit_endpoint(&ld, "binlog", "scan_db") != 0)
 			ld.nerrors++;
 		default_holder(cfg);
 		check_consistency(&ld);
@@ -865,7 +882,7 @@ static const struct {
 	{ "sidecar", "holder" },	{ "sidecar", "log_format" },	{ "http", "listen" },
 	{ "mediawiki", "host" },	{ "mediawiki", "port" },	{ "mediawiki", "path" },
 	{ "platform_db", NULL },	{ "scan_db", NULL },		{ "coordination", NULL },
-	{ "discovery", "query" },	{ "discovery", "version" },
+	{ "discovery", "query" },	{ "discovery", "version" },	{ "binlog", NULL },
 };
 
 static bool is_static_key(const struct config_key *k)

@@ -92,6 +92,13 @@ struct config {
 	int renew_interval;
 	int safety_margin;
 	int poll_interval_ms;
+
+	/* [binlog]: the push path (binlog.h); unset endpoint keys take [scan_db]'s */
+	int binlog_enabled;         /* 0 false, 1 true */
+	struct db_endpoint binlog;  /* database and query_timeout unused */
+	int binlog_server_id;       /* 0: derived from the holder name */
+	int binlog_heartbeat;       /* seconds */
+	int binlog_retry_interval;  /* seconds */
 };
 
 /* The longest a batch can take: MediaWiki's maxtime plus the HTTP allowance. */

@@ -62,7 +62,11 @@
 	  "Job rows claimed more than 5 minutes ago, left by runners that are gone (fleet "    \
 	  "view, from the last full scan)", "", LABELS_NONE)                                  \
 	X(ORPHANED_AGE, "jobdrainer_orphaned_claims_oldest_age_seconds", "gauge",              \
-	  "Age of the oldest orphaned claim across the fleet (0: none)", "", LABELS_NONE)     \
+	  "Age of the oldest orphaned claim across the fleet (0: none)", "", LABELS_NONE)      \
+	X(BINLOG_FOLLOWING, "jobdrainer_binlog_following", "gauge",                            \
+	  "1 while this sidecar follows the binary log ([binlog])", "", LABELS_NONE)           \
+	X(BINLOG_WAKES, "jobdrainer_binlog_wakes_total", "counter",                            \
+	  "Job-table writes the binary log feed reported", "", LABELS_NONE)                   \
 	X(WIKIS_PAUSED, "jobdrainer_wikis_paused", "gauge",                                    \
 	  "Wikis an operator paused one by one (fleet view; `status` says who and why)", "",  \
 	  LABELS_NONE)                                                                        \

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "binlog.h"
 #include "coord.h"
 #include "db.h"
 #include "discovery.h"
@@ -22,6 +23,11 @@
 
 /* While a failure persists, repeat its log line at most this often. */
 #define REPEAT_FAILURE_LOG_MS 60000
+/* A woken wiki whose scan found no ready job is read once more this much later: the
+ * binary log is written before InnoDB's commit completes. */
+#define WAKE_RECHECK_MS 250
+/* Wakes waiting beyond this many wikis are dropped: the next scan finds them. */
+#define WAKE_MAX 65536
 
 struct scanner {
 	const struct config *_Atomic cfg; /* swapped by scanner_set_config (a reload) */
@@ -44,6 +50,12 @@ struct scanner {
 	int64_t fleet_read_ms;      /* monotonic: the last good read of the fleet's figures */
 	double scan_age_s;          /* the scan age read then */
 	bool scan_stopped;          /* the last pass stopped: a database could not be reached */
+	struct binlog *feed;        /* the binary log feed, while this sidecar scans */
+	char **woken;               /* under lock: domains the feed woke, to rescan now */
+	size_t nwoken;
+	char **recheck;             /* woken, found empty: read again at recheck_at */
+	size_t nrecheck;
+	int64_t recheck_at;
 };
 
 /* A wiki's job table became unreadable (missing database...) or readable again:
@@ -214,6 +226,8 @@ static int64_t run_discovery(struct scanner *sc, struct discovery *disc, struct 
 	wiki_list_free(&sc->wikis);
 	sc->wikis = list;
 	sc->discovered = true;
+	if (sc->feed != NULL && binlog_set_wikis(sc->feed, &sc->wikis) != 0)
+		log_msg(LOG_ERROR, "binary log feed: out of memory; keeping its previous wiki list");
 	metrics_set(METRIC_WIKIS, 0, (double)sc->wikis.len);
 	log_discovery(before, sc->wikis.len, first);
 	return util_mono_ms() + (int64_t)sc->cfg->discovery_interval * 1000;
@@ -336,10 +350,13 @@ static void pace_scan(struct scanner *sc, int64_t since, int queries)
 	ts.tv_sec = (time_t)(until / 1000);
 	ts.tv_nsec = (long)(until % 1000) * 1000000;
 	pthread_mutex_lock(&sc->lock);
-	if (!sc->stopping)
+	/* Not cut short by the feed's wakes: scan_part serves them between groups. */
+	while (!sc->stopping && util_mono_ms() < until)
 		pthread_cond_timedwait(&sc->wake, &sc->lock, &ts);
 	pthread_mutex_unlock(&sc->lock);
 }
+
+static void run_woken(struct scanner *sc, struct db *scan_db, struct db *coord);
 
 /* Operators' pauses, for the fleet gauges. */
 static int update_pause_metrics(struct scanner *sc, struct db *coord, char *err, size_t errlen)
@@ -422,7 +439,10 @@ static int scan_part(struct scanner *sc, struct db *scan_db, struct db *coord,
 
 	for (size_t from = 0; from < n && !scanner_stopping(sc); from += group) {
 		size_t len = from + group < n ? group : n - from;
-		int64_t group_start = util_mono_ms();
+		int64_t group_start;
+		if (sc->feed != NULL)
+			run_woken(sc, scan_db, coord);
+		group_start = util_mono_ms();
 		if (scan_run_skipping(scan_db, wikis + from, len, per_query, depth,
 				      cfg->skip_types, backlog + from, &stats, err, errlen) != 0)
 			return -EIO;
@@ -522,6 +542,164 @@ failed:
 	free(backlog);
 }
 
+/* The feed's wake (binlog.h), on its thread: the domain joins the set the scanner
+ * rescans at once. */
+static void scanner_wake(void *arg, const char *domain)
+{
+	struct scanner *sc = arg;
+	char *copy;
+
+	pthread_mutex_lock(&sc->lock);
+	for (size_t i = 0; i < sc->nwoken; i++) {
+		if (strcmp(sc->woken[i], domain) == 0) {
+			pthread_mutex_unlock(&sc->lock);
+			return;
+		}
+	}
+	if (sc->nwoken < WAKE_MAX && (copy = strdup(domain)) != NULL) {
+		char **p = realloc(sc->woken, (sc->nwoken + 1) * sizeof(*p));
+		if (p != NULL) {
+			sc->woken = p;
+			sc->woken[sc->nwoken++] = copy;
+		} else {
+			free(copy);
+		}
+	}
+	pthread_cond_signal(&sc->wake);
+	pthread_mutex_unlock(&sc->lock);
+}
+
+static void free_domains(char **d, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(d[i]);
+	free(d);
+}
+
+static int wiki_domain_cmp(const void *key, const void *elem)
+{
+	return strcmp((const char *)key, (*(struct wiki *const *)elem)->domain);
+}
+
+/* Rescans the wikis the feed woke (and those due for a second look) and writes their
+ * backlog for the fleet at once, so that a new job is seen in well under a second
+ * rather than at the next scan. Failures are left to the next scan, which logs them. */
+static void run_woken(struct scanner *sc, struct db *scan_db, struct db *coord)
+{
+	const struct config *cfg = sc->cfg; /* one config for the whole round (a reload) */
+	char **domains = NULL, started[32], err[512];
+	size_t nd = 0, n = 0, nrecheck = 0;
+	struct wiki **order = NULL;
+	struct backlog *backlog = NULL;
+	struct scan_stats stats;
+	int64_t t0 = util_mono_ms();
+
+	pthread_mutex_lock(&sc->lock);
+	if (sc->nwoken > 0 || (sc->nrecheck > 0 && t0 >= sc->recheck_at)) {
+		domains = sc->woken;
+		nd = sc->nwoken;
+		sc->woken = NULL;
+		sc->nwoken = 0;
+	}
+	pthread_mutex_unlock(&sc->lock);
+	if (domains == NULL && nd == 0 && (sc->nrecheck == 0 || t0 < sc->recheck_at))
+		return;
+	/* The second looks join this round; a wiki found empty twice is left alone. */
+	if (t0 >= sc->recheck_at && sc->nrecheck > 0) {
+		char **all = realloc(domains, (nd + sc->nrecheck) * sizeof(*all));
+		if (all != NULL) {
+			domains = all;
+			memcpy(domains + nd, sc->recheck, sc->nrecheck * sizeof(*all));
+			nrecheck = sc->nrecheck;
+			nd += nrecheck;
+			free(sc->recheck);
+		} else {
+			free_domains(sc->recheck, sc->nrecheck);
+		}
+		sc->recheck = NULL;
+		sc->nrecheck = 0;
+	}
+	order = calloc(nd ? nd : 1, sizeof(*order));
+	backlog = calloc(nd ? nd : 1, sizeof(*backlog));
+	if (order == NULL || backlog == NULL)
+		goto out;
+	for (size_t i = 0; i < nd; i++) {
+		struct wiki **w = sc->wikis.len == 0 ? NULL :
+			bsearch(domains[i], sc->wikis.items, sc->wikis.len,
+				sizeof(*sc->wikis.items), wiki_domain_cmp);
+		bool dup = false;
+		for (size_t j = 0; w != NULL && j < n; j++)
+			dup = dup || order[j] == *w;
+		if (w != NULL && !dup)
+			order[n++] = *w;
+	}
+	if (n == 0 || coord_now(coord, started, err, sizeof(err)) != 0)
+		goto out;
+	for (size_t from = 0; from < n; from += (size_t)cfg->scan_wikis_per_query) {
+		size_t len = n - from < (size_t)cfg->scan_wikis_per_query
+				     ? n - from : (size_t)cfg->scan_wikis_per_query;
+		/* Full depth: the highest job_id, which unparks a parked wiki. */
+		if (scan_run_skipping(scan_db, order + from, len, cfg->scan_wikis_per_query,
+				      SCAN_FULL, cfg->skip_types, backlog + from, &stats, err,
+				      sizeof(err)) != 0 ||
+		    coord_write_backlog(coord, cfg, cfg->mw_version, order + from,
+					backlog + from, len, started, err, sizeof(err)) != 0)
+			goto out;
+	}
+	sched_poke(sc->sched);
+	for (size_t i = 0; i < n; i++) {
+		char **p, *copy;
+		bool second_look = false;
+		if (backlog[i].oldest_ready_ms != 0 || backlog[i].failed)
+			continue;
+		for (size_t j = nd - nrecheck; j < nd; j++)
+			second_look = second_look || strcmp(domains[j], order[i]->domain) == 0;
+		if (second_look || (copy = strdup(order[i]->domain)) == NULL)
+			continue;
+		p = realloc(sc->recheck, (sc->nrecheck + 1) * sizeof(*p));
+		if (p == NULL) {
+			free(copy);
+			continue;
+		}
+		sc->recheck = p;
+		sc->recheck[sc->nrecheck++] = copy;
+		sc->recheck_at = util_mono_ms() + WAKE_RECHECK_MS;
+	}
+	{
+		struct log_line l;
+		log_begin(&l, LOG_DEBUG, "woken wikis scanned");
+		log_int(&l, "wikis", (long long)n);
+		log_str(&l, "first", order[0]->domain);
+		log_int(&l, "ms", util_mono_ms() - t0);
+		log_end(&l);
+	}
+out:
+	free_domains(domains, nd);
+	free(order);
+	free(backlog);
+}
+
+/* The binary log feed runs while this sidecar holds the scanner lease (and [binlog]
+ * enabled = true): one per fleet. */
+static void follow_binlog(struct scanner *sc, bool follow)
+{
+	if (!sc->cfg->binlog_enabled || follow == (sc->feed != NULL))
+		return;
+	if (!follow) {
+		binlog_stop(sc->feed);
+		sc->feed = NULL;
+		return;
+	}
+	sc->feed = binlog_start(sc->cfg, scanner_wake, sc);
+	if (sc->feed == NULL) {
+		log_msg(LOG_ERROR, "binary log feed: cannot start its thread; detection by "
+				   "scanning only");
+		return;
+	}
+	if (binlog_set_wikis(sc->feed, &sc->wikis) != 0)
+		log_msg(LOG_ERROR, "binary log feed: out of memory for the wiki list");
+}
+
 /* Ready when discovery has succeeded and the coordination database answers now. */
 static void note_readiness(struct scanner *sc, struct db *coord,
 			   const struct failure_streak *disc, struct failure_streak *coord_streak)
@@ -551,7 +729,7 @@ static void *scanner_main(void *arg)
 	struct failure_streak disc_streak = { "discovery failed", 0, 0, 0 };
 	struct failure_streak coord_streak = { "coordination database failed", 2, 0, 0 };
 	struct failure_streak scan_streak = { "scan failed", 1, 0, 0 };
-	int64_t next_discovery = 0;
+	int64_t next_discovery = 0, next_scan = 0;
 
 	mysql_thread_init();
 	sc->started_ms = util_mono_ms();
@@ -566,15 +744,33 @@ static void *scanner_main(void *arg)
 		int64_t wake;
 		struct timespec ts;
 
+		bool due, was_scanning;
+
 		pthread_mutex_unlock(&sc->lock);
 		httpd_note_alive();
 		if (util_mono_ms() >= next_discovery)
 			next_discovery = run_discovery(sc, disc, platform, &disc_streak);
+		/* Woken by the binary log feed, only its wikis are scanned; a new holder of
+		 * the scanner lease scans at once. */
+		due = util_mono_ms() >= next_scan;
+		was_scanning = sc->scanning;
 		if (ensure_schema(sc, coord, &coord_streak) &&
-		    hold_scanner_lease(sc, coord, &coord_streak))
-			run_scan(sc, scan, coord, &scan_streak);
-		note_readiness(sc, coord, &disc_streak, &coord_streak);
-		wake = util_mono_ms() + (int64_t)cfg->scan_interval * 1000;
+		    hold_scanner_lease(sc, coord, &coord_streak)) {
+			follow_binlog(sc, true);
+			due = due || !was_scanning;
+			if (due)
+				run_scan(sc, scan, coord, &scan_streak);
+			run_woken(sc, scan, coord);
+		} else {
+			follow_binlog(sc, false);
+		}
+		if (due) {
+			note_readiness(sc, coord, &disc_streak, &coord_streak);
+			next_scan = util_mono_ms() + (int64_t)cfg->scan_interval * 1000;
+		}
+		wake = next_scan;
+		if (sc->nrecheck > 0 && sc->recheck_at < wake)
+			wake = sc->recheck_at;
 		if (next_discovery < wake)
 			wake = next_discovery;
 		/* While a database fails, come back on its retry schedule, not a scan
@@ -584,16 +780,20 @@ static void *scanner_main(void *arg)
 					retry_delay(coord_streak.count > scan_streak.count
 							    ? coord_streak.count
 							    : scan_streak.count);
+			if (retry < next_scan)
+				next_scan = retry;
 			if (retry < wake)
 				wake = retry;
 		}
 		ts.tv_sec = (time_t)(wake / 1000);
 		ts.tv_nsec = (long)(wake % 1000) * 1000000;
 		pthread_mutex_lock(&sc->lock);
-		if (!sc->stopping)
+		if (!sc->stopping && sc->nwoken == 0)
 			pthread_cond_timedwait(&sc->wake, &sc->lock, &ts);
 	}
 	pthread_mutex_unlock(&sc->lock);
+	binlog_stop(sc->feed);
+	sc->feed = NULL;
 	/* Hand the scanner role over now rather than after a TTL. */
 	if (sc->scanning) {
 		char err[256];
@@ -602,6 +802,8 @@ static void *scanner_main(void *arg)
 out:
 	wiki_list_free(&sc->wikis);
 	sc_forget_unreadable(sc);
+	free_domains(sc->woken, sc->nwoken);
+	free_domains(sc->recheck, sc->nrecheck);
 	discovery_free(disc);
 	db_free(scan);
 	db_free(coord);

@@ -244,9 +244,16 @@ def _wait_for(what, check, timeout, proc=None, log=None, interval=0.05):
 class Farm:
     """A wiki farm in directory `dir`. See the module docstring."""
 
-    def __init__(self, dir=None):
+    def __init__(self, dir=None, binlog_format=None):
+        """binlog_format: None (the default: no binary log), or "ROW", "MIXED" or
+        "STATEMENT" to start mariadbd with log_bin (DIR/mysql-data/binlog.*), that
+        format and server_id 1, as a primary with replicas runs."""
         if dir is None:
             dir = tempfile.mkdtemp(prefix="jdfarm-", dir="/tmp")
+        if binlog_format not in (None, "ROW", "MIXED", "STATEMENT"):
+            raise FarmError("binlog_format %r: ROW, MIXED, STATEMENT or None"
+                            % (binlog_format,))
+        self.binlog_format = binlog_format
         self.dir = os.path.abspath(dir)
         self.mysql_port = None
         self.http_port = None
@@ -325,6 +332,7 @@ class Farm:
         with open(farm.path("farm.json")) as f:
             desc = json.load(f)
         farm.mysql_port = desc["mysql"]["port"]
+        farm.binlog_format = desc["mysql"].get("binlog_format")
         farm.http_port = desc["http"]["port"]
         for w in desc["wikis"]:
             farm.wikis[w["domain"]] = Wiki(**w)
@@ -341,6 +349,7 @@ class Farm:
                 "mediawiki_user": MW_USER, "mediawiki_password": MW_PASSWORD,
                 "platform_db": PLATFORM_DB, "coordination_db": COORD_DB,
                 "log": self.path("logs", "mysql.err"),
+                "binlog_format": self.binlog_format,
             },
             "http": {
                 "host": "127.0.0.1", "port": self.http_port,
@@ -480,11 +489,15 @@ class Farm:
     # ---- MariaDB -------------------------------------------------------------------------
 
     def _mysqld_args(self):
-        return ["--innodb-buffer-pool-size=128M", "--innodb-log-file-size=32M",
+        args = ["--innodb-buffer-pool-size=128M", "--innodb-log-file-size=32M",
                 "--innodb-flush-log-at-trx-commit=2", "--innodb-doublewrite=0",
                 "--performance-schema=OFF", "--skip-name-resolve",
                 "--character-set-server=utf8mb4", "--collation-server=utf8mb4_unicode_ci",
                 "--max-connections=500", "--max-allowed-packet=64M"]
+        if self.binlog_format:
+            args += ["--log-bin=binlog", "--binlog-format=" + self.binlog_format,
+                     "--server-id=1"]
+        return args
 
     def _start_mysql(self):
         data = self.path("mysql-data")
@@ -991,12 +1004,13 @@ class Farm:
 
 
 @contextlib.contextmanager
-def temporary_farm(prefix, wikis=0):
+def temporary_farm(prefix, wikis=0, **farm_args):
     """A started farm in a new directory under /tmp (not pytest's tmp_path: Apache's
-    workers, www-data, must traverse the farm's parents); stopped and removed after."""
+    workers, www-data, must traverse the farm's parents); stopped and removed after.
+    farm_args go to Farm() (binlog_format)."""
     d = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
     os.chmod(d, 0o755)
-    f = Farm(os.path.join(d, "farm"))
+    f = Farm(os.path.join(d, "farm"), **farm_args)
     try:
         f.start(wikis=wikis)
         yield f
@@ -1279,6 +1293,8 @@ def _cli(argv=None):
                    help="MediaWiki series to serve (default: $FARM_MW or 1.39)")
     p.add_argument("--foreground", action="store_true",
                    help="stay in the foreground; stop the farm on SIGINT/SIGTERM")
+    p.add_argument("--binlog-format", choices=("ROW", "MIXED", "STATEMENT"),
+                   help="start mariadbd with log_bin and this binlog_format (default: off)")
     p = sub.add_parser("down", help="stop every process of the farm in DIR")
     p.add_argument("dir")
     p = sub.add_parser("describe", help="print DIR/farm.json")
@@ -1323,7 +1339,7 @@ def _cli(argv=None):
             MW_SERIES, MW_DIR = a.mw, os.environ.get("FARM_MW_DIR", MW_SERIES_DIRS[a.mw])
         # SIGTERM while starting: start() stops what it started, then we exit.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-        farm = Farm(a.dir).start(wikis=a.wikis)
+        farm = Farm(a.dir, binlog_format=a.binlog_format).start(wikis=a.wikis)
         print(json.dumps(farm.describe(), indent=2), flush=True)
         if a.foreground:
             # The servers stay our children, so they are reaped when they exit (a

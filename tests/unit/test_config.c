@@ -419,9 +419,10 @@ static void test_keep_static(void **state)
 	buf_init(&kept);
 	buf_init(&errors);
 	assert_int_equal(config_keep_static(next, cur, &kept, &errors), 0);
-	/* [scan_db] host follows [platform_db]'s when unset: it changed too. */
+	/* [scan_db] host follows [platform_db]'s when unset, [binlog] host [scan_db]'s:
+	 * they changed too. */
 	assert_string_equal(kept.data, "[sidecar] holder, [http] listen, [platform_db] host, "
-				       "[scan_db] host, [coordination] lease_ttl");
+				       "[scan_db] host, [coordination] lease_ttl, [binlog] host");
 	assert_string_equal(next->holder, "pod-a");
 	assert_string_equal(next->http_listen, "127.0.0.1:9180");
 	assert_string_equal(next->platform.host, "127.0.0.1");
@@ -691,6 +692,46 @@ static void test_scan_password_group(void **state)
 	remove_temp(pw);
 }
 
+static void expect_refused(const char *section, const char *key, const char *value,
+			   const char *why);
+
+/* [binlog] is off by default; its endpoint inherits [scan_db]'s (which inherits
+ * [platform_db]'s), its own keys win, and a password of its own replaces the chain's. */
+static void test_binlog_keys(void **state)
+{
+	struct config *cfg;
+
+	(void)state;
+	cfg = load_ok("");
+	assert_int_equal(cfg->binlog_enabled, 0);
+	assert_int_equal(cfg->binlog_server_id, 0);
+	assert_int_equal(cfg->binlog_retry_interval, 30);
+	config_free(cfg);
+
+	cfg = load_ok("[platform_db]\nhost = primary\nport = 3307\nuser = u1\npassword = pw1\n"
+		      "[scan_db]\nhost = replica\nconnect_timeout = 2\n"
+		      "[binlog]\nenabled = true\nserver_id = 4000\n");
+	assert_int_equal(cfg->binlog_enabled, 1);
+	assert_int_equal(cfg->binlog_server_id, 4000);
+	assert_string_equal(cfg->binlog.host, "replica");
+	assert_int_equal(cfg->binlog.port, 3307);
+	assert_string_equal(cfg->binlog.user, "u1");
+	assert_string_equal(cfg->binlog.password, "pw1");
+	assert_int_equal(cfg->binlog.connect_timeout, 2);
+	config_free(cfg);
+
+	cfg = load_ok("[platform_db]\npassword = pw1\n"
+		      "[binlog]\nenabled = true\nhost = primary\nuser = repl\npassword = pw3\n");
+	assert_string_equal(cfg->binlog.host, "primary");
+	assert_string_equal(cfg->binlog.user, "repl");
+	assert_string_equal(cfg->binlog.password, "pw3");
+	assert_string_equal(cfg->scan.password, "pw1");
+	config_free(cfg);
+
+	expect_refused("binlog", "enabled", "yes",
+		       "not one of the allowed values (allowed: false, true)");
+}
+
 static void test_holder(void **state)
 {
 	struct config *cfg;
@@ -886,7 +927,7 @@ static void test_print_masks_secrets(void **state)
 	assert_null(strstr(out, "xyzzy"));
 	for (const char *p = out; (p = strstr(p, "\npassword = ********\n")) != NULL; p++)
 		n++;
-	assert_int_equal(n, 2); /* [platform_db] and [scan_db] */
+	assert_int_equal(n, 3); /* [platform_db], [scan_db] and [binlog] (inherited) */
 	assert_non_null(strstr(out, "\npassword_file = "));
 	free(out);
 	config_free(cfg);
@@ -949,6 +990,7 @@ int main(void)
 		cmocka_unit_test(test_password_env_scan_db),
 		cmocka_unit_test(test_password_env_platform_db),
 		cmocka_unit_test(test_scan_inherits),
+		cmocka_unit_test(test_binlog_keys),
 		cmocka_unit_test(test_scan_password_group),
 		cmocka_unit_test(test_holder),
 		cmocka_unit_test(test_repo_conf),

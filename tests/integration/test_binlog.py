@@ -1,0 +1,246 @@
+"""The push path ([binlog]) on a real farm whose MariaDB writes a binary log: a job
+MediaWiki pushes on a cold wiki is run without waiting for the next scan (a 60 s
+[scan] interval), in ROW and in MIXED/STATEMENT format; one feed per fleet (the scanner
+lease holder's), handed over with the lease; and every fall-back (no grant, binary log
+off, a purged position, the server restarted) logged once while draining goes on by
+scanning."""
+
+import time
+
+import pymysql
+import pytest
+
+from farm import temporary_farm
+from sidecar import farm_ini, wait_until
+
+WIKIS = ("wiki1.farm.test", "wiki2.farm.test", "wiki3.farm.test")
+FEED_USER, FEED_PASSWORD = "jdbinlog", "blpass"
+FOLLOWING = "binary log feed following"
+STOPPED = "binary log feed stopped"
+WOKEN = "woken wikis scanned"
+
+
+@pytest.fixture(scope="module")
+def bl_farm():
+    with temporary_farm("jdbinlog-", wikis=3, binlog_format="ROW") as f:
+        for host in ("127.0.0.1", "localhost"):
+            f.sql("CREATE USER '%s'@'%s' IDENTIFIED BY '%s'" % (FEED_USER, host, FEED_PASSWORD))
+            # REPLICATION CLIENT is called BINLOG MONITOR since MariaDB 10.5.
+            f.sql("GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO '%s'@'%s'"
+                  % (FEED_USER, host))
+        yield f
+
+
+def ini(farm, scan_interval=60, **more):
+    sections = {
+        "sidecar": {"log_level": "debug", "shutdown_timeout": 10},
+        # A pod killed by a failed test frees the scanner lease soon.
+        "mediawiki": {"maxtime": 5, "timeout_allowance": 5},
+        "coordination": {"lease_ttl": 15, "safety_margin": 2, "renew_interval": 3},
+        "scan": {"interval": scan_interval, "full_interval": 60},
+        "binlog": {"enabled": "true", "user": FEED_USER, "password": FEED_PASSWORD,
+                   "heartbeat": 1, "retry_interval": 1},
+    }
+    for k, v in more.items():
+        sections.setdefault(k, {}).update(v)
+    return farm_ini(farm, **sections)
+
+
+def msgs(pod, msg):
+    return [l for l in pod.lines() if l.get("msg") == msg]
+
+
+def dump_threads(farm):
+    return farm.sql("SELECT COUNT(*) FROM information_schema.processlist "
+                    "WHERE command LIKE 'Binlog Dump%%'")[0][0]
+
+
+def start_following(sidecars, farm, name="pod-a", **more):
+    pod = sidecars(name, ini(farm, **more))
+    pod.wait_for(lambda l: l.get("msg") == FOLLOWING, timeout=30, what="the feed")
+    pod.wait_for(lambda l: l.get("msg") == "scan", timeout=30, what="the first scan")
+    return pod
+
+
+def assert_woken_and_run(pod, farm, domain, push):
+    """Pushes with push(), then waits for the wiki's batch: it must come from a wake,
+    with no scan in between (the next scan is a minute away)."""
+    scans = len(msgs(pod, "scan"))
+    start = len(pod.lines())
+    push()
+    batch = pod.wait_for(lambda l: l.get("msg") == "batch" and l.get("wiki") == domain
+                         and l.get("jobs_ok", 0) >= 1, timeout=50,
+                         what="a batch on " + domain)
+    lines = pod.lines()
+    upto = lines.index(batch)
+    assert any(l.get("msg") == WOKEN and l.get("first") == domain for l in lines[start:upto]), \
+        "no wake for %s before its batch" % domain
+    assert len([l for l in lines[:upto] if l.get("msg") == "scan"]) == scans, \
+        "a scan ran between the push and the batch"
+    wait_until(lambda: farm.ready_jobs(domain) == 0, timeout=30, what="queue drained")
+
+
+def binlog_events(farm):
+    """(event type, info) of the current binary log file (info may hold binary bytes:
+    read raw, decoded leniently)."""
+    f = farm.sql("SHOW MASTER STATUS")[0][0]
+    conn = pymysql.connect(unix_socket=farm.socket, user="root", password="",
+                           use_unicode=False)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SHOW BINLOG EVENTS IN '%s'" % f)
+            return [(r[2].decode(), r[5].decode("utf-8", "replace")) for r in cur.fetchall()]
+    finally:
+        conn.close()
+
+
+def test_row_format_wakes_a_cold_wiki(bl_farm, sidecars):
+    farm = bl_farm
+    farm.sql("SET GLOBAL binlog_format = 'ROW'")
+    pod = start_following(sidecars, farm)
+    line = msgs(pod, FOLLOWING)[0]
+    assert line["binlog_format"] == "ROW" and line["file"].startswith("binlog.")
+    # MediaWiki's own push (JobQueueDB: INSERT IGNORE into the prefixed job table).
+    assert_woken_and_run(pod, farm, "wiki1.farm.test",
+                         lambda: farm.push_null_jobs("wiki1.farm.test", 3))
+    assert any(t == "Write_rows_v1" for t, _ in binlog_events(farm))
+    # Claims (UPDATE) and deletions of the run woke nothing more.
+    n = len(msgs(pod, WOKEN))
+    time.sleep(1)
+    assert len(msgs(pod, WOKEN)) == n
+    assert pod.metrics()["jobdrainer_binlog_following"] == 1
+    assert pod.metrics()["jobdrainer_binlog_wakes_total"] >= 1
+    assert pod.stop() == 0
+
+
+@pytest.mark.parametrize("fmt", ["MIXED", "STATEMENT"])
+def test_statement_formats_wake_a_cold_wiki(bl_farm, sidecars, fmt):
+    farm = bl_farm
+    farm.sql("SET GLOBAL binlog_format = '%s'" % fmt)
+    try:
+        pod = start_following(sidecars, farm, name="pod-" + fmt.lower())
+        # MediaWiki's INSERT (with its method in a comment after the keyword), unqualified,
+        # in the wiki's database.
+        assert_woken_and_run(pod, farm, "wiki2.farm.test",
+                             lambda: farm.push_null_jobs("wiki2.farm.test", 3))
+        w = farm.wiki("wiki2.farm.test")
+        assert any(t == "Query" and "INSERT /* JobQueueDB::doBatchPush" in info
+                   and "INTO `%s_job`" % w.prefix in info
+                   for t, info in binlog_events(farm)), \
+            "the push was not logged as a statement: this test did not test the QUERY path"
+        # A qualified INSERT from another default database (the farm's root session).
+        assert_woken_and_run(pod, farm, "wiki3.farm.test",
+                             lambda: farm.insert_probe_jobs("wiki3.farm.test", 1))
+        assert pod.stop() == 0
+    finally:
+        farm.sql("SET GLOBAL binlog_format = 'ROW'")
+
+
+def test_one_feed_per_fleet_handed_over_with_the_scanner_lease(bl_farm, sidecars):
+    farm = bl_farm
+    a = start_following(sidecars, farm, name="pod-a")
+    b = sidecars("pod-b", ini(farm))
+    b.wait_for(lambda l: l.get("msg") == "discovery", what="pod-b up")
+    time.sleep(2)
+    assert msgs(b, FOLLOWING) == []
+    assert dump_threads(farm) == 1
+    assert a.stop() == 0
+    # The lease is released at once on SIGTERM: pod-b scans and follows.
+    b.wait_for(lambda l: l.get("msg") == FOLLOWING, timeout=60, what="pod-b's feed")
+    wait_until(lambda: dump_threads(farm) == 1, timeout=20, what="one dump thread")
+    b.wait_for(lambda l: l.get("msg") == "scan", timeout=30, what="pod-b's first scan")
+    assert_woken_and_run(b, farm, "wiki1.farm.test",
+                         lambda: farm.push_null_jobs("wiki1.farm.test", 2))
+    assert b.stop() == 0
+
+
+def test_missing_grant_is_logged_once_and_scanning_goes_on(bl_farm, sidecars):
+    farm = bl_farm
+    # The farm's sidecar user has SELECT grants only.
+    pod = sidecars("pod-nogrant", ini(farm, scan_interval=2,
+                                      binlog={"user": "jobdrainer", "password": "jdpass"}))
+    line = pod.wait_for(lambda l: l.get("msg") == STOPPED, timeout=30, what="the refusal")
+    assert "REPLICATION SLAVE" in line["why"] and line["code"] == 1227, line
+    assert "retrying the feed in 1s" in line["next"]
+    # Several retries (one a second), still one line.
+    time.sleep(4)
+    assert len(msgs(pod, STOPPED)) == 1
+    assert msgs(pod, FOLLOWING) == []
+    farm.push_null_jobs("wiki3.farm.test", 2)
+    pod.wait_for(lambda l: l.get("msg") == "batch" and l.get("wiki") == "wiki3.farm.test"
+                 and l.get("jobs_ok", 0) >= 1, timeout=60, what="a batch found by scanning")
+    assert pod.stop() == 0
+
+
+def test_purged_position_resumes_at_the_current_one(bl_farm, sidecars):
+    farm = bl_farm
+    pod = start_following(sidecars, farm, name="pod-purge", binlog={"retry_interval": 10})
+    first = msgs(pod, FOLLOWING)[0]
+    # Cut the feed, and purge its file before it comes back.
+    farm.sql("KILL %d" % farm.sql("SELECT id FROM information_schema.processlist "
+                                  "WHERE command LIKE 'Binlog Dump%%'")[0][0])
+    wait_until(lambda: dump_threads(farm) == 0, timeout=10, what="the dump thread gone")
+    farm.sql("FLUSH BINARY LOGS")
+    current = farm.sql("SHOW MASTER STATUS")[0][0]
+
+    def purged():
+        # A file is kept until InnoDB's checkpoint has passed its transactions.
+        farm.sql("PURGE BINARY LOGS TO '%s'" % current)
+        return first["file"] not in [r[0] for r in farm.sql("SHOW BINARY LOGS")]
+    wait_until(purged, timeout=8, interval=0.2, what="the feed's file purged")
+    purged = pod.wait_for(lambda l: l.get("msg") == STOPPED and l.get("code") == 1236,
+                          timeout=30, what="the purged position")
+    assert "purged" in purged["why"]
+    again = pod.wait_for(lambda l: l.get("msg") == FOLLOWING and l.get("file") == current,
+                         timeout=30, what="the feed at the current position")
+    assert again["after_failures"] == 2
+    stopped = msgs(pod, STOPPED)
+    assert [l.get("code") for l in stopped] == [2013, 1236], stopped
+    assert_woken_and_run(pod, farm, "wiki2.farm.test",
+                         lambda: farm.push_null_jobs("wiki2.farm.test", 2))
+    assert pod.stop() == 0
+
+
+def test_server_restart_is_logged_once_and_the_feed_resumes(bl_farm, sidecars):
+    farm = bl_farm
+    pod = start_following(sidecars, farm, name="pod-restart")
+    farm.kill_mysql()
+    time.sleep(3)  # several retries (one a second) while the server is down
+    farm.restart_mysql()
+    again = pod.wait_for(lambda l: l.get("msg") == FOLLOWING and "after_failures" in l,
+                         timeout=60, what="the feed back")
+    assert again["after_failures"] >= 2
+    stopped = msgs(pod, STOPPED)
+    assert len(stopped) == 1 and "connection lost" in stopped[0]["why"], stopped
+    # The scanner recovers too (its own retries); then a push is woken again.
+    wait_until(lambda: pod.metrics().get("jobdrainer_ready") == 1, timeout=60,
+               what="ready again")
+    start = len(pod.lines())
+    farm.push_null_jobs("wiki1.farm.test", 2)
+    pod.wait_for(lambda l: l.get("msg") == "batch" and l.get("wiki") == "wiki1.farm.test"
+                 and l.get("jobs_ok", 0) >= 1, timeout=50, what="a batch after the restart")
+    assert any(l.get("msg") == WOKEN and l.get("first") == "wiki1.farm.test"
+               for l in pod.lines()[start:])
+    assert pod.stop() == 0
+
+
+def test_binlog_off_is_logged_once_and_scanning_goes_on(bl_farm, sidecars):
+    farm = bl_farm
+    farm.kill_mysql()
+    farm.binlog_format = None
+    try:
+        farm.restart_mysql()
+        pod = sidecars("pod-off", ini(farm, scan_interval=2))
+        line = pod.wait_for(lambda l: l.get("msg") == STOPPED, timeout=30, what="binlog off")
+        assert "log_bin" in line["why"], line
+        time.sleep(3)
+        assert len(msgs(pod, STOPPED)) == 1
+        farm.push_null_jobs("wiki2.farm.test", 2)
+        pod.wait_for(lambda l: l.get("msg") == "batch" and l.get("wiki") == "wiki2.farm.test"
+                     and l.get("jobs_ok", 0) >= 1, timeout=60, what="a batch by scanning")
+        assert msgs(pod, FOLLOWING) == []
+        assert pod.stop() == 0
+    finally:
+        farm.kill_mysql()
+        farm.binlog_format = "ROW"
+        farm.restart_mysql()
