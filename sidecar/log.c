@@ -244,3 +244,20 @@ void log_msg(enum log_level level, const char *msg)
 	log_begin(&l, level, msg);
 	log_end(&l);
 }
+
+bool log_streak_fail(struct log_streak *s, int64_t now, int64_t every_ms)
+{
+	s->count++;
+	if (s->count > 1 && now - s->last_logged_ms < every_ms)
+		return false;
+	s->last_logged_ms = now;
+	return true;
+}
+
+int log_streak_ok(struct log_streak *s)
+{
+	int n = s->count;
+
+	s->count = 0;
+	return n;
+}

@@ -11,6 +11,7 @@
 #define JD_LOG_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 enum log_format { LOG_FORMAT_TEXT, LOG_FORMAT_JSON };
@@ -35,5 +36,17 @@ void log_end(struct log_line *l);
 
 /* Shorthand for a line with only a message. */
 void log_msg(enum log_level level, const char *msg);
+
+/* A run of failures of one kind (a database that does not answer): logged when it
+ * starts, then at most once per `every_ms` while it lasts. Not thread-safe: the owner
+ * locks if threads share one. Zero-initialised = no failure. */
+struct log_streak {
+	int count;              /* failures in a row */
+	int64_t last_logged_ms; /* monotonic */
+};
+/* Counts a failure at now; true when this one is to be logged. */
+bool log_streak_fail(struct log_streak *s, int64_t now, int64_t every_ms);
+/* Ends the run; returns how many failures it had (0: there was none, nothing to say). */
+int log_streak_ok(struct log_streak *s);
 
 #endif

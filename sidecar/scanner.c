@@ -15,6 +15,7 @@
 #include "db.h"
 #include "discovery.h"
 #include "httpd.h"
+#include "lease.h"
 #include "log.h"
 #include "metrics.h"
 #include "scan.h"
@@ -128,25 +129,21 @@ static void sc_remember_unreadable(struct scanner *sc, struct wiki *const *wikis
 struct failure_streak {
 	const char *what;
 	int metric_kind; /* label of jobdrainer_errors_total */
-	int count;
-	int64_t last_logged;
+	struct log_streak run;
 };
 
 static void streak_fail(struct failure_streak *s, const char *err, int64_t retry_ms)
 {
-	int64_t now = util_mono_ms();
 	struct log_line l;
 	char next[48];
 
-	s->count++;
 	metrics_add(METRIC_ERRORS, s->metric_kind, 1);
-	if (s->count > 1 && now - s->last_logged < REPEAT_FAILURE_LOG_MS)
+	if (!log_streak_fail(&s->run, util_mono_ms(), REPEAT_FAILURE_LOG_MS))
 		return;
-	s->last_logged = now;
 	snprintf(next, sizeof(next), "retrying in %llds", (long long)(retry_ms + 999) / 1000);
 	log_begin(&l, LOG_ERROR, s->what);
 	log_str(&l, "error", err);
-	log_int(&l, "failures", s->count);
+	log_int(&l, "failures", s->run.count);
 	log_str(&l, "next", next);
 	log_end(&l);
 }
@@ -154,14 +151,14 @@ static void streak_fail(struct failure_streak *s, const char *err, int64_t retry
 static void streak_ok(struct failure_streak *s)
 {
 	struct log_line l;
+	int failures = log_streak_ok(&s->run);
 
-	if (s->count == 0)
+	if (failures == 0)
 		return;
 	log_begin(&l, LOG_INFO, "recovered");
 	log_str(&l, "after", s->what);
-	log_int(&l, "failures", s->count);
+	log_int(&l, "failures", failures);
 	log_end(&l);
-	s->count = 0;
 }
 
 /* Database failures are retried on db.c's reconnect schedule (a few seconds at most),
@@ -211,7 +208,7 @@ static int64_t run_discovery(struct scanner *sc, struct discovery *disc, struct 
 	bool first = !sc->discovered;
 
 	if (discovery_run(disc, db, &list, err, sizeof(err)) != 0) {
-		int64_t delay = retry_delay(streak->count + 1);
+		int64_t delay = retry_delay(streak->run.count + 1);
 		streak_fail(streak, err, delay);
 		return util_mono_ms() + delay;
 	}
@@ -243,7 +240,7 @@ static bool ensure_schema(struct scanner *sc, struct db *coord, struct failure_s
 	if (coord_ensure_schema(coord, sc->cfg, err, sizeof(err)) != 0 ||
 	    coord_add_lease_rows(coord, sc->cfg, sc->cfg->mw_version, names, 1, 0, err,
 				 sizeof(err)) != 0) {
-		streak_fail(streak, err, retry_delay(streak->count + 1));
+		streak_fail(streak, err, retry_delay(streak->run.count + 1));
 		return false;
 	}
 	streak_ok(streak);
@@ -273,7 +270,9 @@ static void log_scanner_role(const struct scanner *sc, bool holding)
 }
 
 /* Holds (acquires or renews) the fleet's scanner lease. True while this sidecar may
- * scan: the lease is confirmed and trusted for longer than a scan may take. */
+ * scan: the lease is confirmed and still trusted (lease.h) now. A pass is not bounded
+ * by the trust: one that outlasts it still writes its figures, which the next
+ * holder's scan overwrites. */
 static bool hold_scanner_lease(struct scanner *sc, struct db *coord,
 			       struct failure_streak *streak)
 {
@@ -287,7 +286,7 @@ static bool hold_scanner_lease(struct scanner *sc, struct db *coord,
 	sc->lease.slot = 0;
 	sc->lease.holder = cfg->holder;
 	if (sc->scanning) {
-		if (sent - sc->confirmed_ms < (int64_t)cfg->renew_interval * 1000)
+		if (!lease_renew_due(sent, sc->confirmed_ms, (int64_t)cfg->renew_interval * 1000))
 			return true;
 		rc = coord_renew(coord, cfg, &sc->lease, err, sizeof(err));
 	} else {
@@ -302,9 +301,10 @@ static bool hold_scanner_lease(struct scanner *sc, struct db *coord,
 		rc = coord_acquire(coord, cfg, &sc->lease, err, sizeof(err));
 	}
 	if (rc < 0) {
-		streak_fail(streak, err, retry_delay(streak->count + 1));
-		if (sc->scanning && sent - sc->confirmed_ms >
-					    (int64_t)(cfg->lease_ttl - cfg->safety_margin) * 1000) {
+		streak_fail(streak, err, retry_delay(streak->run.count + 1));
+		if (sc->scanning &&
+		    !lease_covers(sent, lease_trusted_until(sc->confirmed_ms, cfg->lease_ttl,
+							    cfg->safety_margin), 0)) {
 			sc->scanning = false;
 			log_scanner_role(sc, false);
 		}
@@ -346,8 +346,7 @@ static void pace_scan(struct scanner *sc, int64_t since, int queries)
 	until = since + (int64_t)queries * 1000 / qps;
 	if (until <= util_mono_ms())
 		return;
-	ts.tv_sec = (time_t)(until / 1000);
-	ts.tv_nsec = (long)(until % 1000) * 1000000;
+	ts = util_timespec(until);
 	pthread_mutex_lock(&sc->lock);
 	/* Not cut short by the feed's wakes: scan_part serves them between groups. */
 	while (!sc->stopping && util_mono_ms() < until)
@@ -523,7 +522,7 @@ static void run_scan(struct scanner *sc, struct db *scan_db, struct db *coord,
 failed:
 	sc->scan_stopped = true;
 	if (!scanner_stopping(sc))
-		streak_fail(streak, err, retry_delay(streak->count + 1));
+		streak_fail(streak, err, retry_delay(streak->run.count + 1));
 	free(order);
 	free(backlog);
 }
@@ -690,11 +689,11 @@ static void note_readiness(struct scanner *sc, struct db *coord,
 {
 	char err[512];
 
-	if (!sc->discovered || disc->count > 0) {
+	if (!sc->discovered || disc->run.count > 0) {
 		httpd_note_ready(false, "platform database: discovery has not succeeded");
 		return;
 	}
-	if (!sc->schema_ready || coord_streak->count > 0 ||
+	if (!sc->schema_ready || coord_streak->run.count > 0 ||
 	    update_fleet_metrics(sc, coord, err, sizeof(err)) != 0) {
 		httpd_note_ready(false, "coordination database does not answer");
 		return;
@@ -710,9 +709,9 @@ static void *scanner_main(void *arg)
 	struct db *coord = db_new(&cfg->platform, "coordination");
 	struct db *scan = db_new(&cfg->scan, "scan_db");
 	struct discovery *disc = discovery_new(cfg);
-	struct failure_streak disc_streak = { "discovery failed", 0, 0, 0 };
-	struct failure_streak coord_streak = { "coordination database failed", 2, 0, 0 };
-	struct failure_streak scan_streak = { "scan failed", 1, 0, 0 };
+	struct failure_streak disc_streak = { "discovery failed", 0, { 0, 0 } };
+	struct failure_streak coord_streak = { "coordination database failed", 2, { 0, 0 } };
+	struct failure_streak scan_streak = { "scan failed", 1, { 0, 0 } };
 	int64_t next_discovery = 0, next_scan = 0;
 
 	mysql_thread_init();
@@ -759,18 +758,17 @@ static void *scanner_main(void *arg)
 			wake = next_discovery;
 		/* While a database fails, come back on its retry schedule, not a scan
 		 * interval later: prompt recovery whatever [scan] interval is. */
-		if (coord_streak.count > 0 || sc->scan_stopped) {
+		if (coord_streak.run.count > 0 || sc->scan_stopped) {
 			int64_t retry = util_mono_ms() +
-					retry_delay(coord_streak.count > scan_streak.count
-							    ? coord_streak.count
-							    : scan_streak.count);
+					retry_delay(coord_streak.run.count > scan_streak.run.count
+							    ? coord_streak.run.count
+							    : scan_streak.run.count);
 			if (retry < next_scan)
 				next_scan = retry;
 			if (retry < wake)
 				wake = retry;
 		}
-		ts.tv_sec = (time_t)(wake / 1000);
-		ts.tv_nsec = (long)(wake % 1000) * 1000000;
+		ts = util_timespec(wake);
 		pthread_mutex_lock(&sc->lock);
 		if (!sc->stopping && sc->nwoken == 0)
 			pthread_cond_timedwait(&sc->wake, &sc->lock, &ts);
@@ -799,17 +797,13 @@ out:
 struct scanner *scanner_start(const struct config *cfg, struct sched *s)
 {
 	struct scanner *sc = calloc(1, sizeof(*sc));
-	pthread_condattr_t attr;
 
 	if (sc == NULL)
 		return NULL;
 	sc->cfg = cfg;
 	sc->sched = s;
 	pthread_mutex_init(&sc->lock, NULL);
-	pthread_condattr_init(&attr);
-	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-	pthread_cond_init(&sc->wake, &attr);
-	pthread_condattr_destroy(&attr);
+	util_cond_init(&sc->wake);
 	if (pthread_create(&sc->thread, NULL, scanner_main, sc) != 0) {
 		pthread_cond_destroy(&sc->wake);
 		pthread_mutex_destroy(&sc->lock);

@@ -14,6 +14,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "runjobs.h"
+#include "util.h"
 
 /* Recently healthy wikis a probe tries, in order. */
 #define PROBE_TARGETS 8
@@ -106,7 +107,7 @@ static void count_batch(const struct batch_result *r)
 /* Sleeps ms, whole: after a failed allocation only (short). */
 static void pause_ms(int ms)
 {
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+	struct timespec ts = util_timespec(ms);
 
 	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
 		;
@@ -216,7 +217,6 @@ struct workers *workers_start(const struct config *cfg, struct sched *s, struct 
 			      const atomic_bool *abort_now)
 {
 	struct workers *pool = calloc(1, sizeof(*pool));
-	pthread_condattr_t attr;
 
 	if (pool == NULL)
 		return NULL;
@@ -226,10 +226,7 @@ struct workers *workers_start(const struct config *cfg, struct sched *s, struct 
 	pool->abort_now = abort_now;
 	pool->count = cfg->workers;
 	pthread_mutex_init(&pool->lock, NULL);
-	pthread_condattr_init(&attr);
-	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-	pthread_cond_init(&pool->exited, &attr);
-	pthread_condattr_destroy(&attr);
+	util_cond_init(&pool->exited);
 	pool->threads = calloc((size_t)pool->count, sizeof(*pool->threads));
 	if (pool->threads == NULL) {
 		workers_join_free(pool);
@@ -258,7 +255,7 @@ struct workers *workers_start(const struct config *cfg, struct sched *s, struct 
 
 bool workers_wait(struct workers *pool, int64_t deadline_ms)
 {
-	struct timespec ts = { (time_t)(deadline_ms / 1000), (long)(deadline_ms % 1000) * 1000000 };
+	struct timespec ts = util_timespec(deadline_ms);
 	bool done;
 
 	pthread_mutex_lock(&pool->lock);
