@@ -21,6 +21,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "log.h"
+
 enum key_type {
 	KEY_INT,    /* integer in [min, max] */
 	KEY_STRING, /* one line */
@@ -39,8 +41,15 @@ struct config_key {
 	const char *const *choices;
 };
 
-static const char *const log_formats[] = { "text", "json", NULL };
-static const char *const log_levels[] = { "debug", "info", "warn", "error", NULL };
+/* The choices of an enum key are its index: generated from log.h's lists, in order. */
+#define LEVEL_NAME(id, name, severity) name,
+#define FORMAT_NAME(id, name) name,
+static const char *const log_formats[] = { LOG_FORMATS(FORMAT_NAME) NULL };
+static const char *const log_levels[] = { LOG_LEVELS(LEVEL_NAME) NULL };
+#undef LEVEL_NAME
+#undef FORMAT_NAME
+_Static_assert(sizeof(log_formats) / sizeof(log_formats[0]) == LOG_FORMAT_COUNT + 1, "formats");
+_Static_assert(sizeof(log_levels) / sizeof(log_levels[0]) == LOG_LEVEL_COUNT + 1, "levels");
 static const char *const booleans[] = { "false", "true", NULL };
 
 /* The wbaas (Wikibase Cloud) schema. Columns: domain, database, table prefix, secret.

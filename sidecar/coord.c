@@ -261,7 +261,7 @@ static int acquire(struct db *db, const struct config *cfg, struct coord_lease *
 	buf_adds(&sql, " AND (l.expires_at IS NULL OR l.expires_at < NOW(6))");
 	if (wiki)
 		buf_adds(&sql, " AND" WIKI_RUNNABLE);
-	metrics_add(METRIC_LEASE_OPS, 0, 1);
+	metrics_add(METRIC_LEASE_OPS, LEASE_OP_ACQUIRE, 1);
 	if (exec(db, &sql, &matched, err, errlen) != 0)
 		return -EIO;
 	if (matched == 0)
@@ -300,7 +300,7 @@ int coord_renew(struct db *db, const struct config *cfg, const struct coord_leas
 		return -EIO;
 	}
 	buf_adds(&sql, " AND expires_at > NOW(6)");
-	metrics_add(METRIC_LEASE_OPS, 1, 1);
+	metrics_add(METRIC_LEASE_OPS, LEASE_OP_RENEW, 1);
 	if (exec(db, &sql, &matched, err, errlen) != 0)
 		return -EIO;
 	return matched > 0 ? 1 : 0;
@@ -319,7 +319,7 @@ int coord_release(struct db *db, const struct config *cfg, const struct coord_le
 		buf_release(&sql);
 		return -EIO;
 	}
-	metrics_add(METRIC_LEASE_OPS, 2, 1);
+	metrics_add(METRIC_LEASE_OPS, LEASE_OP_RELEASE, 1);
 	if (exec(db, &sql, &matched, err, errlen) != 0)
 		return -EIO;
 	return matched > 0 ? 1 : 0;
@@ -366,7 +366,7 @@ int coord_release_wiki(struct db *db, const struct config *cfg, const struct coo
 	if (lit(db, &sql, l->holder, err, errlen) != 0)
 		goto fail;
 	buf_addf(&sql, " AND l.token = %llu", (unsigned long long)l->token);
-	metrics_add(METRIC_LEASE_OPS, 2, 1);
+	metrics_add(METRIC_LEASE_OPS, LEASE_OP_RELEASE, 1);
 	if (exec(db, &sql, &matched, err, errlen) != 0)
 		return -EIO;
 	return matched > 0 ? 1 : 0;

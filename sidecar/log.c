@@ -16,9 +16,13 @@ static int log_fd = 1;
 /* Room kept free at the end of the buffer for a cut mark and the closing "\"}\n". */
 #define LOG_RESERVE 16
 
-static const char *const level_text[] = { "debug", "info", "warn", "error" };
-/* Google Cloud Logging / most collectors understand these severities. */
-static const char *const level_json[] = { "DEBUG", "INFO", "WARNING", "ERROR" };
+#define LEVEL_TEXT(id, name, severity) name,
+#define LEVEL_JSON(id, name, severity) severity,
+static const char *const level_text[] = { LOG_LEVELS(LEVEL_TEXT) };
+static const char *const level_json[] = { LOG_LEVELS(LEVEL_JSON) };
+#undef LEVEL_TEXT
+#undef LEVEL_JSON
+_Static_assert(sizeof(level_text) / sizeof(level_text[0]) == LOG_LEVEL_COUNT, "level names");
 
 void log_setup(enum log_format format, enum log_level min_level, int fd)
 {

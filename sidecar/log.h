@@ -13,8 +13,23 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
-enum log_format { LOG_FORMAT_TEXT, LOG_FORMAT_JSON };
+/* X(id, name, JSON severity): the levels in order, with their name in the text format
+ * and in the config ([sidecar] log_level), and the severity JSON lines carry (what
+ * Google Cloud Logging and most collectors understand). */
+#define LOG_LEVELS(X)                                                                      \
+	X(LOG_DEBUG, "debug", "DEBUG")                                                     \
+	X(LOG_INFO, "info", "INFO")                                                        \
+	X(LOG_WARN, "warn", "WARNING")                                                     \
+	X(LOG_ERROR, "error", "ERROR")
+/* X(id, name): the formats, with their name in the config ([sidecar] log_format). */
+#define LOG_FORMATS(X) X(LOG_FORMAT_TEXT, "text") X(LOG_FORMAT_JSON, "json")
+
+#define LOG_LEVEL_ID(id, name, severity) id,
+#define LOG_FORMAT_ID(id, name) id,
+enum log_level { LOG_LEVELS(LOG_LEVEL_ID) LOG_LEVEL_COUNT };
+enum log_format { LOG_FORMATS(LOG_FORMAT_ID) LOG_FORMAT_COUNT };
+#undef LOG_LEVEL_ID
+#undef LOG_FORMAT_ID
 
 /* Set once at start-up, before threads. Defaults: text, info, fd 1. */
 void log_setup(enum log_format format, enum log_level min_level, int fd);

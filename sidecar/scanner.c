@@ -128,7 +128,7 @@ static void sc_remember_unreadable(struct scanner *sc, struct wiki *const *wikis
  * it ends. */
 struct failure_streak {
 	const char *what;
-	int metric_kind; /* label of jobdrainer_errors_total */
+	enum metric_error_kind metric_kind;
 	struct log_streak run;
 };
 
@@ -709,9 +709,9 @@ static void *scanner_main(void *arg)
 	struct db *coord = db_new(&cfg->platform, "coordination");
 	struct db *scan = db_new(&cfg->scan, "scan_db");
 	struct discovery *disc = discovery_new(cfg);
-	struct failure_streak disc_streak = { "discovery failed", 0, { 0, 0 } };
-	struct failure_streak coord_streak = { "coordination database failed", 2, { 0, 0 } };
-	struct failure_streak scan_streak = { "scan failed", 1, { 0, 0 } };
+	struct failure_streak disc_streak = { "discovery failed", ERROR_DISCOVERY, { 0, 0 } };
+	struct failure_streak coord_streak = { "coordination database failed", ERROR_COORDINATION, { 0, 0 } };
+	struct failure_streak scan_streak = { "scan failed", ERROR_SCAN, { 0, 0 } };
 	int64_t next_discovery = 0, next_scan = 0;
 
 	mysql_thread_init();

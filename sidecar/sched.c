@@ -166,7 +166,7 @@ static void log_db_error(struct sched *s, const char *what, const char *err, con
 	pthread_mutex_lock(&s->lock);
 	say = log_streak_fail(&s->db_errors, now, REPEAT_ERROR_LOG_MS);
 	pthread_mutex_unlock(&s->lock);
-	metrics_add(METRIC_ERRORS, 2, 1);
+	metrics_add(METRIC_ERRORS, ERROR_COORDINATION, 1);
 	if (!say)
 		return;
 	log_begin(&l, LOG_ERROR, what);
@@ -490,7 +490,7 @@ static bool renew(struct sched_worker *w, struct sched_ticket *t)
 	int rc = coord_renew(w->db, cfg, &t->lease, err, sizeof(err));
 
 	if (rc == 0) {
-		metrics_add(METRIC_ERRORS, 3, 1);
+		metrics_add(METRIC_ERRORS, ERROR_LEASE_LOST, 1);
 		log_lease(LOG_WARN, "lease lost", t, NULL, "stopping work on this wiki");
 		return false;
 	}

@@ -100,8 +100,8 @@ static void log_batch(const struct worker *w, const struct wiki *wiki,
 static void count_batch(const struct batch_result *r)
 {
 	metrics_add(METRIC_BATCHES, (int)r->outcome, 1);
-	metrics_add(METRIC_JOBS, 0, r->jobs_ok);
-	metrics_add(METRIC_JOBS, 1, r->jobs_failed);
+	metrics_add(METRIC_JOBS, JOBS_OK, r->jobs_ok);
+	metrics_add(METRIC_JOBS, JOBS_FAILED, r->jobs_failed);
 }
 
 /* Sleeps ms, whole: after a failed allocation only (short). */
