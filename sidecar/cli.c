@@ -17,6 +17,7 @@
 #include "log.h"
 #include "runjobs.h"
 #include "scan.h"
+#include "scanner.h"
 #include "sched.h"
 #include "util.h"
 
@@ -197,27 +198,38 @@ out:
 	return rc;
 }
 
-/* Finds one wiki through discovery. */
-static struct wiki *find_wiki(const struct config *cfg, struct db *platform, const char *domain,
-			      char *err, size_t errlen)
+/* Finds one wiki through discovery: 0 (*out set, the caller frees it), -ENOENT when
+ * discovery does not list it, -EIO when discovery failed, -ENOMEM; err says which. */
+static int find_wiki(const struct config *cfg, struct db *platform, const char *domain,
+		     struct wiki **out, char *err, size_t errlen)
 {
 	struct discovery *disc = discovery_new(cfg);
 	struct wiki_list list = { 0 };
-	struct wiki *found = NULL;
+	int rc = -ENOENT;
 
-	if (disc == NULL || discovery_run(disc, platform, &list, err, errlen) != 0) {
-		discovery_free(disc);
-		return NULL;
+	*out = NULL;
+	if (disc == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
 	}
-	for (size_t i = 0; i < list.len && found == NULL; i++)
-		if (strcmp(list.items[i]->domain, domain) == 0)
-			found = wiki_dup(list.items[i]);
-	if (found == NULL)
+	if (discovery_run(disc, platform, &list, err, errlen) != 0) {
+		discovery_free(disc);
+		return -EIO;
+	}
+	for (size_t i = 0; i < list.len && rc == -ENOENT; i++) {
+		if (strcmp(list.items[i]->domain, domain) != 0)
+			continue;
+		*out = wiki_dup(list.items[i]);
+		rc = *out != NULL ? 0 : -ENOMEM;
+	}
+	if (rc == -ENOENT)
 		snprintf(err, errlen, "discovery does not list %s (unknown, deleted, bad row, or "
 				      "another MediaWiki version)", domain);
+	else if (rc == -ENOMEM)
+		snprintf(err, errlen, "out of memory");
 	wiki_list_free(&list);
 	discovery_free(disc);
-	return found;
+	return rc;
 }
 
 /* SIGINT/SIGTERM during `drain`: the first stops after the batch in flight (the lease
@@ -274,16 +286,13 @@ static int drain_leased(const struct config *cfg, struct sched_worker *sw, struc
 			break;
 		}
 		runjobs_batch(rj, t->wiki, (unsigned long long)t->lease.token, &r);
-		t->batches++;
-		t->jobs_run += r.jobs_ok + r.jobs_failed;
-		t->no_progress = health_no_progress(&r) ? t->no_progress + 1 : 0;
+		sched_batch_ran(t, &r);
 		ok += r.jobs_ok;
 		failed += r.jobs_failed;
 		limiter_report(lim, &r, t->wiki->domain, false, &v);
 		print_batch(t->batches, &r, &v);
-		more = r.outcome == OUTCOME_MORE &&
-		       !(v.fault == FAULT_WIKI && t->no_progress >= SCHED_NO_PROGRESS_LIMIT) &&
-		       !(v.fault == FAULT_POD && limiter_breaker_open(lim));
+		/* The workers' rule, without the time slice: the operator asked for this wiki. */
+		more = sched_keep_draining(t, &r, &v, limiter_breaker_open(lim));
 		/* The wiki's interval in short steps: a signal handler cannot wake sched_hold. */
 		for (int64_t left = cfg->wiki_min_interval_ms; more && left > 0; left -= 200)
 			more = !atomic_load(&drain_stop) && sched_hold(sw, t, left < 200 ? left : 200);
@@ -326,17 +335,20 @@ int cli_drain(const struct config *cfg, const char *domain)
 		snprintf(err, sizeof(err), "out of memory");
 		goto fail;
 	}
-	w = find_wiki(cfg, platform, domain, err, sizeof(err));
-	if (w == NULL) {
-		rc = strstr(err, "does not list") ? CLI_NOT_FOUND : CLI_FAILED;
+	switch (find_wiki(cfg, platform, domain, &w, err, sizeof(err))) {
+	case 0:
+		break;
+	case -ENOENT:
+		rc = CLI_NOT_FOUND;
+		goto fail;
+	default:
 		goto fail;
 	}
 	/* A fresh look at its queue, written for the fleet like a scan would. */
 	if (coord_ensure_schema(coord, cfg, err, sizeof(err)) != 0 ||
 	    coord_now(coord, started, err, sizeof(err)) != 0 ||
-	    scan_run(scan, &w, 1, 1, SCAN_FULL, &backlog, &stats, err, sizeof(err)) != 0 ||
-	    coord_write_backlog(coord, cfg, cfg->mw_version, &w, &backlog, 1, started, err,
-				sizeof(err)) != 0)
+	    scanner_scan_publish(scan, coord, cfg, &w, 1, 1, SCAN_FULL, started, &backlog, &stats,
+				 err, sizeof(err)) != 0)
 		goto fail;
 	if (backlog.failed) {
 		snprintf(err, sizeof(err), "cannot read its job table: %s", backlog.error);

@@ -407,6 +407,20 @@ static long scan_order(const struct scanner *sc, struct wiki **order)
 	return (long)first;
 }
 
+int scanner_scan_publish(struct db *scan_db, struct db *coord, const struct config *cfg,
+			 struct wiki *const *wikis, size_t n, int per_query,
+			 enum scan_depth depth, const char *scan_started, struct backlog *b,
+			 struct scan_stats *stats, char *err, size_t errlen)
+{
+	stats->queries = 0;
+	if (scan_run(scan_db, wikis, n, per_query, depth, b, stats, err, errlen) != 0)
+		return -EIO;
+	if (coord_write_backlog(coord, cfg, cfg->mw_version, wikis, b, n, scan_started, err,
+				errlen) != 0)
+		return -ECOMM;
+	return 0;
+}
+
 /* Scans wikis[0..n) in statements of `per_query` wikis, writing each chunk of `group`
  * wikis as soon as it is read. A chunk whose write fails is skipped (the others are
  * still written) unless the coordination database no longer answers at all. Returns 0,
@@ -425,17 +439,19 @@ static int scan_part(struct scanner *sc, struct db *scan_db, struct db *coord,
 	for (size_t from = 0; from < n && !scanner_stopping(sc); from += group) {
 		size_t len = from + group < n ? group : n - from;
 		int64_t group_start;
+		int written;
 		if (sc->feed != NULL)
 			run_woken(sc, scan_db, coord);
 		group_start = util_mono_ms();
-		if (scan_run(scan_db, wikis + from, len, per_query, depth, backlog + from, &stats,
-			     err, errlen) != 0)
+		written = scanner_scan_publish(scan_db, coord, cfg, wikis + from, len, per_query,
+					       depth, started, backlog + from, &stats, err, errlen);
+		if (written == -EIO)
 			return -EIO;
 		*queries += stats.queries;
 		pace_scan(sc, group_start, stats.queries);
-		if (coord_write_backlog(coord, cfg, cfg->mw_version, wikis + from, backlog + from,
-					len, started, why, sizeof(why)) == 0)
+		if (written == 0)
 			continue;
+		snprintf(why, sizeof(why), "%s", err);
 		if (coord_now(coord, probe, err, errlen) != 0)
 			return -EIO;
 		/* The database answers: something in this chunk's rows. Go on with the rest;
@@ -623,10 +639,9 @@ static void run_woken(struct scanner *sc, struct db *scan_db, struct db *coord)
 		size_t len = n - from < (size_t)sc->cfg->scan_wikis_per_query
 				     ? n - from : (size_t)sc->cfg->scan_wikis_per_query;
 		/* Full depth: the highest job_id, which unparks a parked wiki. */
-		if (scan_run(scan_db, order + from, len, sc->cfg->scan_wikis_per_query, SCAN_FULL,
-			     backlog + from, &stats, err, sizeof(err)) != 0 ||
-		    coord_write_backlog(coord, sc->cfg, sc->cfg->mw_version, order + from,
-					backlog + from, len, started, err, sizeof(err)) != 0)
+		if (scanner_scan_publish(scan_db, coord, sc->cfg, order + from, len,
+					 sc->cfg->scan_wikis_per_query, SCAN_FULL, started,
+					 backlog + from, &stats, err, sizeof(err)) != 0)
 			goto out;
 	}
 	sched_poke(sc->sched);

@@ -465,6 +465,22 @@ static bool stopping(struct sched *s)
 	return stop;
 }
 
+void sched_batch_ran(struct sched_ticket *t, const struct batch_result *r)
+{
+	t->batches++;
+	t->jobs_run += r->jobs_ok + r->jobs_failed;
+	t->no_progress = health_no_progress(r) ? t->no_progress + 1 : 0;
+}
+
+bool sched_keep_draining(const struct sched_ticket *t, const struct batch_result *r,
+			 const struct health_verdict *v, bool breaker_open)
+{
+	if (r->outcome != OUTCOME_MORE || breaker_open)
+		return false;
+	/* No progress, SCHED_NO_PROGRESS_LIMIT times in a row: back off (sched_drain_report). */
+	return !(v->fault == FAULT_WIKI && t->no_progress >= SCHED_NO_PROGRESS_LIMIT);
+}
+
 bool sched_may_continue(struct sched_worker *w, struct sched_ticket *t)
 {
 	struct sched *s = w->s;

@@ -113,17 +113,6 @@ static void pause_ms(int ms)
 		;
 }
 
-/* Whether another batch on this wiki follows, from the verdict on the last one. */
-static bool keep_draining(struct sched_worker *sw, struct limiter *lim, struct sched_ticket *t,
-			  const struct batch_result *r, const struct health_verdict *v)
-{
-	if (r->outcome != OUTCOME_MORE || limiter_breaker_open(lim))
-		return false;
-	if (v->fault == FAULT_WIKI && t->no_progress >= SCHED_NO_PROGRESS_LIMIT)
-		return false; /* no progress, twice in a row: back off */
-	return sched_may_continue(sw, t);
-}
-
 /* Drains one leased wiki until it is done, fails, or must let go. Every wait (the
  * wiki's interval, the pod's batch rate) comes before the lease check, so each batch
  * goes out right after the database confirmed its lease. */
@@ -148,13 +137,12 @@ static void drain(struct worker *w, struct sched_worker *sw, struct runjobs *rj,
 		runjobs_batch(rj, t->wiki, (unsigned long long)t->lease.token, &r);
 		metrics_add(METRIC_IN_FLIGHT, 0, -1);
 		count_batch(&r);
-		t->batches++;
-		t->jobs_run += r.jobs_ok + r.jobs_failed;
-		t->no_progress = health_no_progress(&r) ? t->no_progress + 1 : 0;
+		sched_batch_ran(t, &r);
 		limiter_report(pool->limiter, &r, t->wiki->domain, probe && t->batches == 1, &v);
 		if (v.closed)
 			sched_clear_outage(sw, v.outage_since);
-		more = keep_draining(sw, pool->limiter, t, &r, &v);
+		more = sched_keep_draining(t, &r, &v, limiter_breaker_open(pool->limiter)) &&
+		       sched_may_continue(sw, t);
 		if (more)
 			log_batch(w, t->wiki, &r, &v, 0, true);
 	} while (more);
