@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <jansson.h>
-#include <mysql.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -21,30 +20,7 @@
 #include "sched.h"
 #include "util.h"
 
-/* One row of the status view. */
-struct wiki_status {
-	const char *domain, *holder, *last_outcome, *last_holder, *scan_error;
-	long long age_s;       /* oldest ready job, -1: none */
-	long long backoff_s;   /* > 0: backed off this much longer */
-	long long lease_s;     /* > 0: lease held this much longer */
-	long long last_batch_s; /* seconds since the last batch, -1: never */
-	int failures, ready_types;
-	long long orphans;      /* rows claimed > SCAN_ORPHAN_AFTER_SECONDS ago */
-	long long orphan_age_s; /* the oldest of them, -1: none */
-	bool parked;
-	const char *state;
-};
-
-static long long num(const char *s)
-{
-	long long v = -1;
-
-	if (s != NULL)
-		util_parse_int(s, INT64_MIN, INT64_MAX, &v);
-	return v;
-}
-
-static const char *state_of(const struct wiki_status *w)
+static const char *state_of(const struct coord_wiki_status *w)
 {
 	if (w->scan_error != NULL)
 		return "unreadable";
@@ -71,46 +47,57 @@ static void age_text(long long s, char *out, size_t len)
 		snprintf(out, len, "%lldh%02lldm", s / 3600, (s % 3600) / 60);
 }
 
-/* Urgency: work waiting the longest first, then trouble, then the rest. */
-#define STATUS_QUERY                                                                          \
-	"SELECT w.domain, TIMESTAMPDIFF(SECOND, w.oldest_ready_at, NOW(6)), w.ready_types,"    \
-	" IF(l.expires_at > NOW(6), l.holder, NULL),"                                         \
-	" TIMESTAMPDIFF(SECOND, NOW(6), l.expires_at),"                                       \
-	" TIMESTAMPDIFF(SECOND, NOW(6), w.backoff_until), w.parked_until > NOW(6),"           \
-	" w.failures, w.last_outcome, w.last_holder,"                                         \
-	" TIMESTAMPDIFF(SECOND, w.last_batch_at, NOW(6)), w.scan_error,"                      \
-	" w.orphaned_claims, TIMESTAMPDIFF(SECOND, w.oldest_claim_at, NOW(6))"                \
-	" FROM `%s`.jd_wiki w LEFT JOIN `%s`.jd_lease l"                                      \
-	" ON l.scope = w.scope AND l.name = w.domain AND l.slot = 0 WHERE w.scope = "
+/* The status view being printed. */
+struct status_view {
+	bool json, all;
+	json_t *jwikis; /* with json */
+	size_t shown;
+};
 
-#define STATUS_ORDER                                                                          \
-	" ORDER BY (w.oldest_ready_at IS NULL OR w.parked_until > NOW(6)) ,"                  \
-	" (w.backoff_until > NOW(6) OR w.scan_error IS NOT NULL) DESC, w.oldest_ready_at,"    \
-	" w.domain"
+/* One row of the status view (coord_fleet_status's order: the most urgent first). */
+static void show_wiki(const struct coord_wiki_status *w, void *arg)
+{
+	struct status_view *view = arg;
+	const char *state = state_of(w);
+	char age[48], last[48], claim_age[48];
+
+	/* Orphaned claims are trouble even on a wiki with nothing else to do. */
+	if (!view->all && strcmp(state, "idle") == 0 && w->orphans <= 0)
+		return;
+	view->shown++;
+	if (view->json) {
+		json_t *o = json_pack("{s:s, s:s, s:I, s:i, s:s?, s:s?, s:i, s:I, s:I, s:s?, s:I,"
+				      " s:I}",
+				      "wiki", w->domain, "state", state, "oldest_ready_age_s",
+				      (json_int_t)w->age_s, "ready_types", w->ready_types, "holder",
+				      w->holder ? w->holder : w->last_holder, "last_outcome",
+				      w->last_outcome, "failures", w->failures, "backoff_s",
+				      (json_int_t)(w->backoff_s > 0 ? w->backoff_s : 0),
+				      "last_batch_s", (json_int_t)w->last_batch_s, "error",
+				      w->scan_error, "orphaned_claims", (json_int_t)w->orphans,
+				      "orphaned_claims_oldest_age_s", (json_int_t)w->orphan_age_s);
+		json_array_append_new(view->jwikis, o);
+		return;
+	}
+	age_text(w->age_s, age, sizeof(age));
+	age_text(w->last_batch_s, last, sizeof(last));
+	age_text(w->orphan_age_s, claim_age, sizeof(claim_age));
+	printf("%-28s %-10s %8s %-32s %-13s %4d %9s %8lld %9s\n", w->domain, state, age,
+	       w->holder ? w->holder : (w->last_holder ? w->last_holder : "-"),
+	       w->last_outcome ? w->last_outcome : "-", w->failures, last, w->orphans, claim_age);
+}
 
 int cli_status(const struct config *cfg, bool json, bool all)
 {
 	struct db *db = db_new(&cfg->platform, "coordination");
-	struct buf sql;
-	MYSQL_RES *res = NULL;
-	MYSQL_ROW row;
-	unsigned code;
+	struct status_view view = { json, all, json ? json_array() : NULL, 0 };
 	char err[512];
 	struct coord_summary sum;
-	json_t *jwikis = json ? json_array() : NULL;
 	int rc = CLI_FAILED;
-	size_t shown = 0;
 
-	buf_init(&sql);
 	if (db == NULL)
 		goto out;
 	if (coord_summary(db, cfg, cfg->mw_version, &sum, err, sizeof(err)) != 0)
-		goto fail;
-	buf_addf(&sql, STATUS_QUERY, cfg->coord_db, cfg->coord_db);
-	if (db_quote(db, &sql, cfg->mw_version, err, sizeof(err)) != 0)
-		goto fail;
-	buf_adds(&sql, STATUS_ORDER);
-	if (db_query(db, sql.data, &res, &code, err, sizeof(err)) != 0)
 		goto fail;
 	if (!json) {
 		char scanned[48];
@@ -123,45 +110,8 @@ int cli_status(const struct config *cfg, bool json, bool all)
 		printf("%-28s %-10s %8s %-32s %-13s %4s %9s %8s %9s\n", "WIKI", "STATE", "OLDEST",
 		       "HOLDER", "LAST", "FAIL", "LAST_RUN", "ORPHANED", "CLAIM_AGE");
 	}
-	while (res != NULL && (row = mysql_fetch_row(res)) != NULL) {
-		struct wiki_status w = {
-			.domain = row[0], .age_s = row[1] ? num(row[1]) : -1,
-			.ready_types = (int)num(row[2]), .holder = row[3],
-			.lease_s = row[3] ? num(row[4]) : -1, .backoff_s = row[5] ? num(row[5]) : -1,
-			.parked = row[6] && strcmp(row[6], "1") == 0, .failures = (int)num(row[7]),
-			.last_outcome = row[8], .last_holder = row[9],
-			.last_batch_s = row[10] ? num(row[10]) : -1, .scan_error = row[11],
-			.orphans = row[12] ? num(row[12]) : 0,
-			.orphan_age_s = row[12] && row[13] && num(row[12]) > 0 ? num(row[13]) : -1,
-		};
-		char age[48], last[48], claim_age[48];
-		w.state = state_of(&w);
-		/* Orphaned claims are trouble even on a wiki with nothing else to do. */
-		if (!all && strcmp(w.state, "idle") == 0 && w.orphans <= 0)
-			continue;
-		shown++;
-		if (json) {
-			json_t *o = json_pack("{s:s, s:s, s:I, s:i, s:s?, s:s?, s:i, s:I, s:I, s:s?, s:I,"
-					      " s:I}",
-					      "wiki", w.domain, "state", w.state, "oldest_ready_age_s",
-					      (json_int_t)w.age_s, "ready_types", w.ready_types,
-					      "holder", w.holder ? w.holder : w.last_holder,
-					      "last_outcome", w.last_outcome, "failures", w.failures,
-					      "backoff_s", (json_int_t)(w.backoff_s > 0 ? w.backoff_s : 0),
-					      "last_batch_s", (json_int_t)w.last_batch_s, "error",
-					      w.scan_error, "orphaned_claims", (json_int_t)w.orphans,
-					      "orphaned_claims_oldest_age_s", (json_int_t)w.orphan_age_s);
-			json_array_append_new(jwikis, o);
-			continue;
-		}
-		age_text(w.age_s, age, sizeof(age));
-		age_text(w.last_batch_s, last, sizeof(last));
-		age_text(w.orphan_age_s, claim_age, sizeof(claim_age));
-		printf("%-28s %-10s %8s %-32s %-13s %4d %9s %8lld %9s\n", w.domain, w.state, age,
-		       w.holder ? w.holder : (w.last_holder ? w.last_holder : "-"),
-		       w.last_outcome ? w.last_outcome : "-", w.failures, last, w.orphans,
-		       claim_age);
-	}
+	if (coord_fleet_status(db, cfg, cfg->mw_version, show_wiki, &view, err, sizeof(err)) != 0)
+		goto fail;
 	if (json) {
 		json_t *root = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}",
 					 "scope", cfg->mw_version, "wikis", (json_int_t)sum.wikis,
@@ -177,12 +127,12 @@ int cli_status(const struct config *cfg, bool json, bool all)
 					 (json_int_t)(sum.oldest_claim_age_ms < 0
 							      ? -1
 							      : sum.oldest_claim_age_ms / 1000),
-					 "wikis_shown", jwikis);
-		jwikis = NULL;
+					 "wikis_shown", view.jwikis);
+		view.jwikis = NULL;
 		json_dumpf(root, stdout, JSON_INDENT(2));
 		putchar('\n');
 		json_decref(root);
-	} else if (shown == 0) {
+	} else if (view.shown == 0) {
 		printf("(no wiki with a backlog, a failure or a lease; --all lists every wiki)\n");
 	}
 	rc = CLI_OK;
@@ -190,10 +140,7 @@ int cli_status(const struct config *cfg, bool json, bool all)
 fail:
 	fprintf(stderr, "jobdrainer status: %s\n", err);
 out:
-	json_decref(jwikis);
-	if (res != NULL)
-		mysql_free_result(res);
-	buf_release(&sql);
+	json_decref(view.jwikis);
 	db_free(db);
 	return rc;
 }

@@ -290,3 +290,13 @@ int db_quote(struct db *db, struct buf *out, const char *s, char *err, size_t er
 	free(tmp);
 	return 0;
 }
+
+void db_thread_init(void)
+{
+	mysql_thread_init();
+}
+
+void db_thread_end(void)
+{
+	mysql_thread_end();
+}

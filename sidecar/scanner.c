@@ -4,7 +4,6 @@
 #include "scanner.h"
 
 #include <errno.h>
-#include <mysql.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -412,11 +411,12 @@ int scanner_scan_publish(struct db *scan_db, struct db *coord, const struct conf
 			 enum scan_depth depth, const char *scan_started, struct backlog *b,
 			 struct scan_stats *stats, char *err, size_t errlen)
 {
+	struct coord_scan written = { cfg->mw_version, wikis, b, n, scan_started };
+
 	stats->queries = 0;
 	if (scan_run(scan_db, wikis, n, per_query, depth, b, stats, err, errlen) != 0)
 		return -EIO;
-	if (coord_write_backlog(coord, cfg, cfg->mw_version, wikis, b, n, scan_started, err,
-				errlen) != 0)
+	if (coord_write_backlog(coord, cfg, &written, err, errlen) != 0)
 		return -ECOMM;
 	return 0;
 }
@@ -729,7 +729,7 @@ static void *scanner_main(void *arg)
 	struct failure_streak scan_streak = { "scan failed", ERROR_SCAN, { 0, 0 } };
 	int64_t next_discovery = 0, next_scan = 0;
 
-	mysql_thread_init();
+	db_thread_init();
 	sc->started_ms = util_mono_ms();
 	if (platform == NULL || coord == NULL || scan == NULL || disc == NULL) {
 		log_msg(LOG_ERROR, "scanner: out of memory; no discovery or scans will run");
@@ -805,7 +805,7 @@ out:
 	db_free(scan);
 	db_free(coord);
 	db_free(platform);
-	mysql_thread_end();
+	db_thread_end();
 	return NULL;
 }
 

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "db.h"
 #include "lease.h"
 #include "log.h"
 #include "metrics.h"

@@ -6,11 +6,10 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
-#include <mysql.h>
-#include <string.h>
-
+#include "db.h"
 #include "log.h"
 #include "metrics.h"
 #include "runjobs.h"
@@ -163,7 +162,7 @@ static void *worker_main(void *arg)
 	bool probe;
 	int rc;
 
-	mysql_thread_init();
+	db_thread_init();
 	rj = runjobs_new(pool->cfg, pool->abort_now);
 	sw = sched_worker_new(pool->sched, w->id);
 	if (rj == NULL || sw == NULL) {
@@ -193,7 +192,7 @@ static void *worker_main(void *arg)
 out:
 	sched_worker_free(sw);
 	runjobs_free(rj);
-	mysql_thread_end();
+	db_thread_end();
 	pthread_mutex_lock(&pool->lock);
 	pool->running--;
 	pthread_cond_broadcast(&pool->exited);
