@@ -5,10 +5,15 @@
  * parser as the file, so a bad default cannot slip in; secrets (passwords) are only
  * ever printed masked.
  *
- * Line numbers: Debian's inih is built without INI_HANDLER_LINENO, so the file is fed
- * through our own reader, which counts lines, remembers the current section, spots
- * indented continuation lines and refuses lines longer than inih's fixed 200-byte
- * buffer (inih would silently split them into two "lines"). */
+ * Why a second look at each line beside inih: Debian 12's libinih (r55) is built
+ * without INI_HANDLER_LINENO (a build-time switch of the shared library: the handler
+ * signature cannot change without it), so its handler never learns the line; and
+ * inih says nothing about a section header with no keys under it, NUL or control
+ * bytes (it cuts the line there) or a line over its 200-byte buffer (it splits it into
+ * two "lines"), and returns only the first syntax error's line. So the file is fed
+ * through our own reader, which counts lines, remembers the current section and key,
+ * spots indented continuation lines and refuses those bytes and lines; the pairs
+ * still come from inih alone. */
 #include "config.h"
 
 #include <errno.h>

@@ -13,7 +13,6 @@
 #include "coord.h"
 #include "db.h"
 #include "discovery.h"
-#include "httpd.h"
 #include "lease.h"
 #include "log.h"
 #include "metrics.h"
@@ -56,6 +55,35 @@ struct scanner {
 	size_t nrecheck;
 	int64_t recheck_at;
 };
+
+/* The process's scanner health (scanner.h): written by the scanner thread only. */
+static struct {
+	pthread_mutex_t lock;
+	struct scanner_health h;
+} health = { PTHREAD_MUTEX_INITIALIZER, { 0, false, "starting" } };
+
+void scanner_health(struct scanner_health *out)
+{
+	pthread_mutex_lock(&health.lock);
+	*out = health.h;
+	pthread_mutex_unlock(&health.lock);
+}
+
+static void note_alive(void)
+{
+	pthread_mutex_lock(&health.lock);
+	health.h.last_turn_ms = util_mono_ms();
+	pthread_mutex_unlock(&health.lock);
+}
+
+static void note_ready(bool ready, const char *why)
+{
+	pthread_mutex_lock(&health.lock);
+	health.h.ready = ready;
+	snprintf(health.h.why, sizeof(health.h.why), "%s", ready ? "" : why);
+	pthread_mutex_unlock(&health.lock);
+	metrics_set(METRIC_READY, 0, ready ? 1 : 0);
+}
 
 /* A wiki's job table became unreadable (missing database...) or readable again:
  * logged on the change, not on every scan. */
@@ -705,15 +733,15 @@ static void note_readiness(struct scanner *sc, struct db *coord,
 	char err[512];
 
 	if (!sc->discovered || disc->run.count > 0) {
-		httpd_note_ready(false, "platform database: discovery has not succeeded");
+		note_ready(false, "platform database: discovery has not succeeded");
 		return;
 	}
 	if (!sc->schema_ready || coord_streak->run.count > 0 ||
 	    update_fleet_metrics(sc, coord, err, sizeof(err)) != 0) {
-		httpd_note_ready(false, "coordination database does not answer");
+		note_ready(false, "coordination database does not answer");
 		return;
 	}
-	httpd_note_ready(true, NULL);
+	note_ready(true, NULL);
 }
 
 static void *scanner_main(void *arg)
@@ -745,7 +773,7 @@ static void *scanner_main(void *arg)
 		bool due, was_scanning;
 
 		pthread_mutex_unlock(&sc->lock);
-		httpd_note_alive();
+		note_alive();
 		if (util_mono_ms() >= next_discovery)
 			next_discovery = run_discovery(sc, disc, platform, &disc_streak);
 		/* Woken by the binary log feed, only its wikis are scanned; a new holder of

@@ -30,6 +30,16 @@ int scanner_scan_publish(struct db *scan_db, struct db *coord, const struct conf
 			 enum scan_depth depth, const char *scan_started, struct backlog *b,
 			 struct scan_stats *stats, char *err, size_t errlen);
 
+/* The scanner's health, which httpd serves on /healthz and /readyz: the scanner loop
+ * writes it every turn, anyone reads it. One per process; readable from any thread,
+ * also before the scanner starts (then: never turned, not ready, "starting"). */
+struct scanner_health {
+	int64_t last_turn_ms; /* monotonic: the loop's last turn, 0: none yet */
+	bool ready;           /* discovery has succeeded and the coordination database answers */
+	char why[256];        /* when not ready, why */
+};
+void scanner_health(struct scanner_health *out);
+
 /* Stops and joins the thread (a query in flight finishes first), then frees. Accepts
  * NULL. */
 void scanner_stop(struct scanner *sc);
