@@ -492,9 +492,14 @@ bool sched_may_continue(struct sched_worker *w, struct sched_ticket *t)
 	/* An extra slot only uses otherwise idle capacity. */
 	if (t->lease.slot > 0 && others_waiting(w))
 		return false;
-	if (util_mono_ms() - t->started_ms >= (int64_t)cfg->time_slice * 1000 && others_waiting(w))
+	if (sched_slice_over(cfg, t, util_mono_ms()) && others_waiting(w))
 		return false;
 	return true;
+}
+
+bool sched_slice_over(const struct config *cfg, const struct sched_ticket *t, int64_t now)
+{
+	return now - t->started_ms >= (int64_t)cfg->time_slice * 1000;
 }
 
 /* One renew: true if the database confirmed the lease (trust restarts from before the

@@ -88,6 +88,10 @@ void sched_batch_ran(struct sched_ticket *t, const struct batch_result *r);
 bool sched_keep_draining(const struct sched_ticket *t, const struct batch_result *r,
 			 const struct health_verdict *v, bool breaker_open);
 
+/* Whether the ticket's time slice ([sidecar] time_slice from its start) is over at
+ * now (monotonic ms). Pure. */
+bool sched_slice_over(const struct config *cfg, const struct sched_ticket *t, int64_t now);
+
 /* After a batch: whether another batch on the same wiki may follow. False when
  * stopping, or when the time slice is over (or this is an extra slot) and another
  * wiki is waiting. */
