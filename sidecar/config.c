@@ -69,6 +69,8 @@ static const char *const booleans[] = { "false", "true", NULL };
 	"ORDER BY w.id"
 
 #define O(field) offsetof(struct config, field)
+/* Fenced: clang-format would indent the entries after the first one. */
+/* clang-format off */
 #define DB_KEYS(sec, ep, host_def, user_def, db_def)                                              \
 	{ sec, "host", KEY_STRING, O(ep.host), host_def, 0, 0, NULL },                            \
 	{ sec, "port", KEY_INT, O(ep.port), "3306", 1, 65535, NULL },                             \
@@ -80,6 +82,7 @@ static const char *const booleans[] = { "false", "true", NULL };
 	{ sec, "database", KEY_STRING, O(ep.database), db_def, 0, 0, NULL },                      \
 	{ sec, "connect_timeout", KEY_INT, O(ep.connect_timeout), "5", 1, 300, NULL },            \
 	{ sec, "query_timeout", KEY_INT, O(ep.query_timeout), "30", 1, 3600, NULL }
+/* clang-format on */
 
 static const struct config_key config_keys[] = {
 	{ "sidecar", "workers", KEY_INT, O(workers), "2", 1, 64, NULL },

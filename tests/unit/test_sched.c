@@ -37,8 +37,10 @@ struct drain_case {
 	int64_t backoff_min, backoff_max;
 };
 
+/* clang-format off */
 #define STEP(at, o, jobs, fault, more) { at, o, jobs, fault, false, more, false }
 #define END { -1, OUTCOME_ABORTED, 0, FAULT_NONE, false, false, false }
+/* clang-format on */
 
 static const struct drain_case cases[] = {
 	{ "drains in three batches", 0, 0,
