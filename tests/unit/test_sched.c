@@ -37,10 +37,10 @@ struct drain_case {
 	int64_t backoff_min, backoff_max;
 };
 
+/* A table laid out by hand: clang-format would put every field on a line of its own. */
 /* clang-format off */
 #define STEP(at, o, jobs, fault, more) { at, o, jobs, fault, false, more, false }
 #define END { -1, OUTCOME_ABORTED, 0, FAULT_NONE, false, false, false }
-/* clang-format on */
 
 static const struct drain_case cases[] = {
 	{ "drains in three batches", 0, 0,
@@ -86,6 +86,7 @@ static const struct drain_case cases[] = {
 	    { 61000, OUTCOME_DRAINED, 1, FAULT_NONE, false, false, true }, END },
 	  true, false, false, true, 0, 0 },
 };
+/* clang-format on */
 
 static void config_defaults(struct config *cfg)
 {
