@@ -96,8 +96,8 @@ static bool runnable(const char *word, size_t n, const char *skip, const char *t
 	return n <= JOBTYPE_MAX && !jobtype_in(tried, word) && jobtype_match(skip, word) < 0;
 }
 
-bool jobtype_next(const char *priority, const char *skip, const char *ready,
-		  const char *tried, const char *last, char *out, size_t outlen)
+bool jobtype_next(const char *priority, const char *skip, const char *ready, const char *tried,
+		  const char *last, char *out, size_t outlen)
 {
 	char word[JOBTYPE_MAX + 2], first[JOBTYPE_MAX + 2] = "";
 	const char *p = ready;

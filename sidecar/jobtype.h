@@ -32,7 +32,7 @@ bool jobtype_in(const char *words, const char *type);
  *  - else the next ready, untried type after `last` in `ready` (round robin, so a
  *    long backlog of one type does not hold back the others) that skip does not match.
  * Returns false when nothing is left to ask for (out is ""). */
-bool jobtype_next(const char *priority, const char *skip, const char *ready,
-		  const char *tried, const char *last, char *out, size_t outlen);
+bool jobtype_next(const char *priority, const char *skip, const char *ready, const char *tried,
+		  const char *last, char *out, size_t outlen);
 
 #endif

@@ -284,6 +284,7 @@ struct running {
 	struct limiter *limiter;
 	struct scanner *scanner;
 	struct workers *workers;
+	int threads; /* worker threads started: a reload can lower workers, not raise it */
 };
 
 /* Hands a reloaded configuration to every subsystem: each takes it up at its next
@@ -294,6 +295,14 @@ static void apply_config(struct running *run, const char *why)
 
 	if (cfg == NULL)
 		return;
+	if (cfg->workers > run->threads) {
+		struct log_line l;
+		log_begin(&l, LOG_WARN, "configuration reload: more workers than threads started");
+		log_int(&l, "workers", cfg->workers);
+		log_int(&l, "threads", run->threads);
+		log_str(&l, "next", "at most the threads started drain at once until a restart");
+		log_end(&l);
+	}
 	log_set_level((enum log_level)cfg->log_level);
 	sched_set_config(run->sched, cfg);
 	limiter_set_config(run->limiter, cfg);
@@ -436,7 +445,7 @@ int main(int argc, char **argv)
 	/* 5. Run until told to stop. Then the statements of the shutdown path (lease
 	 * releases) get until shutdown_timeout plus a little: after that every database
 	 * connection is cut, so a hung database cannot hold the exit past the grace period. */
-	run = (struct running){ reload, sched, limiter, scanner, workers };
+	run = (struct running){ reload, sched, limiter, scanner, workers, cfg->workers };
 	wait_for_stop(&sigs, &run);
 	cfg = (struct config *)reload_current(reload); /* owned by reload */
 	db_abort_at(util_mono_ms() + ((int64_t)cfg->shutdown_timeout + 2) * 1000);

@@ -12,7 +12,7 @@
 struct reload {
 	struct config **all; /* every config loaded; the last one is current */
 	size_t n;
-	uint64_t seen;       /* fingerprint of the file content last looked at */
+	uint64_t seen; /* fingerprint of the file content last looked at */
 };
 
 /* FNV-1a over the file's bytes; 0 when it cannot be read (so "unreadable" is one
@@ -108,7 +108,8 @@ static void changed_keys(const char *a, const char *b, struct buf *out)
 				int klen = eq ? (int)(eq - line) : (int)n;
 				while (klen > 0 && line[klen - 1] == ' ')
 					klen--;
-				buf_addf(out, "%s[%s] %.*s", out->len ? ", " : "", section, klen, line);
+				buf_addf(out, "%s[%s] %.*s", out->len ? ", " : "", section, klen,
+					 line);
 			}
 		}
 		line = end ? end + 1 : NULL;
@@ -176,8 +177,9 @@ const struct config *reload_now(struct reload *r, const char *why)
 	log_begin(&l, LOG_INFO, "configuration reloaded");
 	log_str(&l, "trigger", why);
 	log_str(&l, "changed", changed.len ? changed.data : "(none)");
-	log_str(&l, "next", "limits apply from each worker's next batch; leases and batches in "
-			    "flight are kept");
+	log_str(&l, "next",
+		"limits apply from each worker's next batch; leases and batches in "
+		"flight are kept");
 	log_end(&l);
 	if (kept.len > 0) {
 		log_begin(&l, LOG_WARN, "configuration reload: these keys change only on restart");

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "db.h"
 #include "jobtype.h"
 #include "util.h"
 

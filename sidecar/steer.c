@@ -197,12 +197,12 @@ json_t *steer_pauses_json(struct db *db, const struct config *cfg)
 	arr = json_array();
 	for (size_t i = 0; arr != NULL && i < n; i++) {
 		bool every = strcmp(p[i].domain, COORD_ALL_WIKIS) == 0;
-		json_array_append_new(arr, json_pack("{s:s?, s:b, s:s, s:s, s:s, s:s?, s:I}",
-						     "wiki", every ? NULL : p[i].domain, "all",
-						     every, "by", p[i].by, "reason", p[i].reason,
-						     "since", p[i].since, "until",
-						     p[i].until[0] ? p[i].until : NULL,
-						     "remaining_s", (json_int_t)p[i].remaining_s));
+		json_array_append_new(arr,
+				      json_pack("{s:s?, s:b, s:s, s:s, s:s, s:s?, s:I}", "wiki",
+						every ? NULL : p[i].domain, "all", every, "by",
+						p[i].by, "reason", p[i].reason, "since", p[i].since,
+						"until", p[i].until[0] ? p[i].until : NULL,
+						"remaining_s", (json_int_t)p[i].remaining_s));
 	}
 	free(p);
 	return arr;
@@ -211,8 +211,7 @@ json_t *steer_pauses_json(struct db *db, const struct config *cfg)
 /* ---- status --wiki ------------------------------------------------------------------ */
 
 /* The wiki's entry from discovery (db, prefix), or NULL with why in err. */
-static struct wiki *discover(const struct config *cfg, const char *domain, char *err,
-			     size_t errlen)
+static struct wiki *discover(const struct config *cfg, const char *domain, char *err, size_t errlen)
 {
 	struct db *platform = db_new(&cfg->platform, "platform_db");
 	struct discovery *disc = discovery_new(cfg);
@@ -257,8 +256,9 @@ static const char *wiki_state(const struct coord_wiki_detail *d, const struct co
 		return "backoff";
 	}
 	if (d->parked_s > 0) {
-		snprintf(why, len, "MediaWiki ran none of its ready jobs (types it does not run); "
-				   "until a new job arrives");
+		snprintf(why, len,
+			 "MediaWiki ran none of its ready jobs (types it does not run); "
+			 "until a new job arrives");
 		return "parked";
 	}
 	if (d->oldest_ready_age_s >= 0) {
@@ -340,22 +340,21 @@ static void print_wiki_text(const char *domain, const char *state, const char *w
 	for (size_t i = 0; i < np; i++)
 		print_pause(&p[i]);
 	duration_text(d->scan_age_s < 0 ? 0 : d->scan_age_s, a, sizeof(a));
-	printf("  fleet scan: %s ago; %lld orphaned claims, %lld abandoned jobs (full scan)\n\n",
-	       a, d->orphaned_claims, d->abandoned_jobs);
+	printf("  fleet scan: %s ago; %lld orphaned claims, %lld abandoned jobs (full scan)\n\n", a,
+	       d->orphaned_claims, d->abandoned_jobs);
 	printf("  %-40s %8s %8s %9s %12s\n", "TYPE", "READY", "CLAIMED", "ABANDONED",
 	       "OLDEST_READY");
 	for (size_t i = 0; i < nt; i++) {
 		char ready[24], claimed[24];
-		snprintf(ready, sizeof(ready), "%s%lld", t[i].ready >= SCAN_VIEW_READY_CAP ? ">=" : "",
-			 t[i].ready);
+		snprintf(ready, sizeof(ready), "%s%lld",
+			 t[i].ready >= SCAN_VIEW_READY_CAP ? ">=" : "", t[i].ready);
 		snprintf(claimed, sizeof(claimed), "%s%lld",
 			 t[i].claimed >= SCAN_VIEW_CLAIMED_CAP ? ">=" : "", t[i].claimed);
 		if (t[i].oldest_ready_ms)
 			duration_text((now_ms - t[i].oldest_ready_ms) / 1000, a, sizeof(a));
 		else
 			snprintf(a, sizeof(a), "-");
-		printf("  %-40s %8s %8s %9lld %12s\n", t[i].type, ready, claimed, t[i].abandoned,
-		       a);
+		printf("  %-40s %8s %8s %9lld %12s\n", t[i].type, ready, claimed, t[i].abandoned, a);
 	}
 	if (nt == 0)
 		printf("  (no rows in its job table)\n");
@@ -404,24 +403,27 @@ int steer_status_wiki(const struct config *cfg, const char *domain, bool json)
 	if (json) {
 		json_t *pauses = json_array();
 		for (size_t i = 0; i < np && pauses != NULL; i++)
-			json_array_append_new(pauses, json_pack("{s:b, s:s, s:s, s:s, s:s?}", "all",
-								strcmp(p[i].domain, COORD_ALL_WIKIS) == 0,
-								"by", p[i].by, "reason", p[i].reason,
-								"since", p[i].since, "until",
-								p[i].until[0] ? p[i].until : NULL));
+			json_array_append_new(pauses,
+					      json_pack("{s:b, s:s, s:s, s:s, s:s?}", "all",
+							strcmp(p[i].domain, COORD_ALL_WIKIS) == 0,
+							"by", p[i].by, "reason", p[i].reason,
+							"since", p[i].since, "until",
+							p[i].until[0] ? p[i].until : NULL));
 		json_t *root = json_pack(
 			"{s:s, s:s, s:s, s:{s:s?, s:I, s:I, s:I}, s:s?, s:s?, s:I, s:i, s:I, s:I,"
 			" s:o, s:I, s:s?, s:I, s:I, s:o, s:o}",
 			"wiki", domain, "state", state, "why", why, "lease", "holder",
 			d.holder[0] ? d.holder : NULL, "token", (json_int_t)d.lease_token,
-			"expires_in_s", (json_int_t)d.lease_s, "held_for_s", (json_int_t)d.lease_age_s,
-			"last_holder", d.last_holder[0] ? d.last_holder : NULL, "last_outcome",
+			"expires_in_s", (json_int_t)d.lease_s, "held_for_s",
+			(json_int_t)d.lease_age_s, "last_holder",
+			d.last_holder[0] ? d.last_holder : NULL, "last_outcome",
 			d.last_outcome[0] ? d.last_outcome : NULL, "last_batch_s",
 			(json_int_t)d.last_batch_s, "failures", d.failures, "backoff_s",
 			(json_int_t)(d.backoff_s > 0 ? d.backoff_s : 0), "parked_s",
-			(json_int_t)(d.parked_s > 0 ? d.parked_s : 0), "paused", pauses, "scan_age_s",
-			(json_int_t)d.scan_age_s, "scan_error", d.scan_error[0] ? d.scan_error : NULL,
-			"orphaned_claims", (json_int_t)d.orphaned_claims, "abandoned_jobs",
+			(json_int_t)(d.parked_s > 0 ? d.parked_s : 0), "paused", pauses,
+			"scan_age_s", (json_int_t)d.scan_age_s, "scan_error",
+			d.scan_error[0] ? d.scan_error : NULL, "orphaned_claims",
+			(json_int_t)d.orphaned_claims, "abandoned_jobs",
 			(json_int_t)d.abandoned_jobs, "types", types_json(t, nt, now_ms),
 			"recent_drains", drains_json(d.recent_drains));
 		if (root == NULL) {

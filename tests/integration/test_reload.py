@@ -104,4 +104,9 @@ def test_unchanged_file_and_sighup(farm, sidecars):
     rewrite(pod, ini(farm).replace('log_format = json', 'log_format = json\nlog_level = debug'))
     pod.wait_for(lambda l: l.get("msg") == "configuration reloaded", timeout=30, what="reload")
     pod.wait_for(lambda l: l.get("severity") == "DEBUG", timeout=30, what="a debug line")
+    # More workers than threads started: said so (a restart starts them).
+    rewrite(pod, ini(farm).replace("workers = 1", "workers = 3"))
+    line = pod.wait_for(lambda l: l.get("msg") == "configuration reload: more workers than "
+                        "threads started", timeout=30, what="the workers warning")
+    assert (line["workers"], line["threads"]) == (3, 1)
     assert pod.stop() == 0

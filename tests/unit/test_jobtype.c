@@ -20,9 +20,11 @@ static void test_check_list(void **state)
 	assert_int_equal(jobtype_check_list("", why, sizeof(why)), 0);
 	assert_int_equal(jobtype_check_list("  , ,", why, sizeof(why)), 0);
 	assert_int_equal(jobtype_check_list("cirrusSearch*, refreshLinks\n  wikibase-addUsagesForPage",
-					    why, sizeof(why)), 0);
+					    why, sizeof(why)),
+			 0);
 	assert_int_equal(jobtype_check_list("a;b", why, sizeof(why)), -EINVAL);
-	assert_string_equal(why, "pattern 'a;b' has ';': only [A-Za-z0-9_.:-] and the wildcards * and ?");
+	assert_string_equal(why,
+			    "pattern 'a;b' has ';': only [A-Za-z0-9_.:-] and the wildcards * and ?");
 	assert_int_equal(jobtype_check_list("[ab]", why, sizeof(why)), -EINVAL);
 	char long_pattern[80];
 	memset(long_pattern, 'x', 61);
