@@ -2,7 +2,9 @@
  *   /healthz  200 while the scanner loop keeps turning (liveness: restart me if not);
  *   /readyz   200 while the databases answer (readiness), else 503 with the reason;
  *   /metrics  Prometheus text (metrics.h).
- * Anything else is 404; methods other than GET and HEAD are 405. */
+ * Anything else is 404; methods other than GET and HEAD are 405.
+ * At most HTTPD_MAX_CONNECTIONS connections, HTTPD_MAX_CONNECTIONS_PER_IP from one
+ * address (more are closed at once), each closed after HTTPD_IDLE_TIMEOUT_S idle. */
 #ifndef JD_HTTPD_H
 #define JD_HTTPD_H
 
@@ -10,6 +12,10 @@
 #include <stddef.h>
 
 #include "config.h"
+
+#define HTTPD_MAX_CONNECTIONS 256
+#define HTTPD_MAX_CONNECTIONS_PER_IP 8
+#define HTTPD_IDLE_TIMEOUT_S 5
 
 struct httpd;
 

@@ -6,6 +6,7 @@ batch."""
 import socket
 import subprocess
 import threading
+import time
 
 from sidecar import BINARY, farm_ini, wait_until
 
@@ -84,3 +85,89 @@ def test_bracketed_ipv6_mediawiki_host_is_accepted(farm, tmp_path):
     ini.write_text(farm_ini(farm, mediawiki={"host": "[::1]"}))
     p = check_config(ini)
     assert p.returncode == 0, (p.returncode, p.stdout, p.stderr)
+
+
+def get_from(source, port, path, timeout=5):
+    """GET http://127.0.0.1:port/path from the loopback address `source`: status, body."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                  source_address=(source, 0)) as s:
+        s.sendall(b"GET %s HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n"
+                  % path.encode())
+        data = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    if not data.startswith(b"HTTP/"):
+        raise ConnectionError("closed without an answer")
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body.decode()
+
+
+class SlowHeaders:
+    """Connections from one address that send a request line, then one header byte
+    every half second and never finish the request (slowloris)."""
+
+    def __init__(self, port, n, source="127.0.0.1"):
+        self.socks = []
+        for _ in range(n):
+            s = socket.create_connection(("127.0.0.1", port), timeout=5,
+                                         source_address=(source, 0))
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            self.socks.append(s)
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._trickle, daemon=True)
+        self.thread.start()
+
+    def _trickle(self):
+        while not self.stopping.wait(0.5):
+            for s in self.socks:
+                try:
+                    s.send(b"X")
+                except OSError:
+                    pass
+
+    def open_count(self):
+        """How many of them the server still keeps open."""
+        n = 0
+        for s in self.socks:
+            s.setblocking(False)
+            try:
+                n += s.recv(1, socket.MSG_PEEK) != b""
+            except BlockingIOError:
+                n += 1
+            except OSError:
+                pass
+            s.setblocking(True)
+        return n
+
+    def close(self):
+        self.stopping.set()
+        self.thread.join(timeout=5)
+        for s in self.socks:
+            s.close()
+
+
+def test_slow_header_clients_cannot_silence_the_probes(farm, sidecars):
+    pod = sidecars("pod-slowloris", farm_ini(farm))
+    port = pod.http_port
+    assert get_from("127.0.0.2", port, "/healthz")[0] == 200
+    attack = SlowHeaders(port, 40)
+    try:
+        # Well past the old 10 s idle timeout, which the trickle kept resetting.
+        answers = []
+        for _ in range(12):
+            try:
+                answers.append(get_from("127.0.0.2", port, "/healthz", timeout=3)[0])
+            except OSError as e:
+                answers.append(repr(e))
+            time.sleep(1)
+        held = attack.open_count()
+    finally:
+        attack.close()
+    assert answers == [200] * len(answers), answers
+    # The attacker kept its per-address share open, and no more.
+    assert 1 <= held <= 8, held
+    assert get_from("127.0.0.1", port, "/healthz")[0] == 200
+    assert pod.stop() == 0
