@@ -5,10 +5,15 @@
  * parser as the file, so a bad default cannot slip in; secrets (passwords) are only
  * ever printed masked.
  *
- * Line numbers: Debian's inih is built without INI_HANDLER_LINENO, so the file is fed
- * through our own reader, which counts lines, remembers the current section, spots
- * indented continuation lines and refuses lines longer than inih's fixed 200-byte
- * buffer (inih would silently split them into two "lines"). */
+ * Why a second look at each line beside inih: Debian 12's libinih (r55) is built
+ * without INI_HANDLER_LINENO (a build-time switch of the shared library: the handler
+ * signature cannot change without it), so its handler never learns the line; and
+ * inih says nothing about a section header with no keys under it, NUL or control
+ * bytes (it cuts the line there) or a line over its 200-byte buffer (it splits it into
+ * two "lines"), and returns only the first syntax error's line. So the file is fed
+ * through our own reader, which counts lines, remembers the current section and key,
+ * spots indented continuation lines and refuses those bytes and lines; the pairs
+ * still come from inih alone. */
 #include "config.h"
 
 #include <errno.h>
@@ -20,6 +25,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "log.h"
 
 enum key_type {
 	KEY_INT,    /* integer in [min, max] */
@@ -39,8 +46,15 @@ struct config_key {
 	const char *const *choices;
 };
 
-static const char *const log_formats[] = { "text", "json", NULL };
-static const char *const log_levels[] = { "debug", "info", "warn", "error", NULL };
+/* The choices of an enum key are its index: generated from log.h's lists, in order. */
+#define LEVEL_NAME(id, name, severity) name,
+#define FORMAT_NAME(id, name) name,
+static const char *const log_formats[] = { LOG_FORMATS(FORMAT_NAME) NULL };
+static const char *const log_levels[] = { LOG_LEVELS(LEVEL_NAME) NULL };
+#undef LEVEL_NAME
+#undef FORMAT_NAME
+_Static_assert(sizeof(log_formats) / sizeof(log_formats[0]) == LOG_FORMAT_COUNT + 1, "formats");
+_Static_assert(sizeof(log_levels) / sizeof(log_levels[0]) == LOG_LEVEL_COUNT + 1, "levels");
 static const char *const booleans[] = { "false", "true", NULL };
 
 /* The wbaas (Wikibase Cloud) schema. Columns: domain, database, table prefix, secret.
@@ -55,6 +69,8 @@ static const char *const booleans[] = { "false", "true", NULL };
 	"ORDER BY w.id"
 
 #define O(field) offsetof(struct config, field)
+/* Fenced: clang-format would indent the entries after the first one. */
+/* clang-format off */
 #define DB_KEYS(sec, ep, host_def, user_def, db_def)                                              \
 	{ sec, "host", KEY_STRING, O(ep.host), host_def, 0, 0, NULL },                            \
 	{ sec, "port", KEY_INT, O(ep.port), "3306", 1, 65535, NULL },                             \
@@ -66,6 +82,7 @@ static const char *const booleans[] = { "false", "true", NULL };
 	{ sec, "database", KEY_STRING, O(ep.database), db_def, 0, 0, NULL },                      \
 	{ sec, "connect_timeout", KEY_INT, O(ep.connect_timeout), "5", 1, 300, NULL },            \
 	{ sec, "query_timeout", KEY_INT, O(ep.query_timeout), "30", 1, 3600, NULL }
+/* clang-format on */
 
 static const struct config_key config_keys[] = {
 	{ "sidecar", "workers", KEY_INT, O(workers), "2", 1, 64, NULL },

@@ -69,13 +69,11 @@ static void open_breaker(struct pod_health *h, const struct config *cfg, bool lo
 	int64_t base = (int64_t)cfg->backoff_base * 1000;
 
 	if (h->breaker == BREAKER_CLOSED) {
-		h->open_ms = base;
+		h->open_ms = util_backoff_ms(base, cap, 0);
 		h->outage_since = h->evidence > 0 ? h->evidence_since : now;
-	} else if (longer) {
-		h->open_ms *= 2;
+	} else {
+		h->open_ms = util_backoff_ms(h->open_ms, cap, longer ? 1 : 0);
 	}
-	if (h->open_ms > cap)
-		h->open_ms = cap;
 	if (h->open_ms < 1000)
 		h->open_ms = 1000;
 	h->breaker = BREAKER_OPEN;
@@ -200,7 +198,6 @@ struct limiter {
 struct limiter *limiter_new(const struct config *cfg)
 {
 	struct limiter *l = calloc(1, sizeof(*l));
-	pthread_condattr_t attr;
 
 	if (l == NULL)
 		return NULL;
@@ -209,10 +206,7 @@ struct limiter *limiter_new(const struct config *cfg)
 	l->tokens = cfg->batches_per_second > 0 ? cfg->batches_per_second : 0;
 	l->tokens_at = util_mono_ms();
 	pthread_mutex_init(&l->lock, NULL);
-	pthread_condattr_init(&attr);
-	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-	pthread_cond_init(&l->changed, &attr);
-	pthread_condattr_destroy(&attr);
+	util_cond_init(&l->changed);
 	metrics_set(METRIC_CONCURRENCY, 0, l->limit);
 	return l;
 }
@@ -228,7 +222,7 @@ void limiter_free(struct limiter *l)
 
 static void wait_until(struct limiter *l, int64_t until)
 {
-	struct timespec ts = { (time_t)(until / 1000), (long)(until % 1000) * 1000000 };
+	struct timespec ts = util_timespec(until);
 
 	pthread_cond_timedwait(&l->changed, &l->lock, &ts);
 }

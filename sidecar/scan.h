@@ -21,10 +21,12 @@
 #ifndef JD_SCAN_H
 #define JD_SCAN_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
-#include "db.h"
 #include "wiki.h"
+
+struct db; /* db.h */
 
 /* What a scan reads. The oldest ready job per wiki is cheap and wanted every scan; the
  * highest job_id (which only matters to parked wikis) and stale claims (an hour old by

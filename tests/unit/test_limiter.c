@@ -34,7 +34,9 @@ struct scenario {
 	struct step steps[12];
 };
 
+/* clang-format off */
 #define OK(t, w) { t, w, OUTCOME_MORE, 100, false, FAULT_NONE, BREAKER_CLOSED, ANY, false }
+/* clang-format on */
 
 static const struct scenario scenarios[] = {
 	{ "broken wikis beside healthy ones never open the breaker",
