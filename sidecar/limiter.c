@@ -10,7 +10,9 @@
  *   MediaWiki: it had a successful batch on this pod in the last HEALTH_RECENT_OK_MS.
  *   Evidence is counted in distinct wikis: each vouching wiki that is failing, with no
  *   successful batch on any wiki started after its failure, is one piece of evidence
- *   however often it fails; breaker_failures of them open the breaker. A success only
+ *   however often it fails (its first failure is the pod's, its next ones its own
+ *   until the breaker opens); breaker_failures of them (or all the wikis that vouch, if
+ *   fewer, but at least 2) open the breaker. A success only
  *   clears the evidence it outdates: a batch that was already in flight when a wiki
  *   failed proves nothing about MediaWiki now, so it erases nothing (with 2 workers and
  *   3 wikis, in-flight successes would otherwise keep the breaker shut forever). A
@@ -92,6 +94,22 @@ static int count_evidence(struct pod_health *h, int64_t now, int64_t *since)
 			*since = h->recent[i].fail_since;
 	}
 	return n;
+}
+
+/* breaker_failures wikis, or every wiki that vouches if this pod drained fewer
+ * recently (a small farm, or workers busy on a few wikis), but never one: one wiki's
+ * failures alone never open the breaker. */
+static int evidence_needed(const struct pod_health *h, const struct config *cfg, int64_t now)
+{
+	int vouching = 0;
+
+	for (int i = 0; i < h->nrecent; i++)
+		if (!h->recent[i].own && (h->recent[i].fail_since > 0 ||
+					  now - h->recent[i].ok_ms <= HEALTH_RECENT_OK_MS))
+			vouching++;
+	if (vouching < 2)
+		vouching = 2;
+	return vouching < cfg->breaker_failures ? vouching : cfg->breaker_failures;
 }
 
 /* The evidence has been used (the breaker opened): every wiki starts afresh. */
@@ -181,13 +199,20 @@ void health_judge(struct pod_health *h, const struct config *cfg, const struct b
 			if (probe && h->breaker == BREAKER_PROBING)
 				open_breaker(h, cfg, known, now, v);
 		} else if (vouches) {
-			v->fault = FAULT_POD;
-			v->why = "failure on a wiki that just succeeded: local MediaWiki suspected";
-			if (h->recent[i].fail_since == 0)
+			bool again = h->recent[i].fail_since > 0;
+			if (!again)
 				h->recent[i].fail_since = now;
-			if (count_evidence(h, now, &since) >= cfg->breaker_failures) {
+			if (count_evidence(h, now, &since) >= evidence_needed(h, cfg, now)) {
+				v->fault = FAULT_POD;
 				v->why = "local MediaWiki is failing on several healthy wikis";
 				open_breaker(h, cfg, false, now, v);
+			} else if (again) {
+				/* Still evidence, but retrying it at once would hammer it. */
+				v->fault = FAULT_WIKI;
+				v->why = "failed again, no other healthy wiki failing: the wiki's own";
+			} else {
+				v->fault = FAULT_POD;
+				v->why = "failure on a wiki that just succeeded: local MediaWiki suspected";
 			}
 		} else {
 			v->fault = FAULT_WIKI;

@@ -89,9 +89,9 @@ static const struct scenario scenarios[] = {
 	{ "several recently healthy wikis failing with 5xx open it (breaker_failures 3)", 3,
 	  { OK(0, "a"), OK(100, "b"), OK(200, "c"),
 	    S503(1000, "a", FAULT_POD, BREAKER_CLOSED),
-	    S503(1100, "a", FAULT_POD, BREAKER_CLOSED), /* the same wiki counts once */
+	    S503(1100, "a", FAULT_WIKI, BREAKER_CLOSED), /* the same wiki counts once */
 	    S503(1200, "b", FAULT_POD, BREAKER_CLOSED),
-	    S503(1300, "b", FAULT_POD, BREAKER_CLOSED),
+	    S503(1300, "b", FAULT_WIKI, BREAKER_CLOSED),
 	    S503(1400, "c", FAULT_POD, BREAKER_OPEN) } },
 	{ "successes in flight when the failures began erase no evidence (3 wikis, 2 workers)", 3,
 	  { OK(0, "a"), OK(100, "b"), OK(200, "c"),
@@ -99,7 +99,7 @@ static const struct scenario scenarios[] = {
 	    /* c's batch began at 900, before MediaWiki failed: it proves nothing now */
 	    OK_INFLIGHT(1050, "c", 150, BREAKER_CLOSED),
 	    S503(1100, "b", FAULT_POD, BREAKER_CLOSED),
-	    S503(1200, "a", FAULT_POD, BREAKER_CLOSED),
+	    S503(1200, "a", FAULT_WIKI, BREAKER_CLOSED),
 	    OK_INFLIGHT(1250, "d", 1000, BREAKER_CLOSED), /* a long one, began at 250 */
 	    S503(1300, "c", FAULT_POD, BREAKER_OPEN),
 	    /* a success in flight since before it opened does not close it either */
@@ -109,7 +109,7 @@ static const struct scenario scenarios[] = {
 	  { OK(0, "a"), OK(0, "b"), OK(0, "x"),
 	    S503(1000, "x", FAULT_POD, BREAKER_CLOSED),
 	    OK_INFLIGHT(1100, "a", 300, BREAKER_CLOSED), /* began before x failed */
-	    S503(1200, "x", FAULT_POD, BREAKER_CLOSED),
+	    S503(1200, "x", FAULT_WIKI, BREAKER_CLOSED),
 	    OK_INFLIGHT(1500, "b", 200, BREAKER_CLOSED), /* began after: outdates x's */
 	    S503(1600, "x", FAULT_WIKI, BREAKER_CLOSED),
 	    OK(1700, "a"),
@@ -120,6 +120,16 @@ static const struct scenario scenarios[] = {
 	    /* until it succeeds again: then it vouches once more */
 	    OK(3000, "x"),
 	    S503(3100, "x", FAULT_POD, BREAKER_CLOSED) } },
+	{ "breaker_failures 3, but only two wikis drained here lately: both failing open it", 3,
+	  { OK(0, "a"), OK(100, "b"),
+	    S503(1000, "a", FAULT_POD, BREAKER_CLOSED),
+	    S503(1100, "a", FAULT_WIKI, BREAKER_CLOSED),
+	    S503(1200, "b", FAULT_POD, BREAKER_OPEN) } },
+	{ "one wiki drained here lately: its failures alone never open it", 3,
+	  { OK(0, "a"),
+	    S503(1000, "a", FAULT_POD, BREAKER_CLOSED),
+	    S503(1100, "a", FAULT_WIKI, BREAKER_CLOSED),
+	    S503(1200, "q", FAULT_WIKI, BREAKER_CLOSED) } },
 	{ "a failure older than five minutes is no longer evidence", 0,
 	  { OK(0, "a"), OK(0, "b"),
 	    S503(1000, "a", FAULT_POD, BREAKER_CLOSED),
