@@ -35,6 +35,9 @@
 #include "metrics.h"
 #include "util.h"
 
+/* The most worker threads ([sidecar] workers' maximum). */
+#define LIMITER_MAX_SLOTS 64
+
 /* Multiplicative decrease at most this often: one slow period, one halving. */
 #define DECREASE_EVERY_MS 1000
 
@@ -264,6 +267,10 @@ struct limiter {
 
 	double limit;       /* 1..workers */
 	int in_use;
+	struct {            /* who holds a slot since when (one per worker thread) */
+		pthread_t holder;
+		int64_t since;
+	} slots[LIMITER_MAX_SLOTS];
 	int64_t last_decrease;
 
 	double tokens;      /* token bucket for batches_per_second */
@@ -314,6 +321,26 @@ static int current_limit(const struct limiter *l)
 	return l->health.breaker == BREAKER_CLOSED ? (int)l->limit : 1;
 }
 
+/* Slots that hold back the next batch. Not a batch running past the slow threshold:
+ * MediaWiki stops a healthy batch at maxtime, so that one hangs on its own wiki, and a
+ * hanging wiki must not keep the others (or the breaker's evidence and probe) waiting
+ * on a halved limit. Nor, while the breaker is open or probing, a batch that was in
+ * flight before it opened: it will be released, and the probe must not wait on it. */
+static int busy_slots(const struct limiter *l, int64_t now)
+{
+	int64_t stuck_ms = (int64_t)l->cfg->maxtime * 1500;
+	int n = 0;
+
+	for (int i = 0; i < l->in_use; i++) {
+		if (now - l->slots[i].since > stuck_ms)
+			continue;
+		if (l->health.breaker != BREAKER_CLOSED && l->slots[i].since < l->health.opened_ms)
+			continue;
+		n++;
+	}
+	return n;
+}
+
 int limiter_enter(struct limiter *l, bool *probe)
 {
 	struct pod_health *h = &l->health;
@@ -330,7 +357,10 @@ int limiter_enter(struct limiter *l, bool *probe)
 		}
 		if (health_start_probe(h, now))
 			probing_now = true;
-		if (h->breaker != BREAKER_OPEN && l->in_use < current_limit(l)) {
+		if (h->breaker != BREAKER_OPEN && busy_slots(l, now) < current_limit(l) &&
+		    l->in_use < LIMITER_MAX_SLOTS) {
+			l->slots[l->in_use].holder = pthread_self();
+			l->slots[l->in_use].since = now;
 			l->in_use++;
 			*probe = h->breaker == BREAKER_PROBING;
 			break;
@@ -346,7 +376,12 @@ int limiter_enter(struct limiter *l, bool *probe)
 void limiter_exit(struct limiter *l)
 {
 	pthread_mutex_lock(&l->lock);
-	l->in_use--;
+	for (int i = 0; i < l->in_use; i++) {
+		if (pthread_equal(l->slots[i].holder, pthread_self())) {
+			l->slots[i] = l->slots[--l->in_use];
+			break;
+		}
+	}
 	pthread_cond_broadcast(&l->changed);
 	pthread_mutex_unlock(&l->lock);
 }

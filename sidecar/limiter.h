@@ -81,10 +81,11 @@ struct limiter *limiter_new(const struct config *cfg);
 void limiter_free(struct limiter *l);
 
 /* Blocks until one more wiki may be drained (a concurrency slot; while the breaker is
- * open, only the one probe). *probe says this slot is the probe: lease a wiki from
+ * open, only the one probe). A slot whose batch runs past the slow threshold, or that
+ * was taken before the breaker opened, no longer holds the others back. *probe says this slot is the probe: lease a wiki from
  * limiter_probe_targets. Returns 0, or -ECANCELED after limiter_stop. */
 int limiter_enter(struct limiter *l, bool *probe);
-/* Gives the slot back. */
+/* Gives the slot back; call it on the thread that entered. */
 void limiter_exit(struct limiter *l);
 
 /* False while the breaker stops new batches (a slot taken before it opened must give
