@@ -218,6 +218,15 @@ static const struct config_key *find_key(const char *section, const char *name, 
 	return NULL;
 }
 
+/* Passwords leave no copy in freed memory. */
+static void secret_free(char *s)
+{
+	if (s == NULL)
+		return;
+	explicit_bzero(s, strlen(s));
+	free(s);
+}
+
 static void *field(struct config *cfg, const struct config_key *k)
 {
 	return (char *)cfg + k->offset;
@@ -265,7 +274,10 @@ static const char *set_value(struct config *cfg, const struct config_key *k, con
 			char *copy = strdup(value);
 			if (copy == NULL)
 				return "out of memory";
-			free(*sp);
+			if (k->type == KEY_SECRET)
+				secret_free(*sp);
+			else
+				free(*sp);
 			*sp = copy;
 		}
 		return NULL;
@@ -585,7 +597,7 @@ static void resolve_password(struct loader *ld, const char *section, struct db_e
 				  "password_file", "%s", why);
 			return;
 		}
-		free(ep->password);
+		secret_free(ep->password);
 		ep->password = secret;
 	} else if (first == 2) {
 		const char *v = getenv(ep->password_env);
@@ -597,7 +609,7 @@ static void resolve_password(struct loader *ld, const char *section, struct db_e
 			add_error(ld, line, section, "password_env", "environment variable %s is empty",
 				  ep->password_env);
 		} else {
-			free(ep->password);
+			secret_free(ep->password);
 			ep->password = strdup(v);
 		}
 	}
@@ -779,6 +791,7 @@ int config_load(const char *path, struct config **out, struct buf *errors)
 {
 	struct loader ld;
 	struct config *cfg;
+	char iobuf[4096];
 	int rc;
 
 	memset(&ld, 0, sizeof(ld));
@@ -805,8 +818,14 @@ int config_load(const char *path, struct config **out, struct buf *errors)
 		config_free(cfg);
 		return -EINVAL;
 	}
+	/* The file's text (passwords included) passes through stdio's buffer and the line
+	 * buffer: ours, so both can be cleared once read. */
+	setvbuf(ld.file, iobuf, _IOFBF, sizeof(iobuf));
 	rc = ini_parse_stream(read_line, &ld, on_pair, &ld);
 	fclose(ld.file);
+	explicit_bzero(iobuf, sizeof(iobuf));
+	if (ld.line != NULL)
+		explicit_bzero(ld.line, ld.line_cap);
 	free(ld.line);
 	/* The reader reports syntax errors itself; inih's own count is a fallback. */
 	if (rc > 0 && ld.nerrors == 0)
@@ -837,8 +856,9 @@ void config_free(struct config *cfg)
 	if (cfg == NULL)
 		return;
 	for (size_t i = 0; i < NKEYS; i++) {
-		if (config_keys[i].type == KEY_STRING || config_keys[i].type == KEY_SECRET ||
-		    config_keys[i].type == KEY_TEXT)
+		if (config_keys[i].type == KEY_SECRET)
+			secret_free(*(char **)field(cfg, &config_keys[i]));
+		else if (config_keys[i].type == KEY_STRING || config_keys[i].type == KEY_TEXT)
 			free(*(char **)field(cfg, &config_keys[i]));
 	}
 	free(cfg->path);

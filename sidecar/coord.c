@@ -653,6 +653,63 @@ fail:
 	return -EIO;
 }
 
+/* At most this many gone wikis' lease rows go per pass: a large departure is spread
+ * over a few passes instead of one long statement. */
+#define PRUNE_LEASES_PER_PASS 500
+
+/* Deletes the unheld lease rows (any slot) of wikis that have no jd_wiki row any more,
+ * so jd_lease does not grow as wikis come and go. The names are read first (a plain
+ * read takes no locks), then deleted by key, so the acquires and the backlog writes
+ * running meanwhile never wait on a scan of the whole table. A wiki that came back in
+ * between loses an unheld row, which the next scan's coord_add_lease_rows recreates. */
+static int prune_leases(struct db *db, const struct config *cfg, const char *scope, char *err,
+			size_t errlen)
+{
+	const char *d = cfg->coord_db;
+	struct buf sql, names;
+	const char *name;
+	int count, rc = -EIO;
+
+	buf_init(&sql);
+	buf_init(&names);
+	buf_addf(&sql,
+		 "SELECT DISTINCT l.name FROM `%s`.jd_lease l LEFT JOIN `%s`.jd_wiki w"
+		 " ON w.scope = l.scope AND w.domain = l.name"
+		 " WHERE w.domain IS NULL AND l.name <> '" COORD_SCANNER_LEASE "'"
+		 " AND (l.expires_at IS NULL OR l.expires_at < NOW(6)) AND l.scope = ",
+		 d, d);
+	if (lit(db, &sql, scope, err, errlen) != 0) {
+		buf_release(&sql);
+		goto out;
+	}
+	buf_addf(&sql, " LIMIT %d", PRUNE_LEASES_PER_PASS);
+	if (collect_names(db, &sql, &names, &count, err, errlen) != 0)
+		goto out;
+	if (count == 0) {
+		rc = 0;
+		goto out;
+	}
+	buf_addf(&sql, "DELETE FROM `%s`.jd_lease WHERE (expires_at IS NULL OR expires_at < NOW(6))"
+		       " AND scope = ", d);
+	if (lit(db, &sql, scope, err, errlen) != 0)
+		goto fail;
+	buf_adds(&sql, " AND name IN (");
+	name = names.data;
+	for (int i = 0; i < count; i++, name += strlen(name) + 1) {
+		buf_adds(&sql, i ? "," : "");
+		if (lit(db, &sql, name, err, errlen) != 0)
+			goto fail;
+	}
+	buf_adds(&sql, ")");
+	rc = exec(db, &sql, NULL, err, errlen);
+	goto out;
+fail:
+	buf_release(&sql);
+out:
+	buf_release(&names);
+	return rc;
+}
+
 int coord_forget_unseen(struct db *db, const struct config *cfg, const char *scope,
 			const char *scan_started, char *err, size_t errlen)
 {
@@ -670,7 +727,9 @@ int coord_forget_unseen(struct db *db, const struct config *cfg, const char *sco
 		buf_release(&sql);
 		return -EIO;
 	}
-	return exec(db, &sql, NULL, err, errlen);
+	if (exec(db, &sql, NULL, err, errlen) != 0)
+		return -EIO;
+	return prune_leases(db, cfg, scope, err, errlen);
 }
 
 /* Reads columns `cols` of one jd_wiki row; *row is NULL when there is none. The

@@ -123,7 +123,8 @@ int coord_write_backlog(struct db *db, const struct config *cfg, const struct co
 			char *err, size_t errlen);
 
 /* Deletes rows of wikis no scan has listed since scan_started (gone from discovery),
- * unless their lease is still held. */
+ * unless their lease is still held; then the unheld lease rows of wikis without a row
+ * (a bounded number per call). */
 int coord_forget_unseen(struct db *db, const struct config *cfg, const char *scope,
 			const char *scan_started, char *err, size_t errlen);
 

@@ -111,10 +111,17 @@ struct httpd *httpd_start(const struct config *cfg, char *err, size_t errlen)
 					    cfg->platform.query_timeout) +
 				       2 * cfg->scan_interval + 30) * 1000;
 	h->started_ms = util_mono_ms();
-	h->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t)port, NULL, NULL,
+	/* Anyone who reaches the pod IP can open connections and trickle header bytes,
+	 * which keeps each one alive past the idle timeout. The per-address cap keeps
+	 * such a client from taking the slots the kubelet's probes and Prometheus need;
+	 * the total is large enough for many addresses, and epoll has no FD_SETSIZE
+	 * ceiling. The short timeout frees connections that go quiet. */
+	h->daemon = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD, (uint16_t)port, NULL, NULL,
 				     on_request, h, MHD_OPTION_SOCK_ADDR, &sa,
-				     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)10,
-				     MHD_OPTION_CONNECTION_LIMIT, (unsigned int)16, MHD_OPTION_END);
+				     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)HTTPD_IDLE_TIMEOUT_S,
+				     MHD_OPTION_CONNECTION_LIMIT, (unsigned int)HTTPD_MAX_CONNECTIONS,
+				     MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+				     (unsigned int)HTTPD_MAX_CONNECTIONS_PER_IP, MHD_OPTION_END);
 	if (h->daemon == NULL) {
 		snprintf(err, errlen, "cannot listen on %s: %s", cfg->http_listen,
 			 strerror(errno ? errno : EADDRINUSE));

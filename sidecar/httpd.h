@@ -3,7 +3,9 @@
  *   /readyz   200 while the databases answer (readiness), else 503 with the reason
  *             (both read scanner_health());
  *   /metrics  Prometheus text (metrics.h).
- * Anything else is 404; methods other than GET and HEAD are 405. */
+ * Anything else is 404; methods other than GET and HEAD are 405.
+ * At most HTTPD_MAX_CONNECTIONS connections, HTTPD_MAX_CONNECTIONS_PER_IP from one
+ * address (more are closed at once), each closed after HTTPD_IDLE_TIMEOUT_S idle. */
 #ifndef JD_HTTPD_H
 #define JD_HTTPD_H
 
@@ -11,6 +13,10 @@
 #include <stddef.h>
 
 #include "config.h"
+
+#define HTTPD_MAX_CONNECTIONS 256
+#define HTTPD_MAX_CONNECTIONS_PER_IP 8
+#define HTTPD_IDLE_TIMEOUT_S 5
 
 struct httpd;
 
