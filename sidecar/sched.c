@@ -276,6 +276,16 @@ bool sched_batch_type(struct sched_worker *w, struct sched_ticket *t, char *type
 	return true;
 }
 
+void sched_only_skipped_types(const struct sched_ticket *t, struct batch_result *r)
+{
+	if (t->batches > 0)
+		return; /* the last batch's outcome stands */
+	memset(r, 0, sizeof(*r));
+	r->outcome = OUTCOME_DRAINED;
+	snprintf(r->reached, sizeof(r->reached), "none-ready");
+	snprintf(r->detail, sizeof(r->detail), "only job types of [drain] skip_types are ready");
+}
+
 bool sched_type_answered(struct sched_ticket *t, const struct config *cfg,
 			 struct batch_result *r)
 {

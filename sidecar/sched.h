@@ -56,6 +56,10 @@ struct sched_ticket {
  * skip_types, or every type tried). */
 bool sched_batch_type(struct sched_worker *w, struct sched_ticket *t, char *type, size_t len);
 
+/* sched_batch_type said nothing is left before any batch ran: the wiki counts as
+ * drained (and parks, as no job ran), with r saying why. */
+void sched_only_skipped_types(const struct sched_ticket *t, struct batch_result *r);
+
 /* After a typed batch: a type that answered none-ready or none-possible (MediaWiki's
  * word for a type it does not know or has backed off) goes into t->tried, and the
  * answer counts as that type drained (r->outcome becomes drained). True when the

@@ -115,18 +115,6 @@ static void pause_ms(int ms)
 		;
 }
 
-/* Nothing this pod may run is ready, as far as the last scan saw (the job types of
- * [drain] skip_types only): the wiki counts as drained, and parks if no job ran. */
-static void only_skipped_types(const struct sched_ticket *t, struct batch_result *r)
-{
-	if (t->batches > 0)
-		return; /* the last batch's outcome stands */
-	memset(r, 0, sizeof(*r));
-	r->outcome = OUTCOME_DRAINED;
-	snprintf(r->reached, sizeof(r->reached), "none-ready");
-	snprintf(r->detail, sizeof(r->detail), "only job types of [drain] skip_types are ready");
-}
-
 /* Drains one leased wiki until it is done, fails, or must let go. Every wait (the
  * wiki's interval, the pod's batch rate) comes before the lease check, so each batch
  * goes out right after the database confirmed its lease. */
@@ -151,7 +139,7 @@ static void drain(struct worker *w, struct sched_worker *sw, struct runjobs *rj,
 			break; /* nothing ran: the last outcome stands */
 		runjobs_set_config(rj, pool->cfg); /* a reload applies from the next batch */
 		if (!sched_batch_type(sw, t, type, sizeof(type))) {
-			only_skipped_types(t, &r);
+			sched_only_skipped_types(t, &r);
 			break;
 		}
 		metrics_add(METRIC_IN_FLIGHT, 0, 1);

@@ -196,6 +196,14 @@ def test_skip_types_are_left_to_other_runners(farm, sidecars):
                what=W1 + " idle in status")
     assert farm.ready_jobs(W1, cmd="farmProbe") == 7 and probe_runs(farm, "skip") == []
     assert pod.stop() == 0
+    # The operator's drain follows the lists too: new nulls run, typed; the rest stays.
+    farm.push_null_jobs(W1, 20)
+    r = cli(pod, "drain", "--wiki", W1)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "type=null outcome=" in r.stdout and "type=farm" not in r.stdout, r.stdout
+    assert farm.ready_jobs(W1, cmd="null") == 0 and farm.ready_jobs(W1, cmd="farmProbe") == 7
+    r = cli(pod, "drain", "--wiki", W1)
+    assert "only job types of [drain] skip_types are ready" in r.stdout, r.stdout
     # Clean up for the other tests: another runner takes them.
     farm.run_jobs_php(W1)
     assert farm.total_jobs(W1) == 0
