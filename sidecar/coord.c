@@ -13,6 +13,7 @@
 #include "coord.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -680,15 +681,20 @@ int coord_forget_unseen(struct db *db, const struct config *cfg, const char *sco
 }
 
 int coord_wiki_failures(struct db *db, const struct config *cfg, const char *scope,
-			const char *domain, int *failures, char *err, size_t errlen)
+			const char *domain, int *failures, long long *ready_age_ms, char *err,
+			size_t errlen)
 {
 	struct buf sql;
 	MYSQL_RES *res;
 	MYSQL_ROW row;
 
 	*failures = 0;
+	*ready_age_ms = -1;
 	buf_init(&sql);
-	buf_addf(&sql, "SELECT failures FROM `%s`.jd_wiki WHERE scope = ", cfg->coord_db);
+	buf_addf(&sql,
+		 "SELECT failures, TIMESTAMPDIFF(MICROSECOND, oldest_ready_at, NOW(6)) DIV 1000"
+		 " FROM `%s`.jd_wiki WHERE scope = ",
+		 cfg->coord_db);
 	if (lit(db, &sql, scope, err, errlen) != 0 ||
 	    (buf_adds(&sql, " AND domain = "), lit(db, &sql, domain, err, errlen)) != 0) {
 		buf_release(&sql);
@@ -700,6 +706,12 @@ int coord_wiki_failures(struct db *db, const struct config *cfg, const char *sco
 		long long v = 0;
 		util_parse_int(row[0], 0, 1000000, &v);
 		*failures = (int)v;
+	}
+	if (row != NULL && row[1] != NULL) {
+		long long v = 0;
+		/* A job stamped ahead of the database's clock has waited no time yet. */
+		if (util_parse_int(row[1], LLONG_MIN, LLONG_MAX, &v) == 0)
+			*ready_age_ms = v < 0 ? 0 : v;
 	}
 	if (res != NULL)
 		mysql_free_result(res);
