@@ -13,6 +13,7 @@
 #include "coord.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -751,18 +752,28 @@ static int wiki_row(struct db *db, const struct config *cfg, const char *scope,
 }
 
 int coord_wiki_failures(struct db *db, const struct config *cfg, const char *scope,
-			const char *domain, int *failures, char *err, size_t errlen)
+			const char *domain, int *failures, long long *ready_age_ms, char *err,
+			size_t errlen)
 {
 	MYSQL_RES *res;
 	MYSQL_ROW row;
 
 	*failures = 0;
-	if (wiki_row(db, cfg, scope, domain, "failures", &res, &row, err, errlen) != 0)
+	*ready_age_ms = -1;
+	if (wiki_row(db, cfg, scope, domain,
+		     "failures, TIMESTAMPDIFF(MICROSECOND, oldest_ready_at, NOW(6)) DIV 1000", &res,
+		     &row, err, errlen) != 0)
 		return -EIO;
 	if (row != NULL && row[0] != NULL) {
 		long long v = 0;
 		util_parse_int(row[0], 0, 1000000, &v);
 		*failures = (int)v;
+	}
+	if (row != NULL && row[1] != NULL) {
+		long long v = 0;
+		/* A job stamped ahead of the database's clock has waited no time yet. */
+		if (util_parse_int(row[1], LLONG_MIN, LLONG_MAX, &v) == 0)
+			*ready_age_ms = v < 0 ? 0 : v;
 	}
 	if (res != NULL)
 		mysql_free_result(res);

@@ -84,9 +84,11 @@ int coord_clear_outage_backoffs(struct db *db, const struct config *cfg, const c
 				const char *holder, int64_t since_ms_ago, long long *cleared,
 				char *err, size_t errlen);
 
-/* The wiki's consecutive failures, read right after acquiring it. */
+/* The wiki's consecutive failures, read right after acquiring it, and the age now of
+ * its oldest ready job as the last scan saw it (*ready_age_ms -1: none recorded). */
 int coord_wiki_failures(struct db *db, const struct config *cfg, const char *scope,
-			const char *domain, int *failures, char *err, size_t errlen);
+			const char *domain, int *failures, long long *ready_age_ms, char *err,
+			size_t errlen);
 
 /* Wikis whose lease `slot` is free, with a backlog, not backed off, not parked, in
  * order: the longest wait first, where a wiki's wait starts at the later of its oldest

@@ -1,9 +1,13 @@
 /* metrics.c - see metrics.h. Values are stored in millionths in one array of atomics,
- * one slot per (metric, label value). */
+ * one slot per (metric, label value); a histogram has one slot per bucket (not
+ * cumulative: an observation touches one) and one more for its sum. */
 #include "metrics.h"
 
+#include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 struct metric_def {
 	const char *name, *type, *help, *label;
@@ -19,14 +23,15 @@ METRICS(METRIC_VALUES)
 
 #define NVALUES(id) ((int)(sizeof(values_##id) / sizeof(values_##id[0])))
 
-/* Each label set has as many values as its enum (metrics.h), and fits in the slots. */
+/* Each label set has as many values as its enum (metrics.h). */
 _Static_assert(NVALUES(BATCHES) == OUTCOME_COUNT, "outcome labels");
 _Static_assert(NVALUES(JOBS) == JOB_STATUS_COUNT, "job status labels");
 _Static_assert(NVALUES(ERRORS) == ERROR_KIND_COUNT, "error kind labels");
 _Static_assert(NVALUES(LEASE_OPS) == LEASE_OP_COUNT, "lease op labels");
-#define FITS(id, ...) _Static_assert(NVALUES(id) <= 16, #id " has more than 16 labels");
-METRICS(FITS)
-#undef FITS
+/* 16 slots per metric (SLOTS_PAD below): label values, plus a histogram's sum. */
+#define METRIC_FITS(id, ...) _Static_assert(NVALUES(id) < 16, "too many values: " #id);
+METRICS(METRIC_FITS)
+#undef METRIC_FITS
 
 enum {
 #define METRIC_SLOTS(id, ...) SLOTS_BEFORE_##id, SLOTS_PAD_##id = SLOTS_BEFORE_##id + 15,
@@ -42,8 +47,12 @@ static struct metric_def defs[METRIC_COUNT] = {
 #undef METRIC_DEF
 };
 
-/* 16 slots per metric (SLOTS_PAD): more than any label set has. */
 static _Atomic int64_t slots[SLOT_COUNT];
+
+static bool is_histogram(const struct metric_def *d)
+{
+	return strcmp(d->type, "histogram") == 0;
+}
 
 static _Atomic int64_t *slot(enum metric_id m, int label)
 {
@@ -75,19 +84,66 @@ double metrics_get(enum metric_id m, int label)
 	return s ? (double)atomic_load_explicit(s, memory_order_relaxed) / 1e6 : 0;
 }
 
+void metrics_observe(enum metric_id m, double value)
+{
+	const struct metric_def *d;
+	int i;
+
+	if ((unsigned)m >= METRIC_COUNT || !is_histogram(&defs[m]) || isnan(value))
+		return;
+	d = &defs[m];
+	/* The last bound is "+Inf": everything fits there. */
+	for (i = 0; i < d->nvalues - 1; i++)
+		if (value <= strtod(d->values[i], NULL))
+			break;
+	atomic_fetch_add_explicit(&slots[d->first_slot + i], 1000000, memory_order_relaxed);
+	/* Rounded: the sum adds up many values, truncation would drift. */
+	atomic_fetch_add_explicit(&slots[d->first_slot + d->nvalues],
+				  (int64_t)(value * 1e6 + (value < 0 ? -0.5 : 0.5)),
+				  memory_order_relaxed);
+}
+
+static void format_value(int64_t v, char num[48])
+{
+	if (v % 1000000 == 0)
+		snprintf(num, 48, "%lld", (long long)(v / 1000000));
+	else
+		snprintf(num, 48, "%.6f", (double)v / 1e6);
+}
+
+/* Buckets cumulative, as Prometheus wants; _count is the +Inf bucket, so the two agree
+ * even while observations land during the render. */
+static void render_histogram(struct buf *out, const struct metric_def *d)
+{
+	int64_t total = 0;
+	char num[48];
+
+	for (int i = 0; i < d->nvalues; i++) {
+		total += atomic_load_explicit(&slots[d->first_slot + i], memory_order_relaxed);
+		format_value(total, num);
+		buf_addf(out, "%s_bucket{le=\"%s\"} %s\n", d->name, d->values[i], num);
+	}
+	format_value(atomic_load_explicit(&slots[d->first_slot + d->nvalues], memory_order_relaxed),
+		     num);
+	buf_addf(out, "%s_sum %s\n", d->name, num);
+	format_value(total, num);
+	buf_addf(out, "%s_count %s\n", d->name, num);
+}
+
 void metrics_render(struct buf *out)
 {
 	for (int m = 0; m < METRIC_COUNT; m++) {
 		const struct metric_def *d = &defs[m];
 		buf_addf(out, "# HELP %s %s\n# TYPE %s %s\n", d->name, d->help, d->name, d->type);
+		if (is_histogram(d)) {
+			render_histogram(out, d);
+			continue;
+		}
 		for (int i = 0; i < d->nvalues; i++) {
-			int64_t v = atomic_load_explicit(&slots[d->first_slot + i],
-							  memory_order_relaxed);
 			char num[48];
-			if (v % 1000000 == 0)
-				snprintf(num, sizeof(num), "%lld", (long long)(v / 1000000));
-			else
-				snprintf(num, sizeof(num), "%.6f", (double)v / 1e6);
+			format_value(atomic_load_explicit(&slots[d->first_slot + i],
+							  memory_order_relaxed),
+				     num);
 			if (d->label[0] != '\0')
 				buf_addf(out, "%s{%s=\"%s\"} %s\n", d->name, d->label, d->values[i], num);
 			else

@@ -35,8 +35,13 @@ enum metric_lease_op { METRIC_LEASE_OPS(METRIC_LABEL_ID) LEASE_OP_COUNT };
 #define LABELS_ERROR_KIND METRIC_ERROR_KINDS(METRIC_LABEL_VALUE)
 #define LABELS_LEASE_OP METRIC_LEASE_OPS(METRIC_LABEL_VALUE)
 #define LABELS_NONE ""
+/* A histogram's "labels" are its buckets' upper bounds (le), the last "+Inf". Around
+ * the 3-minute promise: 180 is a bucket edge, so "within the promise" is one series. */
+#define BUCKETS_WAIT_SECONDS \
+	"1", "5", "15", "30", "60", "90", "120", "180", "300", "600", "1800", "3600", "+Inf"
 
-/* X(id, prometheus name, type, help, label name or "", label values...) */
+/* X(id, prometheus name, type, help, label name or "", label values...). A "histogram"
+ * has the label "le" and its buckets' bounds as values; it is only observed. */
 #define METRICS(X)                                                                           \
 	X(BATCHES, "jobdrainer_batches_total", "counter", "RunJobs batches, by outcome",        \
 	  "outcome", LABELS_OUTCOME)                                                         \
@@ -82,7 +87,11 @@ enum metric_lease_op { METRIC_LEASE_OPS(METRIC_LABEL_ID) LEASE_OP_COUNT };
 	X(BINLOG_FOLLOWING, "jobdrainer_binlog_following", "gauge",                            \
 	  "1 while this sidecar follows the binary log ([binlog])", "", LABELS_NONE)           \
 	X(BINLOG_WAKES, "jobdrainer_binlog_wakes_total", "counter",                            \
-	  "Job-table writes the binary log feed reported", "", LABELS_NONE)                   \
+	  "Job-table writes the binary log feed reported", "", LABELS_NONE)                  \
+	X(BATCH_WAIT, "jobdrainer_batch_oldest_job_wait_seconds", "histogram",                \
+	  "Per batch sent: age of its wiki's oldest ready job as the last scan saw it, when "  \
+	  "the batch started (an upper bound on how long the batch's jobs waited)", "le",     \
+	  BUCKETS_WAIT_SECONDS)                                                               \
 	X(WIKIS_PAUSED, "jobdrainer_wikis_paused", "gauge",                                    \
 	  "Wikis an operator paused one by one (fleet view; `status` says who and why)", "",  \
 	  LABELS_NONE)                                                                        \
@@ -99,6 +108,8 @@ void metrics_add(enum metric_id m, int label, int64_t delta);
 /* Sets a gauge. Fractions are kept to the millionth. */
 void metrics_set(enum metric_id m, int label, double value);
 double metrics_get(enum metric_id m, int label);
+/* Counts value in a histogram: the first bucket whose bound is >= value, and its sum. */
+void metrics_observe(enum metric_id m, double value);
 
 /* Appends every series in the Prometheus text format (version 0.0.4). */
 void metrics_render(struct buf *out);

@@ -230,15 +230,20 @@ static void ticket_started(struct sched_worker *w, struct sched_ticket *t, int64
 {
 	const struct config *cfg = w->s->cfg;
 	char err[512];
+	long long age_ms;
 
 	metrics_add(METRIC_LEASES_HELD, 0, 1);
 	/* Trust runs from before the statement was sent: the database's expiry is later. */
 	t->started_ms = sent;
 	t->confirmed_ms = sent;
 	t->trusted_until = lease_trusted_until(sent, cfg->lease_ttl, cfg->safety_margin);
-	if (coord_wiki_failures(w->db, cfg, w->s->scope, t->wiki->domain, &t->failures, err,
-				sizeof(err)) != 0)
+	if (coord_wiki_failures(w->db, cfg, w->s->scope, t->wiki->domain, &t->failures, &age_ms,
+				err, sizeof(err)) != 0) {
 		t->failures = 0;
+		age_ms = -1;
+	}
+	/* Read after `sent`: counting the age from `sent` only makes it larger. */
+	t->ready_age_ms = age_ms;
 }
 
 static bool has_type_lists(const struct config *cfg)

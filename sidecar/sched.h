@@ -35,6 +35,7 @@ struct sched_ticket {
 	int64_t confirmed_ms;     /* monotonic: when the lease was last confirmed */
 	int64_t trusted_until;    /* monotonic: confirmed_ms + lease_ttl - safety_margin */
 	int failures;             /* the wiki's consecutive failures before this ticket */
+	int64_t ready_age_ms;     /* its oldest ready job's age at started_ms (-1: unknown) */
 	int batches;              /* batches run under this ticket (the worker counts) */
 	int jobs_run;             /* jobs MediaWiki ran under it, ok or failed */
 	int no_progress;          /* batches in a row that said "more" but ran no job */

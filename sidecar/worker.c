@@ -106,6 +106,16 @@ static void count_batch(const struct batch_result *r)
 	metrics_add(METRIC_JOBS, JOBS_FAILED, r->jobs_failed);
 }
 
+/* As the batch goes out: how long its wiki's oldest ready job has waited, as the last
+ * scan saw that job. The batch's jobs were ready then or came later (or that job is
+ * gone and the rest are younger), so this bounds their wait from above. */
+static void observe_wait(const struct sched_ticket *t)
+{
+	if (t->ready_age_ms >= 0)
+		metrics_observe(METRIC_BATCH_WAIT,
+				(double)(t->ready_age_ms + util_mono_ms() - t->started_ms) / 1000);
+}
+
 /* Sleeps ms, whole: after a failed allocation only (short). */
 static void pause_ms(int ms)
 {
@@ -142,6 +152,7 @@ static void drain(struct worker *w, struct sched_worker *sw, struct runjobs *rj,
 			sched_only_skipped_types(t, &r);
 			break;
 		}
+		observe_wait(t);
 		metrics_add(METRIC_IN_FLIGHT, 0, 1);
 		runjobs_batch_typed(rj, t->wiki, (unsigned long long)t->lease.token, type, &r);
 		metrics_add(METRIC_IN_FLIGHT, 0, -1);

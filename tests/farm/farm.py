@@ -856,11 +856,12 @@ class Farm:
                 "job_params, job_random, job_sha1) VALUES (%%s, %%s, %%s, %%s, %%s, %%s, %%s)"
                 % w.job_table, rows)
 
-    def insert_probe_jobs(self, domain, count, tag=""):
+    def insert_probe_jobs(self, domain, count, tag="", queued=None):
         """Queue `count` farmProbe jobs by SQL, as JobQueueDB would store them (fast:
         no PHP start-up per push, for tests that queue jobs on many wikis often).
-        Each records its queue time in its params; probe_runs() shows when it ran."""
-        now = time.time()
+        Each records its queue time in its params; probe_runs() shows when it ran.
+        queued: their unix queue time (default now; earlier for jobs already waiting)."""
+        now = time.time() if queued is None else queued
         params = [_php_serialize({"tag": tag, "seq": seq, "pushed": now}).encode()
                   for seq in range(count)]
         self._insert_job_rows(domain, "farmProbe", params, now)

@@ -37,7 +37,13 @@ def test_check_config_masks_secrets_from_env_and_file(tmp_path):
     r = run("--check-config", "--config", str(ini), env={"JD_TEST_PW": "s3cret-from-env"})
     assert r.returncode == 0, r.stderr
     assert "s3cret" not in r.stdout
-    # [platform_db], [scan_db], and [binlog], which inherits [scan_db]'s endpoint
+    sections = {}
+    for part in r.stdout.split("\n[")[1:]:
+        name, _, body = part.partition("]\n")
+        sections[name] = body
+    # [binlog] takes [scan_db]'s credentials when it names none: masked there too.
+    for name in ("platform_db", "scan_db", "binlog"):
+        assert "\npassword = ********\n" in "\n" + sections[name], name
     assert r.stdout.count("password = ********") == 3
     assert "password_env = JD_TEST_PW" in r.stdout
 

@@ -53,6 +53,35 @@ def test_endpoints_report_what_happened(farm, sidecars):
     assert pod.stop() == 0
 
 
+def test_batch_wait_histogram_bounds_each_batch(farm, sidecars):
+    """jobdrainer_batch_oldest_job_wait_seconds: one observation per batch sent, the age
+    of its wiki's oldest ready job (as the scan saw it) when it went out. Jobs queued
+    4 minutes ago put their wiki's batches past the 180 s bucket; fresh ones within it."""
+    late, fresh = GOOD[0], GOOD[1]
+    for d in GOOD:
+        farm.run_jobs_php(d)        # nothing left over from the module's other tests
+    farm.insert_probe_jobs(late, 30, tag="late", queued=time.time() - 240)
+    farm.insert_probe_jobs(fresh, 30, tag="fresh")
+    pod = sidecars("wait", farm_ini(farm, mediawiki={"maxjobs": 10}))
+    wait_until(lambda: farm.ready_jobs(late) == 0 and farm.ready_jobs(fresh) == 0,
+               timeout=60, what="drained")
+    wait_until(lambda: pod.metrics()["jobdrainer_leases_held"] == 0, timeout=10,
+               what="leases released")
+    m = pod.metrics()
+    name = "jobdrainer_batch_oldest_job_wait_seconds"
+    bucket = lambda le: m['%s_bucket{le="%s"}' % (name, le)]  # noqa: E731
+    n_late, n_fresh = len(pod.batches(late)), len(pod.batches(fresh))
+    assert n_late >= 1 and n_fresh >= 1
+    assert m[name + "_count"] == bucket("+Inf") == len(pod.batches()) == n_late + n_fresh
+    assert bucket("180") == n_fresh        # waited seconds: within the promise
+    assert bucket("+Inf") - bucket("180") == n_late
+    assert bucket("120") == bucket("180")  # nothing between 2 and 3 minutes
+    assert m[name + "_sum"] >= 240 * n_late
+    les = [float(k.split('"')[1]) for k in m if k.startswith(name + "_bucket")]
+    assert les == sorted(les) and les[-1] == float("inf")
+    assert pod.stop() == 0
+
+
 def test_readyz_fails_while_the_database_is_unreachable(farm, sidecars):
     pod = sidecars("ops-nodb", farm_ini(farm, platform_db={"port": 1, "connect_timeout": 1}))
     pod.wait_for(lambda l: l.get("msg") == "discovery failed", what="discovery failed")

@@ -167,7 +167,7 @@ def test_priority_types_run_first_and_the_rest_still_drains(farm, sidecars):
     # Every priority job ran ahead of the backlog: nearly all of it is still queued.
     assert farm.ready_jobs(W3, cmd="null") >= 2900
     first = pod.wait_for(lambda l: l.get("msg") == "batch", timeout=30, what="first batch")
-    assert first.get("type") == "farmProbe" and first["jobs_ok"] == 100, first
+    assert first.get("type") == "farmProbe" and first["jobs_ok"] > 0, first
     # The type asked for is signed: MediaWiki accepted it (no 400) and ran only it.
     line = pod.wait_for(lambda l: l.get("type") == "farmProbe" and l.get("outcome") == "drained",
                         timeout=30, what="farmProbe answered none-ready")
@@ -175,10 +175,13 @@ def test_priority_types_run_first_and_the_rest_still_drains(farm, sidecars):
     wait_until(lambda: farm.total_jobs(W3) == 0, timeout=180, what="the rest drained")
     batches = pod.batches(W3)
     assert all(b["http_status"] == 200 for b in batches)
-    assert [b.get("type") for b in batches[:3]] == ["farmProbe"] * 3, batches[:4]
-    # After them only untyped batches ran jobs (a scan that started before the last
-    # priority job ran may still list the type: one empty typed batch, then no more).
-    assert all(b.get("type") is None or b["jobs_ok"] == 0 for b in batches[3:]), batches
+    # Typed batches ran every priority job, then untyped batches the rest (a scan that
+    # started before the last priority job ran may still list the type: an empty typed
+    # batch later, nothing more).
+    untyped = [i for i, b in enumerate(batches) if b.get("type") is None]
+    assert untyped and sum(b["jobs_ok"] for b in batches[:untyped[0]]
+                           if b.get("type") == "farmProbe") == 200, batches[:5]
+    assert all(b.get("type") is None or b["jobs_ok"] == 0 for b in batches[untyped[0]:]), batches
     assert pod.stop() == 0
 
 
