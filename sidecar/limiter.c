@@ -460,9 +460,13 @@ void limiter_report(struct limiter *l, const struct batch_result *r, const char 
 	reopened = l->health.breaker != BREAKER_CLOSED;
 	health_judge(&l->health, l->cfg, r, wiki, probe, now, v);
 	/* Concurrency: back off when MediaWiki struggles (not for one wiki's own trouble;
-	 * a hanging wiki is slow only for itself), grow back slowly on success. */
+	 * a hanging wiki is slow only for itself), grow back slowly on success. A pod
+	 * fault counts once the breaker confirms it: halving on one wiki's suspected 5xx
+	 * leaves the only slot to a batch hanging on a broken wiki until it passes the
+	 * slow threshold, and meanwhile the pod gathers no evidence and drains nothing. */
 	slow = v->fault != FAULT_WIKI && limiter_is_slow(l->cfg, r);
-	if (v->fault == FAULT_POD || slow || r->outcome == OUTCOME_SLOW_DOWN) {
+	if ((v->fault == FAULT_POD && (reopened || v->opened)) || slow ||
+	    r->outcome == OUTCOME_SLOW_DOWN) {
 		if (now - l->last_decrease >= DECREASE_EVERY_MS) {
 			set_limit(l, l->limit / 2);
 			l->last_decrease = now;
