@@ -13,11 +13,13 @@
 #include "db.h"
 #include "discovery.h"
 #include "limiter.h"
+#include "jobtype.h"
 #include "log.h"
 #include "runjobs.h"
 #include "scan.h"
 #include "scanner.h"
 #include "sched.h"
+#include "steer.h"
 #include "util.h"
 
 static const char *state_of(const struct coord_wiki_status *w)
@@ -107,6 +109,8 @@ int cli_status(const struct config *cfg, bool json, bool all)
 		       cfg->mw_version[0] ? cfg->mw_version : "(all versions)", sum.wikis,
 		       sum.with_backlog, sum.backed_off, sum.parked, sum.unreadable,
 		       sum.orphaned_claims, sum.scan_age_ms < 0 ? "never, so far" : scanned);
+		steer_print_pauses(db, cfg);
+		steer_print_abandoned(db, cfg);
 		printf("%-28s %-10s %8s %-32s %-13s %4s %9s %8s %9s\n", "WIKI", "STATE", "OLDEST",
 		       "HOLDER", "LAST", "FAIL", "LAST_RUN", "ORPHANED", "CLAIM_AGE");
 	}
@@ -129,6 +133,8 @@ int cli_status(const struct config *cfg, bool json, bool all)
 							      : sum.oldest_claim_age_ms / 1000),
 					 "wikis_shown", view.jwikis);
 		view.jwikis = NULL;
+		json_object_set_new(root, "paused", steer_pauses_json(db, cfg));
+		json_object_set_new(root, "abandoned", steer_abandoned_json(db, cfg));
 		json_dumpf(root, stdout, JSON_INDENT(2));
 		putchar('\n');
 		json_decref(root);
@@ -204,9 +210,10 @@ static void catch_drain_signals(void)
 
 static void print_batch(int n, const struct batch_result *r, const struct health_verdict *v)
 {
-	printf("batch %d: outcome=%s reached=%s jobs_ok=%d jobs_failed=%d http_status=%ld "
+	printf("batch %d:%s%s outcome=%s reached=%s jobs_ok=%d jobs_failed=%d http_status=%ld "
 	       "ms=%lld%s%s%s%s\n",
-	       n, outcome_name(r->outcome), r->reached[0] ? r->reached : "-", r->jobs_ok,
+	       n, r->type[0] ? " type=" : "", r->type, outcome_name(r->outcome),
+	       r->reached[0] ? r->reached : "-", r->jobs_ok,
 	       r->jobs_failed, r->http_status, r->took_ms, r->detail[0] ? " detail=" : "", r->detail,
 	       v->fault != FAULT_NONE ? " why=" : "", v->fault != FAULT_NONE ? v->why : "");
 	fflush(stdout);
@@ -221,7 +228,8 @@ static int drain_leased(const struct config *cfg, struct sched_worker *sw, struc
 	struct batch_result r = { .outcome = OUTCOME_ABORTED };
 	int ok = 0, failed = 0;
 	int64_t t0 = util_mono_ms(), backoff = 0;
-	bool more = true, interrupted = false;
+	bool more = true, interrupted = false, next_type;
+	char type[JOBTYPE_MAX + 1];
 
 	while (more) {
 		if (atomic_load(&drain_stop) || limiter_pace(lim) != 0 || atomic_load(&drain_stop)) {
@@ -232,14 +240,22 @@ static int drain_leased(const struct config *cfg, struct sched_worker *sw, struc
 			printf("%s: lease lost or unconfirmed; stopping\n", t->wiki->domain);
 			break;
 		}
-		runjobs_batch(rj, t->wiki, (unsigned long long)t->lease.token, &r);
+		/* The job-type lists hold here too ([drain] priority_types, skip_types). */
+		if (!sched_batch_type(sw, t, type, sizeof(type))) {
+			sched_only_skipped_types(t, &r);
+			printf("%s: only job types of [drain] skip_types are ready\n", t->wiki->domain);
+			break;
+		}
+		runjobs_batch_typed(rj, t->wiki, (unsigned long long)t->lease.token, type, &r);
+		next_type = sched_type_answered(t, cfg, &r);
 		sched_batch_ran(t, &r);
 		ok += r.jobs_ok;
 		failed += r.jobs_failed;
 		limiter_report(lim, &r, t->wiki->domain, false, &v);
 		print_batch(t->batches, &r, &v);
 		/* The workers' rule, without the time slice: the operator asked for this wiki. */
-		more = sched_keep_draining(t, &r, &v, limiter_breaker_open(lim));
+		more = sched_keep_draining(t, &r, &v, limiter_breaker_open(lim)) ||
+		       (next_type && !limiter_breaker_open(lim));
 		/* The wiki's interval in short steps: a signal handler cannot wake sched_hold. */
 		for (int64_t left = cfg->wiki_min_interval_ms; more && left > 0; left -= 200)
 			more = !atomic_load(&drain_stop) && sched_hold(sw, t, left < 200 ? left : 200);

@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "jobtype.h"
 #include "log.h"
 
 enum key_type {
@@ -90,6 +91,7 @@ static const struct config_key config_keys[] = {
 	{ "sidecar", "log_format", KEY_ENUM, O(log_format), "text", 0, 0, log_formats },
 	{ "sidecar", "log_level", KEY_ENUM, O(log_level), "info", 0, 0, log_levels },
 	{ "sidecar", "shutdown_timeout", KEY_INT, O(shutdown_timeout), "25", 1, 3600, NULL },
+	{ "sidecar", "reload_check_interval", KEY_INT, O(reload_check_interval), "10", 0, 3600, NULL },
 
 	{ "http", "listen", KEY_STRING, O(http_listen), "0.0.0.0:9180", 0, 0, NULL },
 
@@ -125,6 +127,8 @@ static const struct config_key config_keys[] = {
 	{ "drain", "wiki_min_interval_ms", KEY_INT, O(wiki_min_interval_ms), "0", 0, 3600000, NULL },
 	{ "drain", "breaker_failures", KEY_INT, O(breaker_failures), "2", 2, 1000, NULL },
 	{ "drain", "probe_interval_max", KEY_INT, O(probe_interval_max), "10", 1, 3600, NULL },
+	{ "drain", "priority_types", KEY_TEXT, O(priority_types), "", 0, 0, NULL },
+	{ "drain", "skip_types", KEY_TEXT, O(skip_types), "", 0, 0, NULL },
 
 	{ "coordination", "database", KEY_STRING, O(coord_db), "jobdrainer", 0, 0, NULL },
 	{ "coordination", "lease_ttl", KEY_INT, O(lease_ttl), "60", 5, 3600, NULL },
@@ -720,6 +724,19 @@ static void check_lease_timing(struct loader *ld)
 	}
 }
 
+/* The job-type lists: valid patterns, and no type both first and never. */
+static void check_type_lists(struct loader *ld)
+{
+	static const char *const keys[] = { "priority_types", "skip_types" };
+	const char *lists[] = { ld->cfg->priority_types, ld->cfg->skip_types };
+	char why[160];
+
+	for (int i = 0; i < 2; i++)
+		if (jobtype_check_list(lists[i], why, sizeof(why)) != 0)
+			add_error(ld, ld->set_line[key_index("drain", keys[i])], "drain", keys[i],
+				  "%s", why);
+}
+
 /* Checks that span keys, after everything is read. */
 static void check_consistency(struct loader *ld)
 {
@@ -764,6 +781,7 @@ static void check_consistency(struct loader *ld)
 		add_error(ld, ld->set_line[i], "coordination", "database",
 			  "'%s' is not a plain identifier ([A-Za-z0-9_$], 1-64)", cfg->coord_db);
 	check_lease_timing(ld);
+	check_type_lists(ld);
 	i = key_index("discovery", "query");
 	if (cfg->discovery_query[0] == '\0')
 		add_error(ld, ld->set_line[i], "discovery", "query", "must not be empty");
@@ -889,4 +907,73 @@ void config_print(const struct config *cfg, FILE *out)
 		}
 		}
 	}
+}
+
+/* Keys a running daemon cannot take over (config_keep_static): its identity and
+ * endpoints, the coordination settings every lease's timing rests on, the discovery
+ * that defines its scope. A NULL name means the whole section. */
+static const struct {
+	const char *section, *name;
+} static_keys[] = {
+	{ "sidecar", "holder" },	{ "sidecar", "log_format" },	{ "http", "listen" },
+	{ "mediawiki", "host" },	{ "mediawiki", "port" },	{ "mediawiki", "path" },
+	{ "platform_db", NULL },	{ "scan_db", NULL },		{ "coordination", NULL },
+	{ "discovery", "query" },	{ "discovery", "version" },	{ "binlog", NULL },
+};
+
+static bool is_static_key(const struct config_key *k)
+{
+	for (size_t i = 0; i < sizeof(static_keys) / sizeof(static_keys[0]); i++)
+		if (strcmp(static_keys[i].section, k->section) == 0 &&
+		    (static_keys[i].name == NULL || strcmp(static_keys[i].name, k->name) == 0))
+			return true;
+	return false;
+}
+
+int config_keep_static(struct config *next, const struct config *cur, struct buf *kept,
+		       struct buf *errors)
+{
+	struct config *c = (struct config *)cur; /* field() is shared with the loader */
+
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct config_key *k = &config_keys[i];
+		if (!is_static_key(k))
+			continue;
+		if (k->type == KEY_INT || k->type == KEY_ENUM) {
+			int *dst = field(next, k), *src = field(c, k);
+			if (*dst == *src)
+				continue;
+			*dst = *src;
+		} else {
+			char **dst = field(next, k), *src = *(char **)field(c, k);
+			char *copy;
+			if (strcmp(*dst, src) == 0)
+				continue;
+			copy = strdup(src);
+			if (copy == NULL)
+				return -ENOMEM;
+			free(*dst);
+			*dst = copy;
+		}
+		buf_addf(kept, "%s[%s] %s", kept->len ? ", " : "", k->section, k->name);
+	}
+	/* The holder is derived (POD_NAME:pid) when not set: keep the running one. */
+	if (strcmp(next->holder, cur->holder) != 0) {
+		char *copy = strdup(cur->holder);
+		if (copy == NULL)
+			return -ENOMEM;
+		free(next->holder);
+		next->holder = copy;
+	}
+	/* Leases in force keep their timing: every batch must still fit in it. */
+	if (cur->lease_ttl - cur->safety_margin <= config_batch_max_seconds(next)) {
+		buf_addf(errors,
+			 "%s: [mediawiki] maxtime + timeout_allowance = %d s: a batch could outlast "
+			 "the running leases' trust (lease_ttl - safety_margin = %d s, which only a "
+			 "restart changes)\n",
+			 next->path, config_batch_max_seconds(next),
+			 cur->lease_ttl - cur->safety_margin);
+		return -EINVAL;
+	}
+	return 0;
 }

@@ -2,7 +2,9 @@
  *
  * Every key is declared once in the table in config.c (name, type, default, range,
  * secret flag); conf/jobdrainer.ini documents the same keys. A loaded config is
- * immutable: threads share a const pointer. */
+ * immutable: threads share a const pointer. A reload (reload.h) loads a new one and
+ * swaps the pointers the subsystems hold; a replaced config is kept until exit, so no
+ * thread ever reads a freed one. */
 #ifndef JD_CONFIG_H
 #define JD_CONFIG_H
 
@@ -37,6 +39,7 @@ struct config {
 	int log_format; /* enum log_format */
 	int log_level;  /* enum log_level */
 	int shutdown_timeout;
+	int reload_check_interval; /* seconds between looks at the file; 0: SIGHUP only */
 
 	/* [http] */
 	char *http_listen;
@@ -79,6 +82,8 @@ struct config {
 	int wiki_min_interval_ms;
 	int breaker_failures;
 	int probe_interval_max;   /* seconds: longest pause between breaker probes */
+	char *priority_types;     /* job-type patterns asked for first (jobtype.h) */
+	char *skip_types;         /* job-type patterns never run (left to other runners) */
 
 	/* [coordination]: leases and the shared backlog, in a database of their own on
 	 * the [platform_db] server */
@@ -107,6 +112,13 @@ void config_free(struct config *cfg);
 
 /* Writes the effective configuration as INI, every secret masked. */
 void config_print(const struct config *cfg, FILE *out);
+
+/* For a reload: gives next the running config's values of the keys a running daemon
+ * cannot change (identity, endpoints, coordination, discovery's scope), naming in kept
+ * ("[section] key, ...") those the file changed. -EINVAL (a line in errors) when next's
+ * batches would not fit the running leases; -ENOMEM. */
+int config_keep_static(struct config *next, const struct config *cur, struct buf *kept,
+		       struct buf *errors);
 
 /* The longest line Debian's inih reads whole; longer ones are rejected. */
 int config_max_line(void);

@@ -103,6 +103,9 @@ static int query_row(struct db *db, struct buf *sql, MYSQL_RES **res, MYSQL_ROW 
 	" last_batch_at DATETIME(6) NULL," \
 	" orphaned_claims INT UNSIGNED NOT NULL DEFAULT 0," \
 	" oldest_claim_at DATETIME(6) NULL," \
+	" ready_type_names VARCHAR(255) NULL," \
+	" abandoned_jobs INT UNSIGNED NOT NULL DEFAULT 0," \
+	" recent_drains TEXT NULL," \
 	" PRIMARY KEY (scope, domain)," \
 	" KEY backlog (scope, oldest_ready_at)" \
 	") ENGINE=InnoDB DEFAULT CHARSET=ascii COLLATE=ascii_bin"
@@ -117,6 +120,24 @@ static int query_row(struct db *db, struct buf *sql, MYSQL_RES **res, MYSQL_ROW 
 	" acquired_at DATETIME(6) NULL," \
 	" PRIMARY KEY (scope, name, slot)" \
 	") ENGINE=InnoDB DEFAULT CHARSET=ascii COLLATE=ascii_bin"
+/* Version 3: operators' pauses. domain COORD_ALL_WIKIS pauses the whole scope; a row
+ * whose until_at has passed pauses nothing (pause and resume delete such rows). */
+#define JD_PAUSE_TABLE \
+	"CREATE TABLE IF NOT EXISTS `%s`.jd_pause (" \
+	" scope VARCHAR(64) NOT NULL," \
+	" domain VARCHAR(255) NOT NULL," \
+	" paused_by VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL," \
+	" reason VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT ''," \
+	" paused_at DATETIME(6) NOT NULL," \
+	" until_at DATETIME(6) NULL," \
+	" PRIMARY KEY (scope, domain)" \
+	") ENGINE=InnoDB DEFAULT CHARSET=ascii COLLATE=ascii_bin"
+
+/* No pause in force for jd_wiki row w: neither its own nor the scope's. */
+#define WIKI_NOT_PAUSED                                                                   \
+	" AND NOT EXISTS (SELECT 1 FROM `%s`.jd_pause p WHERE p.scope = w.scope"           \
+	" AND p.domain IN (w.domain, '" COORD_ALL_WIKIS "')"                                \
+	" AND (p.until_at IS NULL OR p.until_at > NOW(6)))"
 
 int coord_ensure_schema(struct db *db, const struct config *cfg, char *err, size_t errlen)
 {
@@ -145,25 +166,33 @@ int coord_ensure_schema(struct db *db, const struct config *cfg, char *err, size
 	buf_addf(&sql, "CREATE DATABASE IF NOT EXISTS `%s`", d);
 	if (db_query(db, sql.data, &res, &code, err, errlen) != 0)
 		goto out;
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < 4; i++) {
 		buf_reset(&sql);
 		if (i == 0)
 			buf_addf(&sql, JD_SCHEMA_TABLE, d);
 		else if (i == 1)
 			buf_addf(&sql, JD_WIKI_TABLE, d);
-		else
+		else if (i == 2)
 			buf_addf(&sql, JD_LEASE_TABLE, d);
+		else
+			buf_addf(&sql, JD_PAUSE_TABLE, d);
 		if (db_query(db, sql.data, &res, &code, err, errlen) != 0)
 			goto out;
 	}
 	/* Version 1 was the first schema. Version 2 adds jd_wiki's orphaned-claim columns
-	 * (the CREATE above has them for a new database; the ALTER is idempotent). A later
-	 * release adds "ALTER ...; version = 3" steps here. */
+	 * (the CREATE above has them for a new database; the ALTER is idempotent). Version
+	 * 3 adds jd_pause (CREATE TABLE IF NOT EXISTS above) and jd_wiki's ready_type_names
+	 * (the job types a scan saw ready, for the job-type lists), abandoned_jobs and
+	 * recent_drains (for status --wiki). A later release adds
+	 * "ALTER ...; version = 4" steps here. */
 	buf_reset(&sql);
 	buf_addf(&sql,
 		 "ALTER TABLE `%s`.jd_wiki"
 		 " ADD COLUMN IF NOT EXISTS orphaned_claims INT UNSIGNED NOT NULL DEFAULT 0,"
-		 " ADD COLUMN IF NOT EXISTS oldest_claim_at DATETIME(6) NULL",
+		 " ADD COLUMN IF NOT EXISTS oldest_claim_at DATETIME(6) NULL,"
+		 " ADD COLUMN IF NOT EXISTS ready_type_names VARCHAR(255) NULL,"
+		 " ADD COLUMN IF NOT EXISTS abandoned_jobs INT UNSIGNED NOT NULL DEFAULT 0,"
+		 " ADD COLUMN IF NOT EXISTS recent_drains TEXT NULL",
 		 d);
 	if (db_query(db, sql.data, &res, &code, err, errlen) != 0)
 		goto out;
@@ -262,7 +291,7 @@ static int acquire(struct db *db, const struct config *cfg, struct coord_lease *
 		goto fail;
 	buf_adds(&sql, " AND (l.expires_at IS NULL OR l.expires_at < NOW(6))");
 	if (wiki)
-		buf_adds(&sql, " AND" WIKI_RUNNABLE);
+		buf_addf(&sql, " AND" WIKI_RUNNABLE WIKI_NOT_PAUSED, d);
 	metrics_add(METRIC_LEASE_OPS, LEASE_OP_ACQUIRE, 1);
 	if (exec(db, &sql, &matched, err, errlen) != 0)
 		return -EIO;
@@ -327,6 +356,22 @@ int coord_release(struct db *db, const struct config *cfg, const struct coord_le
 	return matched > 0 ? 1 : 0;
 }
 
+/* Keeps the wiki's last COORD_RECENT_DRAINS drains in jd_wiki.recent_drains, newest
+ * first: "time holder outcome batches jobs ms;..." (no extra statement: part of the
+ * release; the holder is the literal, as for last_holder). */
+static int add_recent_drain(struct db *db, struct buf *sql, const struct coord_lease *l,
+			    const struct coord_drain_report *r, char *err, size_t errlen)
+{
+	buf_adds(sql, ", w.recent_drains = SUBSTRING_INDEX(CONCAT(DATE_FORMAT(NOW(),"
+		      " '%Y-%m-%dT%H:%i:%SZ'), ' ', ");
+	if (lit(db, sql, l->holder, err, errlen) != 0)
+		return -EIO;
+	buf_addf(sql, ", ' %s %d %d %lld;', COALESCE(w.recent_drains, '')), ';', %d)",
+		 outcome_name(r->outcome), r->batches, r->jobs, (long long)r->ms,
+		 COORD_RECENT_DRAINS);
+	return 0;
+}
+
 int coord_release_wiki(struct db *db, const struct config *cfg, const struct coord_lease *l,
 		       const struct coord_drain_report *r, char *err, size_t errlen)
 {
@@ -358,6 +403,8 @@ int coord_release_wiki(struct db *db, const struct config *cfg, const struct coo
 			 ", w.parked_until = NOW(6) + INTERVAL %d SECOND,"
 			 " w.parked_max_job_id = w.max_job_id",
 			 cfg->park_interval);
+	if (add_recent_drain(db, &sql, l, r, err, errlen) != 0)
+		goto fail;
 	buf_adds(&sql, " WHERE l.scope = ");
 	if (lit(db, &sql, l->scope, err, errlen) != 0)
 		goto fail;
@@ -421,7 +468,7 @@ static int select_runnable(struct db *db, const struct config *cfg, const char *
 		 d, d, slot);
 	if (lit(db, sql, scope, err, errlen) != 0)
 		return -EIO;
-	buf_adds(sql, " AND" WIKI_RUNNABLE);
+	buf_addf(sql, " AND" WIKI_RUNNABLE WIKI_NOT_PAUSED, d);
 	return 0;
 }
 
@@ -544,7 +591,8 @@ int coord_write_backlog(struct db *db, const struct config *cfg, const struct co
 	buf_init(&sql);
 	buf_addf(&sql,
 		 "INSERT INTO `%s`.jd_wiki (scope, domain, oldest_ready_at, ready_types, max_job_id,"
-		 " scan_error, seen_at, orphaned_claims, oldest_claim_at) VALUES ",
+		 " scan_error, seen_at, orphaned_claims, oldest_claim_at, ready_type_names,"
+		 " abandoned_jobs) VALUES ",
 		 cfg->coord_db);
 	for (size_t i = 0; i < n; i++) {
 		buf_adds(&sql, i ? ",(" : "(");
@@ -575,7 +623,10 @@ int coord_write_backlog(struct db *db, const struct config *cfg, const struct co
 			add_datetime(&sql, b[i].oldest_claim_ms);
 		else
 			buf_adds(&sql, "NULL");
-		buf_adds(&sql, ")");
+		buf_adds(&sql, ",");
+		if (lit(db, &sql, b[i].types, err, errlen) != 0)
+			goto fail;
+		buf_addf(&sql, ",%d)", b[i].abandoned > 0 ? b[i].abandoned : 0);
 	}
 	/* MariaDB applies these left to right: parked_until reads the old parked_max_job_id
 	 * and the new max_job_id before max_job_id itself is updated. A light scan reads no
@@ -589,12 +640,14 @@ int coord_write_backlog(struct db *db, const struct config *cfg, const struct co
 		 " parked_max_job_id = IF(parked_until IS NULL, NULL, parked_max_job_id),"
 		 " ready_types = VALUES(ready_types),"
 		 " max_job_id = IF(VALUES(max_job_id) = 0, max_job_id, VALUES(max_job_id)),"
-		 " scan_error = VALUES(scan_error), seen_at = VALUES(seen_at)",
+		 " scan_error = VALUES(scan_error), seen_at = VALUES(seen_at),"
+		 " ready_type_names = VALUES(ready_type_names)",
 		 scan_started);
 	/* A light scan reads no claims (orphaned_claims -1): the stored figures stay. */
 	if (b[0].orphaned_claims >= 0)
 		buf_adds(&sql, ", orphaned_claims = VALUES(orphaned_claims),"
-			       " oldest_claim_at = VALUES(oldest_claim_at)");
+			       " oldest_claim_at = VALUES(oldest_claim_at),"
+			       " abandoned_jobs = VALUES(abandoned_jobs)");
 	return exec(db, &sql, NULL, err, errlen);
 fail:
 	buf_release(&sql);
@@ -680,27 +733,36 @@ int coord_forget_unseen(struct db *db, const struct config *cfg, const char *sco
 	return prune_leases(db, cfg, scope, err, errlen);
 }
 
-int coord_wiki_failures(struct db *db, const struct config *cfg, const char *scope,
-			const char *domain, int *failures, long long *ready_age_ms, char *err,
-			size_t errlen)
+/* Reads columns `cols` of one jd_wiki row; *row is NULL when there is none. The
+ * caller frees *res (which may be NULL). */
+static int wiki_row(struct db *db, const struct config *cfg, const char *scope,
+		    const char *domain, const char *cols, MYSQL_RES **res, MYSQL_ROW *row,
+		    char *err, size_t errlen)
 {
 	struct buf sql;
-	MYSQL_RES *res;
-	MYSQL_ROW row;
 
-	*failures = 0;
-	*ready_age_ms = -1;
 	buf_init(&sql);
-	buf_addf(&sql,
-		 "SELECT failures, TIMESTAMPDIFF(MICROSECOND, oldest_ready_at, NOW(6)) DIV 1000"
-		 " FROM `%s`.jd_wiki WHERE scope = ",
-		 cfg->coord_db);
+	buf_addf(&sql, "SELECT %s FROM `%s`.jd_wiki WHERE scope = ", cols, cfg->coord_db);
 	if (lit(db, &sql, scope, err, errlen) != 0 ||
 	    (buf_adds(&sql, " AND domain = "), lit(db, &sql, domain, err, errlen)) != 0) {
 		buf_release(&sql);
 		return -EIO;
 	}
-	if (query_row(db, &sql, &res, &row, err, errlen) != 0)
+	return query_row(db, &sql, res, row, err, errlen);
+}
+
+int coord_wiki_failures(struct db *db, const struct config *cfg, const char *scope,
+			const char *domain, int *failures, long long *ready_age_ms, char *err,
+			size_t errlen)
+{
+	MYSQL_RES *res;
+	MYSQL_ROW row;
+
+	*failures = 0;
+	*ready_age_ms = -1;
+	if (wiki_row(db, cfg, scope, domain,
+		     "failures, TIMESTAMPDIFF(MICROSECOND, oldest_ready_at, NOW(6)) DIV 1000", &res,
+		     &row, err, errlen) != 0)
 		return -EIO;
 	if (row != NULL && row[0] != NULL) {
 		long long v = 0;
@@ -718,6 +780,222 @@ int coord_wiki_failures(struct db *db, const struct config *cfg, const char *sco
 	return 0;
 }
 
+int coord_renew_wiki(struct db *db, const struct config *cfg, const struct coord_lease *l,
+		     char *err, size_t errlen)
+{
+	struct buf sql;
+	unsigned long long matched;
+
+	buf_init(&sql);
+	buf_addf(&sql,
+		 "UPDATE `%s`.jd_lease SET expires_at = NOW(6) + INTERVAL %d SECOND",
+		 cfg->coord_db, cfg->lease_ttl);
+	if (lease_where(db, &sql, l, err, errlen) != 0 ||
+	    holder_and_token(db, &sql, l, err, errlen) != 0) {
+		buf_release(&sql);
+		return -EIO;
+	}
+	/* The pause check reads jd_pause by its primary key: no cost worth a second trip. */
+	buf_addf(&sql,
+		 " AND expires_at > NOW(6) AND NOT EXISTS (SELECT 1 FROM `%s`.jd_pause p"
+		 " WHERE p.scope = jd_lease.scope AND p.domain IN (jd_lease.name, '" COORD_ALL_WIKIS "')"
+		 " AND (p.until_at IS NULL OR p.until_at > NOW(6)))",
+		 cfg->coord_db);
+	metrics_add(METRIC_LEASE_OPS, LEASE_OP_RENEW, 1);
+	if (exec(db, &sql, &matched, err, errlen) != 0)
+		return -EIO;
+	return matched > 0 ? 1 : 0;
+}
+
+/* "scope = '...'" and, unless domain is NULL, "AND domain = '...'". */
+static int pause_where(struct db *db, struct buf *sql, const char *scope, const char *domain,
+		       char *err, size_t errlen)
+{
+	buf_adds(sql, " WHERE scope = ");
+	if (lit(db, sql, scope, err, errlen) != 0)
+		return -EIO;
+	if (domain == NULL)
+		return 0;
+	buf_adds(sql, " AND domain = ");
+	return lit(db, sql, domain, err, errlen);
+}
+
+int coord_pause_set(struct db *db, const struct config *cfg, const char *scope,
+		    const char *domain, const char *by, const char *reason, long long for_s,
+		    char *err, size_t errlen)
+{
+	struct buf sql;
+
+	buf_init(&sql);
+	buf_addf(&sql,
+		 "REPLACE INTO `%s`.jd_pause (scope, domain, paused_by, reason, paused_at, until_at)"
+		 " VALUES (",
+		 cfg->coord_db);
+	if (lit(db, &sql, scope, err, errlen) != 0 ||
+	    (buf_adds(&sql, ","), lit(db, &sql, domain, err, errlen)) != 0 ||
+	    (buf_adds(&sql, ","), lit(db, &sql, by, err, errlen)) != 0 ||
+	    (buf_adds(&sql, ","), lit(db, &sql, reason, err, errlen)) != 0) {
+		buf_release(&sql);
+		return -EIO;
+	}
+	if (for_s > 0)
+		buf_addf(&sql, ", NOW(6), NOW(6) + INTERVAL %lld SECOND)", for_s);
+	else
+		buf_adds(&sql, ", NOW(6), NULL)");
+	return exec(db, &sql, NULL, err, errlen);
+}
+
+int coord_pause_clear(struct db *db, const struct config *cfg, const char *scope,
+		      const char *domain, bool *was_paused, char *err, size_t errlen)
+{
+	struct buf sql;
+	unsigned long long matched = 0;
+
+	*was_paused = false;
+	buf_init(&sql);
+	buf_addf(&sql, "DELETE FROM `%s`.jd_pause", cfg->coord_db);
+	if (pause_where(db, &sql, scope, domain, err, errlen) != 0) {
+		buf_release(&sql);
+		return -EIO;
+	}
+	buf_adds(&sql, " AND (until_at IS NULL OR until_at > NOW(6))");
+	if (exec(db, &sql, &matched, err, errlen) != 0)
+		return -EIO;
+	*was_paused = matched > 0;
+	/* Expired rows pause nothing, and nobody else deletes them. */
+	buf_init(&sql);
+	buf_addf(&sql, "DELETE FROM `%s`.jd_pause", cfg->coord_db);
+	if (pause_where(db, &sql, scope, NULL, err, errlen) != 0) {
+		buf_release(&sql);
+		return -EIO;
+	}
+	buf_adds(&sql, " AND until_at <= NOW(6)");
+	return exec(db, &sql, NULL, err, errlen);
+}
+
+int coord_pause_list(struct db *db, const struct config *cfg, const char *scope,
+		     const char *domain, struct coord_pause **out, size_t *n, char *err,
+		     size_t errlen)
+{
+	struct buf sql;
+	MYSQL_RES *res = NULL;
+	MYSQL_ROW row;
+	unsigned code;
+	struct coord_pause *list = NULL;
+	size_t count = 0;
+
+	*out = NULL;
+	*n = 0;
+	buf_init(&sql);
+	buf_addf(&sql,
+		 "SELECT domain, paused_by, reason, DATE_FORMAT(paused_at, '%%Y-%%m-%%dT%%H:%%i:%%SZ'),"
+		 " DATE_FORMAT(until_at, '%%Y-%%m-%%dT%%H:%%i:%%SZ'),"
+		 " TIMESTAMPDIFF(SECOND, NOW(6), until_at), TIMESTAMPDIFF(SECOND, paused_at, NOW(6))"
+		 " FROM `%s`.jd_pause",
+		 cfg->coord_db);
+	if (pause_where(db, &sql, scope, NULL, err, errlen) != 0)
+		goto fail;
+	if (domain != NULL) {
+		buf_adds(&sql, " AND domain IN ('" COORD_ALL_WIKIS "', ");
+		if (lit(db, &sql, domain, err, errlen) != 0)
+			goto fail;
+		buf_adds(&sql, ")");
+	}
+	/* The scope's pause first, then by domain; bounded: a list for people to read. */
+	buf_adds(&sql, " AND (until_at IS NULL OR until_at > NOW(6))"
+		       " ORDER BY domain <> '" COORD_ALL_WIKIS "' , domain LIMIT 1000");
+	if (sql.failed) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	if (db_query(db, sql.data, &res, &code, err, errlen) != 0)
+		goto fail;
+	buf_release(&sql);
+	list = calloc(res ? mysql_num_rows(res) + 1 : 1, sizeof(*list));
+	if (list == NULL) {
+		snprintf(err, errlen, "out of memory");
+		if (res != NULL)
+			mysql_free_result(res);
+		return -EIO;
+	}
+	while (res != NULL && (row = mysql_fetch_row(res)) != NULL) {
+		struct coord_pause *p = &list[count++];
+		long long v = -1;
+		snprintf(p->domain, sizeof(p->domain), "%s", row[0] ? row[0] : "");
+		snprintf(p->by, sizeof(p->by), "%s", row[1] ? row[1] : "");
+		snprintf(p->reason, sizeof(p->reason), "%s", row[2] ? row[2] : "");
+		snprintf(p->since, sizeof(p->since), "%s", row[3] ? row[3] : "");
+		snprintf(p->until, sizeof(p->until), "%s", row[4] ? row[4] : "");
+		p->remaining_s = -1;
+		if (row[5] != NULL && util_parse_int(row[5], INT64_MIN, INT64_MAX, &v) == 0)
+			p->remaining_s = v < 0 ? 0 : v;
+		p->age_s = 0;
+		if (row[6] != NULL && util_parse_int(row[6], INT64_MIN, INT64_MAX, &v) == 0)
+			p->age_s = v;
+	}
+	if (res != NULL)
+		mysql_free_result(res);
+	*out = list;
+	*n = count;
+	return 0;
+fail:
+	buf_release(&sql);
+	return -EIO;
+}
+
+int coord_pause_counts(struct db *db, const struct config *cfg, const char *scope,
+		       long long *wikis, bool *all, char *err, size_t errlen)
+{
+	struct buf sql;
+	MYSQL_RES *res;
+	MYSQL_ROW row;
+
+	*wikis = 0;
+	*all = false;
+	buf_init(&sql);
+	buf_addf(&sql,
+		 "SELECT COALESCE(SUM(domain <> '" COORD_ALL_WIKIS "'), 0),"
+		 " COALESCE(MAX(domain = '" COORD_ALL_WIKIS "'), 0) FROM `%s`.jd_pause",
+		 cfg->coord_db);
+	if (pause_where(db, &sql, scope, NULL, err, errlen) != 0) {
+		buf_release(&sql);
+		return -EIO;
+	}
+	buf_adds(&sql, " AND (until_at IS NULL OR until_at > NOW(6))");
+	if (query_row(db, &sql, &res, &row, err, errlen) != 0)
+		return -EIO;
+	if (row != NULL) {
+		long long v = 0;
+		if (row[0] != NULL && util_parse_int(row[0], 0, INT64_MAX, &v) == 0)
+			*wikis = v;
+		*all = row[1] != NULL && strcmp(row[1], "1") == 0;
+	}
+	if (res != NULL)
+		mysql_free_result(res);
+	return 0;
+}
+
+int coord_wiki_types(struct db *db, const struct config *cfg, const char *scope,
+		     const char *domain, char *types, size_t typeslen, char seen[32], char *err,
+		     size_t errlen)
+{
+	MYSQL_RES *res;
+	MYSQL_ROW row;
+
+	types[0] = '\0';
+	seen[0] = '\0';
+	if (wiki_row(db, cfg, scope, domain, "ready_type_names, seen_at", &res, &row, err,
+		     errlen) != 0)
+		return -EIO;
+	if (row != NULL) {
+		snprintf(types, typeslen, "%s", row[0] ? row[0] : "");
+		snprintf(seen, 32, "%s", row[1] ? row[1] : "");
+	}
+	if (res != NULL)
+		mysql_free_result(res);
+	return 0;
+}
+
 /* A number of a status row; dflt when NULL (or not a number). */
 static long long row_num(const char *s, long long dflt)
 {
@@ -726,6 +1004,86 @@ static long long row_num(const char *s, long long dflt)
 	if (s != NULL && util_parse_int(s, INT64_MIN, INT64_MAX, &v) != 0)
 		v = dflt;
 	return v;
+}
+
+/* Copies a column into a fixed buffer ("" for NULL). */
+static void col(char *out, size_t len, const char *v)
+{
+	snprintf(out, len, "%s", v ? v : "");
+}
+
+int coord_wiki_detail(struct db *db, const struct config *cfg, const char *scope,
+		      const char *domain, struct coord_wiki_detail *out, char *err,
+		      size_t errlen)
+{
+	struct buf sql;
+	MYSQL_RES *res;
+	MYSQL_ROW row;
+	const char *d = cfg->coord_db;
+
+	memset(out, 0, sizeof(*out));
+	buf_init(&sql);
+	buf_addf(&sql,
+		 "SELECT TIMESTAMPDIFF(SECOND, w.oldest_ready_at, NOW(6)), w.ready_types,"
+		 " w.ready_type_names, w.scan_error, TIMESTAMPDIFF(SECOND, w.seen_at, NOW(6)),"
+		 " TIMESTAMPDIFF(SECOND, NOW(6), w.backoff_until), w.failures,"
+		 " TIMESTAMPDIFF(SECOND, NOW(6), w.parked_until), w.last_outcome, w.last_holder,"
+		 " TIMESTAMPDIFF(SECOND, w.last_batch_at, NOW(6)), w.orphaned_claims,"
+		 " w.abandoned_jobs, w.recent_drains,"
+		 " IF(l.expires_at > NOW(6), l.holder, NULL), TIMESTAMPDIFF(SECOND, NOW(6), l.expires_at),"
+		 " l.token, TIMESTAMPDIFF(SECOND, l.acquired_at, NOW(6))"
+		 " FROM `%s`.jd_wiki w LEFT JOIN `%s`.jd_lease l"
+		 " ON l.scope = w.scope AND l.name = w.domain AND l.slot = 0 WHERE w.scope = ",
+		 d, d);
+	if (lit(db, &sql, scope, err, errlen) != 0 ||
+	    (buf_adds(&sql, " AND w.domain = "), lit(db, &sql, domain, err, errlen)) != 0) {
+		buf_release(&sql);
+		return -EIO;
+	}
+	if (query_row(db, &sql, &res, &row, err, errlen) != 0)
+		return -EIO;
+	out->found = row != NULL;
+	if (row != NULL) {
+		out->oldest_ready_age_s = row_num(row[0], -1);
+		out->ready_types = (int)row_num(row[1], 0);
+		col(out->ready_type_names, sizeof(out->ready_type_names), row[2]);
+		col(out->scan_error, sizeof(out->scan_error), row[3]);
+		out->scan_age_s = row_num(row[4], -1);
+		out->backoff_s = row_num(row[5], 0);
+		out->failures = (int)row_num(row[6], 0);
+		out->parked_s = row_num(row[7], 0);
+		col(out->last_outcome, sizeof(out->last_outcome), row[8]);
+		col(out->last_holder, sizeof(out->last_holder), row[9]);
+		out->last_batch_s = row_num(row[10], -1);
+		out->orphaned_claims = row_num(row[11], 0);
+		out->abandoned_jobs = row_num(row[12], 0);
+		col(out->recent_drains, sizeof(out->recent_drains), row[13]);
+		col(out->holder, sizeof(out->holder), row[14]);
+		out->lease_s = row[14] ? row_num(row[15], 0) : 0;
+		out->lease_token = row_num(row[16], 0);
+		out->lease_age_s = row[14] ? row_num(row[17], 0) : 0;
+	}
+	if (res != NULL)
+		mysql_free_result(res);
+	return 0;
+}
+
+int coord_abandoned_wikis(struct db *db, const struct config *cfg, const char *scope,
+			  int limit, struct buf *out, int *count, char *err, size_t errlen)
+{
+	struct buf sql;
+
+	buf_init(&sql);
+	buf_addf(&sql,
+		 "SELECT CONCAT(domain, ' ', abandoned_jobs) FROM `%s`.jd_wiki"
+		 " WHERE abandoned_jobs > 0 AND scope = ",
+		 cfg->coord_db);
+	if (lit(db, &sql, scope, err, errlen) != 0) {
+		buf_release(&sql);
+		return -EIO;
+	}
+	buf_addf(&sql, " ORDER BY abandoned_jobs DESC, domain LIMIT %d", limit);
+	return collect_names(db, &sql, out, count, err, errlen);
 }
 
 int coord_fleet_status(struct db *db, const struct config *cfg, const char *scope,
@@ -798,20 +1156,21 @@ int coord_summary(struct db *db, const struct config *cfg, const char *scope,
 
 	memset(out, 0, sizeof(*out));
 	buf_init(&sql);
-	/* Parked wikis' old rows are not a backlog anyone can run: left out of the age.
+	/* Parked and paused wikis' old rows are not a backlog anyone may run: left out of
+	 * the age (paused ones show in jobdrainer_wikis_paused instead).
 	 * Every scan writes every wiki's row with its start time (seen_at), so the oldest
 	 * seen_at is when the fleet's oldest figure was read: the scan age. */
 	buf_addf(&sql,
 		 "SELECT COUNT(*), SUM(oldest_ready_at IS NOT NULL AND scan_error IS NULL"
 		 " AND (parked_until IS NULL OR parked_until <= NOW(6))),"
-		 " TIMESTAMPDIFF(MICROSECOND, MIN(IF(parked_until > NOW(6) OR scan_error IS NOT NULL,"
-		 " NULL, oldest_ready_at)), NOW(6)),"
+		 " TIMESTAMPDIFF(MICROSECOND, MIN(IF(parked_until > NOW(6) OR scan_error IS NOT NULL"
+		 " OR NOT (1" WIKI_NOT_PAUSED "), NULL, oldest_ready_at)), NOW(6)),"
 		 " SUM(backoff_until > NOW(6)), SUM(parked_until > NOW(6)), SUM(scan_error IS NOT NULL),"
 		 " TIMESTAMPDIFF(MICROSECOND, MIN(seen_at), NOW(6)), SUM(orphaned_claims),"
 		 " TIMESTAMPDIFF(MICROSECOND, MIN(IF(orphaned_claims > 0, oldest_claim_at, NULL)),"
 		 " NOW(6))"
-		 " FROM `%s`.jd_wiki WHERE scope = ",
-		 cfg->coord_db);
+		 " FROM `%s`.jd_wiki w WHERE scope = ",
+		 cfg->coord_db, cfg->coord_db);
 	if (lit(db, &sql, scope, err, errlen) != 0) {
 		buf_release(&sql);
 		return -EIO;

@@ -6,7 +6,9 @@
  *              orphaned claims, schema version 2) and the drain state every pod
  *              shares (last served, backoff, parked, last outcome);
  *   jd_lease   one row per (scope, name, slot): who holds it, a fencing token that
- *              grows with every acquire, and when it expires.
+ *              grows with every acquire, and when it expires;
+ *   jd_pause   one row per (scope, wiki) an operator paused (schema version 3): by
+ *              whom, why, until when; wiki COORD_ALL_WIKIS pauses the whole scope.
  * "scope" is the [discovery] version filter, so pods of different MediaWiki versions
  * keep separate books. Every time is the database's clock, in UTC.
  *
@@ -23,9 +25,11 @@
 #include "scan.h"
 #include "wiki.h"
 
-#define COORD_SCHEMA_VERSION 2
+#define COORD_SCHEMA_VERSION 3
 /* The lease row of the fleet's scanner, in jd_lease.name (never a valid domain). */
 #define COORD_SCANNER_LEASE "*scanner*"
+/* jd_pause.domain of a pause of every wiki of the scope (never a valid domain). */
+#define COORD_ALL_WIKIS "*"
 
 struct db; /* db.h: the connection stays opaque above it */
 
@@ -65,7 +69,11 @@ struct coord_drain_report {
 	bool count_failure; /* the outcome counts against the wiki (failures + 1) */
 	bool park;          /* MediaWiki ran nothing although ready rows exist */
 	bool drained;       /* none-ready: the backlog is gone as far as MediaWiki can tell */
+	int batches, jobs; /* of the whole drain, for recent_drains */
+	int64_t ms;        /* the drain's duration */
 };
+/* Drains kept per wiki in jd_wiki.recent_drains (status --wiki). */
+#define COORD_RECENT_DRAINS 8
 int coord_release_wiki(struct db *db, const struct config *cfg, const struct coord_lease *l,
 		       const struct coord_drain_report *r, char *err, size_t errlen);
 
@@ -121,6 +129,73 @@ int coord_write_backlog(struct db *db, const struct config *cfg, const struct co
  * (a bounded number per call). */
 int coord_forget_unseen(struct db *db, const struct config *cfg, const char *scope,
 			const char *scan_started, char *err, size_t errlen);
+
+/* The job types the last scan saw ready on a wiki (blank-separated, "" if none or
+ * unknown) and that scan's start (DB time), which changes with every scan. */
+int coord_wiki_types(struct db *db, const struct config *cfg, const char *scope,
+		     const char *domain, char *types, size_t typeslen, char seen[32], char *err,
+		     size_t errlen);
+
+/* Renews a wiki's lease like coord_renew, and only while no pause holds the wiki
+ * (its own or the scope's): 0 means lost or paused (coord_pause_list tells which). */
+int coord_renew_wiki(struct db *db, const struct config *cfg, const struct coord_lease *l,
+		     char *err, size_t errlen);
+
+/* An operator's pause, as jd_pause holds it. Times are UTC, ISO 8601. */
+struct coord_pause {
+	char domain[256];  /* COORD_ALL_WIKIS: the whole scope */
+	char by[256];
+	char reason[256];
+	char since[32];
+	char until[32];    /* "": until resumed */
+	long long remaining_s; /* -1: until resumed */
+	long long age_s;       /* since it was set */
+};
+
+/* Pauses a wiki (or COORD_ALL_WIKIS) for for_s seconds (0: until resumed), replacing
+ * any pause it had. Workers holding it let go at their next batch. */
+int coord_pause_set(struct db *db, const struct config *cfg, const char *scope,
+		    const char *domain, const char *by, const char *reason, long long for_s,
+		    char *err, size_t errlen);
+/* Lifts a pause (and deletes every expired one). *was_paused: a row was deleted. */
+int coord_pause_clear(struct db *db, const struct config *cfg, const char *scope,
+		      const char *domain, bool *was_paused, char *err, size_t errlen);
+/* The pauses in force: every one of the scope (domain NULL), or those that hold
+ * domain (its own and the scope's). *out is malloc'ed (free it), scope's first. */
+int coord_pause_list(struct db *db, const struct config *cfg, const char *scope,
+		     const char *domain, struct coord_pause **out, size_t *n, char *err,
+		     size_t errlen);
+/* For metrics: wikis paused one by one, and whether the whole scope is. */
+int coord_pause_counts(struct db *db, const struct config *cfg, const char *scope,
+		       long long *wikis, bool *all, char *err, size_t errlen);
+
+/* One wiki's books, for status --wiki. Ages and remaining times in seconds. */
+struct coord_wiki_detail {
+	bool found;
+	long long oldest_ready_age_s; /* -1: no backlog */
+	int ready_types;
+	char ready_type_names[256];
+	char scan_error[256];
+	long long scan_age_s;         /* since the scan that wrote the row started */
+	long long backoff_s;          /* > 0: backed off this much longer */
+	int failures;
+	long long parked_s;           /* > 0: parked this much longer */
+	char last_outcome[32];
+	char last_holder[256];
+	long long last_batch_s;       /* -1: never */
+	long long orphaned_claims, abandoned_jobs;
+	char recent_drains[2048];     /* "time holder outcome batches jobs ms;...", newest first */
+	char holder[256];             /* "" unless the slot-0 lease is held */
+	long long lease_s, lease_token, lease_age_s;
+};
+int coord_wiki_detail(struct db *db, const struct config *cfg, const char *scope,
+		      const char *domain, struct coord_wiki_detail *out, char *err,
+		      size_t errlen);
+
+/* Wikis with rows at MediaWiki's retry limit (from the last full scan), most first:
+ * appends "domain count" strings to out (NUL-separated), up to limit. */
+int coord_abandoned_wikis(struct db *db, const struct config *cfg, const char *scope,
+			  int limit, struct buf *out, int *count, char *err, size_t errlen);
 
 /* The fleet at a glance, for metrics. */
 struct coord_summary {

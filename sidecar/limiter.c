@@ -25,6 +25,7 @@
 #include "limiter.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -258,7 +259,7 @@ int health_probe_targets(const struct pod_health *h, char (*out)[256], int max)
 }
 
 struct limiter {
-	const struct config *cfg;
+	const struct config *_Atomic cfg; /* swapped by limiter_set_config (a reload) */
 	pthread_mutex_t lock;
 	pthread_cond_t changed;
 	bool stopping;
@@ -276,6 +277,11 @@ struct limiter {
 
 	struct pod_health health;
 };
+
+void limiter_set_config(struct limiter *l, const struct config *cfg)
+{
+	atomic_store(&l->cfg, cfg);
+}
 
 struct limiter *limiter_new(const struct config *cfg)
 {

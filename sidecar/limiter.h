@@ -78,6 +78,9 @@ int health_probe_targets(const struct pod_health *h, char (*out)[256], int max);
 struct limiter;
 
 struct limiter *limiter_new(const struct config *cfg);
+/* A reload: the rate, concurrency and breaker settings of cfg apply from the next
+ * call (the caller keeps cfg alive until exit). */
+void limiter_set_config(struct limiter *l, const struct config *cfg);
 void limiter_free(struct limiter *l);
 
 /* Blocks until one more wiki may be drained (a concurrency slot; while the breaker is

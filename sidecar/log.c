@@ -3,6 +3,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
@@ -10,7 +11,7 @@
 #include <unistd.h>
 
 static enum log_format log_fmt = LOG_FORMAT_TEXT;
-static enum log_level log_min = LOG_INFO;
+static _Atomic enum log_level log_min = LOG_INFO;
 static int log_fd = 1;
 
 /* Room kept free at the end of the buffer for a cut mark and the closing "\"}\n". */
@@ -247,6 +248,11 @@ void log_msg(enum log_level level, const char *msg)
 
 	log_begin(&l, level, msg);
 	log_end(&l);
+}
+
+void log_set_level(enum log_level min_level)
+{
+	atomic_store(&log_min, min_level);
 }
 
 bool log_streak_fail(struct log_streak *s, int64_t now, int64_t every_ms)

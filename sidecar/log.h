@@ -33,6 +33,8 @@ enum log_format { LOG_FORMATS(LOG_FORMAT_ID) LOG_FORMAT_COUNT };
 
 /* Set once at start-up, before threads. Defaults: text, info, fd 1. */
 void log_setup(enum log_format format, enum log_level min_level, int fd);
+/* Changes the level while threads log (a reload). */
+void log_set_level(enum log_level min_level);
 
 #define LOG_LINE_MAX 4096
 

@@ -27,8 +27,10 @@
 #include "httpd.h"
 #include "limiter.h"
 #include "log.h"
+#include "reload.h"
 #include "scanner.h"
 #include "sched.h"
+#include "steer.h"
 #include "version.h"
 #include "worker.h"
 
@@ -42,8 +44,11 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: jobdrainer [--config FILE] [--check-config]\n"
-		"       jobdrainer [--config FILE] status [--json] [--all]\n"
+		"       jobdrainer [--config FILE] status [--json] [--all | --wiki DOMAIN]\n"
 		"       jobdrainer [--config FILE] drain --wiki DOMAIN\n"
+		"       jobdrainer [--config FILE] pause (--wiki DOMAIN | --all)\n"
+		"                  [--for DURATION] [--reason TEXT]\n"
+		"       jobdrainer [--config FILE] resume (--wiki DOMAIN | --all)\n"
 		"       jobdrainer --version | --help\n"
 		"\n"
 		"Drains every wiki's MediaWiki job queue through signed Special:RunJobs\n"
@@ -57,8 +62,14 @@ static void usage(FILE *out)
 		"\n"
 		"Commands:\n"
 		"  status              the fleet's wikis with a backlog, a lease or trouble,\n"
-		"                      most urgent first (--all: every wiki; --json)\n"
+		"                      most urgent first (--all: every wiki; --json); with\n"
+		"                      --wiki DOMAIN, that wiki by job type, its lease, state\n"
+		"                      and recent drains\n"
 		"  drain --wiki DOMAIN drain one wiki now, under its lease, printing each batch\n"
+		"  pause               stop draining one wiki (--wiki) or every wiki (--all)\n"
+		"                      fleet-wide, at each pod's next batch; --for 30m|2h|1d\n"
+		"                      ends it by itself, --reason says why (shown in status)\n"
+		"  resume              lift a pause (--all lifts the pause of every wiki)\n"
 		"\n"
 		"Exit status: 0 ok (also after SIGTERM/SIGINT), 1 could not start or a\n"
 		"command failed, 2 bad command line or configuration, 3 drain: another\n"
@@ -72,7 +83,53 @@ struct options {
 	const char *wiki;
 	bool json;
 	bool all;
+	long long for_s; /* pause --for; 0: until resumed */
+	const char *reason;
 };
+
+static bool is_command(const struct options *o, const char *name)
+{
+	return o->command != NULL && strcmp(o->command, name) == 0;
+}
+
+/* Which options go with which command. Returns -1 to go on, or an exit code. */
+static int check_command(const struct options *o)
+{
+	bool steer = is_command(o, "pause") || is_command(o, "resume");
+
+	if (o->command != NULL && !is_command(o, "status") && !is_command(o, "drain") && !steer) {
+		fprintf(stderr, "jobdrainer: unknown command '%s'\n", o->command);
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (o->json && !is_command(o, "status")) {
+		fprintf(stderr, "jobdrainer: --json goes with the status command\n");
+		return EXIT_USAGE;
+	}
+	if (o->all && !is_command(o, "status") && !steer) {
+		fprintf(stderr, "jobdrainer: --all goes with status, pause and resume\n");
+		return EXIT_USAGE;
+	}
+	if ((o->for_s > 0 || o->reason != NULL) && !is_command(o, "pause")) {
+		fprintf(stderr, "jobdrainer: --for and --reason go with the pause command\n");
+		return EXIT_USAGE;
+	}
+	if (steer && (o->wiki != NULL) == o->all) {
+		fprintf(stderr, "jobdrainer: %s needs --wiki DOMAIN or --all (one of them)\n",
+			o->command);
+		return EXIT_USAGE;
+	}
+	if ((o->wiki != NULL) != is_command(o, "drain") && !steer && !is_command(o, "status")) {
+		fprintf(stderr, "jobdrainer: drain needs --wiki DOMAIN, and --wiki needs drain, "
+				"status, pause or resume\n");
+		return EXIT_USAGE;
+	}
+	if (is_command(o, "status") && o->wiki != NULL && o->all) {
+		fprintf(stderr, "jobdrainer: status takes --wiki DOMAIN or --all, not both\n");
+		return EXIT_USAGE;
+	}
+	return -1;
+}
 
 /* Returns -1 to go on, or an exit code. */
 static int parse_args(int argc, char **argv, struct options *o)
@@ -83,6 +140,8 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "json", no_argument, NULL, 'j' },
 		{ "all", no_argument, NULL, 'a' },
 		{ "wiki", required_argument, NULL, 'w' },
+		{ "for", required_argument, NULL, 'f' },
+		{ "reason", required_argument, NULL, 'r' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -108,6 +167,17 @@ static int parse_args(int argc, char **argv, struct options *o)
 		case 'w':
 			o->wiki = optarg;
 			break;
+		case 'f':
+			if (util_parse_duration(optarg, STEER_PAUSE_MAX_S, &o->for_s) != 0) {
+				fprintf(stderr, "jobdrainer: --for '%s' is not a duration of 1s to "
+						"366d (90s, 30m, 2h, 1d)\n",
+					optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case 'r':
+			o->reason = optarg;
+			break;
 		case 'V':
 			printf("jobdrainer %s\n", JD_VERSION);
 			return EXIT_OK;
@@ -126,21 +196,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		usage(stderr);
 		return EXIT_USAGE;
 	}
-	if (o->command != NULL && strcmp(o->command, "status") != 0 &&
-	    strcmp(o->command, "drain") != 0) {
-		fprintf(stderr, "jobdrainer: unknown command '%s'\n", o->command);
-		usage(stderr);
-		return EXIT_USAGE;
-	}
-	if ((o->json || o->all) && (o->command == NULL || strcmp(o->command, "status") != 0)) {
-		fprintf(stderr, "jobdrainer: --json and --all go with the status command\n");
-		return EXIT_USAGE;
-	}
-	if ((o->wiki != NULL) != (o->command != NULL && strcmp(o->command, "drain") == 0)) {
-		fprintf(stderr, "jobdrainer: drain needs --wiki DOMAIN, and --wiki needs drain\n");
-		return EXIT_USAGE;
-	}
-	return -1;
+	return check_command(o);
 }
 
 static void log_startup(const struct config *cfg)
@@ -183,8 +239,14 @@ static int run_command(struct config *cfg, const struct options *o)
 		config_free(cfg);
 		return EXIT_RUNTIME;
 	}
-	if (strcmp(o->command, "status") == 0)
+	if (strcmp(o->command, "status") == 0 && o->wiki != NULL)
+		rc = steer_status_wiki(cfg, o->wiki, o->json);
+	else if (strcmp(o->command, "status") == 0)
 		rc = cli_status(cfg, o->json, o->all);
+	else if (strcmp(o->command, "pause") == 0)
+		rc = steer_pause(cfg, o->wiki, o->all, o->for_s, o->reason);
+	else if (strcmp(o->command, "resume") == 0)
+		rc = steer_resume(cfg, o->wiki, o->all);
 	else
 		rc = cli_drain(cfg, o->wiki);
 	curl_global_cleanup();
@@ -216,14 +278,62 @@ static int start_httpd(const struct config *cfg, struct httpd **out)
 	return 0;
 }
 
-/* Waits for SIGTERM/SIGINT. SIGHUP is answered, not acted on: there is no reload. */
-static void wait_for_stop(const sigset_t *set)
+/* The running subsystems, for a reload to reach. */
+struct running {
+	struct reload *reload;
+	struct sched *sched;
+	struct limiter *limiter;
+	struct scanner *scanner;
+	struct workers *workers;
+	int threads; /* worker threads started: a reload can lower workers, not raise it */
+};
+
+/* Hands a reloaded configuration to every subsystem: each takes it up at its next
+ * batch or pass (reload.h keeps the old one alive). */
+static void apply_config(struct running *run, const char *why)
 {
+	const struct config *cfg = reload_now(run->reload, why);
+
+	if (cfg == NULL)
+		return;
+	if (cfg->workers > run->threads) {
+		struct log_line l;
+		log_begin(&l, LOG_WARN, "configuration reload: more workers than threads started");
+		log_int(&l, "workers", cfg->workers);
+		log_int(&l, "threads", run->threads);
+		log_str(&l, "next", "at most the threads started drain at once until a restart");
+		log_end(&l);
+	}
+	log_set_level((enum log_level)cfg->log_level);
+	sched_set_config(run->sched, cfg);
+	limiter_set_config(run->limiter, cfg);
+	scanner_set_config(run->scanner, cfg);
+	workers_set_config(run->workers, cfg);
+}
+
+/* Waits for SIGTERM/SIGINT; SIGHUP, or a change of the file's content (looked at every
+ * reload_check_interval seconds), reloads the configuration. */
+static void wait_for_stop(const sigset_t *set, struct running *run)
+{
+	int64_t next_check = util_mono_ms();
 	int sig;
 
 	for (;;) {
-		if (sigwait(set, &sig) != 0)
+		const struct config *cfg = reload_current(run->reload);
+		struct timespec tick = { 1, 0 };
+		int64_t now = util_mono_ms();
+		if (cfg->reload_check_interval > 0 && now >= next_check) {
+			next_check = now + (int64_t)cfg->reload_check_interval * 1000;
+			if (reload_file_changed(run->reload))
+				apply_config(run, "file changed");
+		}
+		sig = sigtimedwait(set, NULL, &tick);
+		if (sig < 0)
 			continue;
+		if (sig == SIGHUP) {
+			apply_config(run, "SIGHUP");
+			continue;
+		}
 		if (sig == SIGTERM || sig == SIGINT) {
 			struct log_line l;
 			log_begin(&l, LOG_INFO, "stopping");
@@ -232,9 +342,6 @@ static void wait_for_stop(const sigset_t *set)
 			log_end(&l);
 			return;
 		}
-		if (sig == SIGHUP)
-			log_msg(LOG_WARN, "SIGHUP ignored: configuration reload is not supported; "
-					  "restart to apply changes");
 	}
 }
 
@@ -267,6 +374,8 @@ int main(int argc, char **argv)
 	struct httpd *httpd = NULL;
 	struct scanner *scanner = NULL;
 	struct workers *workers = NULL;
+	struct reload *reload = NULL;
+	struct running run;
 	struct buf errors;
 	sigset_t sigs;
 	atomic_bool abort_now = false;
@@ -314,6 +423,12 @@ int main(int argc, char **argv)
 		return EXIT_RUNTIME;
 	}
 	log_startup(cfg);
+	reload = reload_new(cfg);
+	if (reload == NULL) {
+		log_msg(LOG_ERROR, "out of memory");
+		config_free(cfg);
+		return EXIT_RUNTIME;
+	}
 
 	/* 4. Subsystems: the endpoints, the scheduler, the scanner that feeds it, the
 	 * limiter and the workers that use both. */
@@ -334,7 +449,9 @@ int main(int argc, char **argv)
 	/* 5. Run until told to stop. Then the statements of the shutdown path (lease
 	 * releases) get until shutdown_timeout plus a little: after that every database
 	 * connection is cut, so a hung database cannot hold the exit past the grace period. */
-	wait_for_stop(&sigs);
+	run = (struct running){ reload, sched, limiter, scanner, workers, cfg->workers };
+	wait_for_stop(&sigs, &run);
+	cfg = (struct config *)reload_current(reload); /* owned by reload */
 	db_abort_at(util_mono_ms() + ((int64_t)cfg->shutdown_timeout + 2) * 1000);
 	rc = EXIT_OK;
 
@@ -356,6 +473,6 @@ out:
 	log_msg(LOG_INFO, "stopped");
 	curl_global_cleanup();
 	mysql_library_end();
-	config_free(cfg);
+	reload_free(reload); /* every config since start, now that no thread is left */
 	return rc;
 }

@@ -91,7 +91,12 @@ enum metric_lease_op { METRIC_LEASE_OPS(METRIC_LABEL_ID) LEASE_OP_COUNT };
 	X(BATCH_WAIT, "jobdrainer_batch_oldest_job_wait_seconds", "histogram",                \
 	  "Per batch sent: age of its wiki's oldest ready job as the last scan saw it, when "  \
 	  "the batch started (an upper bound on how long the batch's jobs waited)", "le",     \
-	  BUCKETS_WAIT_SECONDS)
+	  BUCKETS_WAIT_SECONDS)                                                               \
+	X(WIKIS_PAUSED, "jobdrainer_wikis_paused", "gauge",                                    \
+	  "Wikis an operator paused one by one (fleet view; `status` says who and why)", "",  \
+	  LABELS_NONE)                                                                        \
+	X(ALL_PAUSED, "jobdrainer_all_wikis_paused", "gauge",                                  \
+	  "1 while an operator's pause --all holds every wiki of this scope", "", LABELS_NONE)
 
 #define METRIC_ID(id, ...) METRIC_##id,
 enum metric_id { METRICS(METRIC_ID) METRIC_COUNT };

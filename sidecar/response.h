@@ -52,6 +52,7 @@ struct batch_result {
 	long long elapsed_ms; /* MediaWiki's own "elapsed", -1 when absent */
 	long long took_ms;    /* measured around the HTTP call */
 	char detail[200];     /* why, for the log; never a secret */
+	char type[64];        /* the job type the batch asked for; "" for any */
 };
 
 /* Fills r (outcome, reached, job counts, detail) from an HTTP answer. over_cap: the body

@@ -3,7 +3,7 @@
  * The request: POST http://<mediawiki host:port><path>?jobdrainer_holder=<holder>&
  * jobdrainer_lease=<token>
  * with Host: <wiki domain> and the form fields MediaWiki signs (title, tasks, maxjobs,
- * maxtime, async=0, stats=1, sigexpiry) plus signature. Holder and lease token ride in
+ * maxtime, async=0, stats=1, sigexpiry, and type for a typed batch) plus signature. Holder and lease token ride in
  * the query string: MediaWiki ignores fields it does not know (they are not signed),
  * and the web server's access log then shows which sidecar ran what, under which
  * lease. The User-Agent names the holder too.
@@ -91,6 +91,12 @@ struct runjobs *runjobs_new(const struct config *cfg, const atomic_bool *abort_n
 	return rj;
 }
 
+void runjobs_set_config(struct runjobs *rj, const struct config *cfg)
+{
+	rj->cfg = cfg;
+	rj->body_cap = (size_t)cfg->max_body_kib * 1024;
+}
+
 void runjobs_free(struct runjobs *rj)
 {
 	if (rj == NULL)
@@ -103,8 +109,9 @@ void runjobs_free(struct runjobs *rj)
 	free(rj);
 }
 
-/* Builds the signed form into rj->form. Returns 0 or -EIO. */
-static int build_form(struct runjobs *rj, const struct wiki *w)
+/* Builds the signed form into rj->form (with `type` unless it is ""). Returns 0 or
+ * -EIO. */
+static int build_form(struct runjobs *rj, const struct wiki *w, const char *type)
 {
 	char maxjobs[16], maxtime[16], expiry[24], sig[SIGN_HEX_LEN + 1];
 	struct form_field fields[] = {
@@ -115,14 +122,16 @@ static int build_form(struct runjobs *rj, const struct wiki *w)
 		{ "async", "0" },
 		{ "stats", "1" },
 		{ "sigexpiry", expiry },
+		{ "type", type },
 	};
+	size_t n = sizeof(fields) / sizeof(fields[0]) - (type[0] == '\0' ? 1 : 0);
 
 	snprintf(maxjobs, sizeof(maxjobs), "%d", rj->cfg->maxjobs);
 	snprintf(maxtime, sizeof(maxtime), "%d", rj->cfg->maxtime);
 	snprintf(expiry, sizeof(expiry), "%lld",
 		 (long long)time(NULL) + rj->cfg->signature_ttl);
 	buf_reset(&rj->form);
-	sign_canonical(&rj->form, fields, sizeof(fields) / sizeof(fields[0]));
+	sign_canonical(&rj->form, fields, n);
 	if (rj->form.failed ||
 	    sign_hmac_sha1_hex(w->secret, rj->form.data, rj->form.len, sig) != 0)
 		return -EIO;
@@ -163,6 +172,12 @@ static void classify_transport(struct runjobs *rj, CURLcode rc, struct batch_res
 void runjobs_batch(struct runjobs *rj, const struct wiki *w, unsigned long long lease,
 		   struct batch_result *r)
 {
+	runjobs_batch_typed(rj, w, lease, NULL, r);
+}
+
+void runjobs_batch_typed(struct runjobs *rj, const struct wiki *w, unsigned long long lease,
+			 const char *type, struct batch_result *r)
+{
 	const struct config *cfg = rj->cfg;
 	struct curl_slist *headers = NULL;
 	char host_header[300], agent[300];
@@ -172,7 +187,8 @@ void runjobs_batch(struct runjobs *rj, const struct wiki *w, unsigned long long 
 
 	memset(r, 0, sizeof(*r));
 	r->elapsed_ms = -1;
-	if (build_form(rj, w) != 0) {
+	snprintf(r->type, sizeof(r->type), "%s", type ? type : "");
+	if (build_form(rj, w, r->type) != 0) {
 		r->outcome = OUTCOME_BAD_RESPONSE;
 		snprintf(r->detail, sizeof(r->detail), "could not sign the request (out of memory?)");
 		return;

@@ -39,6 +39,8 @@ struct backlog {
 	uint64_t max_job_id;     /* highest job_id: grows with every new job (0: not read) */
 	int orphaned_claims;     /* rows claimed > SCAN_ORPHAN_AFTER_SECONDS ago (-1: not read) */
 	int64_t oldest_claim_ms; /* wall-clock ms of the oldest such claim; 0: none */
+	int abandoned;           /* of those, rows at MediaWiki's retry limit (full scan) */
+	char types[256];         /* its ready job types, blank-separated, as many as fit */
 	bool failed;             /* this wiki's job table could not be read */
 	char error[160];         /* why, when failed */
 };
@@ -53,6 +55,39 @@ struct scan_stats {
 int scan_run(struct db *db, struct wiki *const *wikis, size_t n, int wikis_per_query,
 	     enum scan_depth depth, struct backlog *out, struct scan_stats *stats, char *err,
 	     size_t errlen);
+
+/* scan_run, leaving out ready rows of the job types `skip` matches ([drain]
+ * skip_types, jobtype.h): they are no backlog of this fleet. */
+int scan_run_skipping(struct db *db, struct wiki *const *wikis, size_t n, int wikis_per_query,
+		      enum scan_depth depth, const char *skip, struct backlog *out,
+		      struct scan_stats *stats, char *err, size_t errlen);
+
+/* One job type of one wiki, for status --wiki. Counts stop at the caps below (a
+ * count equal to its cap means "at least"). */
+struct scan_type_row {
+	char type[64];
+	long long ready;          /* job_token = '' */
+	long long claimed;        /* job_token <> '' */
+	long long abandoned;      /* of the claimed rows looked at: attempts at the limit */
+	int64_t oldest_ready_ms;  /* wall-clock ms (UTC) the oldest ready row was queued; 0 */
+};
+#define SCAN_VIEW_TYPES 100
+#define SCAN_VIEW_READY_CAP 100000
+#define SCAN_VIEW_CLAIMED_CAP 10000
+
+/* Reads one wiki's job table by type, through MediaWiki's indexes only: the types
+ * (a loose index scan), then per type the ready rows counted up to SCAN_VIEW_READY_CAP
+ * (an index range of (job_cmd, job_token), no row reads), the oldest ready row (the
+ * first entry of (job_cmd, job_token, job_id)), and the claimed rows up to
+ * SCAN_VIEW_CLAIMED_CAP with their attempts (one row read each). On a wiki with a
+ * million rows that is at most 100,000 index entries and 10,000 rows per type.
+ * *out (malloc'ed, the caller frees it) holds *n rows sorted by type. */
+int scan_wiki_types(struct db *db, const struct wiki *w, struct scan_type_row **out,
+		    size_t *n, char *err, size_t errlen);
+
+/* JobQueueDB's default maxTries: a claimed row with this many attempts is abandoned
+ * (never retried; pruned after 7 days). */
+#define SCAN_MAX_ATTEMPTS 3
 
 /* MediaWiki's default claimTTL: a claimed job older than this is recycled on pop. */
 #define SCAN_CLAIM_TTL_SECONDS 3600

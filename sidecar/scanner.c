@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -28,7 +29,7 @@
 #define WAKE_MAX 65536
 
 struct scanner {
-	const struct config *cfg;
+	const struct config *_Atomic cfg; /* swapped by scanner_set_config (a reload) */
 	struct sched *sched;
 	pthread_t thread;
 	pthread_mutex_t lock;
@@ -383,6 +384,19 @@ static void pace_scan(struct scanner *sc, int64_t since, int queries)
 
 static void run_woken(struct scanner *sc, struct db *scan_db, struct db *coord);
 
+/* Operators' pauses, for the fleet gauges. */
+static int update_pause_metrics(struct scanner *sc, struct db *coord, char *err, size_t errlen)
+{
+	long long wikis;
+	bool all;
+
+	if (coord_pause_counts(coord, sc->cfg, sc->cfg->mw_version, &wikis, &all, err, errlen) != 0)
+		return -EIO;
+	metrics_set(METRIC_WIKIS_PAUSED, 0, (double)wikis);
+	metrics_set(METRIC_ALL_PAUSED, 0, all ? 1 : 0);
+	return 0;
+}
+
 /* Fleet gauges from the coordination table: every sidecar reports the same view, so an
  * alert on max() over the pods works even when the scanning pod is the one stuck. */
 static int update_fleet_metrics(struct scanner *sc, struct db *coord, char *err, size_t errlen)
@@ -413,7 +427,7 @@ static int update_fleet_metrics(struct scanner *sc, struct db *coord, char *err,
 		sc->scan_age_s = sc->wikis.len > 0 ? (double)(now - sc->started_ms) / 1000.0 : 0;
 	sc->fleet_read_ms = now;
 	metrics_set(METRIC_SCAN_AGE, 0, sc->scan_age_s);
-	return 0;
+	return update_pause_metrics(sc, coord, err, errlen);
 }
 
 /* The wikis in scan order: the readable ones first, in groups; those unreadable in the
@@ -442,7 +456,8 @@ int scanner_scan_publish(struct db *scan_db, struct db *coord, const struct conf
 	struct coord_scan written = { cfg->mw_version, wikis, b, n, scan_started };
 
 	stats->queries = 0;
-	if (scan_run(scan_db, wikis, n, per_query, depth, b, stats, err, errlen) != 0)
+	if (scan_run_skipping(scan_db, wikis, n, per_query, depth, cfg->skip_types, b, stats, err,
+			      errlen) != 0)
 		return -EIO;
 	if (coord_write_backlog(coord, cfg, &written, err, errlen) != 0)
 		return -ECOMM;
@@ -615,6 +630,7 @@ static int wiki_domain_cmp(const void *key, const void *elem)
  * rather than at the next scan. Failures are left to the next scan, which logs them. */
 static void run_woken(struct scanner *sc, struct db *scan_db, struct db *coord)
 {
+	const struct config *cfg = sc->cfg; /* one config for the whole round (a reload) */
 	char **domains = NULL, started[32], err[512];
 	size_t nd = 0, n = 0, nrecheck = 0;
 	struct wiki **order = NULL;
@@ -663,12 +679,12 @@ static void run_woken(struct scanner *sc, struct db *scan_db, struct db *coord)
 	}
 	if (n == 0 || coord_now(coord, started, err, sizeof(err)) != 0)
 		goto out;
-	for (size_t from = 0; from < n; from += (size_t)sc->cfg->scan_wikis_per_query) {
-		size_t len = n - from < (size_t)sc->cfg->scan_wikis_per_query
-				     ? n - from : (size_t)sc->cfg->scan_wikis_per_query;
+	for (size_t from = 0; from < n; from += (size_t)cfg->scan_wikis_per_query) {
+		size_t len = n - from < (size_t)cfg->scan_wikis_per_query
+				     ? n - from : (size_t)cfg->scan_wikis_per_query;
 		/* Full depth: the highest job_id, which unparks a parked wiki. */
-		if (scanner_scan_publish(scan_db, coord, sc->cfg, order + from, len,
-					 sc->cfg->scan_wikis_per_query, SCAN_FULL, started,
+		if (scanner_scan_publish(scan_db, coord, cfg, order + from, len,
+					 cfg->scan_wikis_per_query, SCAN_FULL, started,
 					 backlog + from, &stats, err, sizeof(err)) != 0)
 			goto out;
 	}
@@ -868,4 +884,13 @@ void scanner_stop(struct scanner *sc)
 	pthread_cond_destroy(&sc->wake);
 	pthread_mutex_destroy(&sc->lock);
 	free(sc);
+}
+
+void scanner_set_config(struct scanner *sc, const struct config *cfg)
+{
+	atomic_store(&sc->cfg, cfg);
+	/* Wake the loop: a new interval or pace applies now, not after the old wait. */
+	pthread_mutex_lock(&sc->lock);
+	pthread_cond_broadcast(&sc->wake);
+	pthread_mutex_unlock(&sc->lock);
 }

@@ -43,5 +43,8 @@ void scanner_health(struct scanner_health *out);
 /* Stops and joins the thread (a query in flight finishes first), then frees. Accepts
  * NULL. */
 void scanner_stop(struct scanner *sc);
+/* A reload: scan interval, pacing, groups and skip_types of cfg apply from the next
+ * pass (the caller keeps cfg alive until exit). */
+void scanner_set_config(struct scanner *sc, const struct config *cfg);
 
 #endif

@@ -8,12 +8,14 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "db.h"
+#include "jobtype.h"
 #include "lease.h"
 #include "log.h"
 #include "metrics.h"
@@ -25,7 +27,7 @@
 #define REPEAT_ERROR_LOG_MS 30000
 
 struct sched {
-	const struct config *cfg;
+	const struct config *_Atomic cfg; /* swapped by sched_set_config (a reload) */
 	const char *scope;
 	pthread_mutex_t lock;
 	pthread_cond_t changed;
@@ -115,6 +117,11 @@ int sched_set_wikis(struct sched *s, struct wiki_list *list)
 	list->items = NULL;
 	list->len = 0;
 	return 0;
+}
+
+void sched_set_config(struct sched *s, const struct config *cfg)
+{
+	atomic_store(&s->cfg, cfg);
 }
 
 void sched_poke(struct sched *s)
@@ -239,6 +246,70 @@ static void ticket_started(struct sched_worker *w, struct sched_ticket *t, int64
 	t->ready_age_ms = age_ms;
 }
 
+static bool has_type_lists(const struct config *cfg)
+{
+	return cfg->priority_types[0] != '\0' || cfg->skip_types[0] != '\0';
+}
+
+/* Reads the wiki's ready types into the ticket; a newer scan forgets what was tried. */
+static void read_types(struct sched_worker *w, struct sched_ticket *t)
+{
+	char seen[32], err[512];
+
+	t->types_read_ms = util_mono_ms();
+	if (coord_wiki_types(w->db, w->s->cfg, w->s->scope, t->wiki->domain, t->types,
+			     sizeof(t->types), seen, err, sizeof(err)) != 0)
+		return; /* the renew before the batch reports a failing database */
+	if (strcmp(seen, t->types_seen) != 0)
+		t->tried[0] = '\0';
+	snprintf(t->types_seen, sizeof(t->types_seen), "%s", seen);
+}
+
+bool sched_batch_type(struct sched_worker *w, struct sched_ticket *t, char *type, size_t len)
+{
+	const struct config *cfg = w->s->cfg;
+
+	type[0] = '\0';
+	if (!has_type_lists(cfg))
+		return true;
+	if (t->types_read_ms == 0 || util_mono_ms() - t->types_read_ms >= 1000)
+		read_types(w, t);
+	if (!jobtype_next(cfg->priority_types, cfg->skip_types, t->types, t->tried, t->last_type,
+			  type, len))
+		return false;
+	snprintf(t->last_type, sizeof(t->last_type), "%s", type);
+	return true;
+}
+
+void sched_only_skipped_types(const struct sched_ticket *t, struct batch_result *r)
+{
+	if (t->batches > 0)
+		return; /* the last batch's outcome stands */
+	memset(r, 0, sizeof(*r));
+	r->outcome = OUTCOME_DRAINED;
+	snprintf(r->reached, sizeof(r->reached), "none-ready");
+	snprintf(r->detail, sizeof(r->detail), "only job types of [drain] skip_types are ready");
+}
+
+bool sched_type_answered(struct sched_ticket *t, const struct config *cfg,
+			 struct batch_result *r)
+{
+	char next[JOBTYPE_MAX + 1];
+	size_t have = strlen(t->tried);
+
+	if (r->type[0] == '\0')
+		return false;
+	if (strcmp(r->reached, "none-possible") == 0 && r->http_status == 200)
+		r->outcome = OUTCOME_DRAINED;
+	if (r->outcome != OUTCOME_DRAINED)
+		return false;
+	if (!jobtype_in(t->tried, r->type) && have + strlen(r->type) + 2 <= sizeof(t->tried))
+		snprintf(t->tried + have, sizeof(t->tried) - have, "%s%s", have ? " " : "",
+			 r->type);
+	return jobtype_next(cfg->priority_types, cfg->skip_types, t->types, t->tried,
+			    t->last_type, next, sizeof(next));
+}
+
 /* Tries to lease `wiki` in `slot`; fills t on success. 1 got it, 0 not, -EIO. */
 static int try_lease(struct sched_worker *w, struct wiki *wiki, int slot, struct sched_ticket *t)
 {
@@ -266,6 +337,24 @@ static int try_lease(struct sched_worker *w, struct wiki *wiki, int slot, struct
 	return 1;
 }
 
+/* An operator's pause holds for `drain --wiki` too: -EPERM (why in err), -EIO, or 0. */
+static int refuse_paused(struct sched_worker *w, const char *domain, char *err, size_t errlen)
+{
+	struct coord_pause *p = NULL;
+	size_t n = 0;
+
+	if (coord_pause_list(w->db, w->s->cfg, w->s->scope, domain, &p, &n, err, errlen) != 0)
+		return -EIO;
+	if (n > 0)
+		snprintf(err, errlen, "%s paused by %s%s%s%s until %s; `jobdrainer resume %s` first",
+			 strcmp(p[0].domain, COORD_ALL_WIKIS) == 0 ? "every wiki is" : "it is",
+			 p[0].by, p[0].reason[0] ? " (" : "", p[0].reason, p[0].reason[0] ? ")" : "",
+			 p[0].until[0] ? p[0].until : "resumed",
+			 strcmp(p[0].domain, COORD_ALL_WIKIS) == 0 ? "--all" : "--wiki DOMAIN");
+	free(p);
+	return n > 0 ? -EPERM : 0;
+}
+
 int sched_take(struct sched_worker *w, struct wiki *wiki, struct sched_ticket *t, char *err,
 	       size_t errlen)
 {
@@ -274,6 +363,8 @@ int sched_take(struct sched_worker *w, struct wiki *wiki, struct sched_ticket *t
 	int rc;
 
 	memset(t, 0, sizeof(*t));
+	if (refuse_paused(w, wiki->domain, err, errlen) != 0)
+		return -EPERM;
 	t->lease.scope = s->scope;
 	t->lease.name = wiki->domain;
 	t->lease.holder = s->cfg->holder;
@@ -502,6 +593,31 @@ bool sched_may_continue(struct sched_worker *w, struct sched_ticket *t)
 	return true;
 }
 
+/* A renew did not match: if an operator's pause is why, says so and returns true. */
+static bool log_if_paused(struct sched_worker *w, const struct sched_ticket *t)
+{
+	struct coord_pause *p = NULL;
+	struct log_line l;
+	size_t n = 0;
+	char err[512];
+
+	if (coord_pause_list(w->db, w->s->cfg, w->s->scope, t->wiki->domain, &p, &n, err,
+			     sizeof(err)) != 0 || n == 0) {
+		free(p);
+		return false;
+	}
+	log_begin(&l, LOG_INFO, "wiki paused: letting go");
+	log_str(&l, "wiki", t->wiki->domain);
+	log_str(&l, "paused", strcmp(p[0].domain, COORD_ALL_WIKIS) == 0 ? "all" : "wiki");
+	log_str(&l, "by", p[0].by);
+	log_str(&l, "reason", p[0].reason);
+	log_str(&l, "until", p[0].until[0] ? p[0].until : "resumed");
+	log_str(&l, "next", "no batches on it until the pause ends");
+	log_end(&l);
+	free(p);
+	return true;
+}
+
 bool sched_slice_over(const struct config *cfg, const struct sched_ticket *t, int64_t now)
 {
 	return now - t->started_ms >= (int64_t)cfg->time_slice * 1000;
@@ -514,8 +630,10 @@ static bool renew(struct sched_worker *w, struct sched_ticket *t)
 	const struct config *cfg = w->s->cfg;
 	int64_t sent = util_mono_ms();
 	char err[512];
-	int rc = coord_renew(w->db, cfg, &t->lease, err, sizeof(err));
+	int rc = coord_renew_wiki(w->db, cfg, &t->lease, err, sizeof(err));
 
+	if (rc == 0 && log_if_paused(w, t))
+		return false;
 	if (rc == 0) {
 		metrics_add(METRIC_ERRORS, ERROR_LEASE_LOST, 1);
 		log_lease(LOG_WARN, "lease lost", t, NULL, "stopping work on this wiki");
@@ -619,10 +737,14 @@ void sched_done(struct sched_worker *w, struct sched_ticket *t, const struct bat
 	char err[512];
 	int rc;
 
-	if (sched_drain_report(cfg, t, last, fault, &r))
+	if (sched_drain_report(cfg, t, last, fault, &r)) {
+		r.batches = t->batches;
+		r.jobs = t->jobs_run;
+		r.ms = util_mono_ms() - t->started_ms;
 		rc = coord_release_wiki(w->db, cfg, &t->lease, &r, err, sizeof(err));
-	else
+	} else {
 		rc = coord_release(w->db, cfg, &t->lease, err, sizeof(err));
+	}
 	*backoff_ms = r.backoff_ms;
 	metrics_add(METRIC_LEASES_HELD, 0, -1);
 	if (rc < 0)

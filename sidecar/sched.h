@@ -39,10 +39,34 @@ struct sched_ticket {
 	int batches;              /* batches run under this ticket (the worker counts) */
 	int jobs_run;             /* jobs MediaWiki ran under it, ok or failed */
 	int no_progress;          /* batches in a row that said "more" but ran no job */
+	/* The job-type lists ([drain] priority_types, skip_types), when set: */
+	char types[256];          /* job types the last scan saw ready on the wiki */
+	char types_seen[32];      /* that scan's start: a newer scan clears `tried` */
+	char tried[256];          /* types that answered "none left" under this ticket */
+	char last_type[64];       /* the type the last batch asked for */
+	int64_t types_read_ms;    /* monotonic: when `types` was read */
 };
 
 /* Batches in a row without progress after which a wiki backs off. */
 #define SCHED_NO_PROGRESS_LIMIT 2
+
+/* The job type the next batch asks for (jobtype_next over the ticket's ready types;
+ * "" for any type). Re-reads the wiki's ready types at most once a second, so a
+ * priority job (or, with skip_types, a new type) queued behind a long backlog is asked
+ * for within a scan interval and a batch. False: nothing this pod may run is left (only types of
+ * skip_types, or every type tried). */
+bool sched_batch_type(struct sched_worker *w, struct sched_ticket *t, char *type, size_t len);
+
+/* sched_batch_type said nothing is left before any batch ran: the wiki counts as
+ * drained (and parks, as no job ran), with r saying why. */
+void sched_only_skipped_types(const struct sched_ticket *t, struct batch_result *r);
+
+/* After a typed batch: a type that answered none-ready or none-possible (MediaWiki's
+ * word for a type it does not know or has backed off) goes into t->tried, and the
+ * answer counts as that type drained (r->outcome becomes drained). True when the
+ * batch should be followed by one of another type. */
+bool sched_type_answered(struct sched_ticket *t, const struct config *cfg,
+			 struct batch_result *r);
 
 /* Wikis to try first (the breaker's probe: most recently healthy first). */
 struct sched_prefer {
@@ -56,6 +80,10 @@ void sched_free(struct sched *s);
 /* Replaces this pod's view of the wikis (from discovery: secrets, databases). Takes
  * ownership of the list's wikis and empties it. Returns 0 or -ENOMEM. */
 int sched_set_wikis(struct sched *s, struct wiki_list *list);
+
+/* A reload: batches from now on follow cfg (the caller keeps it alive until exit;
+ * keys that cannot change live are the same as before, config_keep_static). */
+void sched_set_config(struct sched *s, const struct config *cfg);
 
 /* The shared backlog just changed (this pod's scan wrote it): idle workers look at it
  * now rather than at their next poll. */

@@ -292,3 +292,31 @@ int util_parse_listen(const char *listen, unsigned char addr[4], int *port)
 	return 0;
 }
 
+
+int util_parse_duration(const char *s, long long max_s, long long *out)
+{
+	static const struct {
+		char unit;
+		long long seconds;
+	} units[] = { { 's', 1 }, { 'm', 60 }, { 'h', 3600 }, { 'd', 86400 } };
+	char digits[24];
+	size_t len = strlen(s);
+	long long mult = 1, v;
+	int rc;
+
+	if (len == 0 || len >= sizeof(digits))
+		return -EINVAL;
+	memcpy(digits, s, len + 1);
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (digits[len - 1] == units[i].unit) {
+			mult = units[i].seconds;
+			digits[--len] = '\0';
+			break;
+		}
+	}
+	rc = util_parse_int(digits, 1, max_s / mult, &v);
+	if (rc != 0)
+		return rc;
+	*out = v * mult;
+	return 0;
+}

@@ -13,6 +13,10 @@
  * no overflow. Returns 0, or -EINVAL (not a number) / -ERANGE (out of range). */
 int util_parse_int(const char *s, long long min, long long max, long long *out);
 
+/* A duration: whole seconds, or a number followed by s, m, h or d ("90s", "30m",
+ * "2h", "1d"); at least 1 s, at most max_s. 0, -EINVAL (not a duration) or -ERANGE. */
+int util_parse_duration(const char *s, long long max_s, long long *out);
+
 /* A MySQL database name we are willing to splice into SQL between backquotes:
  * 1..64 of [A-Za-z0-9_$]. Prefixes: 0..50 of [A-Za-z0-9_]. */
 bool util_is_db_name(const char *s);

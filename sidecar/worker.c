@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "db.h"
+#include "jobtype.h"
 #include "log.h"
 #include "metrics.h"
 #include "runjobs.h"
@@ -26,7 +27,7 @@ struct worker {
 };
 
 struct workers {
-	const struct config *cfg;
+	const struct config *_Atomic cfg; /* swapped by workers_set_config (a reload) */
 	struct sched *sched;
 	struct limiter *limiter;
 	const atomic_bool *abort_now;
@@ -78,6 +79,8 @@ static void log_batch(const struct worker *w, const struct wiki *wiki,
 	log_begin(&l, failed && r->outcome != OUTCOME_BAD_REQUEST ? LOG_WARN : batch_level(r->outcome),
 		  failed ? "batch failed" : "batch");
 	log_str(&l, "wiki", wiki->domain);
+	if (r->type[0] != '\0')
+		log_str(&l, "type", r->type);
 	log_str(&l, "outcome", outcome_name(r->outcome));
 	log_int(&l, "jobs_ok", r->jobs_ok);
 	log_int(&l, "jobs_failed", r->jobs_failed);
@@ -129,29 +132,39 @@ static void drain(struct worker *w, struct sched_worker *sw, struct runjobs *rj,
 		  struct sched_ticket *t, bool probe)
 {
 	struct workers *pool = w->pool;
-	int64_t gap = pool->cfg->wiki_min_interval_ms;
+	int64_t gap;
 	struct health_verdict v = { .fault = FAULT_NONE };
 	struct batch_result r;
 	int64_t backoff = 0;
-	bool more = false;
+	bool more = false, next_type;
+	char type[JOBTYPE_MAX + 1];
 
 	memset(&r, 0, sizeof(r));
 	r.outcome = OUTCOME_ABORTED;
 	do {
+		gap = pool->cfg->wiki_min_interval_ms;
 		if (more && gap > 0 && !sched_hold(sw, t, gap))
 			break;
 		if (limiter_pace(pool->limiter) != 0 || !sched_confirm(sw, t))
 			break; /* nothing ran: the last outcome stands */
+		runjobs_set_config(rj, pool->cfg); /* a reload applies from the next batch */
+		if (!sched_batch_type(sw, t, type, sizeof(type))) {
+			sched_only_skipped_types(t, &r);
+			break;
+		}
 		observe_wait(t);
 		metrics_add(METRIC_IN_FLIGHT, 0, 1);
-		runjobs_batch(rj, t->wiki, (unsigned long long)t->lease.token, &r);
+		runjobs_batch_typed(rj, t->wiki, (unsigned long long)t->lease.token, type, &r);
 		metrics_add(METRIC_IN_FLIGHT, 0, -1);
+		next_type = sched_type_answered(t, pool->cfg, &r);
 		count_batch(&r);
 		sched_batch_ran(t, &r);
 		limiter_report(pool->limiter, &r, t->wiki->domain, probe && t->batches == 1, &v);
 		if (v.closed)
 			sched_clear_outage(sw, v.outage_since);
-		more = sched_keep_draining(t, &r, &v, limiter_breaker_open(pool->limiter)) &&
+		/* A typed batch that found its type empty goes on with the next type. */
+		more = (sched_keep_draining(t, &r, &v, limiter_breaker_open(pool->limiter)) ||
+			(next_type && !limiter_breaker_open(pool->limiter))) &&
 		       sched_may_continue(sw, t);
 		if (more)
 			log_batch(w, t->wiki, &r, &v, 0, true);
@@ -249,6 +262,11 @@ struct workers *workers_start(const struct config *cfg, struct sched *s, struct 
 		w->started = true;
 	}
 	return pool;
+}
+
+void workers_set_config(struct workers *pool, const struct config *cfg)
+{
+	atomic_store(&pool->cfg, cfg);
 }
 
 bool workers_wait(struct workers *pool, int64_t deadline_ms)

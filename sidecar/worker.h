@@ -22,6 +22,8 @@ struct workers *workers_start(const struct config *cfg, struct sched *s, struct 
 /* Waits until every worker has returned (after sched_stop) or the monotonic deadline
  * passes. Returns true when all have returned. */
 bool workers_wait(struct workers *w, int64_t deadline_ms);
+/* A reload: each worker's next batch follows cfg (the caller keeps it alive until exit). */
+void workers_set_config(struct workers *w, const struct config *cfg);
 
 /* Joins every thread (they must be on their way out) and frees. Accepts NULL. */
 void workers_join_free(struct workers *w);

@@ -645,3 +645,26 @@ def test_network_policy_refuses_to_admit_nobody(renderer, patched, tmp_path):
                    enabled(networkPolicy={"enabled": True, "prometheus": None}))
     assert r.returncode != 0
     assert "jobdrainer.networkPolicy: set prometheus" in r.stderr
+
+
+def test_on_config_change_reload_keeps_the_pods(renderer, patched, tmp_path, example):
+    """onConfigChange: reload leaves the pod template alone on an INI change (no checksum
+    annotation): the kubelet updates the mounted directory in place and the sidecar
+    re-reads it. The default, roll, keeps today's checksum."""
+    def annotations(r):
+        return r.deployment("backend")["spec"]["template"]["metadata"].get("annotations") or {}
+    assert "checksum/jobdrainer-config" in annotations(example)
+    roll = render(renderer, patched, tmp_path, enabled(onConfigChange="roll"))
+    assert "checksum/jobdrainer-config" in annotations(roll)
+    reload = render(renderer, patched, tmp_path, enabled(onConfigChange="reload"))
+    assert "checksum/jobdrainer-config" not in annotations(reload)
+    more = render(renderer, patched, tmp_path,
+                  enabled(onConfigChange="reload", config={"mediawiki": {"maxjobs": 300}}))
+    assert more.deployment("backend")["spec"]["template"] == \
+        reload.deployment("backend")["spec"]["template"]
+    # Updated in place only as a directory mount: a subPath mount never changes.
+    mounts = container(reload.deployment("backend"), "jobdrainer")["volumeMounts"]
+    assert mounts and all("subPath" not in m for m in mounts)
+    r = render_raw(renderer, patched, tmp_path, enabled(onConfigChange="restart"))
+    assert r.returncode != 0
+    assert 'jobdrainer.onConfigChange must be roll or reload, not "restart"' in r.stderr

@@ -47,7 +47,8 @@ def helm_template(helm, repo, tmp_path, *values):
                + values_args(tmp_path, *values))
 
 
-VALUE_SETS = {"defaults": (), "example": (EXAMPLE,), "everything": (EVERYTHING,)}
+VALUE_SETS = {"defaults": (), "example": (EXAMPLE,), "everything": (EVERYTHING,),
+              "reload": (enabled(onConfigChange="reload"),)}
 
 
 @pytest.mark.parametrize("name", sorted(VALUE_SETS))
@@ -79,6 +80,7 @@ def test_helm_template_equals_the_go_renderer(helm, renderer, patched, tmp_path,
     ({"deployments": ["jobs"]}, 'unknown deployment "jobs"'),
     ({"terminationGracePeriodSeconds": 20}, "must be above [sidecar] shutdown_timeout (25)"),
     ({"networkPolicy": {"enabled": True, "prometheus": None}}, "jobdrainer.networkPolicy: set"),
+    ({"onConfigChange": "restart"}, "jobdrainer.onConfigChange must be roll or reload"),
 ])
 def test_helm_refuses_bad_values(helm, patched, tmp_path, over, message):
     r = helm_template(helm, patched, tmp_path, enabled(**over))

@@ -229,8 +229,8 @@ def test_ten_sidecars_create_the_schema_once(farm20, sidecars, tmp_path):
         farm.push_null_jobs(SMALL[8], 30)
         wait_until(lambda: farm.ready_jobs(SMALL[8]) == 0, timeout=60, what="drained")
         rows = farm.sql("SELECT id, version FROM jobdrainer.jd_schema")
-        # Version 2: jd_wiki's orphaned-claims columns (issue 14).
-        assert [tuple(r) for r in rows] == [(1, 2)]
+        # Version 2: jd_wiki's orphaned-claims columns (issue 14); 3: jd_pause (issue 11).
+        assert [tuple(r) for r in rows] == [(1, 3)]
         for p in pods:
             bad = [l for l in p.lines() if l.get("severity") == "ERROR"]
             assert bad == [], bad

@@ -302,6 +302,12 @@ static const struct error_case error_cases[] = {
 	  { { 2, "[drain] probe_interval_max: '0' is out of range (allowed: 1..3600)" } } },
 	{ "probe_interval_max junk", "[drain]\nprobe_interval_max = 5s\n",
 	  { { 2, "[drain] probe_interval_max: '5s' is not a whole number (allowed: 1..3600)" } } },
+	{ "priority_types bad character", "[drain]\npriority_types = cirrus*, bad/type\n",
+	  { { 2, "[drain] priority_types: pattern 'bad/type' has '/': only [A-Za-z0-9_.:-] and the "
+		 "wildcards * and ?" } } },
+	{ "skip_types bad on a continuation", "[drain]\nskip_types = a\n  b c%\n",
+	  { { 2, "[drain] skip_types: pattern 'c%' has '%': only [A-Za-z0-9_.:-] and the "
+		 "wildcards * and ?" } } },
 	{ "secret value never echoed", "[platform_db]\npassword = hunter2\n  more\n",
 	  { { 3, "[platform_db] password: continuation line, but this key takes a single line" } } },
 };
@@ -398,6 +404,46 @@ static void assert_default_query(const char *q)
 		size_t len = end ? (size_t)(end - line) : strlen(line);
 		assert_true(len + 8 <= (size_t)config_max_line());
 	}
+}
+
+/* A reload keeps what a running daemon cannot change, names it, and refuses batches
+ * that would outlast the running leases. */
+static void test_keep_static(void **state)
+{
+	struct config *cur, *next;
+	struct buf kept, errors;
+
+	(void)state;
+	cur = load_ok("[sidecar]\nholder = pod-a\n[http]\nlisten = 127.0.0.1:9180\n"
+		      "[coordination]\nlease_ttl = 60\n");
+	next = load_ok("[sidecar]\nholder = pod-b\nworkers = 5\n[http]\nlisten = :1\n"
+		       "[coordination]\nlease_ttl = 600\n[platform_db]\nhost = db2\n"
+		       "[drain]\nbatches_per_second = 3\n");
+	buf_init(&kept);
+	buf_init(&errors);
+	assert_int_equal(config_keep_static(next, cur, &kept, &errors), 0);
+	/* [scan_db] host follows [platform_db]'s when unset, [binlog] host [scan_db]'s:
+	 * they changed too. */
+	assert_string_equal(kept.data, "[sidecar] holder, [http] listen, [platform_db] host, "
+				       "[scan_db] host, [coordination] lease_ttl, [binlog] host");
+	assert_string_equal(next->holder, "pod-a");
+	assert_string_equal(next->http_listen, "127.0.0.1:9180");
+	assert_string_equal(next->platform.host, "127.0.0.1");
+	assert_int_equal(next->lease_ttl, 60);
+	assert_int_equal(next->workers, 5); /* live keys take the file's value */
+	assert_int_equal(next->batches_per_second, 3);
+	config_free(next);
+	buf_release(&kept);
+
+	/* maxtime 40 + allowance 30 would fit a 600 s lease, not the running 60 s one. */
+	next = load_ok("[coordination]\nlease_ttl = 600\n[mediawiki]\nmaxtime = 40\n");
+	buf_init(&kept);
+	assert_int_equal(config_keep_static(next, cur, &kept, &errors), -EINVAL);
+	assert_non_null(strstr(errors.data, "[mediawiki] maxtime + timeout_allowance = 70 s"));
+	config_free(next);
+	config_free(cur);
+	buf_release(&kept);
+	buf_release(&errors);
 }
 
 static void test_defaults(void **state)
@@ -936,6 +982,7 @@ int main(void)
 	static const struct CMUnitTest fixed[] = {
 		cmocka_unit_test(test_missing_file),
 		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_keep_static),
 		cmocka_unit_test(test_values_and_syntax),
 		cmocka_unit_test(test_multiline_query),
 		cmocka_unit_test(test_inline_comment_on_continuation),

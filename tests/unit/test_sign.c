@@ -26,6 +26,28 @@ static const char *text(const struct buf *b)
 
 /* The design document's vector: fields given unsorted, as the RunJobs client builds
  * them. */
+/* A typed batch (issue 11): `type` is signed like every other field and sorts last. */
+static void test_typed_vector(void **state)
+{
+	/* The design's fields, in the order the RunJobs client gives them, and type. */
+	struct form_field fields[] = {
+		{ "type", "cirrusSearchLinksUpdatePrioritized" },
+		{ "title", "Special:RunJobs" }, { "tasks", "jobs" }, { "maxjobs", "100" },
+		{ "maxtime", "30" }, { "async", "0" }, { "stats", "1" }, { "sigexpiry", "1700000060" },
+	};
+	char hex[SIGN_HEX_LEN + 1];
+	struct buf b;
+
+	(void)state;
+	buf_init(&b);
+	sign_canonical(&b, fields, 8);
+	assert_string_equal(text(&b), DESIGN_CANONICAL "&type=cirrusSearchLinksUpdatePrioritized");
+	assert_int_equal(sign_hmac_sha1_hex(DESIGN_SECRET, b.data, b.len, hex), 0);
+	/* From an independent HMAC-SHA1 over the same string (Python's hmac). */
+	assert_string_equal(hex, "676aee0a24afc1d06fbd274c5dff84e631c4978f");
+	buf_release(&b);
+}
+
 static void test_design_vector(void **state)
 {
 	struct form_field fields[] = {
@@ -209,6 +231,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_design_vector),
+		cmocka_unit_test(test_typed_vector),
 		cmocka_unit_test(test_canonical_sorts_in_place),
 		cmocka_unit_test(test_urlencode_table),
 		cmocka_unit_test(test_urlencode_appends),

@@ -231,6 +231,30 @@ static void check_timestamps(const struct ts_case *c, size_t n)
 		fail_msg("%d of %zu timestamp cases wrong", bad, n);
 }
 
+static void test_parse_duration(void **state)
+{
+	static const struct {
+		const char *in;
+		int rc;
+		long long s;
+	} cases[] = {
+		{ "90", 0, 90 },     { "90s", 0, 90 },   { "30m", 0, 1800 },    { "2h", 0, 7200 },
+		{ "1d", 0, 86400 },  { "366d", 0, 366LL * 86400 },              { "0", -ERANGE, 0 },
+		{ "0m", -ERANGE, 0 }, { "367d", -ERANGE, 0 }, { "-5m", -ERANGE, 0 },
+		{ "", -EINVAL, 0 },  { "m", -EINVAL, 0 }, { "1w", -EINVAL, 0 }, { "1.5h", -EINVAL, 0 },
+		{ "2 h", -EINVAL, 0 }, { "2hh", -EINVAL, 0 }, { "soon", -EINVAL, 0 },
+		{ "99999999999999999999999d", -EINVAL, 0 },
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		long long v = -1;
+		int rc = util_parse_duration(cases[i].in, 366LL * 86400, &v);
+		if (rc != cases[i].rc || (rc == 0 && v != cases[i].s))
+			fail_msg("'%s': rc %d v %lld, want rc %d v %lld", cases[i].in, rc, v,
+				 cases[i].rc, cases[i].s);
+	}
+}
+
 static void test_mw_timestamp(void **state)
 {
 	/* Values from `date -u -d '2023-11-14 22:14:20' +%s` and friends. */
@@ -694,6 +718,7 @@ int main(void)
 		cmocka_unit_test(test_is_domain),
 		cmocka_unit_test(test_is_domain_port_digits_only),
 		cmocka_unit_test(test_parse_int),
+		cmocka_unit_test(test_parse_duration),
 		cmocka_unit_test(test_mw_timestamp),
 		cmocka_unit_test(test_mw_timestamp_strict),
 		cmocka_unit_test(test_buf),

@@ -1,0 +1,514 @@
+/* steer.c - see steer.h.
+ *
+ * A pause is a row in jd_pause, not a message to the pods: pods that are down, or
+ * start later, honour it just the same, and it survives every restart. A pause with
+ * --for ends by itself (the row's until_at passes; nobody has to act). */
+#include "steer.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "coord.h"
+#include "discovery.h"
+#include "scan.h"
+#include "util.h"
+
+/* Who paused: the operator's user name and where the command ran (the pod). */
+static void operator_name(char *out, size_t len)
+{
+	const char *user = getenv("USER"), *host = getenv("POD_NAME");
+	char hostbuf[256], uid[32];
+
+	if (user == NULL || *user == '\0')
+		user = getenv("LOGNAME");
+	if (user == NULL || *user == '\0') {
+		snprintf(uid, sizeof(uid), "uid%u", (unsigned)getuid());
+		user = uid;
+	}
+	if (host == NULL || *host == '\0')
+		host = getenv("HOSTNAME");
+	if (host == NULL || *host == '\0') {
+		if (gethostname(hostbuf, sizeof(hostbuf)) != 0)
+			snprintf(hostbuf, sizeof(hostbuf), "unknown");
+		hostbuf[sizeof(hostbuf) - 1] = '\0';
+		host = hostbuf;
+	}
+	snprintf(out, len, "%s@%s", user, host);
+}
+
+static void duration_text(long long s, char *out, size_t len)
+{
+	if (s < 120)
+		snprintf(out, len, "%llds", s);
+	else if (s < 7200)
+		snprintf(out, len, "%lldm%02llds", s / 60, s % 60);
+	else
+		snprintf(out, len, "%lldh%02lldm", s / 3600, (s % 3600) / 60);
+}
+
+/* The coordination database, with its schema (pause may be the first command run
+ * against a new fleet). NULL on failure, reported. */
+static struct db *open_coord(const struct config *cfg, const char *cmd)
+{
+	struct db *db = db_new(&cfg->platform, "coordination");
+	char err[512];
+
+	if (db == NULL) {
+		fprintf(stderr, "jobdrainer %s: out of memory\n", cmd);
+		return NULL;
+	}
+	if (coord_ensure_schema(db, cfg, err, sizeof(err)) != 0) {
+		fprintf(stderr, "jobdrainer %s: coordination database: %s\n", cmd, err);
+		db_free(db);
+		return NULL;
+	}
+	return db;
+}
+
+static void print_pause(const struct coord_pause *p)
+{
+	char until[96], left[48];
+
+	if (p->until[0]) {
+		duration_text(p->remaining_s, left, sizeof(left));
+		snprintf(until, sizeof(until), "until %s (in %s)", p->until, left);
+	} else {
+		snprintf(until, sizeof(until), "until resumed");
+	}
+	printf("  %-28s by %s, since %s, %s\n",
+	       strcmp(p->domain, COORD_ALL_WIKIS) == 0 ? "(every wiki)" : p->domain, p->by,
+	       p->since, until);
+	if (p->reason[0])
+		printf("  %-28s reason: %s\n", "", p->reason);
+}
+
+int steer_pause(const struct config *cfg, const char *domain, bool all, long long for_s,
+		const char *reason)
+{
+	const char *name = all ? COORD_ALL_WIKIS : domain;
+	struct coord_pause *p = NULL;
+	struct db *db;
+	char by[300], err[512];
+	size_t n = 0;
+	int rc = CLI_FAILED;
+
+	if (!all && !util_is_domain(domain)) {
+		fprintf(stderr, "jobdrainer pause: '%s' is not a wiki domain\n", domain);
+		return CLI_USAGE;
+	}
+	if (reason != NULL && strlen(reason) > 255) {
+		fprintf(stderr, "jobdrainer pause: --reason is longer than 255 bytes\n");
+		return CLI_USAGE;
+	}
+	db = open_coord(cfg, "pause");
+	if (db == NULL)
+		return CLI_FAILED;
+	operator_name(by, sizeof(by));
+	if (coord_pause_set(db, cfg, cfg->mw_version, name, by, reason ? reason : "", for_s, err,
+			    sizeof(err)) != 0 ||
+	    coord_pause_list(db, cfg, cfg->mw_version, all ? NULL : domain, &p, &n, err,
+			     sizeof(err)) != 0) {
+		fprintf(stderr, "jobdrainer pause: %s\n", err);
+		goto out;
+	}
+	printf("paused %s; every sidecar lets go of %s at its next batch\n",
+	       all ? "every wiki of this scope" : domain, all ? "them" : "it");
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(p[i].domain, name) == 0)
+			print_pause(&p[i]);
+	rc = CLI_OK;
+out:
+	free(p);
+	db_free(db);
+	return rc;
+}
+
+int steer_resume(const struct config *cfg, const char *domain, bool all)
+{
+	const char *name = all ? COORD_ALL_WIKIS : domain;
+	struct coord_pause *p = NULL;
+	struct db *db;
+	char err[512];
+	bool was = false;
+	size_t n = 0;
+	int rc = CLI_FAILED;
+
+	db = open_coord(cfg, "resume");
+	if (db == NULL)
+		return CLI_FAILED;
+	if (coord_pause_clear(db, cfg, cfg->mw_version, name, &was, err, sizeof(err)) != 0 ||
+	    coord_pause_list(db, cfg, cfg->mw_version, all ? NULL : domain, &p, &n, err,
+			     sizeof(err)) != 0) {
+		fprintf(stderr, "jobdrainer resume: %s\n", err);
+		goto out;
+	}
+	if (all)
+		printf("%s\n", was ? "resumed: the pause of every wiki is lifted"
+				   : "every wiki was not paused; nothing to lift");
+	else
+		printf("%s: %s\n", domain, was ? "resumed" : "was not paused on its own");
+	/* What still holds: the scope's pause over this wiki, or wikis paused one by one
+	 * (resume --all lifts only the scope's pause: those were paused for a reason). */
+	if (n > 0)
+		printf("still paused:\n");
+	for (size_t i = 0; i < n; i++)
+		print_pause(&p[i]);
+	rc = CLI_OK;
+out:
+	free(p);
+	db_free(db);
+	return rc;
+}
+
+void steer_print_pauses(struct db *db, const struct config *cfg)
+{
+	struct coord_pause *p = NULL;
+	char err[512];
+	size_t n = 0;
+
+	if (coord_pause_list(db, cfg, cfg->mw_version, NULL, &p, &n, err, sizeof(err)) != 0) {
+		fprintf(stderr, "jobdrainer status: pauses cannot be read: %s\n", err);
+		return;
+	}
+	if (n > 0)
+		printf("paused (no batches until resumed or the time is up):\n");
+	for (size_t i = 0; i < n; i++)
+		print_pause(&p[i]);
+	if (n > 0)
+		printf("\n");
+	free(p);
+}
+
+json_t *steer_pauses_json(struct db *db, const struct config *cfg)
+{
+	struct coord_pause *p = NULL;
+	json_t *arr;
+	char err[512];
+	size_t n = 0;
+
+	if (coord_pause_list(db, cfg, cfg->mw_version, NULL, &p, &n, err, sizeof(err)) != 0) {
+		fprintf(stderr, "jobdrainer status: pauses cannot be read: %s\n", err);
+		return NULL;
+	}
+	arr = json_array();
+	for (size_t i = 0; arr != NULL && i < n; i++) {
+		bool every = strcmp(p[i].domain, COORD_ALL_WIKIS) == 0;
+		json_array_append_new(arr,
+				      json_pack("{s:s?, s:b, s:s, s:s, s:s, s:s?, s:I}", "wiki",
+						every ? NULL : p[i].domain, "all", every, "by",
+						p[i].by, "reason", p[i].reason, "since", p[i].since,
+						"until", p[i].until[0] ? p[i].until : NULL,
+						"remaining_s", (json_int_t)p[i].remaining_s));
+	}
+	free(p);
+	return arr;
+}
+
+/* ---- status --wiki ------------------------------------------------------------------ */
+
+/* The wiki's entry from discovery (db, prefix), or NULL with why in err. */
+static struct wiki *discover(const struct config *cfg, const char *domain, char *err, size_t errlen)
+{
+	struct db *platform = db_new(&cfg->platform, "platform_db");
+	struct discovery *disc = discovery_new(cfg);
+	struct wiki_list list = { 0 };
+	struct wiki *found = NULL;
+
+	if (platform != NULL && disc != NULL &&
+	    discovery_run(disc, platform, &list, err, errlen) == 0) {
+		for (size_t i = 0; i < list.len && found == NULL; i++)
+			if (strcmp(list.items[i]->domain, domain) == 0)
+				found = wiki_dup(list.items[i]);
+		if (found == NULL)
+			snprintf(err, errlen, "discovery does not list %s", domain);
+	}
+	wiki_list_free(&list);
+	discovery_free(disc);
+	db_free(platform);
+	return found;
+}
+
+/* The wiki's state and why, from its books and pauses (one word, one reason). */
+static const char *wiki_state(const struct coord_wiki_detail *d, const struct coord_pause *p,
+			      size_t np, char *why, size_t len)
+{
+	why[0] = '\0';
+	if (d->scan_error[0]) {
+		snprintf(why, len, "its job table cannot be read: %s", d->scan_error);
+		return "unreadable";
+	}
+	if (np > 0) {
+		snprintf(why, len, "paused by %s%s%s", p[0].by, p[0].reason[0] ? ": " : "",
+			 p[0].reason);
+		return "paused";
+	}
+	if (d->holder[0]) {
+		snprintf(why, len, "%s holds its lease", d->holder);
+		return "draining";
+	}
+	if (d->backoff_s > 0) {
+		snprintf(why, len, "%d failure(s) in a row, last outcome %s", d->failures,
+			 d->last_outcome);
+		return "backoff";
+	}
+	if (d->parked_s > 0) {
+		snprintf(why, len,
+			 "MediaWiki ran none of its ready jobs (types it does not run); "
+			 "until a new job arrives");
+		return "parked";
+	}
+	if (d->oldest_ready_age_s >= 0) {
+		snprintf(why, len, "ready jobs, waiting for a worker");
+		return "waiting";
+	}
+	snprintf(why, len, "no ready job at the last scan");
+	return "idle";
+}
+
+static json_t *drains_json(const char *recent)
+{
+	json_t *arr = json_array();
+	char copy[2048], *save = NULL;
+
+	snprintf(copy, sizeof(copy), "%s", recent);
+	for (char *e = strtok_r(copy, ";", &save); e != NULL && arr != NULL;
+	     e = strtok_r(NULL, ";", &save)) {
+		char at[32], holder[256], outcome[32];
+		long long batches, jobs, ms;
+		if (sscanf(e, "%31s %255s %31s %lld %lld %lld", at, holder, outcome, &batches,
+			   &jobs, &ms) != 6)
+			continue;
+		json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:I, s:I, s:I}", "at", at,
+						     "holder", holder, "outcome", outcome,
+						     "batches", (json_int_t)batches, "jobs",
+						     (json_int_t)jobs, "ms", (json_int_t)ms));
+	}
+	return arr;
+}
+
+static json_t *types_json(const struct scan_type_row *t, size_t n, int64_t now_ms)
+{
+	json_t *arr = json_array();
+
+	for (size_t i = 0; i < n && arr != NULL; i++)
+		json_array_append_new(
+			arr, json_pack("{s:s, s:I, s:b, s:I, s:b, s:I, s:I}", "type", t[i].type,
+				       "ready", (json_int_t)t[i].ready, "ready_at_least",
+				       t[i].ready >= SCAN_VIEW_READY_CAP, "claimed",
+				       (json_int_t)t[i].claimed, "claimed_at_least",
+				       t[i].claimed >= SCAN_VIEW_CLAIMED_CAP, "abandoned",
+				       (json_int_t)t[i].abandoned, "oldest_ready_age_s",
+				       (json_int_t)(t[i].oldest_ready_ms
+							    ? (now_ms - t[i].oldest_ready_ms) / 1000
+							    : -1)));
+	return arr;
+}
+
+static void print_wiki_text(const char *domain, const char *state, const char *why,
+			    const struct coord_wiki_detail *d, const struct coord_pause *p,
+			    size_t np, const struct scan_type_row *t, size_t nt, int64_t now_ms)
+{
+	char a[48], b[48];
+
+	printf("%s: %s (%s)\n", domain, state, why);
+	if (d->holder[0]) {
+		duration_text(d->lease_age_s, a, sizeof(a));
+		duration_text(d->lease_s, b, sizeof(b));
+		printf("  lease: held by %s (token %lld) for %s, expires in %s unless renewed\n",
+		       d->holder, d->lease_token, a, b);
+	} else {
+		printf("  lease: free%s%s\n", d->last_holder[0] ? "; last held by " : "",
+		       d->last_holder);
+	}
+	if (d->last_batch_s >= 0) {
+		duration_text(d->last_batch_s, a, sizeof(a));
+		printf("  last drain ended %s ago: %s; %d failure(s) in a row\n", a,
+		       d->last_outcome, d->failures);
+	}
+	if (d->backoff_s > 0) {
+		duration_text(d->backoff_s, a, sizeof(a));
+		printf("  backoff: %s more\n", a);
+	}
+	if (d->parked_s > 0) {
+		duration_text(d->parked_s, a, sizeof(a));
+		printf("  parked: %s more, or until a new job arrives\n", a);
+	}
+	for (size_t i = 0; i < np; i++)
+		print_pause(&p[i]);
+	duration_text(d->scan_age_s < 0 ? 0 : d->scan_age_s, a, sizeof(a));
+	printf("  fleet scan: %s ago; %lld orphaned claims, %lld abandoned jobs (full scan)\n\n", a,
+	       d->orphaned_claims, d->abandoned_jobs);
+	printf("  %-40s %8s %8s %9s %12s\n", "TYPE", "READY", "CLAIMED", "ABANDONED",
+	       "OLDEST_READY");
+	for (size_t i = 0; i < nt; i++) {
+		char ready[24], claimed[24];
+		snprintf(ready, sizeof(ready), "%s%lld",
+			 t[i].ready >= SCAN_VIEW_READY_CAP ? ">=" : "", t[i].ready);
+		snprintf(claimed, sizeof(claimed), "%s%lld",
+			 t[i].claimed >= SCAN_VIEW_CLAIMED_CAP ? ">=" : "", t[i].claimed);
+		if (t[i].oldest_ready_ms)
+			duration_text((now_ms - t[i].oldest_ready_ms) / 1000, a, sizeof(a));
+		else
+			snprintf(a, sizeof(a), "-");
+		printf("  %-40s %8s %8s %9lld %12s\n", t[i].type, ready, claimed, t[i].abandoned, a);
+	}
+	if (nt == 0)
+		printf("  (no rows in its job table)\n");
+	if (d->recent_drains[0]) {
+		char copy[2048], *save = NULL;
+		printf("\n  recent drains (newest first): time holder outcome batches jobs ms\n");
+		snprintf(copy, sizeof(copy), "%s", d->recent_drains);
+		for (char *e = strtok_r(copy, ";", &save); e; e = strtok_r(NULL, ";", &save))
+			printf("  %s\n", e);
+	}
+}
+
+int steer_status_wiki(const struct config *cfg, const char *domain, bool json)
+{
+	struct coord_wiki_detail d;
+	struct coord_pause *p = NULL;
+	struct scan_type_row *t = NULL;
+	struct wiki *w = NULL;
+	struct db *coord = NULL, *scan = NULL;
+	char err[512], why[1024];
+	size_t np = 0, nt = 0;
+	int64_t now_ms = util_wall_ms();
+	const char *state;
+	int rc = CLI_FAILED;
+
+	w = discover(cfg, domain, err, sizeof(err));
+	if (w == NULL) {
+		rc = strstr(err, "does not list") ? CLI_NOT_FOUND : CLI_FAILED;
+		goto fail;
+	}
+	coord = open_coord(cfg, "status");
+	if (coord == NULL)
+		goto out;
+	scan = db_new(&cfg->scan, "scan_db");
+	if (scan == NULL) {
+		snprintf(err, sizeof(err), "out of memory");
+		goto fail;
+	}
+	if (coord_wiki_detail(coord, cfg, cfg->mw_version, domain, &d, err, sizeof(err)) != 0 ||
+	    coord_pause_list(coord, cfg, cfg->mw_version, domain, &p, &np, err, sizeof(err)) != 0 ||
+	    scan_wiki_types(scan, w, &t, &nt, err, sizeof(err)) != 0)
+		goto fail;
+	state = wiki_state(&d, p, np, why, sizeof(why));
+	if (!d.found)
+		snprintf(why, sizeof(why), "not scanned yet by the fleet");
+	if (json) {
+		json_t *pauses = json_array();
+		for (size_t i = 0; i < np && pauses != NULL; i++)
+			json_array_append_new(pauses,
+					      json_pack("{s:b, s:s, s:s, s:s, s:s?}", "all",
+							strcmp(p[i].domain, COORD_ALL_WIKIS) == 0,
+							"by", p[i].by, "reason", p[i].reason,
+							"since", p[i].since, "until",
+							p[i].until[0] ? p[i].until : NULL));
+		json_t *root = json_pack(
+			"{s:s, s:s, s:s, s:{s:s?, s:I, s:I, s:I}, s:s?, s:s?, s:I, s:i, s:I, s:I,"
+			" s:o, s:I, s:s?, s:I, s:I, s:o, s:o}",
+			"wiki", domain, "state", state, "why", why, "lease", "holder",
+			d.holder[0] ? d.holder : NULL, "token", (json_int_t)d.lease_token,
+			"expires_in_s", (json_int_t)d.lease_s, "held_for_s",
+			(json_int_t)d.lease_age_s, "last_holder",
+			d.last_holder[0] ? d.last_holder : NULL, "last_outcome",
+			d.last_outcome[0] ? d.last_outcome : NULL, "last_batch_s",
+			(json_int_t)d.last_batch_s, "failures", d.failures, "backoff_s",
+			(json_int_t)(d.backoff_s > 0 ? d.backoff_s : 0), "parked_s",
+			(json_int_t)(d.parked_s > 0 ? d.parked_s : 0), "paused", pauses,
+			"scan_age_s", (json_int_t)d.scan_age_s, "scan_error",
+			d.scan_error[0] ? d.scan_error : NULL, "orphaned_claims",
+			(json_int_t)d.orphaned_claims, "abandoned_jobs",
+			(json_int_t)d.abandoned_jobs, "types", types_json(t, nt, now_ms),
+			"recent_drains", drains_json(d.recent_drains));
+		if (root == NULL) {
+			snprintf(err, sizeof(err), "out of memory");
+			goto fail;
+		}
+		json_dumpf(root, stdout, JSON_INDENT(2));
+		putchar('\n');
+		json_decref(root);
+	} else {
+		print_wiki_text(domain, state, why, &d, p, np, t, nt, now_ms);
+	}
+	rc = CLI_OK;
+	goto out;
+fail:
+	fprintf(stderr, "jobdrainer status: %s: %s\n", domain, err);
+out:
+	free(t);
+	free(p);
+	wiki_free(w);
+	db_free(scan);
+	db_free(coord);
+	return rc;
+}
+
+/* ---- the fleet's wikis with abandoned jobs ------------------------------------------ */
+
+/* Up to this many in `status`; the rest are counted. */
+#define ABANDONED_SHOWN 20
+
+/* The list for both forms of `status`; false (reported) when it cannot be read. */
+static bool read_abandoned(struct db *db, const struct config *cfg, struct buf *names, int *n)
+{
+	char err[512];
+
+	buf_init(names);
+	if (coord_abandoned_wikis(db, cfg, cfg->mw_version, ABANDONED_SHOWN, names, n, err,
+				  sizeof(err)) == 0)
+		return true;
+	fprintf(stderr, "jobdrainer status: abandoned jobs cannot be read: %s\n", err);
+	buf_release(names);
+	return false;
+}
+
+void steer_print_abandoned(struct db *db, const struct config *cfg)
+{
+	struct buf names;
+	int n = 0;
+	size_t off = 0;
+
+	if (!read_abandoned(db, cfg, &names, &n))
+		return;
+	if (n > 0)
+		printf("abandoned jobs (claimed, at MediaWiki's retry limit of %d attempts; never "
+		       "run again; status --wiki DOMAIN shows their types):\n",
+		       SCAN_MAX_ATTEMPTS);
+	for (int i = 0; i < n; i++) {
+		const char *e = names.data + off;
+		off += strlen(e) + 1;
+		printf("  %s\n", e);
+	}
+	if (n > 0)
+		printf("\n");
+	buf_release(&names);
+}
+
+json_t *steer_abandoned_json(struct db *db, const struct config *cfg)
+{
+	struct buf names;
+	json_t *arr;
+	int n = 0;
+	size_t off = 0;
+
+	if (!read_abandoned(db, cfg, &names, &n))
+		return NULL;
+	arr = json_array();
+	for (int i = 0; i < n && arr != NULL; i++) {
+		const char *e = names.data + off, *sp = strrchr(e, ' ');
+		long long count = 0;
+		off += strlen(e) + 1;
+		if (sp == NULL || util_parse_int(sp + 1, 0, INT64_MAX, &count) != 0)
+			continue;
+		json_array_append_new(arr, json_pack("{s:s%, s:I}", "wiki", e, (size_t)(sp - e),
+						     "abandoned_jobs", (json_int_t)count));
+	}
+	buf_release(&names);
+	return arr;
+}

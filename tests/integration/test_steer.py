@@ -1,0 +1,263 @@
+"""Operators steer the running fleet: pause and resume (one wiki, every wiki, with --for),
+against real MariaDB and real MediaWiki, with two sidecars standing in for two pods."""
+
+import json
+import subprocess
+
+from sidecar import BINARY, farm_ini, wait_until
+
+W1, W2, W3 = "wiki1.farm.test", "wiki2.farm.test", "wiki3.farm.test"
+
+
+def cli(pod, *args, env=None):
+    """Runs an operator command next to `pod` (same INI), like kubectl exec would."""
+    return subprocess.run([BINARY, "--config", pod.ini] + list(args), capture_output=True,
+                          text=True, timeout=60, env=env)
+
+
+def status_json(pod):
+    r = cli(pod, "status", "--json", "--all")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_pause_one_wiki_across_two_pods_then_resume(farm, sidecars):
+    ini = farm_ini(farm)
+    a = sidecars("steer-a", ini, start=False)
+    r = cli(a, "pause", "--wiki", W1, "--reason", "database migration")
+    assert r.returncode == 0, r.stderr
+    assert "paused " + W1 in r.stdout and "until resumed" in r.stdout
+    assert "reason: database migration" in r.stdout
+
+    farm.push_null_jobs(W1, 120)
+    farm.push_null_jobs(W2, 120)
+    a.start()
+    b = sidecars("steer-b", ini)
+    wait_until(lambda: farm.ready_jobs(W2) == 0, timeout=90, what=W2 + " drained")
+    # Several scans and candidate polls later, nobody has touched the paused wiki.
+    for pod in (a, b):
+        wait_until(lambda p=pod: p.metrics().get("jobdrainer_wikis_paused") == 1, timeout=20,
+                   what="paused gauge")
+    scans = a.metrics()["jobdrainer_scans_total"] + b.metrics()["jobdrainer_scans_total"]
+    wait_until(lambda: a.metrics()["jobdrainer_scans_total"] +
+               b.metrics()["jobdrainer_scans_total"] >= scans + 3, timeout=30,
+               what="three more scans")
+    assert farm.ready_jobs(W1) == 120
+    assert not a.batches(W1) and not b.batches(W1)
+    assert a.metrics()["jobdrainer_all_wikis_paused"] == 0
+    # A paused wiki's backlog is not "late": it stays out of the fleet's oldest age.
+    wait_until(lambda: a.metrics()["jobdrainer_oldest_ready_job_age_seconds"] == 0,
+               timeout=20, what="oldest age without the paused wiki")
+
+    # status names the pause: who, why, until when.
+    text = cli(a, "status").stdout
+    assert "paused (no batches until resumed" in text and W1 in text
+    assert "reason: database migration" in text
+    st = status_json(a)
+    [p] = st["paused"]
+    assert p["wiki"] == W1 and p["all"] is False and p["until"] is None
+    assert p["reason"] == "database migration" and "@" in p["by"]
+
+    # The operator's drain honours it too.
+    r = cli(a, "drain", "--wiki", W1)
+    assert r.returncode == 1 and "paused by" in r.stderr, r.stderr
+    assert farm.ready_jobs(W1) == 120
+
+    r = cli(b, "resume", "--wiki", W1)
+    assert r.returncode == 0 and W1 + ": resumed" in r.stdout, r.stdout
+    wait_until(lambda: farm.ready_jobs(W1) == 0, timeout=90, what=W1 + " drained after resume")
+    assert status_json(a)["paused"] == []
+    r = cli(b, "resume", "--wiki", W1)
+    assert r.returncode == 0 and "was not paused" in r.stdout
+    assert a.stop() == 0 and b.stop() == 0
+
+
+def test_pause_makes_the_holder_let_go_at_its_next_batch(farm, sidecars):
+    # 600 jobs of 20 ms in batches of 20: a batch lasts about 0.4 s, the drain 12 s.
+    farm.push_null_jobs(W3, 600, usleep_us=20000)
+    pod = sidecars("steer-hold", farm_ini(farm, sidecar={"workers": 1},
+                                          mediawiki={"maxjobs": 20}))
+    pod.wait_for(lambda l: l.get("msg") == "batch" and l.get("wiki") == W3, timeout=60,
+                 what="draining " + W3)
+    r = cli(pod, "pause", "--wiki", W3, "--reason", "bot import")
+    assert r.returncode == 0, r.stderr
+    line = pod.wait_for(lambda l: l.get("msg") == "wiki paused: letting go", timeout=30,
+                        what="the holder letting go")
+    assert line["wiki"] == W3 and line["reason"] == "bot import" and line["until"] == "resumed"
+    # The lease was released, not lost: no lease_lost error, and nobody holds it.
+    wait_until(lambda: pod.metrics()["jobdrainer_leases_held"] == 0, timeout=10,
+               what="lease released")
+    assert pod.metrics()['jobdrainer_errors_total{kind="lease_lost"}'] == 0
+    left = farm.ready_jobs(W3)
+    assert left > 0
+    batches = len(pod.batches(W3))
+    # A few scans (and candidate polls) later: still untouched.
+    scans = pod.metrics()["jobdrainer_scans_total"]
+    wait_until(lambda: pod.metrics()["jobdrainer_scans_total"] >= scans + 3, timeout=30,
+               what="three more scans")
+    assert farm.ready_jobs(W3) == left and len(pod.batches(W3)) == batches
+    assert cli(pod, "resume", "--wiki", W3).returncode == 0
+    wait_until(lambda: farm.ready_jobs(W3) == 0, timeout=120, what=W3 + " drained after resume")
+    assert pod.stop() == 0
+
+
+def test_pause_all_for_a_while_ends_by_itself(farm, sidecars):
+    ini = farm_ini(farm)
+    a = sidecars("steer-all-a", ini, start=False)
+    r = cli(a, "pause", "--all", "--for", "6s", "--reason", "maintenance window")
+    assert r.returncode == 0, r.stderr
+    assert "every wiki" in r.stdout and "(in " in r.stdout
+    until = status_json(a)["paused"][0]["until"]
+    assert status_json(a)["paused"][0]["all"] is True
+    # A wiki paused on its own stays paused after the window.
+    assert cli(a, "pause", "--wiki", W2).returncode == 0
+    farm.push_null_jobs(W1, 50)
+    farm.push_null_jobs(W2, 50)
+    a.start()
+    b = sidecars("steer-all-b", ini)
+    wait_until(lambda: a.metrics().get("jobdrainer_all_wikis_paused") == 1, timeout=20,
+               what="all-paused gauge")
+    wait_until(lambda: farm.ready_jobs(W1) == 0, timeout=90, what=W1 + " drained after the window")
+    # Not one batch went out before the window ended (log times are UTC, like until).
+    for pod in (a, b):
+        for line in pod.batches(W1):
+            assert line["ts"][:19] >= until[:19], (line, until)
+    wait_until(lambda: a.metrics()["jobdrainer_all_wikis_paused"] == 0, timeout=20,
+               what="all-paused gauge back to 0")
+    assert farm.ready_jobs(W2) == 50
+    st = status_json(a)
+    assert [p["wiki"] for p in st["paused"]] == [W2]
+    r = cli(a, "resume", "--all")
+    assert r.returncode == 0 and "nothing to lift" in r.stdout and "still paused" in r.stdout
+    assert cli(a, "resume", "--wiki", W2).returncode == 0
+    wait_until(lambda: farm.ready_jobs(W2) == 0, timeout=90, what=W2 + " drained")
+    assert a.stop() == 0 and b.stop() == 0
+
+
+def test_pause_command_line_errors(farm, sidecars):
+    pod = sidecars("steer-cli", farm_ini(farm), start=False)
+    for args, why in [(("pause",), "--wiki DOMAIN or --all"),
+                      (("pause", "--wiki", W1, "--all"), "--wiki DOMAIN or --all"),
+                      (("pause", "--wiki", W1, "--for", "soon"), "not a duration"),
+                      (("pause", "--wiki", W1, "--for", "400d"), "not a duration"),
+                      (("resume", "--wiki", W1, "--reason", "x"), "go with the pause"),
+                      (("drain", "--wiki", W1, "--for", "1h"), "go with the pause")]:
+        r = cli(pod, *args)
+        assert r.returncode == 2 and why in r.stderr, (args, r.stderr)
+    r = cli(pod, "pause", "--wiki", "not a domain")
+    assert r.returncode == 2 and "not a wiki domain" in r.stderr
+
+
+def probe_runs(farm, tag):
+    try:
+        return [p for p in farm.probe_runs() if p.get("tag") == tag]
+    except FileNotFoundError:
+        return []
+
+
+def test_priority_types_run_first_and_the_rest_still_drains(farm, sidecars):
+    # A backlog of 3000 null jobs of 2 ms and 200 priority jobs. Untyped, MediaWiki
+    # pops a random type for every job (about half of each batch would be nulls); with
+    # the list, the first batches ask for farmProbe only.
+    farm.push_null_jobs(W3, 3000, usleep_us=2000)
+    farm.push_probe_jobs(W3, 200, tag="prio")
+    pod = sidecars("steer-prio", farm_ini(farm, sidecar={"workers": 1},
+                                          drain={"priority_types": "nosuch*, farmProbe"}))
+    wait_until(lambda: len(probe_runs(farm, "prio")) == 200, timeout=90, what="probe jobs run")
+    # Every priority job ran ahead of the backlog: nearly all of it is still queued.
+    assert farm.ready_jobs(W3, cmd="null") >= 2900
+    first = pod.wait_for(lambda l: l.get("msg") == "batch", timeout=30, what="first batch")
+    assert first.get("type") == "farmProbe" and first["jobs_ok"] > 0, first
+    # The type asked for is signed: MediaWiki accepted it (no 400) and ran only it.
+    line = pod.wait_for(lambda l: l.get("type") == "farmProbe" and l.get("outcome") == "drained",
+                        timeout=30, what="farmProbe answered none-ready")
+    assert line["next"] == "next batch", line
+    wait_until(lambda: farm.total_jobs(W3) == 0, timeout=180, what="the rest drained")
+    batches = pod.batches(W3)
+    assert all(b["http_status"] == 200 for b in batches)
+    # Typed batches ran every priority job, then untyped batches the rest (a scan that
+    # started before the last priority job ran may still list the type: an empty typed
+    # batch later, nothing more).
+    untyped = [i for i, b in enumerate(batches) if b.get("type") is None]
+    assert untyped and sum(b["jobs_ok"] for b in batches[:untyped[0]]
+                           if b.get("type") == "farmProbe") == 200, batches[:5]
+    assert all(b.get("type") is None or b["jobs_ok"] == 0 for b in batches[untyped[0]:]), batches
+    assert pod.stop() == 0
+
+
+def test_skip_types_are_left_to_other_runners(farm, sidecars):
+    farm.push_null_jobs(W1, 150)
+    farm.push_probe_jobs(W1, 7, tag="skip")
+    pod = sidecars("steer-skip", farm_ini(farm, drain={"skip_types": "farm*"}))
+    wait_until(lambda: farm.ready_jobs(W1, cmd="null") == 0, timeout=90, what="nulls drained")
+    # Every batch asked for one type, never a skipped one.
+    batches = pod.batches(W1)
+    assert batches and all(b.get("type") == "null" for b in batches), batches
+    # The skipped jobs are no backlog of this fleet: the wiki is not waiting.
+    wait_until(lambda: [w for w in status_json(pod)["wikis_shown"]
+                        if w["wiki"] == W1 and w["state"] == "idle"], timeout=30,
+               what=W1 + " idle in status")
+    assert farm.ready_jobs(W1, cmd="farmProbe") == 7 and probe_runs(farm, "skip") == []
+    assert pod.stop() == 0
+    # The operator's drain follows the lists too: new nulls run, typed; the rest stays.
+    farm.push_null_jobs(W1, 20)
+    r = cli(pod, "drain", "--wiki", W1)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "type=null outcome=" in r.stdout and "type=farm" not in r.stdout, r.stdout
+    assert farm.ready_jobs(W1, cmd="null") == 0 and farm.ready_jobs(W1, cmd="farmProbe") == 7
+    r = cli(pod, "drain", "--wiki", W1)
+    assert "only job types of [drain] skip_types are ready" in r.stdout, r.stdout
+    # Clean up for the other tests: another runner takes them.
+    farm.run_jobs_php(W1)
+    assert farm.total_jobs(W1) == 0
+
+
+def test_status_wiki_by_type_with_claimed_and_abandoned_rows(farm, sidecars):
+    import time as _t
+    jt = farm.wiki(W2).job_table
+    farm.sql("DELETE FROM %s" % jt)
+    farm.push_null_jobs(W2, 30)
+    farm.push_probe_jobs(W2, 5, tag="view")
+    farm.insert_raw_jobs(W2, 4, cmd="farmNoSuchJob")
+    # Rows a runner claimed 20 minutes ago: 2 at MediaWiki's retry limit (abandoned), 3
+    # still to be retried.
+    old = _t.strftime("%Y%m%d%H%M%S", _t.gmtime(_t.time() - 1200))
+    farm.sql("UPDATE %s SET job_token = 'gone', job_token_timestamp = %%s, job_attempts = 3"
+             " WHERE job_cmd = 'null' ORDER BY job_id LIMIT 2" % jt, (old,))
+    farm.sql("UPDATE %s SET job_token = 'gone', job_token_timestamp = %%s, job_attempts = 1"
+             " WHERE job_cmd = 'null' AND job_token = '' ORDER BY job_id LIMIT 3" % jt, (old,))
+    pod = sidecars("steer-view", farm_ini(farm), start=False)
+
+    r = cli(pod, "status", "--wiki", W2, "--json")
+    assert r.returncode == 0, r.stderr
+    view = json.loads(r.stdout)
+    types = {t["type"]: t for t in view["types"]}
+    assert set(types) == {"null", "farmProbe", "farmNoSuchJob"}
+    assert (types["null"]["ready"], types["null"]["claimed"], types["null"]["abandoned"]) == (25, 5, 2)
+    assert (types["farmProbe"]["ready"], types["farmProbe"]["claimed"]) == (5, 0)
+    assert types["farmNoSuchJob"]["ready"] == 4
+    assert all(t["oldest_ready_age_s"] >= 0 and not t["ready_at_least"] for t in types.values())
+    text = cli(pod, "status", "--wiki", W2).stdout
+    assert "TYPE" in text and "farmNoSuchJob" in text and "ABANDONED" in text
+
+    pod.start()
+    wait_until(lambda: farm.ready_jobs(W2, cmd="null") == 0 and
+               farm.ready_jobs(W2, cmd="farmProbe") == 0, timeout=90, what="runnable rows drained")
+    # Only rows MediaWiki will not run are left ready: the wiki parks, and says why.
+    pod.wait_for(lambda l: l.get("msg", "").startswith("wiki parked"), timeout=60, what="parked")
+    view = json.loads(cli(pod, "status", "--wiki", W2, "--json").stdout)
+    assert view["state"] == "parked" and "does not run" in view["why"], view
+    assert view["lease"]["holder"] is None and view["last_holder"].startswith("steer-view:")
+    assert view["recent_drains"] and view["recent_drains"][0]["holder"].startswith("steer-view:")
+    assert sum(d["jobs"] for d in view["recent_drains"]) >= 30
+    types = {t["type"]: t for t in view["types"]}
+    assert types["null"]["ready"] == 0 and types["null"]["abandoned"] == 2
+    # The fleet view lists the wiki with abandoned jobs (from the full scan).
+    fleet = status_json(pod)
+    assert {"wiki": W2, "abandoned_jobs": 2} in fleet["abandoned"], fleet["abandoned"]
+    assert "abandoned jobs (claimed, at MediaWiki's retry limit" in cli(pod, "status").stdout
+    assert view["abandoned_jobs"] == 2
+    r = cli(pod, "status", "--wiki", "nosuch.farm.test")
+    assert r.returncode == 4 and "does not list" in r.stderr
+    assert pod.stop() == 0
+    farm.sql("DELETE FROM %s" % jt)
