@@ -33,6 +33,7 @@ struct runjobs {
 	struct buf form;     /* request body */
 	struct buf url;      /* up to the holder; the lease token is appended per batch */
 	size_t url_base_len;
+	int maxjobs;         /* runjobs_set_maxjobs; 0: [mediawiki] maxjobs */
 	char curl_error[CURL_ERROR_SIZE];
 };
 
@@ -103,6 +104,11 @@ void runjobs_free(struct runjobs *rj)
 	free(rj);
 }
 
+void runjobs_set_maxjobs(struct runjobs *rj, int maxjobs)
+{
+	rj->maxjobs = maxjobs;
+}
+
 /* Builds the signed form into rj->form. Returns 0 or -EIO. */
 static int build_form(struct runjobs *rj, const struct wiki *w)
 {
@@ -117,7 +123,7 @@ static int build_form(struct runjobs *rj, const struct wiki *w)
 		{ "sigexpiry", expiry },
 	};
 
-	snprintf(maxjobs, sizeof(maxjobs), "%d", rj->cfg->maxjobs);
+	snprintf(maxjobs, sizeof(maxjobs), "%d", rj->maxjobs > 0 ? rj->maxjobs : rj->cfg->maxjobs);
 	snprintf(maxtime, sizeof(maxtime), "%d", rj->cfg->maxtime);
 	snprintf(expiry, sizeof(expiry), "%lld",
 		 (long long)time(NULL) + rj->cfg->signature_ttl);

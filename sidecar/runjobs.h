@@ -19,6 +19,10 @@ struct runjobs;
 struct runjobs *runjobs_new(const struct config *cfg, const atomic_bool *abort_now);
 void runjobs_free(struct runjobs *rj);
 
+/* The jobs the following batches ask for (RunJobs maxjobs; the scheduler decides:
+ * sched_batch_size). 0: [mediawiki] maxjobs. */
+void runjobs_set_maxjobs(struct runjobs *rj, int maxjobs);
+
 /* Runs one batch on wiki w, under lease token `lease` (sent unsigned, for the access
  * log), and classifies what happened into r. Never fails as such: every problem is an
  * outcome in r, with a detail for the log. */

@@ -497,6 +497,27 @@ bool sched_may_continue(struct sched_worker *w, struct sched_ticket *t)
 	return true;
 }
 
+int sched_batch_size(const struct config *cfg, struct sched_ticket *t, bool others_wait)
+{
+	int cap = cfg->maxjobs_alone > cfg->maxjobs ? cfg->maxjobs_alone : cfg->maxjobs;
+
+	if (others_wait || t->maxjobs <= 0)
+		t->maxjobs = cfg->maxjobs;
+	else
+		t->maxjobs = t->maxjobs > cap / 2 ? cap : 2 * t->maxjobs;
+	return t->maxjobs;
+}
+
+int sched_next_batch_size(struct sched_worker *w, struct sched_ticket *t)
+{
+	const struct config *cfg = w->s->cfg;
+
+	/* Nothing to ask the database when the rule cannot grow the batch anyway. */
+	if (cfg->maxjobs_alone <= cfg->maxjobs)
+		return sched_batch_size(cfg, t, true);
+	return sched_batch_size(cfg, t, t->maxjobs > 0 && others_waiting(w));
+}
+
 bool sched_slice_over(const struct config *cfg, const struct sched_ticket *t, int64_t now)
 {
 	return now - t->started_ms >= (int64_t)cfg->time_slice * 1000;

@@ -38,6 +38,7 @@ struct sched_ticket {
 	int batches;              /* batches run under this ticket (the worker counts) */
 	int jobs_run;             /* jobs MediaWiki ran under it, ok or failed */
 	int no_progress;          /* batches in a row that said "more" but ran no job */
+	int maxjobs;              /* what the last batch asked for (0: none yet) */
 };
 
 /* Batches in a row without progress after which a wiki backs off. */
@@ -87,6 +88,18 @@ void sched_batch_ran(struct sched_ticket *t, const struct batch_result *r);
  * off). Pure. The daemon's workers also ask sched_may_continue (the time slice). */
 bool sched_keep_draining(const struct sched_ticket *t, const struct batch_result *r,
 			 const struct health_verdict *v, bool breaker_open);
+
+/* The one rule for a batch's size (RunJobs maxjobs), before each batch: [mediawiki]
+ * maxjobs on the ticket's first batch and whenever another wiki waits for a worker;
+ * while none waits, twice the last batch's, up to maxjobs_alone. Every batch pays a
+ * MediaWiki bootstrap, so a lone backlog drains faster in big batches; the next batch
+ * after someone starts waiting is small again. maxtime still ends every batch, so the
+ * lease check (sched_confirm) is the same whatever the size. Records it in t. Pure. */
+int sched_batch_size(const struct config *cfg, struct sched_ticket *t, bool others_wait);
+
+/* sched_batch_size for a daemon worker: whether others wait comes from the pod's
+ * candidate list (refreshed at most every poll_interval_ms). */
+int sched_next_batch_size(struct sched_worker *w, struct sched_ticket *t);
 
 /* Whether the ticket's time slice ([sidecar] time_slice from its start) is over at
  * now (monotonic ms). Pure. */
