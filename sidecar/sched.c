@@ -469,6 +469,7 @@ static bool stopping(struct sched *s)
 void sched_batch_ran(struct sched_ticket *t, const struct batch_result *r)
 {
 	t->batches++;
+	t->last_ms = r->took_ms;
 	t->jobs_run += r->jobs_ok + r->jobs_failed;
 	t->no_progress = health_no_progress(r) ? t->no_progress + 1 : 0;
 }
@@ -503,7 +504,7 @@ int sched_batch_size(const struct config *cfg, struct sched_ticket *t, bool othe
 
 	if (others_wait || t->maxjobs <= 0)
 		t->maxjobs = cfg->maxjobs;
-	else
+	else if (t->last_ms < SCHED_GROW_BELOW_MS)
 		t->maxjobs = t->maxjobs > cap / 2 ? cap : 2 * t->maxjobs;
 	return t->maxjobs;
 }
