@@ -99,6 +99,7 @@ static const struct config_key config_keys[] = {
 	{ "mediawiki", "port", KEY_INT, O(mw_port), "80", 1, 65535, NULL },
 	{ "mediawiki", "path", KEY_STRING, O(mw_path), "/w/index.php", 0, 0, NULL },
 	{ "mediawiki", "maxjobs", KEY_INT, O(maxjobs), "100", 1, 100000, NULL },
+	{ "mediawiki", "maxjobs_alone", KEY_INT, O(maxjobs_alone), "1000", 1, 100000, NULL },
 	{ "mediawiki", "maxtime", KEY_INT, O(maxtime), "15", 1, 3600, NULL },
 	{ "mediawiki", "timeout_allowance", KEY_INT, O(http_allowance), "30", 1, 3600, NULL },
 	{ "mediawiki", "connect_timeout", KEY_INT, O(http_connect_timeout), "5", 1, 300, NULL },

@@ -49,6 +49,7 @@ struct config {
 	int mw_port;
 	char *mw_path;
 	int maxjobs;
+	int maxjobs_alone; /* the most a batch grows to while no other wiki waits */
 	int maxtime;
 	int http_allowance;
 	int http_connect_timeout;

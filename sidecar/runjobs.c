@@ -33,6 +33,7 @@ struct runjobs {
 	struct buf form;     /* request body */
 	struct buf url;      /* up to the holder; the lease token is appended per batch */
 	size_t url_base_len;
+	int maxjobs;         /* runjobs_set_maxjobs; 0: [mediawiki] maxjobs */
 	char curl_error[CURL_ERROR_SIZE];
 };
 
@@ -109,6 +110,11 @@ void runjobs_free(struct runjobs *rj)
 	free(rj);
 }
 
+void runjobs_set_maxjobs(struct runjobs *rj, int maxjobs)
+{
+	rj->maxjobs = maxjobs;
+}
+
 /* Builds the signed form into rj->form (with `type` unless it is ""). Returns 0 or
  * -EIO. */
 static int build_form(struct runjobs *rj, const struct wiki *w, const char *type)
@@ -126,7 +132,7 @@ static int build_form(struct runjobs *rj, const struct wiki *w, const char *type
 	};
 	size_t n = sizeof(fields) / sizeof(fields[0]) - (type[0] == '\0' ? 1 : 0);
 
-	snprintf(maxjobs, sizeof(maxjobs), "%d", rj->cfg->maxjobs);
+	snprintf(maxjobs, sizeof(maxjobs), "%d", rj->maxjobs > 0 ? rj->maxjobs : rj->cfg->maxjobs);
 	snprintf(maxtime, sizeof(maxtime), "%d", rj->cfg->maxtime);
 	snprintf(expiry, sizeof(expiry), "%lld",
 		 (long long)time(NULL) + rj->cfg->signature_ttl);

@@ -22,6 +22,10 @@ void runjobs_free(struct runjobs *rj);
  * (host, port and path are the same: config_keep_static). */
 void runjobs_set_config(struct runjobs *rj, const struct config *cfg);
 
+/* The jobs the following batches ask for (RunJobs maxjobs; the scheduler decides:
+ * sched_batch_size). 0: [mediawiki] maxjobs. */
+void runjobs_set_maxjobs(struct runjobs *rj, int maxjobs);
+
 /* Runs one batch on wiki w, under lease token `lease` (sent unsigned, for the access
  * log), and classifies what happened into r. Never fails as such: every problem is an
  * outcome in r, with a detail for the log. */

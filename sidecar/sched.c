@@ -565,6 +565,7 @@ static bool stopping(struct sched *s)
 void sched_batch_ran(struct sched_ticket *t, const struct batch_result *r)
 {
 	t->batches++;
+	t->last_ms = r->took_ms;
 	t->jobs_run += r->jobs_ok + r->jobs_failed;
 	t->no_progress = health_no_progress(r) ? t->no_progress + 1 : 0;
 }
@@ -616,6 +617,27 @@ static bool log_if_paused(struct sched_worker *w, const struct sched_ticket *t)
 	log_end(&l);
 	free(p);
 	return true;
+}
+
+int sched_batch_size(const struct config *cfg, struct sched_ticket *t, bool others_wait)
+{
+	int cap = cfg->maxjobs_alone > cfg->maxjobs ? cfg->maxjobs_alone : cfg->maxjobs;
+
+	if (others_wait || t->maxjobs <= 0)
+		t->maxjobs = cfg->maxjobs;
+	else if (t->last_ms < SCHED_GROW_BELOW_MS)
+		t->maxjobs = t->maxjobs > cap / 2 ? cap : 2 * t->maxjobs;
+	return t->maxjobs;
+}
+
+int sched_next_batch_size(struct sched_worker *w, struct sched_ticket *t)
+{
+	const struct config *cfg = w->s->cfg;
+
+	/* Nothing to ask the database when the rule cannot grow the batch anyway. */
+	if (cfg->maxjobs_alone <= cfg->maxjobs)
+		return sched_batch_size(cfg, t, true);
+	return sched_batch_size(cfg, t, t->maxjobs > 0 && others_waiting(w));
 }
 
 bool sched_slice_over(const struct config *cfg, const struct sched_ticket *t, int64_t now)

@@ -45,6 +45,9 @@ struct sched_ticket {
 	char tried[256];          /* types that answered "none left" under this ticket */
 	char last_type[64];       /* the type the last batch asked for */
 	int64_t types_read_ms;    /* monotonic: when `types` was read */
+	/* Batch growth ([mediawiki] maxjobs_alone): */
+	int maxjobs;              /* what the last batch asked for (0: none yet) */
+	int64_t last_ms;          /* how long the last batch took */
 };
 
 /* Batches in a row without progress after which a wiki backs off. */
@@ -107,7 +110,7 @@ int sched_take(struct sched_worker *w, struct wiki *wiki, struct sched_ticket *t
 	       size_t errlen);
 
 /* After each batch, in the daemon's workers and `drain --wiki` alike: counts it in the
- * ticket (batches, jobs run, batches in a row without progress). */
+ * ticket (batches, jobs run, batches in a row without progress, how long it took). */
 void sched_batch_ran(struct sched_ticket *t, const struct batch_result *r);
 
 /* The one rule for draining on after a batch, from what it came to (both drain
@@ -116,6 +119,24 @@ void sched_batch_ran(struct sched_ticket *t, const struct batch_result *r);
  * off). Pure. The daemon's workers also ask sched_may_continue (the time slice). */
 bool sched_keep_draining(const struct sched_ticket *t, const struct batch_result *r,
 			 const struct health_verdict *v, bool breaker_open);
+
+/* A batch shorter than this may be followed by a bigger one (sched_batch_size). */
+#define SCHED_GROW_BELOW_MS 1000
+
+/* The one rule for a batch's size (RunJobs maxjobs), before each batch: [mediawiki]
+ * maxjobs on the ticket's first batch and whenever another wiki waits for a worker;
+ * while none waits, twice the last batch's (up to maxjobs_alone) if that one took less
+ * than SCHED_GROW_BELOW_MS, else the same. Every batch pays a MediaWiki start-up (tens
+ * of ms), a large share of a short batch only: so a lone backlog of quick jobs drains
+ * in fewer, bigger batches, while a batch in flight when a wiki starts waiting lasts
+ * about 2 s at most (or one maxjobs batch, if that is longer), and the next is small
+ * again. maxtime still ends every batch, so the lease check (sched_confirm) is the
+ * same whatever the size. Records the size in t. Pure. */
+int sched_batch_size(const struct config *cfg, struct sched_ticket *t, bool others_wait);
+
+/* sched_batch_size for a daemon worker: whether others wait comes from the pod's
+ * candidate list (refreshed at most every poll_interval_ms). */
+int sched_next_batch_size(struct sched_worker *w, struct sched_ticket *t);
 
 /* Whether the ticket's time slice ([sidecar] time_slice from its start) is over at
  * now (monotonic ms). Pure. */

@@ -68,7 +68,7 @@ static void next_text(const struct batch_result *r, const struct health_verdict 
 		snprintf(next, len, "idle until the next scan finds jobs");
 }
 
-static void log_batch(const struct worker *w, const struct wiki *wiki,
+static void log_batch(const struct worker *w, const struct sched_ticket *t,
 		      const struct batch_result *r, const struct health_verdict *v,
 		      int64_t backoff_ms, bool keep_going)
 {
@@ -78,10 +78,11 @@ static void log_batch(const struct worker *w, const struct wiki *wiki,
 
 	log_begin(&l, failed && r->outcome != OUTCOME_BAD_REQUEST ? LOG_WARN : batch_level(r->outcome),
 		  failed ? "batch failed" : "batch");
-	log_str(&l, "wiki", wiki->domain);
+	log_str(&l, "wiki", t->wiki->domain);
 	if (r->type[0] != '\0')
 		log_str(&l, "type", r->type);
 	log_str(&l, "outcome", outcome_name(r->outcome));
+	log_int(&l, "maxjobs", t->maxjobs);
 	log_int(&l, "jobs_ok", r->jobs_ok);
 	log_int(&l, "jobs_failed", r->jobs_failed);
 	log_str(&l, "reached", r->reached);
@@ -153,6 +154,7 @@ static void drain(struct worker *w, struct sched_worker *sw, struct runjobs *rj,
 			break;
 		}
 		observe_wait(t);
+		runjobs_set_maxjobs(rj, sched_next_batch_size(sw, t));
 		metrics_add(METRIC_IN_FLIGHT, 0, 1);
 		runjobs_batch_typed(rj, t->wiki, (unsigned long long)t->lease.token, type, &r);
 		metrics_add(METRIC_IN_FLIGHT, 0, -1);
@@ -167,11 +169,11 @@ static void drain(struct worker *w, struct sched_worker *sw, struct runjobs *rj,
 			(next_type && !limiter_breaker_open(pool->limiter))) &&
 		       sched_may_continue(sw, t);
 		if (more)
-			log_batch(w, t->wiki, &r, &v, 0, true);
+			log_batch(w, t, &r, &v, 0, true);
 	} while (more);
 	sched_done(sw, t, &r, t->batches > 0 ? v.fault : FAULT_NONE, &backoff);
 	if (t->batches > 0)
-		log_batch(w, t->wiki, &r, &v, backoff, false);
+		log_batch(w, t, &r, &v, backoff, false);
 	wiki_free(t->wiki);
 }
 

@@ -109,3 +109,42 @@ def test_shutdown_timeout_abandons_a_long_batch(farm, sidecars):
     # Let MediaWiki finish the jobs it had claimed, then clean up for later tests.
     wait_until(lambda: farm.ready_jobs(domain) == 0 or farm.run_jobs_php(domain) is None,
                timeout=60, what="cleanup")
+
+
+def test_a_lone_wikis_batches_grow_and_shrink_when_another_waits(farm, sidecars):
+    big, small = "wiki2.farm.test", "wiki3.farm.test"
+    assert farm.total_jobs(big) == 0 and farm.total_jobs(small) == 0
+    farm.push_null_jobs(big, 12000, usleep_us=1000)
+    # One worker: while it drains the big wiki alone, each batch asks for twice the last
+    # (these are short: well under the second after which growth stops).
+    pod = sidecars("pod-grow", farm_ini(farm, sidecar={"workers": 1},
+                                        mediawiki={"maxjobs": 20, "maxjobs_alone": 160},
+                                        drain={"time_slice": 15}))
+    pod.wait_for(lambda l: l.get("wiki") == big and l.get("maxjobs") == 160, timeout=180,
+                 what="a 160-job batch")
+    # A small wiki gets jobs: it waits for the worker, so the big wiki's next batches are
+    # small again until its time slice ends and the small wiki is served.
+    farm.push_null_jobs(small, 20)
+    pod.wait_for(lambda l: l.get("wiki") == small and l.get("msg") == "batch", timeout=180,
+                 what="the small wiki served")
+    wait_until(lambda: farm.ready_jobs(big) == 0 and farm.ready_jobs(small) == 0, timeout=300,
+               what="both drained")
+    pod.wait_for(lambda l: l.get("wiki") == big and l.get("outcome") == "drained",
+                 timeout=60, what="the big wiki's last batch")
+
+    # (An earlier test's wiki may get a batch too: its last scan can still show rows.)
+    batches = [b for b in pod.batches() if b["wiki"] in (big, small)]
+    sizes = [(b["wiki"][:5], b["maxjobs"]) for b in batches]
+    first_small = next(i for i, b in enumerate(batches) if b["wiki"] == small)
+    before = [b["maxjobs"] for b in batches[:first_small]]
+    assert before[:4] == [20, 40, 80, 160], sizes
+    # Shrunk back while the small wiki waited: a 20-job batch after the 160-job ones.
+    grown = before.index(160)
+    assert 20 in before[grown:], sizes
+    assert batches[first_small]["maxjobs"] == 20
+    # MediaWiki honoured the size sent: no batch ran more, and full ones ran exactly it.
+    assert all(b["jobs_ok"] + b["jobs_failed"] <= b["maxjobs"] for b in batches), batches
+    assert any(b["jobs_ok"] == 160 and b["reached"] == "job-limit" for b in batches), batches
+    # Back to the big wiki alone afterwards: it starts small and grows again.
+    after = [b["maxjobs"] for b in batches[first_small + 1:] if b["wiki"] == big]
+    assert after[:2] == [20, 40] or len(after) < 2, sizes

@@ -312,7 +312,9 @@ def test_wiki_with_only_unrunnable_rows_is_parked(farm20, sidecars):
 def test_spare_workers_help_a_big_wiki_but_yield_to_waiting_ones(farm20, sidecars):
     farm = farm20
     big, small = SMALL[10], SMALL[11:14]
-    farm.push_null_jobs(big, 600, usleep_us=20000)          # 12 s of work for one worker
+    # 40 s of work for one worker: while no wiki waits, its batches grow from 10 jobs to
+    # 80 (sched_batch_size), so 12 requests take far more of it than 12 x 10 jobs.
+    farm.push_null_jobs(big, 2000, usleep_us=20000)
     t0 = time.time()
     pod = sidecars("spare", ini(farm, sidecar={"workers": 3},
                                 drain={"max_workers_per_wiki": 3, "time_slice": 60}))

@@ -107,7 +107,7 @@ def test_status_and_drain_commands(farm, sidecars, tmp_path):
     # A running sidecar keeps the backlog table current, but drains at a crawl (one job
     # a batch, one batch a second), so there is a backlog to see and to drain by hand.
     scanner = sidecars("ops-scan", farm_ini(farm, sidecar={"workers": 1},
-                                            mediawiki={"maxjobs": 1},
+                                            mediawiki={"maxjobs": 1, "maxjobs_alone": 1},
                                             drain={"batches_per_second": 1}))
     wait_until(lambda: "wiki3.farm.test" in run_cli(str(ini), "status").stdout, timeout=30,
                what="status lists the backlog")

@@ -166,10 +166,78 @@ static void test_batch_ran_counts(void **state)
 	assert_int_equal(t.no_progress, 2);
 }
 
+/* sched_batch_size: batch sizes over a ticket's life as other wikis start and stop
+ * waiting. at: when each batch starts, on the injected clock (ms since the ticket
+ * started); batches run back to back, so each one took until the next one's `at`. */
+struct size_step {
+	int64_t at;
+	bool others_wait;
+	int maxjobs; /* expected */
+};
+
+struct size_case {
+	const char *name;
+	int maxjobs, alone;
+	struct size_step steps[10];
+};
+
+/* clang-format off */
+static const struct size_case size_cases[] = {
+	{ "a lone wiki's quick batches double up to maxjobs_alone", 100, 1000,
+	  { { 0, false, 100 }, { 100, false, 200 }, { 250, false, 400 }, { 550, false, 800 },
+	    { 1100, false, 1000 }, { 1900, false, 1000 }, { -1, false, 0 } } },
+	{ "the first batch is small even when nobody waits", 100, 1000,
+	  { { 0, false, 100 }, { -1, false, 0 } } },
+	{ "someone waiting shrinks the next batch at once, growth starts over", 100, 1000,
+	  { { 0, false, 100 }, { 100, false, 200 }, { 250, false, 400 }, { 550, true, 100 },
+	    { 650, true, 100 }, { 750, false, 200 }, { 900, false, 400 }, { -1, false, 0 } } },
+	{ "a batch of a second or more stops the growth, without shrinking", 100, 1000,
+	  { { 0, false, 100 }, { 300, false, 200 }, { 900, false, 400 }, { 2100, false, 400 },
+	    { 3300, false, 400 }, { 4000, false, 800 }, { 4100, true, 100 }, { -1, false, 0 } } },
+	{ "slow jobs: a maxjobs batch of a second or more never grows", 100, 1000,
+	  { { 0, false, 100 }, { 2000, false, 100 }, { 4000, false, 100 }, { -1, false, 0 } } },
+	{ "a cap that is no multiple of maxjobs is reached, not passed", 30, 100,
+	  { { 0, false, 30 }, { 100, false, 60 }, { 300, false, 100 }, { 700, false, 100 },
+	    { -1, false, 0 } } },
+	{ "maxjobs_alone at or below maxjobs: no growth", 100, 50,
+	  { { 0, false, 100 }, { 100, false, 100 }, { 200, false, 100 }, { -1, false, 0 } } },
+};
+/* clang-format on */
+
+static void test_size_case(void **state)
+{
+	const struct size_case *c = *state;
+	struct config cfg;
+	struct sched_ticket t;
+	struct batch_result r;
+
+	config_defaults(&cfg);
+	cfg.maxjobs = c->maxjobs;
+	cfg.maxjobs_alone = c->alone;
+	memset(&t, 0, sizeof(t));
+	t.started_ms = 1000000;
+	for (const struct size_step *s = c->steps; s->at >= 0; s++) {
+		int got;
+		if (s != c->steps) {
+			/* The batch before this one ran, full, until now. */
+			memset(&r, 0, sizeof(r));
+			r.outcome = OUTCOME_MORE;
+			r.jobs_ok = t.maxjobs;
+			r.took_ms = s->at - s[-1].at;
+			sched_batch_ran(&t, &r);
+		}
+		got = sched_batch_size(&cfg, &t, s->others_wait);
+		if (got != s->maxjobs || t.maxjobs != s->maxjobs)
+			fail_msg("%s: at %lld: maxjobs %d, expected %d", c->name, (long long)s->at,
+				 got, s->maxjobs);
+	}
+}
+
 int main(void)
 {
 	enum { N = sizeof(cases) / sizeof(cases[0]) };
-	struct CMUnitTest tests[N + 1];
+	enum { M = sizeof(size_cases) / sizeof(size_cases[0]) };
+	struct CMUnitTest tests[N + M + 1];
 
 	for (size_t i = 0; i < N; i++) {
 		memset(&tests[i], 0, sizeof(tests[i]));
@@ -177,6 +245,12 @@ int main(void)
 		tests[i].test_func = test_case;
 		tests[i].initial_state = (void *)&cases[i];
 	}
-	tests[N] = (struct CMUnitTest)cmocka_unit_test(test_batch_ran_counts);
+	for (size_t i = 0; i < M; i++) {
+		memset(&tests[N + i], 0, sizeof(tests[N + i]));
+		tests[N + i].name = size_cases[i].name;
+		tests[N + i].test_func = test_size_case;
+		tests[N + i].initial_state = (void *)&size_cases[i];
+	}
+	tests[N + M] = (struct CMUnitTest)cmocka_unit_test(test_batch_ran_counts);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
