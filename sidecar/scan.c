@@ -64,23 +64,25 @@ static void mw_timestamp_ago(int seconds_ago, char out[16])
  * a loose scan of MediaWiki's index (job_cmd, job_token, job_id) ("Using index for
  * group-by"): one index dive per group, whatever the backlog. The groups are one per
  * job type with ready rows (job_token '') and one per claim (MediaWiki claims one row
- * per token). Columns: wiki index, job_token, MIN(job_id), MAX(job_id). */
+ * per claim token). Columns: wiki index, job_token, MIN(job_id), MAX(job_id), job_cmd. */
 static void add_wiki_query(struct buf *sql, size_t idx, const struct wiki *w)
 {
 	buf_addf(sql,
-		 "(SELECT %zu, job_token, MIN(job_id), MAX(job_id) FROM `%s`.`%sjob`"
+		 "(SELECT %zu, job_token, MIN(job_id), MAX(job_id), job_cmd FROM `%s`.`%sjob`"
 		 " GROUP BY job_cmd, job_token)",
 		 idx, w->dbname, w->table_prefix);
 }
 
-/* A row the first statement pointed at, to be read by its primary key: the oldest
- * ready job of a type (for its queue time) or a claimed row (a full scan: for its
- * claim time). */
+/* What the first statement pointed at, to be read once more: the oldest ready job of a
+ * type, by primary key (for its queue time), or in a full scan the rows of one claim
+ * (job_cmd, job_token), through the same index (for their claim times). */
 struct lookup {
 	size_t idx;
 	unsigned long long id;
 	bool claimed;
 	bool answered;
+	char cmd_hex[2 * 60 + 1];   /* job_cmd is VARBINARY(60) */
+	char token_hex[2 * 32 + 1]; /* job_token VARBINARY(32) */
 };
 
 struct lookups {
@@ -88,7 +90,21 @@ struct lookups {
 	size_t len, cap;
 };
 
-static int lookups_add(struct lookups *l, size_t idx, unsigned long long id, bool claimed)
+/* Binary-safe SQL literal material: hex digits (for X'...'), cut at outlen. */
+static void to_hex(const char *p, unsigned long len, char *out, size_t outlen)
+{
+	static const char digits[] = "0123456789abcdef";
+	size_t o = 0;
+
+	for (unsigned long i = 0; i < len && o + 2 < outlen; i++) {
+		out[o++] = digits[(unsigned char)p[i] >> 4];
+		out[o++] = digits[(unsigned char)p[i] & 15];
+	}
+	out[o] = '\0';
+}
+
+static int lookups_add(struct lookups *l, size_t idx, unsigned long long id, bool claimed,
+		       MYSQL_ROW row, const unsigned long *lengths)
 {
 	if (l->len == l->cap) {
 		size_t cap = l->cap ? l->cap * 2 : 64;
@@ -98,28 +114,50 @@ static int lookups_add(struct lookups *l, size_t idx, unsigned long long id, boo
 		l->items = p;
 		l->cap = cap;
 	}
-	l->items[l->len++] = (struct lookup){ idx, id, claimed, false };
+	l->items[l->len] = (struct lookup){ .idx = idx, .id = id, .claimed = claimed };
+	if (claimed) {
+		to_hex(row[4], lengths[4], l->items[l->len].cmd_hex,
+		       sizeof(l->items[l->len].cmd_hex));
+		to_hex(row[1], lengths[1], l->items[l->len].token_hex,
+		       sizeof(l->items[l->len].token_hex));
+	}
+	l->len++;
 	return 0;
 }
 
 /* The second statement, for the wikis with rows to look up only (usually the few with
- * a backlog): their rows by primary key, one table open each. Columns: wiki index,
- * job_id, job_timestamp, job_token, job_token_timestamp. */
+ * a backlog): the oldest ready rows by primary key, and in a full scan the claimed rows
+ * by (job_cmd, job_token). Columns: wiki index, job_id, job_timestamp, job_token,
+ * job_token_timestamp. */
 static void add_lookup_query(struct buf *sql, const struct lookups *l, struct wiki *const *wikis)
 {
-	size_t i = 0;
-
-	while (i < l->len) {
+	for (size_t i = 0, end; i < l->len; i = end) {
 		size_t idx = l->items[i].idx;
 		const struct wiki *w = wikis[idx];
+		int ids = 0;
+		for (end = i; end < l->len && l->items[end].idx == idx; end++) {
+			ids += !l->items[end].claimed;
+		}
 		buf_adds(sql, sql->len ? " UNION ALL " : "");
 		buf_addf(sql,
 			 "(SELECT %zu, job_id, job_timestamp, job_token, job_token_timestamp"
-			 " FROM `%s`.`%sjob` WHERE job_id IN (",
+			 " FROM `%s`.`%sjob` WHERE ",
 			 idx, w->dbname, w->table_prefix);
-		for (size_t j = i; i < l->len && l->items[i].idx == idx; i++)
-			buf_addf(sql, "%s%llu", i > j ? "," : "", l->items[i].id);
-		buf_adds(sql, "))");
+		if (ids > 0) {
+			buf_adds(sql, "job_id IN (");
+			for (size_t j = i, n = 0; j < end; j++)
+				if (!l->items[j].claimed)
+					buf_addf(sql, "%s%llu", n++ ? "," : "", l->items[j].id);
+			buf_adds(sql, ")");
+		}
+		for (size_t j = i, n = 0; j < end; j++) {
+			if (!l->items[j].claimed)
+				continue;
+			buf_addf(sql, "%s(job_cmd = X'%s' AND job_token = X'%s')",
+				 ids > 0 || n++ ? " OR " : "", l->items[j].cmd_hex,
+				 l->items[j].token_hex);
+		}
+		buf_adds(sql, ")");
 	}
 }
 
@@ -152,7 +190,11 @@ static int send(struct db *db, const char *sql, MYSQL_RES **res, struct scan_sta
 
 	stats->queries++;
 	rc = db_query(db, sql, res, &code, err, errlen);
-	stats->db_us += mono_us() - t0;
+	/* A failed statement of index dives was waiting (on a lock, for the server's time
+	 * limit or the read timeout), which costs the server next to nothing: charged
+	 * SCAN_FAILED_COST_US at most, or one locked table would stall every sweep. */
+	t0 = mono_us() - t0;
+	stats->db_us += rc != 0 && t0 > SCAN_FAILED_COST_US ? SCAN_FAILED_COST_US : t0;
 	if (rc == -ENOTCONN)
 		return -EIO;
 	return rc != 0 ? 1 : 0;
@@ -251,8 +293,9 @@ static int run_group(struct db *db, struct wiki *const *wikis, size_t from, size
 		return rc;
 	while (res != NULL && (row = mysql_fetch_row(res)) != NULL) {
 		long long idx, min_id = 0, max_id = 0;
+		unsigned long *lengths = mysql_fetch_lengths(res);
 		bool claimed;
-		if (row[0] == NULL || row[1] == NULL ||
+		if (row[0] == NULL || row[1] == NULL || row[4] == NULL || lengths == NULL ||
 		    util_parse_int(row[0], (long long)from, (long long)to - 1, &idx) != 0 ||
 		    row[2] == NULL || util_parse_int(row[2], 0, INT64_MAX, &min_id) != 0)
 			continue;
@@ -264,7 +307,7 @@ static int run_group(struct db *db, struct wiki *const *wikis, size_t from, size
 			out[idx].ready_types++;
 		/* Claims are read in a full scan only: an hour old to count as work. */
 		if ((!claimed || full) && lookups_add(&l, (size_t)idx, (unsigned long long)min_id,
-						      claimed) != 0)
+						      claimed, row, lengths) != 0)
 			rc = -ENOMEM;
 	}
 	if (res != NULL)

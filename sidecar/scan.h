@@ -4,8 +4,9 @@
  * job_id), grouped by (job_cmd, job_token), gives each job type's smallest ready job_id,
  * the claimed rows (one group per claim token) and the highest job_id (which tells "new
  * jobs arrived"), one index dive per group whatever the backlog. Only the wikis that
- * have ready rows (or, in a full scan, claims) are then read once more, by primary
- * key: the queue time of each type's oldest ready job, and the claim times, since a
+ * have ready rows (or, in a full scan, claims) are then read once more: by primary
+ * key the queue time of each type's oldest ready job, and by (job_cmd, job_token) the
+ * claimed rows' claim times, since a
  * claim older than MediaWiki's claim TTL counts as work (a pop makes MediaWiki recycle
  * it) and one older than SCAN_ORPHAN_AFTER_SECONDS is reported as orphaned (its runner
  * is most likely gone; MediaWiki leaves it claimed until its claimTTL). Many wikis go
@@ -45,7 +46,8 @@ struct backlog {
 struct scan_stats {
 	int queries;       /* statements sent */
 	int64_t took_ms;
-	int64_t db_us;     /* their wall time, sent to last row read: the database's time */
+	int64_t db_us;     /* their wall time, sent to last row read: the database's time
+			    * (a failed one: SCAN_FAILED_COST_US at most) */
 };
 
 /* Fills out[0..n-1] for wikis[0..n-1]. Returns 0, or -EIO with err when the database
@@ -53,6 +55,9 @@ struct scan_stats {
 int scan_run(struct db *db, struct wiki *const *wikis, size_t n, int wikis_per_query,
 	     enum scan_depth depth, struct backlog *out, struct scan_stats *stats, char *err,
 	     size_t errlen);
+
+/* What a failed statement is charged against the budget at most (us). */
+#define SCAN_FAILED_COST_US 10000
 
 /* MediaWiki's default claimTTL: a claimed job older than this is recycled on pop. */
 #define SCAN_CLAIM_TTL_SECONDS 3600

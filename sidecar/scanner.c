@@ -78,6 +78,7 @@ struct scanner {
 		enum scan_depth depth;
 		bool incomplete;    /* some chunk was not written: forget nothing */
 		bool stretched;     /* the last one took longer than SWEEP_STRETCHED_MS */
+		int64_t next_start; /* monotonic: a small farm is not swept more often */
 	} sweep;
 };
 
@@ -561,6 +562,9 @@ static void sweep_finish(struct scanner *sc, struct db *coord, struct failure_st
 	sc->sweep.running = false;
 	free(sc->sweep.after);
 	sc->sweep.after = NULL;
+	/* The budget is a ceiling, not a target: a farm swept in less than [scan] interval
+	 * waits for it, as the hot set does. */
+	sc->sweep.next_start = sc->sweep.started + (int64_t)sc->cfg->scan_interval * 1000;
 	/* Forget wikis gone from discovery only after a sweep that wrote every chunk. */
 	if (!sc->sweep.incomplete) {
 		if (coord_forget_unseen(coord, sc->cfg, sc->cfg->mw_version, sc->sweep.started_db,
@@ -675,7 +679,7 @@ static int scan_hot(struct scanner *sc, struct db *scan_db, struct db *coord,
 static int64_t run_tick(struct scanner *sc, struct db *scan_db, struct db *coord,
 			struct failure_streak *streak)
 {
-	int64_t now = util_mono_ms(), deadline = now + TICK_MS, wait;
+	int64_t now = util_mono_ms(), deadline = now + TICK_MS, wait, next;
 
 	if (sc->wikis.len == 0)
 		return now + (int64_t)sc->cfg->scan_interval * 1000;
@@ -685,6 +689,7 @@ static int64_t run_tick(struct scanner *sc, struct db *scan_db, struct db *coord
 		sc->next_hot = now + (int64_t)sc->cfg->scan_interval * 1000;
 	}
 	while (!scanner_stopping(sc) && (now = util_mono_ms()) < deadline &&
+	       (sc->sweep.running || now >= sc->sweep.next_start) &&
 	       pace_wait_ms(&sc->pace, now) == 0) {
 		if (sweep_step(sc, scan_db, coord, streak) != 0)
 			return now;
@@ -692,7 +697,11 @@ static int64_t run_tick(struct scanner *sc, struct db *scan_db, struct db *coord
 	now = util_mono_ms();
 	metrics_set(METRIC_SCAN_BUDGET_USED, 0, pace_used(&sc->pace, now));
 	wait = pace_wait_ms(&sc->pace, now);
-	return now + wait < sc->next_hot ? now + wait : sc->next_hot;
+	/* The sooner of the hot set and the sweep, once the budget has credit again. */
+	next = sc->sweep.running ? now : sc->sweep.next_start;
+	if (sc->next_hot < next)
+		next = sc->next_hot;
+	return next > now + wait ? next : now + wait;
 }
 
 /* A new holder of the scanner lease starts a sweep from the start, with a fresh
@@ -706,6 +715,7 @@ static void detection_restart(struct scanner *sc)
 	free(sc->sweep.after);
 	sc->sweep.after = NULL;
 	sc->sweep.running = false;
+	sc->sweep.next_start = 0;
 	sc->next_full_scan = 0;
 	sc->next_hot = now;
 }
