@@ -39,6 +39,13 @@
 /* The fleet gauges and readiness are refreshed this often. */
 #define READINESS_INTERVAL_MS 5000
 
+/* What a run of scan statements cost and found. */
+struct scan_tally {
+	int64_t cost_us;     /* database time (scan.h: db_us) */
+	int queries;
+	size_t with_backlog; /* wikis with ready jobs */
+};
+
 struct scanner {
 	const struct config *cfg;
 	struct sched *sched;
@@ -74,7 +81,7 @@ struct scanner {
 		char *after;        /* the last wiki read (NULL: none yet) */
 		int64_t started;    /* monotonic */
 		char started_db[32]; /* the coordination clock then: forget_unseen */
-		int64_t cost_us;    /* its statements' database time so far */
+		struct scan_tally tally; /* its statements so far */
 		enum scan_depth depth;
 		bool incomplete;    /* some chunk was not written: forget nothing */
 		bool stretched;     /* the last one took longer than SWEEP_STRETCHED_MS */
@@ -460,7 +467,7 @@ static void note_chunk(struct scanner *sc, struct wiki *const *wikis, const stru
  * 1 when some chunk was not written, -EIO when the pass must stop (err set). */
 static int scan_part(struct scanner *sc, struct db *scan_db, struct db *coord,
 		     struct wiki **wikis, struct backlog *backlog, size_t n, int per_query,
-		     enum scan_depth depth, const char *started, int64_t *cost_us, char *err,
+		     enum scan_depth depth, const char *started, struct scan_tally *tally, char *err,
 		     size_t errlen)
 {
 	const struct config *cfg = sc->cfg;
@@ -478,7 +485,10 @@ static int scan_part(struct scanner *sc, struct db *scan_db, struct db *coord,
 		if (scan_run(scan_db, wikis + from, len, per_query, depth, backlog + from, &stats,
 			     err, errlen) != 0)
 			return -EIO;
-		*cost_us += stats.db_us;
+		tally->cost_us += stats.db_us;
+		tally->queries += stats.queries;
+		for (size_t i = from; i < from + len; i++)
+			tally->with_backlog += backlog[i].oldest_ready_ms != 0;
 		pace_spend(&sc->pace, util_mono_ms(), stats.db_us);
 		pace_scan(sc, group_start, stats.queries);
 		note_chunk(sc, wikis + from, backlog + from, len, util_mono_ms());
@@ -499,7 +509,7 @@ static int scan_part(struct scanner *sc, struct db *scan_db, struct db *coord,
 /* Scans wikis[0..n) (readable ones grouped, the others one each) and writes their
  * backlog for the fleet. 0, 1 (some chunk not written), -EIO (stop; err set). */
 static int scan_some(struct scanner *sc, struct db *scan_db, struct db *coord,
-		     struct wiki *const *wikis, size_t n, enum scan_depth depth, int64_t *cost_us,
+		     struct wiki *const *wikis, size_t n, enum scan_depth depth, struct scan_tally *tally,
 		     char *err, size_t errlen)
 {
 	struct backlog *backlog = calloc(n ? n : 1, sizeof(*backlog));
@@ -516,10 +526,10 @@ static int scan_some(struct scanner *sc, struct db *scan_db, struct db *coord,
 	if (coord_now(coord, started, err, errlen) != 0)
 		goto out;
 	rc = scan_part(sc, scan_db, coord, order, backlog, grouped, sc->cfg->scan_wikis_per_query,
-		       depth, started, cost_us, err, errlen);
+		       depth, started, tally, err, errlen);
 	if (rc >= 0) {
 		tail = scan_part(sc, scan_db, coord, order + grouped, backlog + grouped, n - grouped,
-				 1, depth, started, cost_us, err, errlen);
+				 1, depth, started, tally, err, errlen);
 		rc = tail < 0 ? tail : (rc > tail ? rc : tail);
 	}
 out:
@@ -543,7 +553,7 @@ static void log_sweep_stretch(struct scanner *sc, int64_t period_ms)
 			    : "sweep back within its threshold");
 	log_int(&l, "sweep_s", (period_ms + 500) / 1000);
 	log_int(&l, "threshold_s", SWEEP_STRETCHED_MS / 1000);
-	log_int(&l, "db_ms", sc->sweep.cost_us / 1000);
+	log_int(&l, "db_ms", sc->sweep.tally.cost_us / 1000);
 	log_int(&l, "budget_percent", sc->cfg->scan_db_budget_percent);
 	log_int(&l, "wikis", (long long)sc->wikis.len);
 	if (stretched)
@@ -577,14 +587,17 @@ static void sweep_finish(struct scanner *sc, struct db *coord, struct failure_st
 	if (sc->sweep.depth == SCAN_FULL)
 		sc->next_full_scan = sc->sweep.started + (int64_t)sc->cfg->scan_full_interval * 1000;
 	metrics_add(METRIC_SCANS, 0, 1);
-	metrics_set(METRIC_SCAN_SECONDS, 0, (double)sc->sweep.cost_us / 1e6);
+	metrics_set(METRIC_SCAN_SECONDS, 0, (double)sc->sweep.tally.cost_us / 1e6);
 	metrics_set(METRIC_SWEEP_SECONDS, 0, (double)period / 1000.0);
 	log_sweep_stretch(sc, period);
-	log_begin(&l, LOG_DEBUG, "sweep");
+	/* "scan", as when one pass read every wiki: what tools and tests count. */
+	log_begin(&l, LOG_DEBUG, "scan");
 	log_int(&l, "wikis", (long long)sc->wikis.len);
+	log_int(&l, "with_backlog", (long long)sc->sweep.tally.with_backlog);
+	log_int(&l, "queries", sc->sweep.tally.queries);
 	log_int(&l, "hot", (long long)sc->hot.len);
 	log_str(&l, "depth", sc->sweep.depth == SCAN_FULL ? "full" : "light");
-	log_int(&l, "db_ms", sc->sweep.cost_us / 1000);
+	log_int(&l, "db_ms", sc->sweep.tally.cost_us / 1000);
 	log_int(&l, "ms", period);
 	log_end(&l);
 }
@@ -603,7 +616,7 @@ static int sweep_step(struct scanner *sc, struct db *scan_db, struct db *coord,
 			goto failed;
 		sc->sweep.running = true;
 		sc->sweep.started = util_mono_ms();
-		sc->sweep.cost_us = 0;
+		memset(&sc->sweep.tally, 0, sizeof(sc->sweep.tally));
 		sc->sweep.incomplete = false;
 		/* Claims are read every [scan] full_interval (and in the first sweep). */
 		sc->sweep.depth = sc->sweep.started >= sc->next_full_scan ? SCAN_FULL : SCAN_LIGHT;
@@ -614,7 +627,7 @@ static int sweep_step(struct scanner *sc, struct db *scan_db, struct db *coord,
 	if (len > 0) {
 		char *after;
 		rc = scan_some(sc, scan_db, coord, sc->wikis.items + from, len, sc->sweep.depth,
-			       &sc->sweep.cost_us, err, sizeof(err));
+			       &sc->sweep.tally, err, sizeof(err));
 		if (rc < 0)
 			goto failed;
 		if (rc > 0) {
@@ -648,7 +661,7 @@ static int scan_hot(struct scanner *sc, struct db *scan_db, struct db *coord,
 {
 	struct wiki **hot;
 	size_t n;
-	int64_t cost = 0;
+	struct scan_tally tally = { 0 };
 	char err[512];
 	int rc = 0;
 
@@ -661,7 +674,7 @@ static int scan_hot(struct scanner *sc, struct db *scan_db, struct db *coord,
 		return 0;
 	n = hotset_select(&sc->hot, &sc->wikis, util_mono_ms(), hot);
 	if (n > 0)
-		rc = scan_some(sc, scan_db, coord, hot, n, SCAN_LIGHT, &cost, err, sizeof(err));
+		rc = scan_some(sc, scan_db, coord, hot, n, SCAN_LIGHT, &tally, err, sizeof(err));
 	free(hot);
 	if (rc < 0) {
 		sc->scan_stopped = true;

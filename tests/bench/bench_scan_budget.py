@@ -41,9 +41,9 @@ PROBE_CMD = "jdScanProbe"
 
 
 def sweep_done(pod):
-    """True once the sidecar has read every wiki once: a "scan" line (before: one scan
-    reads them all) or a "sweep" line (after)."""
-    return any(l.get("msg") in ("scan", "sweep") for l in pod.lines())
+    """True once the sidecar has read every wiki once (its "scan" log line: one scan
+    before, one complete sweep after)."""
+    return any(l.get("msg") == "scan" for l in pod.lines())
 
 
 def push_probe(farm, table):

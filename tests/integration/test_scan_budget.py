@@ -62,7 +62,7 @@ def test_cold_job_found_and_run_under_a_tiny_budget(budget_farm, sidecars):
     assert m["jobdrainer_scan_sweep_period_seconds"] > 0
     assert 0 <= m["jobdrainer_scan_db_budget_used_ratio"] <= 1
     assert m["jobdrainer_wikis"] == 1 + len(FILLERS)
-    sweeps = [l for l in pod.lines() if l.get("msg") == "sweep"]
+    sweeps = [l for l in pod.lines() if l.get("msg") == "scan"]
     assert sweeps and int(sweeps[0]["wikis"]) == 1 + len(FILLERS), sweeps[:1]
     assert pod.batches() == []
 
