@@ -772,6 +772,14 @@ static int wiki_domain_cmp(const void *key, const void *elem)
 	return strcmp((const char *)key, (*(struct wiki *const *)elem)->domain);
 }
 
+static bool any_failed(const struct backlog *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (b[i].failed)
+			return true;
+	return false;
+}
+
 /* Rescans the wikis the feed woke (and those due for a second look) and writes their
  * backlog for the fleet at once, so that a new job is seen in well under a second
  * rather than at the next scan. Failures are left to the next scan, which logs them. */
@@ -832,6 +840,14 @@ static void run_woken(struct scanner *sc, struct db *scan_db, struct db *coord)
 		if (scan_run(scan_db, order + from, len, sc->cfg->scan_wikis_per_query, SCAN_FULL,
 			     backlog + from, &stats, err, sizeof(err)) != 0)
 			goto out;
+		if (any_failed(backlog + from, len)) {
+			/* Its table was just written: a failure is most likely the scan
+			 * connection's, lost in a server restart. Once more, reconnected. */
+			pace_spend(&sc->pace, util_mono_ms(), stats.db_us);
+			if (scan_run(scan_db, order + from, len, sc->cfg->scan_wikis_per_query,
+				     SCAN_FULL, backlog + from, &stats, err, sizeof(err)) != 0)
+				goto out;
+		}
 		/* Within the budget too: a storm of wakes delays the sweep, not the server. */
 		pace_spend(&sc->pace, util_mono_ms(), stats.db_us);
 		note_chunk(sc, order + from, backlog + from, len, util_mono_ms());
