@@ -68,6 +68,13 @@ int64_t pace_sweep_ms(const struct pace *p, int64_t cost_us)
 	return (int64_t)((double)cost_us / 1000.0 / p->budget);
 }
 
+int64_t pace_hot_gap_ms(const struct pace *p, int64_t cost_us, int64_t interval_ms)
+{
+	int64_t gap = (int64_t)((double)cost_us / 1000.0 / (p->budget * PACE_HOT_SHARE));
+
+	return gap > interval_ms ? gap : interval_ms;
+}
+
 static int hot_cmp(const void *key, const void *elem)
 {
 	return strcmp((const char *)key, ((const struct hot *)elem)->domain);

@@ -47,6 +47,12 @@ int64_t pace_wait_ms(struct pace *p, int64_t now_ms);
 double pace_used(const struct pace *p, int64_t now_ms);
 /* How long a sweep whose statements cost cost_us takes within the budget (ms). */
 int64_t pace_sweep_ms(const struct pace *p, int64_t cost_us);
+/* The hot set takes at most this share of the budget, so that the sweep always moves
+ * (a farm where many wikis keep a backlog would otherwise starve the cold ones). */
+#define PACE_HOT_SHARE 0.5
+/* When the hot set may be read again after a round that cost cost_us: after
+ * interval_ms, or later when that round would take more than PACE_HOT_SHARE. */
+int64_t pace_hot_gap_ms(const struct pace *p, int64_t cost_us, int64_t interval_ms);
 
 /* Wikis with recent jobs or activity, by domain, each hot until a time. */
 struct hotset {

@@ -657,7 +657,7 @@ failed:
 
 /* Re-reads the hot set (light: no claims). 0 or -EIO. */
 static int scan_hot(struct scanner *sc, struct db *scan_db, struct db *coord,
-		    struct failure_streak *streak)
+		    struct failure_streak *streak, int64_t *cost_us)
 {
 	struct wiki **hot;
 	size_t n;
@@ -676,6 +676,7 @@ static int scan_hot(struct scanner *sc, struct db *scan_db, struct db *coord,
 	if (n > 0)
 		rc = scan_some(sc, scan_db, coord, hot, n, SCAN_LIGHT, &tally, err, sizeof(err));
 	free(hot);
+	*cost_us = tally.cost_us;
 	if (rc < 0) {
 		sc->scan_stopped = true;
 		if (!scanner_stopping(sc))
@@ -692,14 +693,15 @@ static int scan_hot(struct scanner *sc, struct db *scan_db, struct db *coord,
 static int64_t run_tick(struct scanner *sc, struct db *scan_db, struct db *coord,
 			struct failure_streak *streak)
 {
-	int64_t now = util_mono_ms(), deadline = now + TICK_MS, wait, next;
+	int64_t now = util_mono_ms(), deadline = now + TICK_MS, wait, next, hot_cost = 0;
 
 	if (sc->wikis.len == 0)
 		return now + (int64_t)sc->cfg->scan_interval * 1000;
 	if (now >= sc->next_hot && pace_wait_ms(&sc->pace, now) == 0) {
-		if (scan_hot(sc, scan_db, coord, streak) != 0)
+		if (scan_hot(sc, scan_db, coord, streak, &hot_cost) != 0)
 			return now;
-		sc->next_hot = now + (int64_t)sc->cfg->scan_interval * 1000;
+		sc->next_hot = now + pace_hot_gap_ms(&sc->pace, hot_cost,
+						     (int64_t)sc->cfg->scan_interval * 1000);
 	}
 	while (!scanner_stopping(sc) && (now = util_mono_ms()) < deadline &&
 	       (sc->sweep.running || now >= sc->sweep.next_start) &&

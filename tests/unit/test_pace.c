@@ -111,6 +111,32 @@ static void test_sweep_estimate(void **state)
 	assert_int_equal(pace_sweep_ms(&p, 2000000), 2000);
 }
 
+/* The hot set's rounds: every interval while cheap, spaced out when they would take
+ * more than half the budget. */
+static void test_hot_gap(void **state)
+{
+	static const struct {
+		double budget;
+		int64_t cost_us, interval_ms, want_ms;
+	} cases[] = {
+		{ 0.05, 1000, 2000, 2000 },     /* 1 ms a round: every 2 s */
+		{ 0.05, 50000, 2000, 2000 },    /* 50 ms: 2 s is exactly half of 5% */
+		{ 0.05, 300000, 2000, 12000 },  /* 500 hot wikis at 300 ms: every 12 s */
+		{ 0.01, 10000, 1000, 2000 },
+		{ 1.0, 300000, 2000, 2000 },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+		struct pace p;
+		pace_init(&p, cases[i].budget, 0);
+		if (pace_hot_gap_ms(&p, cases[i].cost_us, cases[i].interval_ms) != cases[i].want_ms)
+			fail_msg("case %zu: %lld, want %lld", i,
+				 (long long)pace_hot_gap_ms(&p, cases[i].cost_us, cases[i].interval_ms),
+				 (long long)cases[i].want_ms);
+	}
+}
+
 static struct wiki_list make_list(const char *const *domains, size_t n)
 {
 	struct wiki_list l = { calloc(n ? n : 1, sizeof(struct wiki *)), n };
@@ -224,6 +250,7 @@ int main(void)
 		cmocka_unit_test(test_budget),
 		cmocka_unit_test(test_budget_holds),
 		cmocka_unit_test(test_sweep_estimate),
+		cmocka_unit_test(test_hot_gap),
 		cmocka_unit_test(test_hotset),
 		cmocka_unit_test(test_sweep_position),
 	};
