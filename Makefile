@@ -4,6 +4,7 @@
 #   make test       install what the tests need, build, run unit + integration tests
 #   make demo       a local MariaDB + MediaWiki farm drained by two sidecars
 #   make unit-unsigned-char  the unit tests built with -funsigned-char (as on arm64)
+#   make format-check  fails when clang-format (.clang-format) would change a source
 #   make asan       the same binary with AddressSanitizer + UBSan, in build/asan/
 #   make asan-test  unit + integration tests on the ASan/UBSan build  (mk/quality.mk)
 #   make fuzz       libFuzzer on the config and RunJobs response parsers (mk/quality.mk)
@@ -32,7 +33,8 @@ SRCS := $(wildcard sidecar/*.c)
 OBJS := $(SRCS:sidecar/%.c=$(BUILD)/obj/%.o)
 LIB_OBJS := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
 
-.PHONY: all deps test unit unit-unsigned-char integration demo asan bench clean format image-test deb-test
+.PHONY: all deps test unit unit-unsigned-char integration demo asan bench clean format format-check \
+	image-test deb-test
 all: $(BUILD)/jobdrainer
 
 $(BUILD)/jobdrainer: $(OBJS)
@@ -104,8 +106,14 @@ deb-test: all
 clean:
 	rm -rf build
 
+# The pinned formatter (.clang-format, clang-format 14): format rewrites the sources,
+# format-check (CI) fails when any differs from what format would write.
+FORMAT_SRCS = sidecar/*.c sidecar/*.h tests/unit/*.c
 format:
-	clang-format -i sidecar/*.c sidecar/*.h tests/unit/*.c
+	clang-format -i $(FORMAT_SRCS)
+
+format-check:
+	clang-format --dry-run --Werror $(FORMAT_SRCS)
 
 include mk/quality.mk
 

@@ -18,7 +18,7 @@ build_pkgs="build-essential pkg-config libmariadb-dev libcurl4-openssl-dev libin
 test_pkgs="mariadb-server mariadb-client mediawiki apache2 libapache2-mod-php php-cli
   php-mysql php-intl php-mbstring php-xml python3 python3-pytest python3-pymysql curl
   procps golang-go golang-github-masterminds-sprig-dev golang-k8s-sigs-yaml-dev
-  python3-yaml patch git clang libclang-rt-14-dev valgrind python3-matplotlib
+  python3-yaml patch git clang clang-format libclang-rt-14-dev valgrind python3-matplotlib
   prometheus unzip"
 
 # make image-test: a daemonless podman (with runc) and debuerreotype for the base image.

@@ -735,8 +735,7 @@ static void *feed_main(void *arg)
 			b->file[0] = '\0';
 		log_failure(b, &e);
 		until = util_mono_ms() + (int64_t)b->cfg->binlog_retry_interval * 1000;
-		ts.tv_sec = (time_t)(until / 1000);
-		ts.tv_nsec = (long)(until % 1000) * 1000000;
+		ts = util_timespec(until);
 		pthread_mutex_lock(&b->lock);
 		while (!b->stopping && util_mono_ms() < until)
 			pthread_cond_timedwait(&b->cond, &b->lock, &ts);
@@ -763,7 +762,6 @@ int binlog_set_wikis(struct binlog *b, const struct wiki_list *list)
 struct binlog *binlog_start(const struct config *cfg, binlog_wake_fn wake, void *arg)
 {
 	struct binlog *b = calloc(1, sizeof(*b));
-	pthread_condattr_t attr;
 
 	if (b == NULL)
 		return NULL;
@@ -773,10 +771,7 @@ struct binlog *binlog_start(const struct config *cfg, binlog_wake_fn wake, void 
 	b->server_id = cfg->binlog_server_id > 0 ? (uint32_t)cfg->binlog_server_id
 						 : derive_server_id(cfg->holder);
 	pthread_mutex_init(&b->lock, NULL);
-	pthread_condattr_init(&attr);
-	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-	pthread_cond_init(&b->cond, &attr);
-	pthread_condattr_destroy(&attr);
+	util_cond_init(&b->cond);
 	if (pthread_create(&b->thread, NULL, feed_main, b) != 0) {
 		pthread_cond_destroy(&b->cond);
 		pthread_mutex_destroy(&b->lock);

@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <jansson.h>
-#include <mysql.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -17,33 +16,11 @@
 #include "log.h"
 #include "runjobs.h"
 #include "scan.h"
+#include "scanner.h"
 #include "sched.h"
 #include "util.h"
 
-/* One row of the status view. */
-struct wiki_status {
-	const char *domain, *holder, *last_outcome, *last_holder, *scan_error;
-	long long age_s;       /* oldest ready job, -1: none */
-	long long backoff_s;   /* > 0: backed off this much longer */
-	long long lease_s;     /* > 0: lease held this much longer */
-	long long last_batch_s; /* seconds since the last batch, -1: never */
-	int failures, ready_types;
-	long long orphans;      /* rows claimed > SCAN_ORPHAN_AFTER_SECONDS ago */
-	long long orphan_age_s; /* the oldest of them, -1: none */
-	bool parked;
-	const char *state;
-};
-
-static long long num(const char *s)
-{
-	long long v = -1;
-
-	if (s != NULL)
-		util_parse_int(s, INT64_MIN, INT64_MAX, &v);
-	return v;
-}
-
-static const char *state_of(const struct wiki_status *w)
+static const char *state_of(const struct coord_wiki_status *w)
 {
 	if (w->scan_error != NULL)
 		return "unreadable";
@@ -70,46 +47,57 @@ static void age_text(long long s, char *out, size_t len)
 		snprintf(out, len, "%lldh%02lldm", s / 3600, (s % 3600) / 60);
 }
 
-/* Urgency: work waiting the longest first, then trouble, then the rest. */
-#define STATUS_QUERY                                                                          \
-	"SELECT w.domain, TIMESTAMPDIFF(SECOND, w.oldest_ready_at, NOW(6)), w.ready_types,"    \
-	" IF(l.expires_at > NOW(6), l.holder, NULL),"                                         \
-	" TIMESTAMPDIFF(SECOND, NOW(6), l.expires_at),"                                       \
-	" TIMESTAMPDIFF(SECOND, NOW(6), w.backoff_until), w.parked_until > NOW(6),"           \
-	" w.failures, w.last_outcome, w.last_holder,"                                         \
-	" TIMESTAMPDIFF(SECOND, w.last_batch_at, NOW(6)), w.scan_error,"                      \
-	" w.orphaned_claims, TIMESTAMPDIFF(SECOND, w.oldest_claim_at, NOW(6))"                \
-	" FROM `%s`.jd_wiki w LEFT JOIN `%s`.jd_lease l"                                      \
-	" ON l.scope = w.scope AND l.name = w.domain AND l.slot = 0 WHERE w.scope = "
+/* The status view being printed. */
+struct status_view {
+	bool json, all;
+	json_t *jwikis; /* with json */
+	size_t shown;
+};
 
-#define STATUS_ORDER                                                                          \
-	" ORDER BY (w.oldest_ready_at IS NULL OR w.parked_until > NOW(6)) ,"                  \
-	" (w.backoff_until > NOW(6) OR w.scan_error IS NOT NULL) DESC, w.oldest_ready_at,"    \
-	" w.domain"
+/* One row of the status view (coord_fleet_status's order: the most urgent first). */
+static void show_wiki(const struct coord_wiki_status *w, void *arg)
+{
+	struct status_view *view = arg;
+	const char *state = state_of(w);
+	char age[48], last[48], claim_age[48];
+
+	/* Orphaned claims are trouble even on a wiki with nothing else to do. */
+	if (!view->all && strcmp(state, "idle") == 0 && w->orphans <= 0)
+		return;
+	view->shown++;
+	if (view->json) {
+		json_t *o = json_pack("{s:s, s:s, s:I, s:i, s:s?, s:s?, s:i, s:I, s:I, s:s?, s:I,"
+				      " s:I}",
+				      "wiki", w->domain, "state", state, "oldest_ready_age_s",
+				      (json_int_t)w->age_s, "ready_types", w->ready_types, "holder",
+				      w->holder ? w->holder : w->last_holder, "last_outcome",
+				      w->last_outcome, "failures", w->failures, "backoff_s",
+				      (json_int_t)(w->backoff_s > 0 ? w->backoff_s : 0),
+				      "last_batch_s", (json_int_t)w->last_batch_s, "error",
+				      w->scan_error, "orphaned_claims", (json_int_t)w->orphans,
+				      "orphaned_claims_oldest_age_s", (json_int_t)w->orphan_age_s);
+		json_array_append_new(view->jwikis, o);
+		return;
+	}
+	age_text(w->age_s, age, sizeof(age));
+	age_text(w->last_batch_s, last, sizeof(last));
+	age_text(w->orphan_age_s, claim_age, sizeof(claim_age));
+	printf("%-28s %-10s %8s %-32s %-13s %4d %9s %8lld %9s\n", w->domain, state, age,
+	       w->holder ? w->holder : (w->last_holder ? w->last_holder : "-"),
+	       w->last_outcome ? w->last_outcome : "-", w->failures, last, w->orphans, claim_age);
+}
 
 int cli_status(const struct config *cfg, bool json, bool all)
 {
 	struct db *db = db_new(&cfg->platform, "coordination");
-	struct buf sql;
-	MYSQL_RES *res = NULL;
-	MYSQL_ROW row;
-	unsigned code;
+	struct status_view view = { json, all, json ? json_array() : NULL, 0 };
 	char err[512];
 	struct coord_summary sum;
-	json_t *jwikis = json ? json_array() : NULL;
 	int rc = CLI_FAILED;
-	size_t shown = 0;
 
-	buf_init(&sql);
 	if (db == NULL)
 		goto out;
 	if (coord_summary(db, cfg, cfg->mw_version, &sum, err, sizeof(err)) != 0)
-		goto fail;
-	buf_addf(&sql, STATUS_QUERY, cfg->coord_db, cfg->coord_db);
-	if (db_quote(db, &sql, cfg->mw_version, err, sizeof(err)) != 0)
-		goto fail;
-	buf_adds(&sql, STATUS_ORDER);
-	if (db_query(db, sql.data, &res, &code, err, sizeof(err)) != 0)
 		goto fail;
 	if (!json) {
 		char scanned[48];
@@ -122,45 +110,8 @@ int cli_status(const struct config *cfg, bool json, bool all)
 		printf("%-28s %-10s %8s %-32s %-13s %4s %9s %8s %9s\n", "WIKI", "STATE", "OLDEST",
 		       "HOLDER", "LAST", "FAIL", "LAST_RUN", "ORPHANED", "CLAIM_AGE");
 	}
-	while (res != NULL && (row = mysql_fetch_row(res)) != NULL) {
-		struct wiki_status w = {
-			.domain = row[0], .age_s = row[1] ? num(row[1]) : -1,
-			.ready_types = (int)num(row[2]), .holder = row[3],
-			.lease_s = row[3] ? num(row[4]) : -1, .backoff_s = row[5] ? num(row[5]) : -1,
-			.parked = row[6] && strcmp(row[6], "1") == 0, .failures = (int)num(row[7]),
-			.last_outcome = row[8], .last_holder = row[9],
-			.last_batch_s = row[10] ? num(row[10]) : -1, .scan_error = row[11],
-			.orphans = row[12] ? num(row[12]) : 0,
-			.orphan_age_s = row[12] && row[13] && num(row[12]) > 0 ? num(row[13]) : -1,
-		};
-		char age[48], last[48], claim_age[48];
-		w.state = state_of(&w);
-		/* Orphaned claims are trouble even on a wiki with nothing else to do. */
-		if (!all && strcmp(w.state, "idle") == 0 && w.orphans <= 0)
-			continue;
-		shown++;
-		if (json) {
-			json_t *o = json_pack("{s:s, s:s, s:I, s:i, s:s?, s:s?, s:i, s:I, s:I, s:s?, s:I,"
-					      " s:I}",
-					      "wiki", w.domain, "state", w.state, "oldest_ready_age_s",
-					      (json_int_t)w.age_s, "ready_types", w.ready_types,
-					      "holder", w.holder ? w.holder : w.last_holder,
-					      "last_outcome", w.last_outcome, "failures", w.failures,
-					      "backoff_s", (json_int_t)(w.backoff_s > 0 ? w.backoff_s : 0),
-					      "last_batch_s", (json_int_t)w.last_batch_s, "error",
-					      w.scan_error, "orphaned_claims", (json_int_t)w.orphans,
-					      "orphaned_claims_oldest_age_s", (json_int_t)w.orphan_age_s);
-			json_array_append_new(jwikis, o);
-			continue;
-		}
-		age_text(w.age_s, age, sizeof(age));
-		age_text(w.last_batch_s, last, sizeof(last));
-		age_text(w.orphan_age_s, claim_age, sizeof(claim_age));
-		printf("%-28s %-10s %8s %-32s %-13s %4d %9s %8lld %9s\n", w.domain, w.state, age,
-		       w.holder ? w.holder : (w.last_holder ? w.last_holder : "-"),
-		       w.last_outcome ? w.last_outcome : "-", w.failures, last, w.orphans,
-		       claim_age);
-	}
+	if (coord_fleet_status(db, cfg, cfg->mw_version, show_wiki, &view, err, sizeof(err)) != 0)
+		goto fail;
 	if (json) {
 		json_t *root = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}",
 					 "scope", cfg->mw_version, "wikis", (json_int_t)sum.wikis,
@@ -176,12 +127,12 @@ int cli_status(const struct config *cfg, bool json, bool all)
 					 (json_int_t)(sum.oldest_claim_age_ms < 0
 							      ? -1
 							      : sum.oldest_claim_age_ms / 1000),
-					 "wikis_shown", jwikis);
-		jwikis = NULL;
+					 "wikis_shown", view.jwikis);
+		view.jwikis = NULL;
 		json_dumpf(root, stdout, JSON_INDENT(2));
 		putchar('\n');
 		json_decref(root);
-	} else if (shown == 0) {
+	} else if (view.shown == 0) {
 		printf("(no wiki with a backlog, a failure or a lease; --all lists every wiki)\n");
 	}
 	rc = CLI_OK;
@@ -189,35 +140,43 @@ int cli_status(const struct config *cfg, bool json, bool all)
 fail:
 	fprintf(stderr, "jobdrainer status: %s\n", err);
 out:
-	json_decref(jwikis);
-	if (res != NULL)
-		mysql_free_result(res);
-	buf_release(&sql);
+	json_decref(view.jwikis);
 	db_free(db);
 	return rc;
 }
 
-/* Finds one wiki through discovery. */
-static struct wiki *find_wiki(const struct config *cfg, struct db *platform, const char *domain,
-			      char *err, size_t errlen)
+/* Finds one wiki through discovery: 0 (*out set, the caller frees it), -ENOENT when
+ * discovery does not list it, -EIO when discovery failed, -ENOMEM; err says which. */
+static int find_wiki(const struct config *cfg, struct db *platform, const char *domain,
+		     struct wiki **out, char *err, size_t errlen)
 {
 	struct discovery *disc = discovery_new(cfg);
 	struct wiki_list list = { 0 };
-	struct wiki *found = NULL;
+	int rc = -ENOENT;
 
-	if (disc == NULL || discovery_run(disc, platform, &list, err, errlen) != 0) {
-		discovery_free(disc);
-		return NULL;
+	*out = NULL;
+	if (disc == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
 	}
-	for (size_t i = 0; i < list.len && found == NULL; i++)
-		if (strcmp(list.items[i]->domain, domain) == 0)
-			found = wiki_dup(list.items[i]);
-	if (found == NULL)
+	if (discovery_run(disc, platform, &list, err, errlen) != 0) {
+		discovery_free(disc);
+		return -EIO;
+	}
+	for (size_t i = 0; i < list.len && rc == -ENOENT; i++) {
+		if (strcmp(list.items[i]->domain, domain) != 0)
+			continue;
+		*out = wiki_dup(list.items[i]);
+		rc = *out != NULL ? 0 : -ENOMEM;
+	}
+	if (rc == -ENOENT)
 		snprintf(err, errlen, "discovery does not list %s (unknown, deleted, bad row, or "
 				      "another MediaWiki version)", domain);
+	else if (rc == -ENOMEM)
+		snprintf(err, errlen, "out of memory");
 	wiki_list_free(&list);
 	discovery_free(disc);
-	return found;
+	return rc;
 }
 
 /* SIGINT/SIGTERM during `drain`: the first stops after the batch in flight (the lease
@@ -274,16 +233,13 @@ static int drain_leased(const struct config *cfg, struct sched_worker *sw, struc
 			break;
 		}
 		runjobs_batch(rj, t->wiki, (unsigned long long)t->lease.token, &r);
-		t->batches++;
-		t->jobs_run += r.jobs_ok + r.jobs_failed;
-		t->no_progress = health_no_progress(&r) ? t->no_progress + 1 : 0;
+		sched_batch_ran(t, &r);
 		ok += r.jobs_ok;
 		failed += r.jobs_failed;
 		limiter_report(lim, &r, t->wiki->domain, false, &v);
 		print_batch(t->batches, &r, &v);
-		more = r.outcome == OUTCOME_MORE &&
-		       !(v.fault == FAULT_WIKI && t->no_progress >= SCHED_NO_PROGRESS_LIMIT) &&
-		       !(v.fault == FAULT_POD && limiter_breaker_open(lim));
+		/* The workers' rule, without the time slice: the operator asked for this wiki. */
+		more = sched_keep_draining(t, &r, &v, limiter_breaker_open(lim));
 		/* The wiki's interval in short steps: a signal handler cannot wake sched_hold. */
 		for (int64_t left = cfg->wiki_min_interval_ms; more && left > 0; left -= 200)
 			more = !atomic_load(&drain_stop) && sched_hold(sw, t, left < 200 ? left : 200);
@@ -326,17 +282,20 @@ int cli_drain(const struct config *cfg, const char *domain)
 		snprintf(err, sizeof(err), "out of memory");
 		goto fail;
 	}
-	w = find_wiki(cfg, platform, domain, err, sizeof(err));
-	if (w == NULL) {
-		rc = strstr(err, "does not list") ? CLI_NOT_FOUND : CLI_FAILED;
+	switch (find_wiki(cfg, platform, domain, &w, err, sizeof(err))) {
+	case 0:
+		break;
+	case -ENOENT:
+		rc = CLI_NOT_FOUND;
+		goto fail;
+	default:
 		goto fail;
 	}
 	/* A fresh look at its queue, written for the fleet like a scan would. */
 	if (coord_ensure_schema(coord, cfg, err, sizeof(err)) != 0 ||
 	    coord_now(coord, started, err, sizeof(err)) != 0 ||
-	    scan_run(scan, &w, 1, 1, SCAN_FULL, &backlog, &stats, err, sizeof(err)) != 0 ||
-	    coord_write_backlog(coord, cfg, cfg->mw_version, &w, &backlog, 1, started, err,
-				sizeof(err)) != 0)
+	    scanner_scan_publish(scan, coord, cfg, &w, 1, 1, SCAN_FULL, started, &backlog, &stats,
+				 err, sizeof(err)) != 0)
 		goto fail;
 	if (backlog.failed) {
 		snprintf(err, sizeof(err), "cannot read its job table: %s", backlog.error);

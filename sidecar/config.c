@@ -5,10 +5,15 @@
  * parser as the file, so a bad default cannot slip in; secrets (passwords) are only
  * ever printed masked.
  *
- * Line numbers: Debian's inih is built without INI_HANDLER_LINENO, so the file is fed
- * through our own reader, which counts lines, remembers the current section, spots
- * indented continuation lines and refuses lines longer than inih's fixed 200-byte
- * buffer (inih would silently split them into two "lines"). */
+ * Why a second look at each line beside inih: Debian 12's libinih (r55) is built
+ * without INI_HANDLER_LINENO (a build-time switch of the shared library: the handler
+ * signature cannot change without it), so its handler never learns the line; and
+ * inih says nothing about a section header with no keys under it, NUL or control
+ * bytes (it cuts the line there) or a line over its 200-byte buffer (it splits it into
+ * two "lines"), and returns only the first syntax error's line. So the file is fed
+ * through our own reader, which counts lines, remembers the current section and key,
+ * spots indented continuation lines and refuses those bytes and lines; the pairs
+ * still come from inih alone. */
 #include "config.h"
 
 #include <errno.h>
@@ -20,6 +25,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "log.h"
 
 enum key_type {
 	KEY_INT,    /* integer in [min, max] */
@@ -39,8 +46,15 @@ struct config_key {
 	const char *const *choices;
 };
 
-static const char *const log_formats[] = { "text", "json", NULL };
-static const char *const log_levels[] = { "debug", "info", "warn", "error", NULL };
+/* The choices of an enum key are its index: generated from log.h's lists, in order. */
+#define LEVEL_NAME(id, name, severity) name,
+#define FORMAT_NAME(id, name) name,
+static const char *const log_formats[] = { LOG_FORMATS(FORMAT_NAME) NULL };
+static const char *const log_levels[] = { LOG_LEVELS(LEVEL_NAME) NULL };
+#undef LEVEL_NAME
+#undef FORMAT_NAME
+_Static_assert(sizeof(log_formats) / sizeof(log_formats[0]) == LOG_FORMAT_COUNT + 1, "formats");
+_Static_assert(sizeof(log_levels) / sizeof(log_levels[0]) == LOG_LEVEL_COUNT + 1, "levels");
 static const char *const booleans[] = { "false", "true", NULL };
 
 /* The wbaas (Wikibase Cloud) schema. Columns: domain, database, table prefix, secret.
@@ -55,6 +69,8 @@ static const char *const booleans[] = { "false", "true", NULL };
 	"ORDER BY w.id"
 
 #define O(field) offsetof(struct config, field)
+/* Fenced: clang-format would indent the entries after the first one. */
+/* clang-format off */
 #define DB_KEYS(sec, ep, host_def, user_def, db_def)                                              \
 	{ sec, "host", KEY_STRING, O(ep.host), host_def, 0, 0, NULL },                            \
 	{ sec, "port", KEY_INT, O(ep.port), "3306", 1, 65535, NULL },                             \
@@ -66,6 +82,7 @@ static const char *const booleans[] = { "false", "true", NULL };
 	{ sec, "database", KEY_STRING, O(ep.database), db_def, 0, 0, NULL },                      \
 	{ sec, "connect_timeout", KEY_INT, O(ep.connect_timeout), "5", 1, 300, NULL },            \
 	{ sec, "query_timeout", KEY_INT, O(ep.query_timeout), "30", 1, 3600, NULL }
+/* clang-format on */
 
 static const struct config_key config_keys[] = {
 	{ "sidecar", "workers", KEY_INT, O(workers), "2", 1, 64, NULL },
@@ -198,6 +215,15 @@ static const struct config_key *find_key(const char *section, const char *name, 
 	return NULL;
 }
 
+/* Passwords leave no copy in freed memory. */
+static void secret_free(char *s)
+{
+	if (s == NULL)
+		return;
+	explicit_bzero(s, strlen(s));
+	free(s);
+}
+
 static void *field(struct config *cfg, const struct config_key *k)
 {
 	return (char *)cfg + k->offset;
@@ -245,7 +271,10 @@ static const char *set_value(struct config *cfg, const struct config_key *k, con
 			char *copy = strdup(value);
 			if (copy == NULL)
 				return "out of memory";
-			free(*sp);
+			if (k->type == KEY_SECRET)
+				secret_free(*sp);
+			else
+				free(*sp);
 			*sp = copy;
 		}
 		return NULL;
@@ -565,7 +594,7 @@ static void resolve_password(struct loader *ld, const char *section, struct db_e
 				  "password_file", "%s", why);
 			return;
 		}
-		free(ep->password);
+		secret_free(ep->password);
 		ep->password = secret;
 	} else if (first == 2) {
 		const char *v = getenv(ep->password_env);
@@ -577,7 +606,7 @@ static void resolve_password(struct loader *ld, const char *section, struct db_e
 			add_error(ld, line, section, "password_env", "environment variable %s is empty",
 				  ep->password_env);
 		} else {
-			free(ep->password);
+			secret_free(ep->password);
 			ep->password = strdup(v);
 		}
 	}
@@ -745,6 +774,7 @@ int config_load(const char *path, struct config **out, struct buf *errors)
 {
 	struct loader ld;
 	struct config *cfg;
+	char iobuf[4096];
 	int rc;
 
 	memset(&ld, 0, sizeof(ld));
@@ -771,8 +801,14 @@ int config_load(const char *path, struct config **out, struct buf *errors)
 		config_free(cfg);
 		return -EINVAL;
 	}
+	/* The file's text (passwords included) passes through stdio's buffer and the line
+	 * buffer: ours, so both can be cleared once read. */
+	setvbuf(ld.file, iobuf, _IOFBF, sizeof(iobuf));
 	rc = ini_parse_stream(read_line, &ld, on_pair, &ld);
 	fclose(ld.file);
+	explicit_bzero(iobuf, sizeof(iobuf));
+	if (ld.line != NULL)
+		explicit_bzero(ld.line, ld.line_cap);
 	free(ld.line);
 	/* The reader reports syntax errors itself; inih's own count is a fallback. */
 	if (rc > 0 && ld.nerrors == 0)
@@ -803,8 +839,9 @@ void config_free(struct config *cfg)
 	if (cfg == NULL)
 		return;
 	for (size_t i = 0; i < NKEYS; i++) {
-		if (config_keys[i].type == KEY_STRING || config_keys[i].type == KEY_SECRET ||
-		    config_keys[i].type == KEY_TEXT)
+		if (config_keys[i].type == KEY_SECRET)
+			secret_free(*(char **)field(cfg, &config_keys[i]));
+		else if (config_keys[i].type == KEY_STRING || config_keys[i].type == KEY_TEXT)
 			free(*(char **)field(cfg, &config_keys[i]));
 	}
 	free(cfg->path);

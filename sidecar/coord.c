@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "db.h"
 #include "metrics.h"
 #include "util.h"
 
@@ -261,7 +262,7 @@ static int acquire(struct db *db, const struct config *cfg, struct coord_lease *
 	buf_adds(&sql, " AND (l.expires_at IS NULL OR l.expires_at < NOW(6))");
 	if (wiki)
 		buf_adds(&sql, " AND" WIKI_RUNNABLE);
-	metrics_add(METRIC_LEASE_OPS, 0, 1);
+	metrics_add(METRIC_LEASE_OPS, LEASE_OP_ACQUIRE, 1);
 	if (exec(db, &sql, &matched, err, errlen) != 0)
 		return -EIO;
 	if (matched == 0)
@@ -300,7 +301,7 @@ int coord_renew(struct db *db, const struct config *cfg, const struct coord_leas
 		return -EIO;
 	}
 	buf_adds(&sql, " AND expires_at > NOW(6)");
-	metrics_add(METRIC_LEASE_OPS, 1, 1);
+	metrics_add(METRIC_LEASE_OPS, LEASE_OP_RENEW, 1);
 	if (exec(db, &sql, &matched, err, errlen) != 0)
 		return -EIO;
 	return matched > 0 ? 1 : 0;
@@ -319,7 +320,7 @@ int coord_release(struct db *db, const struct config *cfg, const struct coord_le
 		buf_release(&sql);
 		return -EIO;
 	}
-	metrics_add(METRIC_LEASE_OPS, 2, 1);
+	metrics_add(METRIC_LEASE_OPS, LEASE_OP_RELEASE, 1);
 	if (exec(db, &sql, &matched, err, errlen) != 0)
 		return -EIO;
 	return matched > 0 ? 1 : 0;
@@ -366,7 +367,7 @@ int coord_release_wiki(struct db *db, const struct config *cfg, const struct coo
 	if (lit(db, &sql, l->holder, err, errlen) != 0)
 		goto fail;
 	buf_addf(&sql, " AND l.token = %llu", (unsigned long long)l->token);
-	metrics_add(METRIC_LEASE_OPS, 2, 1);
+	metrics_add(METRIC_LEASE_OPS, LEASE_OP_RELEASE, 1);
 	if (exec(db, &sql, &matched, err, errlen) != 0)
 		return -EIO;
 	return matched > 0 ? 1 : 0;
@@ -514,10 +515,13 @@ static void add_datetime(struct buf *sql, int64_t epoch_ms)
 		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
-int coord_write_backlog(struct db *db, const struct config *cfg, const char *scope,
-			struct wiki *const *wikis, const struct backlog *b, size_t n,
-			const char *scan_started, char *err, size_t errlen)
+int coord_write_backlog(struct db *db, const struct config *cfg, const struct coord_scan *scan,
+			char *err, size_t errlen)
 {
+	const char *scope = scan->scope, *scan_started = scan->started;
+	struct wiki *const *wikis = scan->wikis;
+	const struct backlog *b = scan->backlog;
+	size_t n = scan->n;
 	struct buf sql;
 	const char **names;
 	int rc;
@@ -596,6 +600,63 @@ fail:
 	return -EIO;
 }
 
+/* At most this many gone wikis' lease rows go per pass: a large departure is spread
+ * over a few passes instead of one long statement. */
+#define PRUNE_LEASES_PER_PASS 500
+
+/* Deletes the unheld lease rows (any slot) of wikis that have no jd_wiki row any more,
+ * so jd_lease does not grow as wikis come and go. The names are read first (a plain
+ * read takes no locks), then deleted by key, so the acquires and the backlog writes
+ * running meanwhile never wait on a scan of the whole table. A wiki that came back in
+ * between loses an unheld row, which the next scan's coord_add_lease_rows recreates. */
+static int prune_leases(struct db *db, const struct config *cfg, const char *scope, char *err,
+			size_t errlen)
+{
+	const char *d = cfg->coord_db;
+	struct buf sql, names;
+	const char *name;
+	int count, rc = -EIO;
+
+	buf_init(&sql);
+	buf_init(&names);
+	buf_addf(&sql,
+		 "SELECT DISTINCT l.name FROM `%s`.jd_lease l LEFT JOIN `%s`.jd_wiki w"
+		 " ON w.scope = l.scope AND w.domain = l.name"
+		 " WHERE w.domain IS NULL AND l.name <> '" COORD_SCANNER_LEASE "'"
+		 " AND (l.expires_at IS NULL OR l.expires_at < NOW(6)) AND l.scope = ",
+		 d, d);
+	if (lit(db, &sql, scope, err, errlen) != 0) {
+		buf_release(&sql);
+		goto out;
+	}
+	buf_addf(&sql, " LIMIT %d", PRUNE_LEASES_PER_PASS);
+	if (collect_names(db, &sql, &names, &count, err, errlen) != 0)
+		goto out;
+	if (count == 0) {
+		rc = 0;
+		goto out;
+	}
+	buf_addf(&sql, "DELETE FROM `%s`.jd_lease WHERE (expires_at IS NULL OR expires_at < NOW(6))"
+		       " AND scope = ", d);
+	if (lit(db, &sql, scope, err, errlen) != 0)
+		goto fail;
+	buf_adds(&sql, " AND name IN (");
+	name = names.data;
+	for (int i = 0; i < count; i++, name += strlen(name) + 1) {
+		buf_adds(&sql, i ? "," : "");
+		if (lit(db, &sql, name, err, errlen) != 0)
+			goto fail;
+	}
+	buf_adds(&sql, ")");
+	rc = exec(db, &sql, NULL, err, errlen);
+	goto out;
+fail:
+	buf_release(&sql);
+out:
+	buf_release(&names);
+	return rc;
+}
+
 int coord_forget_unseen(struct db *db, const struct config *cfg, const char *scope,
 			const char *scan_started, char *err, size_t errlen)
 {
@@ -613,7 +674,9 @@ int coord_forget_unseen(struct db *db, const struct config *cfg, const char *sco
 		buf_release(&sql);
 		return -EIO;
 	}
-	return exec(db, &sql, NULL, err, errlen);
+	if (exec(db, &sql, NULL, err, errlen) != 0)
+		return -EIO;
+	return prune_leases(db, cfg, scope, err, errlen);
 }
 
 int coord_wiki_failures(struct db *db, const struct config *cfg, const char *scope,
@@ -641,6 +704,77 @@ int coord_wiki_failures(struct db *db, const struct config *cfg, const char *sco
 	if (res != NULL)
 		mysql_free_result(res);
 	return 0;
+}
+
+/* A number of a status row; dflt when NULL (or not a number). */
+static long long row_num(const char *s, long long dflt)
+{
+	long long v = dflt;
+
+	if (s != NULL && util_parse_int(s, INT64_MIN, INT64_MAX, &v) != 0)
+		v = dflt;
+	return v;
+}
+
+int coord_fleet_status(struct db *db, const struct config *cfg, const char *scope,
+		       void (*each)(const struct coord_wiki_status *w, void *arg), void *arg,
+		       char *err, size_t errlen)
+{
+	struct buf sql;
+	MYSQL_RES *res = NULL;
+	MYSQL_ROW row;
+	unsigned code;
+	int rc;
+
+	buf_init(&sql);
+	buf_addf(&sql,
+		 "SELECT w.domain, TIMESTAMPDIFF(SECOND, w.oldest_ready_at, NOW(6)), w.ready_types,"
+		 " IF(l.expires_at > NOW(6), l.holder, NULL),"
+		 " TIMESTAMPDIFF(SECOND, NOW(6), l.expires_at),"
+		 " TIMESTAMPDIFF(SECOND, NOW(6), w.backoff_until), w.parked_until > NOW(6),"
+		 " w.failures, w.last_outcome, w.last_holder,"
+		 " TIMESTAMPDIFF(SECOND, w.last_batch_at, NOW(6)), w.scan_error,"
+		 " w.orphaned_claims, TIMESTAMPDIFF(SECOND, w.oldest_claim_at, NOW(6))"
+		 " FROM `%s`.jd_wiki w LEFT JOIN `%s`.jd_lease l"
+		 " ON l.scope = w.scope AND l.name = w.domain AND l.slot = 0 WHERE w.scope = ",
+		 cfg->coord_db, cfg->coord_db);
+	if (lit(db, &sql, scope, err, errlen) != 0) {
+		buf_release(&sql);
+		return -EIO;
+	}
+	buf_adds(&sql, " ORDER BY (w.oldest_ready_at IS NULL OR w.parked_until > NOW(6)) ,"
+		       " (w.backoff_until > NOW(6) OR w.scan_error IS NOT NULL) DESC,"
+		       " w.oldest_ready_at, w.domain");
+	if (sql.failed) {
+		snprintf(err, errlen, "out of memory");
+		rc = -EIO;
+	} else {
+		rc = db_query(db, sql.data, &res, &code, err, errlen);
+	}
+	buf_release(&sql);
+	while (rc == 0 && res != NULL && (row = mysql_fetch_row(res)) != NULL) {
+		long long orphans = row_num(row[12], 0);
+		struct coord_wiki_status w = {
+			.domain = row[0],
+			.age_s = row_num(row[1], -1),
+			.ready_types = (int)row_num(row[2], -1),
+			.holder = row[3],
+			.lease_s = row[3] ? row_num(row[4], -1) : -1,
+			.backoff_s = row_num(row[5], -1),
+			.parked = row[6] && strcmp(row[6], "1") == 0,
+			.failures = (int)row_num(row[7], -1),
+			.last_outcome = row[8],
+			.last_holder = row[9],
+			.last_batch_s = row_num(row[10], -1),
+			.scan_error = row[11],
+			.orphans = orphans,
+			.orphan_age_s = orphans > 0 ? row_num(row[13], -1) : -1,
+		};
+		each(&w, arg);
+	}
+	if (res != NULL)
+		mysql_free_result(res);
+	return rc == 0 ? 0 : -EIO;
 }
 
 int coord_summary(struct db *db, const struct config *cfg, const char *scope,

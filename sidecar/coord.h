@@ -19,7 +19,6 @@
 #include <stdint.h>
 
 #include "config.h"
-#include "db.h"
 #include "response.h"
 #include "scan.h"
 #include "wiki.h"
@@ -27,6 +26,8 @@
 #define COORD_SCHEMA_VERSION 2
 /* The lease row of the fleet's scanner, in jd_lease.name (never a valid domain). */
 #define COORD_SCANNER_LEASE "*scanner*"
+
+struct db; /* db.h: the connection stays opaque above it */
 
 struct coord_lease {
 	const char *scope;
@@ -98,15 +99,24 @@ int coord_add_lease_rows(struct db *db, const struct config *cfg, const char *sc
 /* The database's current time (UTC) as "YYYY-MM-DD HH:MM:SS.ffffff". */
 int coord_now(struct db *db, char out[32], char *err, size_t errlen);
 
-/* Writes one scan of these wikis (from the scanner lease holder). scan_started is
- * coord_now() from before the scan: a wiki drained after it keeps its drained state;
- * a parked wiki with a new job (max_job_id grew) is unparked. */
-int coord_write_backlog(struct db *db, const struct config *cfg, const char *scope,
-			struct wiki *const *wikis, const struct backlog *b, size_t n,
-			const char *scan_started, char *err, size_t errlen);
+/* One scan of some wikis, as written to jd_wiki. */
+struct coord_scan {
+	const char *scope;
+	struct wiki *const *wikis;
+	const struct backlog *backlog; /* backlog[i] is wikis[i]'s */
+	size_t n;
+	/* coord_now() from before the scan: a wiki drained after it keeps its drained
+	 * state. */
+	const char *started;
+};
+/* Writes one scan (from the scanner lease holder, or `drain --wiki`); a parked wiki
+ * with a new job (max_job_id grew) is unparked. */
+int coord_write_backlog(struct db *db, const struct config *cfg, const struct coord_scan *scan,
+			char *err, size_t errlen);
 
 /* Deletes rows of wikis no scan has listed since scan_started (gone from discovery),
- * unless their lease is still held. */
+ * unless their lease is still held; then the unheld lease rows of wikis without a row
+ * (a bounded number per call). */
 int coord_forget_unseen(struct db *db, const struct config *cfg, const char *scope,
 			const char *scan_started, char *err, size_t errlen);
 
@@ -121,5 +131,29 @@ struct coord_summary {
 };
 int coord_summary(struct db *db, const struct config *cfg, const char *scope,
 		  struct coord_summary *out, char *err, size_t errlen);
+
+/* One wiki of the fleet, for `jobdrainer status`. Times are seconds, -1 when there is
+ * none; strings are NULL when there is none. */
+struct coord_wiki_status {
+	const char *domain;
+	const char *holder;       /* of a lease (slot 0) not expired */
+	const char *last_outcome; /* of the last drain, and by whom */
+	const char *last_holder;
+	const char *scan_error;   /* its job table cannot be read */
+	long long age_s;          /* oldest ready job */
+	long long backoff_s;      /* > 0: backed off this much longer */
+	long long lease_s;        /* > 0: lease held this much longer */
+	long long last_batch_s;   /* since the last batch */
+	int failures, ready_types;
+	long long orphans;        /* rows claimed > SCAN_ORPHAN_AFTER_SECONDS ago */
+	long long orphan_age_s;   /* the oldest of them */
+	bool parked;
+};
+/* Calls each() for every wiki of the scope, most urgent first: work waiting the
+ * longest, then trouble (backoff, unreadable), then the rest. The row is valid during
+ * the call only. */
+int coord_fleet_status(struct db *db, const struct config *cfg, const char *scope,
+		       void (*each)(const struct coord_wiki_status *w, void *arg), void *arg,
+		       char *err, size_t errlen);
 
 #endif

@@ -76,8 +76,7 @@ static void *abort_timer(void *arg)
 	struct timespec ts;
 
 	free(arg);
-	ts.tv_sec = (time_t)(deadline / 1000);
-	ts.tv_nsec = (long)(deadline % 1000) * 1000000;
+	ts = util_timespec(deadline);
 	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
 		;
 	abort_all();
@@ -106,13 +105,9 @@ void db_abort_at(int64_t deadline_ms)
 
 int64_t db_retry_delay_ms(int failures)
 {
-	int64_t d = 250;
-
 	if (failures <= 1)
 		return 0;
-	for (int i = 2; i < failures && d < DB_RETRY_MAX_MS; i++)
-		d *= 2;
-	return d < DB_RETRY_MAX_MS ? d : DB_RETRY_MAX_MS;
+	return util_backoff_ms(250, DB_RETRY_MAX_MS, failures - 2);
 }
 
 void db_limit_statements(struct db *db)
@@ -294,4 +289,14 @@ int db_quote(struct db *db, struct buf *out, const char *s, char *err, size_t er
 	buf_addf(out, "'%s'", tmp);
 	free(tmp);
 	return 0;
+}
+
+void db_thread_init(void)
+{
+	mysql_thread_init();
+}
+
+void db_thread_end(void)
+{
+	mysql_thread_end();
 }

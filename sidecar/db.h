@@ -77,6 +77,11 @@ int db_quote(struct db *db, struct buf *out, const char *s, char *err, size_t er
 /* The value of the last LAST_INSERT_ID(expr) on this connection (0 if none). */
 unsigned long long db_insert_id(struct db *db);
 
+/* Every thread that uses a connection calls db_thread_init first and db_thread_end
+ * before it exits (the client library's per-thread state). */
+void db_thread_init(void);
+void db_thread_end(void);
+
 /* "mariadb 10.11.x" style client library version, for the start-up line. */
 const char *db_client_version(void);
 

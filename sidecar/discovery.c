@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "db.h"
 #include "log.h"
 
 struct discovery {
@@ -153,6 +154,20 @@ static void drop_duplicates(struct discovery *d, struct problems *now, struct wi
 	list->len = kept;
 }
 
+/* libmariadb keeps the whole result in buffers it frees without clearing: wipe the
+ * secret column of every row first, so freed memory holds no wiki's secret. */
+static void clear_secrets(MYSQL_RES *res)
+{
+	MYSQL_ROW row;
+
+	mysql_data_seek(res, 0);
+	while ((row = mysql_fetch_row(res)) != NULL) {
+		unsigned long *len = mysql_fetch_lengths(res);
+		if (row[3] != NULL && len != NULL)
+			explicit_bzero(row[3], len[3]);
+	}
+}
+
 int discovery_run(struct discovery *d, struct db *db, struct wiki_list *out, char *err,
 		  size_t errlen)
 {
@@ -197,6 +212,8 @@ int discovery_run(struct discovery *d, struct db *db, struct wiki_list *out, cha
 	drop_duplicates(d, &now, out);
 	rc = 0;
 out:
+	if (res != NULL && mysql_num_fields(res) >= 4)
+		clear_secrets(res);
 	if (res != NULL)
 		mysql_free_result(res);
 	buf_release(&sql);

@@ -7,8 +7,9 @@
 #define JD_DISCOVERY_H
 
 #include "config.h"
-#include "db.h"
 #include "wiki.h"
+
+struct db; /* db.h */
 
 struct discovery;
 

@@ -5,39 +5,20 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "metrics.h"
+#include "scanner.h"
 #include "util.h"
 
 struct httpd {
 	struct MHD_Daemon *daemon;
 	int64_t alive_window_ms;
+	int64_t started_ms; /* the scanner's first turn is due within the window from here */
 	int port;
 };
-
-static _Atomic int64_t last_alive_ms;
-static pthread_mutex_t ready_lock = PTHREAD_MUTEX_INITIALIZER;
-static bool ready;
-static char not_ready_why[256] = "starting";
-
-void httpd_note_alive(void)
-{
-	atomic_store(&last_alive_ms, util_mono_ms());
-}
-
-void httpd_note_ready(bool is_ready, const char *why)
-{
-	pthread_mutex_lock(&ready_lock);
-	ready = is_ready;
-	snprintf(not_ready_why, sizeof(not_ready_why), "%s", is_ready ? "" : why);
-	pthread_mutex_unlock(&ready_lock);
-	metrics_set(METRIC_READY, 0, is_ready ? 1 : 0);
-}
 
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *type,
 			     const char *body, size_t len)
@@ -69,7 +50,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
 		return reply(c, 405, "text/plain", "method not allowed\n", 19);
 	if (strcmp(url, "/healthz") == 0) {
-		int64_t age = util_mono_ms() - atomic_load(&last_alive_ms);
+		struct scanner_health sh;
+		int64_t age;
+		scanner_health(&sh);
+		age = util_mono_ms() - (sh.last_turn_ms > h->started_ms ? sh.last_turn_ms
+									 : h->started_ms);
 		if (age <= h->alive_window_ms)
 			return reply(c, 200, "text/plain", "ok\n", 3);
 		snprintf(text, sizeof(text), "scanner loop stalled for %llds\n",
@@ -77,12 +62,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		return reply(c, 503, "text/plain", text, strlen(text));
 	}
 	if (strcmp(url, "/readyz") == 0) {
-		bool ok;
-		pthread_mutex_lock(&ready_lock);
-		ok = ready;
-		snprintf(text, sizeof(text), "%s\n", ok ? "ready" : not_ready_why);
-		pthread_mutex_unlock(&ready_lock);
-		return reply(c, ok ? 200 : 503, "text/plain", text, strlen(text));
+		struct scanner_health sh;
+		scanner_health(&sh);
+		snprintf(text, sizeof(text), "%s\n", sh.ready ? "ready" : sh.why);
+		return reply(c, sh.ready ? 200 : 503, "text/plain", text, strlen(text));
 	}
 	if (strcmp(url, "/metrics") == 0) {
 		struct buf b;
@@ -127,11 +110,18 @@ struct httpd *httpd_start(const struct config *cfg, char *err, size_t errlen)
 	h->alive_window_ms = (int64_t)(4 * (cfg->platform.connect_timeout +
 					    cfg->platform.query_timeout) +
 				       2 * cfg->scan_interval + 30) * 1000;
-	httpd_note_alive();
-	h->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t)port, NULL, NULL,
+	h->started_ms = util_mono_ms();
+	/* Anyone who reaches the pod IP can open connections and trickle header bytes,
+	 * which keeps each one alive past the idle timeout. The per-address cap keeps
+	 * such a client from taking the slots the kubelet's probes and Prometheus need;
+	 * the total is large enough for many addresses, and epoll has no FD_SETSIZE
+	 * ceiling. The short timeout frees connections that go quiet. */
+	h->daemon = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD, (uint16_t)port, NULL, NULL,
 				     on_request, h, MHD_OPTION_SOCK_ADDR, &sa,
-				     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)10,
-				     MHD_OPTION_CONNECTION_LIMIT, (unsigned int)16, MHD_OPTION_END);
+				     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)HTTPD_IDLE_TIMEOUT_S,
+				     MHD_OPTION_CONNECTION_LIMIT, (unsigned int)HTTPD_MAX_CONNECTIONS,
+				     MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+				     (unsigned int)HTTPD_MAX_CONNECTIONS_PER_IP, MHD_OPTION_END);
 	if (h->daemon == NULL) {
 		snprintf(err, errlen, "cannot listen on %s: %s", cfg->http_listen,
 			 strerror(errno ? errno : EADDRINUSE));

@@ -1,8 +1,11 @@
 /* httpd.h - the sidecar's own HTTP endpoints (libmicrohttpd, one internal thread):
  *   /healthz  200 while the scanner loop keeps turning (liveness: restart me if not);
- *   /readyz   200 while the databases answer (readiness), else 503 with the reason;
+ *   /readyz   200 while the databases answer (readiness), else 503 with the reason
+ *             (both read scanner_health());
  *   /metrics  Prometheus text (metrics.h).
- * Anything else is 404; methods other than GET and HEAD are 405. */
+ * Anything else is 404; methods other than GET and HEAD are 405.
+ * At most HTTPD_MAX_CONNECTIONS connections, HTTPD_MAX_CONNECTIONS_PER_IP from one
+ * address (more are closed at once), each closed after HTTPD_IDLE_TIMEOUT_S idle. */
 #ifndef JD_HTTPD_H
 #define JD_HTTPD_H
 
@@ -10,6 +13,10 @@
 #include <stddef.h>
 
 #include "config.h"
+
+#define HTTPD_MAX_CONNECTIONS 256
+#define HTTPD_MAX_CONNECTIONS_PER_IP 8
+#define HTTPD_IDLE_TIMEOUT_S 5
 
 struct httpd;
 
@@ -19,10 +26,5 @@ struct httpd *httpd_start(const struct config *cfg, char *err, size_t errlen);
 /* The port it listens on (useful when the configured port is 0). */
 int httpd_port(const struct httpd *h);
 void httpd_stop(struct httpd *h);
-
-/* The scanner loop calls this every turn. */
-void httpd_note_alive(void);
-/* Readiness and, when not ready, why (copied). */
-void httpd_note_ready(bool ready, const char *why);
 
 #endif

@@ -7,11 +7,19 @@
  *   do" with no job run): always that wiki's; it never counts against the pod;
  * - connection refused: the pod's MediaWiki is not listening; the breaker opens at once;
  * - 5xx, timeouts and dropped connections: the pod's only when the wiki vouches for
- *   MediaWiki: it had a successful batch on this pod in the last HEALTH_RECENT_OK_MS and
- *   has not failed since. Each such wiki is evidence once (then it is suspect, and
- *   its next failure is its own); breaker_failures such wikis failing with no success
- *   in between open the breaker. The same error from a wiki with no recent success
- *   here is that wiki's (a 500 while the others succeed).
+ *   MediaWiki: it had a successful batch on this pod in the last HEALTH_RECENT_OK_MS.
+ *   Evidence is counted in distinct wikis: each vouching wiki that is failing, with no
+ *   successful batch on any wiki started after its failure, is one piece of evidence
+ *   however often it fails (its first failure is the pod's, its next ones its own
+ *   until the breaker opens); breaker_failures of them (or all the wikis that vouch, if
+ *   fewer, but at least 2) open the breaker. A success only
+ *   clears the evidence it outdates: a batch that was already in flight when a wiki
+ *   failed proves nothing about MediaWiki now, so it erases nothing (with 2 workers and
+ *   3 wikis, in-flight successes would otherwise keep the breaker shut forever). A
+ *   failure that a later-started success outlived becomes that wiki's own, and so do
+ *   its next failures until it succeeds again: one broken wiki (a 500 while the others
+ *   succeed) never opens the breaker, and neither does the same error from a wiki with
+ *   no recent success here.
  * While the breaker is open a failure from a vouched-for wiki is the pod's, from any
  * other wiki its own; only a success closes the breaker. */
 #include "limiter.h"
@@ -26,6 +34,9 @@
 #include "log.h"
 #include "metrics.h"
 #include "util.h"
+
+/* The most worker threads ([sidecar] workers' maximum). */
+#define LIMITER_MAX_SLOTS 64
 
 /* Multiplicative decrease at most this often: one slow period, one halving. */
 #define DECREASE_EVERY_MS 1000
@@ -43,9 +54,14 @@ static int recent_index(const struct pod_health *h, const char *wiki)
 	return -1;
 }
 
-static void record_success(struct pod_health *h, const char *wiki, int64_t now)
+/* started: when the successful batch began (now - took_ms); only a batch that began
+ * after a failure outdates it. */
+static void record_success(struct pod_health *h, const char *wiki, int64_t started, int64_t now)
 {
 	int i = recent_index(h, wiki);
+
+	if (started > h->ok_started_ms)
+		h->ok_started_ms = started;
 
 	if (i < 0 && h->nrecent < HEALTH_RECENT) {
 		i = h->nrecent++;
@@ -57,7 +73,55 @@ static void record_success(struct pod_health *h, const char *wiki, int64_t now)
 	}
 	snprintf(h->recent[i].wiki, sizeof(h->recent[i].wiki), "%s", wiki);
 	h->recent[i].ok_ms = now;
-	h->recent[i].suspect = false;
+	h->recent[i].fail_since = 0;
+	h->recent[i].own = false;
+}
+
+/* Marks failures a later-started success outlived as their wikis' own and counts the
+ * rest: distinct vouching wikis failing with no success since. *since: the earliest. */
+static int count_evidence(struct pod_health *h, int64_t now, int64_t *since)
+{
+	int n = 0;
+
+	*since = now;
+	for (int i = 0; i < h->nrecent; i++) {
+		if (h->recent[i].fail_since == 0 || h->recent[i].own)
+			continue;
+		if (h->ok_started_ms > h->recent[i].fail_since ||
+		    now - h->recent[i].fail_since > HEALTH_RECENT_OK_MS) {
+			h->recent[i].own = true;
+			continue;
+		}
+		n++;
+		if (h->recent[i].fail_since < *since)
+			*since = h->recent[i].fail_since;
+	}
+	return n;
+}
+
+/* breaker_failures wikis, or every wiki that vouches if this pod drained fewer
+ * recently (a small farm, or workers busy on a few wikis), but never one: one wiki's
+ * failures alone never open the breaker. */
+static int evidence_needed(const struct pod_health *h, const struct config *cfg, int64_t now)
+{
+	int vouching = 0;
+
+	for (int i = 0; i < h->nrecent; i++)
+		if (!h->recent[i].own && (h->recent[i].fail_since > 0 ||
+					  now - h->recent[i].ok_ms <= HEALTH_RECENT_OK_MS))
+			vouching++;
+	if (vouching < 2)
+		vouching = 2;
+	return vouching < cfg->breaker_failures ? vouching : cfg->breaker_failures;
+}
+
+/* The evidence has been used (the breaker opened): every wiki starts afresh. */
+static void clear_evidence(struct pod_health *h)
+{
+	for (int i = 0; i < h->nrecent; i++) {
+		h->recent[i].fail_since = 0;
+		h->recent[i].own = false;
+	}
 }
 
 /* Opens (or re-opens after a probe) the breaker; longer: the probe failed on a wiki
@@ -69,18 +133,18 @@ static void open_breaker(struct pod_health *h, const struct config *cfg, bool lo
 	int64_t base = (int64_t)cfg->backoff_base * 1000;
 
 	if (h->breaker == BREAKER_CLOSED) {
-		h->open_ms = base;
-		h->outage_since = h->evidence > 0 ? h->evidence_since : now;
-	} else if (longer) {
-		h->open_ms *= 2;
+		int64_t since;
+		h->open_ms = util_backoff_ms(base, cap, 0);
+		h->opened_ms = now;
+		h->outage_since = count_evidence(h, now, &since) > 0 ? since : now;
+	} else {
+		h->open_ms = util_backoff_ms(h->open_ms, cap, longer ? 1 : 0);
 	}
-	if (h->open_ms > cap)
-		h->open_ms = cap;
 	if (h->open_ms < 1000)
 		h->open_ms = 1000;
 	h->breaker = BREAKER_OPEN;
 	h->open_until = now + h->open_ms;
-	h->evidence = 0;
+	clear_evidence(h);
 	v->opened = true;
 }
 
@@ -89,9 +153,13 @@ void health_judge(struct pod_health *h, const struct config *cfg, const struct b
 {
 	int i = recent_index(h, wiki);
 	bool known = i >= 0;
-	bool vouches = known && !h->recent[i].suspect && now - h->recent[i].ok_ms <= HEALTH_RECENT_OK_MS;
+	int64_t since, started;
+	bool vouches;
 
 	memset(v, 0, sizeof(*v));
+	count_evidence(h, now, &since); /* settles which failures are their wikis' own */
+	vouches = known && !h->recent[i].own &&
+		  (h->recent[i].fail_since > 0 || now - h->recent[i].ok_ms <= HEALTH_RECENT_OK_MS);
 	switch (r->outcome) {
 	case OUTCOME_ABORTED:
 		v->fault = FAULT_NONE;
@@ -108,14 +176,16 @@ void health_judge(struct pod_health *h, const struct config *cfg, const struct b
 		}
 		v->fault = FAULT_NONE;
 		v->why = "ok";
-		record_success(h, wiki, now);
-		h->evidence = 0;
-		if (h->breaker != BREAKER_CLOSED) {
+		started = now - (r->took_ms > 0 ? r->took_ms : 0);
+		record_success(h, wiki, started, now);
+		/* A batch in flight since before the breaker opened proves nothing about
+		 * MediaWiki now; one that started since does. */
+		if (h->breaker != BREAKER_CLOSED && started >= h->opened_ms) {
 			h->breaker = BREAKER_CLOSED;
 			v->closed = true;
 			v->outage_since = h->outage_since;
 		}
-		return;
+		break;
 	case OUTCOME_REFUSED:
 		v->fault = FAULT_POD;
 		v->why = "local MediaWiki refuses connections";
@@ -130,14 +200,20 @@ void health_judge(struct pod_health *h, const struct config *cfg, const struct b
 			if (probe && h->breaker == BREAKER_PROBING)
 				open_breaker(h, cfg, known, now, v);
 		} else if (vouches) {
-			v->fault = FAULT_POD;
-			v->why = "failure on a wiki that just succeeded: local MediaWiki suspected";
-			h->recent[i].suspect = true;
-			if (h->evidence++ == 0)
-				h->evidence_since = now;
-			if (h->evidence >= cfg->breaker_failures) {
+			bool again = h->recent[i].fail_since > 0;
+			if (!again)
+				h->recent[i].fail_since = now;
+			if (count_evidence(h, now, &since) >= evidence_needed(h, cfg, now)) {
+				v->fault = FAULT_POD;
 				v->why = "local MediaWiki is failing on several healthy wikis";
 				open_breaker(h, cfg, false, now, v);
+			} else if (again) {
+				/* Still evidence, but retrying it at once would hammer it. */
+				v->fault = FAULT_WIKI;
+				v->why = "failed again, no other healthy wiki failing: the wiki's own";
+			} else {
+				v->fault = FAULT_POD;
+				v->why = "failure on a wiki that just succeeded: local MediaWiki suspected";
 			}
 		} else {
 			v->fault = FAULT_WIKI;
@@ -189,6 +265,10 @@ struct limiter {
 
 	double limit;       /* 1..workers */
 	int in_use;
+	struct {            /* who holds a slot since when (one per worker thread) */
+		pthread_t holder;
+		int64_t since;
+	} slots[LIMITER_MAX_SLOTS];
 	int64_t last_decrease;
 
 	double tokens;      /* token bucket for batches_per_second */
@@ -200,7 +280,6 @@ struct limiter {
 struct limiter *limiter_new(const struct config *cfg)
 {
 	struct limiter *l = calloc(1, sizeof(*l));
-	pthread_condattr_t attr;
 
 	if (l == NULL)
 		return NULL;
@@ -209,10 +288,7 @@ struct limiter *limiter_new(const struct config *cfg)
 	l->tokens = cfg->batches_per_second > 0 ? cfg->batches_per_second : 0;
 	l->tokens_at = util_mono_ms();
 	pthread_mutex_init(&l->lock, NULL);
-	pthread_condattr_init(&attr);
-	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-	pthread_cond_init(&l->changed, &attr);
-	pthread_condattr_destroy(&attr);
+	util_cond_init(&l->changed);
 	metrics_set(METRIC_CONCURRENCY, 0, l->limit);
 	return l;
 }
@@ -228,7 +304,7 @@ void limiter_free(struct limiter *l)
 
 static void wait_until(struct limiter *l, int64_t until)
 {
-	struct timespec ts = { (time_t)(until / 1000), (long)(until % 1000) * 1000000 };
+	struct timespec ts = util_timespec(until);
 
 	pthread_cond_timedwait(&l->changed, &l->lock, &ts);
 }
@@ -237,6 +313,26 @@ static void wait_until(struct limiter *l, int64_t until)
 static int current_limit(const struct limiter *l)
 {
 	return l->health.breaker == BREAKER_CLOSED ? (int)l->limit : 1;
+}
+
+/* Slots that hold back the next batch. Not a batch running past the slow threshold:
+ * MediaWiki stops a healthy batch at maxtime, so that one hangs on its own wiki, and a
+ * hanging wiki must not keep the others (or the breaker's evidence and probe) waiting
+ * on a halved limit. Nor, while the breaker is open or probing, a batch that was in
+ * flight before it opened: it will be released, and the probe must not wait on it. */
+static int busy_slots(const struct limiter *l, int64_t now)
+{
+	int64_t stuck_ms = (int64_t)l->cfg->maxtime * 1500;
+	int n = 0;
+
+	for (int i = 0; i < l->in_use; i++) {
+		if (now - l->slots[i].since > stuck_ms)
+			continue;
+		if (l->health.breaker != BREAKER_CLOSED && l->slots[i].since < l->health.opened_ms)
+			continue;
+		n++;
+	}
+	return n;
 }
 
 int limiter_enter(struct limiter *l, bool *probe)
@@ -255,7 +351,10 @@ int limiter_enter(struct limiter *l, bool *probe)
 		}
 		if (health_start_probe(h, now))
 			probing_now = true;
-		if (h->breaker != BREAKER_OPEN && l->in_use < current_limit(l)) {
+		if (h->breaker != BREAKER_OPEN && busy_slots(l, now) < current_limit(l) &&
+		    l->in_use < LIMITER_MAX_SLOTS) {
+			l->slots[l->in_use].holder = pthread_self();
+			l->slots[l->in_use].since = now;
 			l->in_use++;
 			*probe = h->breaker == BREAKER_PROBING;
 			break;
@@ -271,7 +370,12 @@ int limiter_enter(struct limiter *l, bool *probe)
 void limiter_exit(struct limiter *l)
 {
 	pthread_mutex_lock(&l->lock);
-	l->in_use--;
+	for (int i = 0; i < l->in_use; i++) {
+		if (pthread_equal(l->slots[i].holder, pthread_self())) {
+			l->slots[i] = l->slots[--l->in_use];
+			break;
+		}
+	}
 	pthread_cond_broadcast(&l->changed);
 	pthread_mutex_unlock(&l->lock);
 }

@@ -40,15 +40,17 @@ enum breaker_state { BREAKER_CLOSED, BREAKER_OPEN, BREAKER_PROBING };
 struct pod_health {
 	struct {
 		char wiki[256];
-		int64_t ok_ms;  /* its last successful batch */
-		bool suspect;   /* failed MediaWiki-side since: its next failure is its own */
+		int64_t ok_ms;      /* its last successful batch ended */
+		int64_t fail_since; /* 0, or when its current run of failures began */
+		bool own;           /* a later success outlived that failure: its failures
+				     * are its own until it succeeds again */
 	} recent[HEALTH_RECENT];
 	int nrecent;
-	int evidence;             /* distinct vouched-for wikis failing since the last success */
-	int64_t evidence_since;   /* when the current run of evidence began */
+	int64_t ok_started_ms;    /* the latest start of a successful batch, any wiki */
 	enum breaker_state breaker;
 	int64_t open_until;
 	int64_t open_ms;          /* current pause between probes */
+	int64_t opened_ms;        /* when it last opened from closed */
 	int64_t outage_since;     /* set while open: when the evidence began */
 };
 
@@ -79,10 +81,11 @@ struct limiter *limiter_new(const struct config *cfg);
 void limiter_free(struct limiter *l);
 
 /* Blocks until one more wiki may be drained (a concurrency slot; while the breaker is
- * open, only the one probe). *probe says this slot is the probe: lease a wiki from
+ * open, only the one probe). A slot whose batch runs past the slow threshold, or that
+ * was taken before the breaker opened, no longer holds the others back. *probe says this slot is the probe: lease a wiki from
  * limiter_probe_targets. Returns 0, or -ECANCELED after limiter_stop. */
 int limiter_enter(struct limiter *l, bool *probe);
-/* Gives the slot back. */
+/* Gives the slot back; call it on the thread that entered. */
 void limiter_exit(struct limiter *l);
 
 /* False while the breaker stops new batches (a slot taken before it opened must give

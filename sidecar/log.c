@@ -16,9 +16,13 @@ static int log_fd = 1;
 /* Room kept free at the end of the buffer for a cut mark and the closing "\"}\n". */
 #define LOG_RESERVE 16
 
-static const char *const level_text[] = { "debug", "info", "warn", "error" };
-/* Google Cloud Logging / most collectors understand these severities. */
-static const char *const level_json[] = { "DEBUG", "INFO", "WARNING", "ERROR" };
+#define LEVEL_TEXT(id, name, severity) name,
+#define LEVEL_JSON(id, name, severity) severity,
+static const char *const level_text[] = { LOG_LEVELS(LEVEL_TEXT) };
+static const char *const level_json[] = { LOG_LEVELS(LEVEL_JSON) };
+#undef LEVEL_TEXT
+#undef LEVEL_JSON
+_Static_assert(sizeof(level_text) / sizeof(level_text[0]) == LOG_LEVEL_COUNT, "level names");
 
 void log_setup(enum log_format format, enum log_level min_level, int fd)
 {
@@ -243,4 +247,21 @@ void log_msg(enum log_level level, const char *msg)
 
 	log_begin(&l, level, msg);
 	log_end(&l);
+}
+
+bool log_streak_fail(struct log_streak *s, int64_t now, int64_t every_ms)
+{
+	s->count++;
+	if (s->count > 1 && now - s->last_logged_ms < every_ms)
+		return false;
+	s->last_logged_ms = now;
+	return true;
+}
+
+int log_streak_ok(struct log_streak *s)
+{
+	int n = s->count;
+
+	s->count = 0;
+	return n;
 }

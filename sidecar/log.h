@@ -11,9 +11,25 @@
 #define JD_LOG_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
-enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
-enum log_format { LOG_FORMAT_TEXT, LOG_FORMAT_JSON };
+/* X(id, name, JSON severity): the levels in order, with their name in the text format
+ * and in the config ([sidecar] log_level), and the severity JSON lines carry (what
+ * Google Cloud Logging and most collectors understand). */
+#define LOG_LEVELS(X)                                                                      \
+	X(LOG_DEBUG, "debug", "DEBUG")                                                     \
+	X(LOG_INFO, "info", "INFO")                                                        \
+	X(LOG_WARN, "warn", "WARNING")                                                     \
+	X(LOG_ERROR, "error", "ERROR")
+/* X(id, name): the formats, with their name in the config ([sidecar] log_format). */
+#define LOG_FORMATS(X) X(LOG_FORMAT_TEXT, "text") X(LOG_FORMAT_JSON, "json")
+
+#define LOG_LEVEL_ID(id, name, severity) id,
+#define LOG_FORMAT_ID(id, name) id,
+enum log_level { LOG_LEVELS(LOG_LEVEL_ID) LOG_LEVEL_COUNT };
+enum log_format { LOG_FORMATS(LOG_FORMAT_ID) LOG_FORMAT_COUNT };
+#undef LOG_LEVEL_ID
+#undef LOG_FORMAT_ID
 
 /* Set once at start-up, before threads. Defaults: text, info, fd 1. */
 void log_setup(enum log_format format, enum log_level min_level, int fd);
@@ -35,5 +51,17 @@ void log_end(struct log_line *l);
 
 /* Shorthand for a line with only a message. */
 void log_msg(enum log_level level, const char *msg);
+
+/* A run of failures of one kind (a database that does not answer): logged when it
+ * starts, then at most once per `every_ms` while it lasts. Not thread-safe: the owner
+ * locks if threads share one. Zero-initialised = no failure. */
+struct log_streak {
+	int count;              /* failures in a row */
+	int64_t last_logged_ms; /* monotonic */
+};
+/* Counts a failure at now; true when this one is to be logged. */
+bool log_streak_fail(struct log_streak *s, int64_t now, int64_t every_ms);
+/* Ends the run; returns how many failures it had (0: there was none, nothing to say). */
+int log_streak_ok(struct log_streak *s);
 
 #endif

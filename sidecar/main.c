@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <time.h>
 
 #include "cli.h"
@@ -271,6 +272,9 @@ int main(int argc, char **argv)
 	atomic_bool abort_now = false;
 	int rc;
 
+	/* 0. No core dump and no ptrace by other processes of the same user: the process
+	 * holds database passwords and every wiki's secret key. */
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	rc = parse_args(argc, argv, &opt);
 	if (rc >= 0)
 		return rc;

@@ -19,6 +19,15 @@ METRICS(METRIC_VALUES)
 
 #define NVALUES(id) ((int)(sizeof(values_##id) / sizeof(values_##id[0])))
 
+/* Each label set has as many values as its enum (metrics.h), and fits in the slots. */
+_Static_assert(NVALUES(BATCHES) == OUTCOME_COUNT, "outcome labels");
+_Static_assert(NVALUES(JOBS) == JOB_STATUS_COUNT, "job status labels");
+_Static_assert(NVALUES(ERRORS) == ERROR_KIND_COUNT, "error kind labels");
+_Static_assert(NVALUES(LEASE_OPS) == LEASE_OP_COUNT, "lease op labels");
+#define FITS(id, ...) _Static_assert(NVALUES(id) <= 16, #id " has more than 16 labels");
+METRICS(FITS)
+#undef FITS
+
 enum {
 #define METRIC_SLOTS(id, ...) SLOTS_BEFORE_##id, SLOTS_PAD_##id = SLOTS_BEFORE_##id + 15,
 	METRICS(METRIC_SLOTS)

@@ -9,15 +9,31 @@
 
 #include <stdint.h>
 
+#include "response.h"
 #include "util.h"
 
-/* Label value lists. */
-#define LABELS_OUTCOME                                                                  \
-	"drained", "more", "slow_down", "read_only", "bad_request", "server_error", "timeout", \
-	"refused", "bad_response", "aborted"
-#define LABELS_JOB_STATUS "ok", "failed"
-#define LABELS_ERROR_KIND "discovery", "scan", "coordination", "lease_lost"
-#define LABELS_LEASE_OP "acquire", "renew", "release"
+/* Label value sets, X(id, value): each generates the enum callers pass as `label` and
+ * the values the metric lists, so the two cannot drift apart. Append only: the order
+ * is the series'. The outcome label is BATCH_OUTCOMES (response.h). */
+#define METRIC_JOB_STATUSES(X) X(JOBS_OK, "ok") X(JOBS_FAILED, "failed")
+#define METRIC_ERROR_KINDS(X)                                                              \
+	X(ERROR_DISCOVERY, "discovery")                                                    \
+	X(ERROR_SCAN, "scan")                                                              \
+	X(ERROR_COORDINATION, "coordination")                                              \
+	X(ERROR_LEASE_LOST, "lease_lost")
+#define METRIC_LEASE_OPS(X)                                                                \
+	X(LEASE_OP_ACQUIRE, "acquire") X(LEASE_OP_RENEW, "renew") X(LEASE_OP_RELEASE, "release")
+
+#define METRIC_LABEL_ID(id, value) id,
+#define METRIC_LABEL_VALUE(id, value) value,
+enum metric_job_status { METRIC_JOB_STATUSES(METRIC_LABEL_ID) JOB_STATUS_COUNT };
+enum metric_error_kind { METRIC_ERROR_KINDS(METRIC_LABEL_ID) ERROR_KIND_COUNT };
+enum metric_lease_op { METRIC_LEASE_OPS(METRIC_LABEL_ID) LEASE_OP_COUNT };
+
+#define LABELS_OUTCOME BATCH_OUTCOMES(METRIC_LABEL_VALUE)
+#define LABELS_JOB_STATUS METRIC_JOB_STATUSES(METRIC_LABEL_VALUE)
+#define LABELS_ERROR_KIND METRIC_ERROR_KINDS(METRIC_LABEL_VALUE)
+#define LABELS_LEASE_OP METRIC_LEASE_OPS(METRIC_LABEL_VALUE)
 #define LABELS_NONE ""
 
 /* X(id, prometheus name, type, help, label name or "", label values...) */

@@ -10,18 +10,11 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *const outcome_names[OUTCOME_COUNT] = {
-	[OUTCOME_DRAINED] = "drained",
-	[OUTCOME_MORE] = "more",
-	[OUTCOME_SLOW_DOWN] = "slow_down",
-	[OUTCOME_READ_ONLY] = "read_only",
-	[OUTCOME_BAD_REQUEST] = "bad_request",
-	[OUTCOME_SERVER_ERROR] = "server_error",
-	[OUTCOME_TIMEOUT] = "timeout",
-	[OUTCOME_REFUSED] = "refused",
-	[OUTCOME_BAD_RESPONSE] = "bad_response",
-	[OUTCOME_ABORTED] = "aborted",
-};
+#define OUTCOME_NAME(id, name) name,
+static const char *const outcome_names[] = { BATCH_OUTCOMES(OUTCOME_NAME) };
+#undef OUTCOME_NAME
+_Static_assert(sizeof(outcome_names) / sizeof(outcome_names[0]) == OUTCOME_COUNT,
+	       "one name per outcome");
 
 const char *outcome_name(enum batch_outcome o)
 {

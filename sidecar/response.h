@@ -8,21 +8,35 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-enum batch_outcome {
-	OUTCOME_DRAINED,      /* reached none-ready: nothing MediaWiki can run is left */
-	OUTCOME_MORE,         /* job-limit, time-limit, memory-limit: call again */
-	OUTCOME_SLOW_DOWN,    /* replica-lag-limit, exception, none-possible, 429 */
-	OUTCOME_READ_ONLY,    /* 423, or reached read-only */
-	OUTCOME_BAD_REQUEST,  /* 400/401/403/404: this wiki's configuration (secret, host) */
-	OUTCOME_SERVER_ERROR, /* 5xx */
-	OUTCOME_TIMEOUT,      /* no complete answer in time */
-	OUTCOME_REFUSED,      /* could not connect to MediaWiki */
-	OUTCOME_BAD_RESPONSE, /* garbage: unparsable, oversized, wrong types, redirects */
-	OUTCOME_ABORTED,      /* cut short by shutdown */
-	OUTCOME_COUNT
-};
+/* X(id, name): every outcome once, with its stable snake_case name (logs, and the
+ * outcome label of jobdrainer_batches_total: append, the order is the metric's).
+ *   drained       reached none-ready: nothing MediaWiki can run is left
+ *   more          job-limit, time-limit, memory-limit: call again
+ *   slow_down     replica-lag-limit, exception, none-possible, 429
+ *   read_only     423, or reached read-only
+ *   bad_request   400/401/403/404: this wiki's configuration (secret, host)
+ *   server_error  5xx
+ *   timeout       no complete answer in time
+ *   refused       could not connect to MediaWiki
+ *   bad_response  garbage: unparsable, oversized, wrong types, redirects
+ *   aborted       cut short by shutdown */
+#define BATCH_OUTCOMES(X)                                                                  \
+	X(OUTCOME_DRAINED, "drained")                                                      \
+	X(OUTCOME_MORE, "more")                                                            \
+	X(OUTCOME_SLOW_DOWN, "slow_down")                                                  \
+	X(OUTCOME_READ_ONLY, "read_only")                                                  \
+	X(OUTCOME_BAD_REQUEST, "bad_request")                                              \
+	X(OUTCOME_SERVER_ERROR, "server_error")                                            \
+	X(OUTCOME_TIMEOUT, "timeout")                                                      \
+	X(OUTCOME_REFUSED, "refused")                                                      \
+	X(OUTCOME_BAD_RESPONSE, "bad_response")                                            \
+	X(OUTCOME_ABORTED, "aborted")
 
-/* Stable snake_case names, used in logs and metrics. */
+#define OUTCOME_ID(id, name) id,
+enum batch_outcome { BATCH_OUTCOMES(OUTCOME_ID) OUTCOME_COUNT };
+#undef OUTCOME_ID
+
+/* The stable names above. */
 const char *outcome_name(enum batch_outcome o);
 
 /* True for outcomes that count as the wiki failing (and so back it off). */

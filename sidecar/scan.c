@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "db.h"
 #include "util.h"
 
 /* Reads n decimal digits; -1 if any is not a digit. */

@@ -23,10 +23,12 @@
 #ifndef JD_SCAN_H
 #define JD_SCAN_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
-#include "db.h"
 #include "wiki.h"
+
+struct db; /* db.h */
 
 /* What a scan reads. The oldest ready job and the highest job_id come with every scan;
  * claim times (stale claims are an hour old by definition) are read in a full scan

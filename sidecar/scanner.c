@@ -4,7 +4,6 @@
 #include "scanner.h"
 
 #include <errno.h>
-#include <mysql.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +13,7 @@
 #include "coord.h"
 #include "db.h"
 #include "discovery.h"
-#include "httpd.h"
+#include "lease.h"
 #include "log.h"
 #include "metrics.h"
 #include "pace.h"
@@ -88,6 +87,35 @@ struct scanner {
 		int64_t next_start; /* monotonic: a small farm is not swept more often */
 	} sweep;
 };
+
+/* The process's scanner health (scanner.h): written by the scanner thread only. */
+static struct {
+	pthread_mutex_t lock;
+	struct scanner_health h;
+} health = { PTHREAD_MUTEX_INITIALIZER, { 0, false, "starting" } };
+
+void scanner_health(struct scanner_health *out)
+{
+	pthread_mutex_lock(&health.lock);
+	*out = health.h;
+	pthread_mutex_unlock(&health.lock);
+}
+
+static void note_alive(void)
+{
+	pthread_mutex_lock(&health.lock);
+	health.h.last_turn_ms = util_mono_ms();
+	pthread_mutex_unlock(&health.lock);
+}
+
+static void note_ready(bool ready, const char *why)
+{
+	pthread_mutex_lock(&health.lock);
+	health.h.ready = ready;
+	snprintf(health.h.why, sizeof(health.h.why), "%s", ready ? "" : why);
+	pthread_mutex_unlock(&health.lock);
+	metrics_set(METRIC_READY, 0, ready ? 1 : 0);
+}
 
 /* A wiki's job table became unreadable (missing database...) or readable again:
  * logged on the change, not on every scan. */
@@ -167,26 +195,22 @@ static void sc_note_readability(struct scanner *sc, const struct wiki *w, const 
  * it ends. */
 struct failure_streak {
 	const char *what;
-	int metric_kind; /* label of jobdrainer_errors_total */
-	int count;
-	int64_t last_logged;
+	enum metric_error_kind metric_kind;
+	struct log_streak run;
 };
 
 static void streak_fail(struct failure_streak *s, const char *err, int64_t retry_ms)
 {
-	int64_t now = util_mono_ms();
 	struct log_line l;
 	char next[48];
 
-	s->count++;
 	metrics_add(METRIC_ERRORS, s->metric_kind, 1);
-	if (s->count > 1 && now - s->last_logged < REPEAT_FAILURE_LOG_MS)
+	if (!log_streak_fail(&s->run, util_mono_ms(), REPEAT_FAILURE_LOG_MS))
 		return;
-	s->last_logged = now;
 	snprintf(next, sizeof(next), "retrying in %llds", (long long)(retry_ms + 999) / 1000);
 	log_begin(&l, LOG_ERROR, s->what);
 	log_str(&l, "error", err);
-	log_int(&l, "failures", s->count);
+	log_int(&l, "failures", s->run.count);
 	log_str(&l, "next", next);
 	log_end(&l);
 }
@@ -194,14 +218,14 @@ static void streak_fail(struct failure_streak *s, const char *err, int64_t retry
 static void streak_ok(struct failure_streak *s)
 {
 	struct log_line l;
+	int failures = log_streak_ok(&s->run);
 
-	if (s->count == 0)
+	if (failures == 0)
 		return;
 	log_begin(&l, LOG_INFO, "recovered");
 	log_str(&l, "after", s->what);
-	log_int(&l, "failures", s->count);
+	log_int(&l, "failures", failures);
 	log_end(&l);
-	s->count = 0;
 }
 
 /* Database failures are retried on db.c's reconnect schedule (a few seconds at most),
@@ -251,7 +275,7 @@ static int64_t run_discovery(struct scanner *sc, struct discovery *disc, struct 
 	bool first = !sc->discovered;
 
 	if (discovery_run(disc, db, &list, err, sizeof(err)) != 0) {
-		int64_t delay = retry_delay(streak->count + 1);
+		int64_t delay = retry_delay(streak->run.count + 1);
 		streak_fail(streak, err, delay);
 		return util_mono_ms() + delay;
 	}
@@ -283,7 +307,7 @@ static bool ensure_schema(struct scanner *sc, struct db *coord, struct failure_s
 	if (coord_ensure_schema(coord, sc->cfg, err, sizeof(err)) != 0 ||
 	    coord_add_lease_rows(coord, sc->cfg, sc->cfg->mw_version, names, 1, 0, err,
 				 sizeof(err)) != 0) {
-		streak_fail(streak, err, retry_delay(streak->count + 1));
+		streak_fail(streak, err, retry_delay(streak->run.count + 1));
 		return false;
 	}
 	streak_ok(streak);
@@ -313,7 +337,9 @@ static void log_scanner_role(const struct scanner *sc, bool holding)
 }
 
 /* Holds (acquires or renews) the fleet's scanner lease. True while this sidecar may
- * scan: the lease is confirmed and trusted for longer than a scan may take. */
+ * scan: the lease is confirmed and still trusted (lease.h) now. A pass is not bounded
+ * by the trust: one that outlasts it still writes its figures, which the next
+ * holder's scan overwrites. */
 static bool hold_scanner_lease(struct scanner *sc, struct db *coord,
 			       struct failure_streak *streak)
 {
@@ -327,7 +353,7 @@ static bool hold_scanner_lease(struct scanner *sc, struct db *coord,
 	sc->lease.slot = 0;
 	sc->lease.holder = cfg->holder;
 	if (sc->scanning) {
-		if (sent - sc->confirmed_ms < (int64_t)cfg->renew_interval * 1000)
+		if (!lease_renew_due(sent, sc->confirmed_ms, (int64_t)cfg->renew_interval * 1000))
 			return true;
 		rc = coord_renew(coord, cfg, &sc->lease, err, sizeof(err));
 	} else {
@@ -342,9 +368,10 @@ static bool hold_scanner_lease(struct scanner *sc, struct db *coord,
 		rc = coord_acquire(coord, cfg, &sc->lease, err, sizeof(err));
 	}
 	if (rc < 0) {
-		streak_fail(streak, err, retry_delay(streak->count + 1));
-		if (sc->scanning && sent - sc->confirmed_ms >
-					    (int64_t)(cfg->lease_ttl - cfg->safety_margin) * 1000) {
+		streak_fail(streak, err, retry_delay(streak->run.count + 1));
+		if (sc->scanning &&
+		    !lease_covers(sent, lease_trusted_until(sc->confirmed_ms, cfg->lease_ttl,
+							    cfg->safety_margin), 0)) {
 			sc->scanning = false;
 			log_scanner_role(sc, false);
 		}
@@ -386,8 +413,7 @@ static void pace_scan(struct scanner *sc, int64_t since, int queries)
 	until = since + (int64_t)queries * 1000 / qps;
 	if (until <= util_mono_ms())
 		return;
-	ts.tv_sec = (time_t)(until / 1000);
-	ts.tv_nsec = (long)(until % 1000) * 1000000;
+	ts = util_timespec(until);
 	pthread_mutex_lock(&sc->lock);
 	/* Not cut short by the feed's wakes: scan_part serves them between groups. */
 	while (!sc->stopping && util_mono_ms() < until)
@@ -461,6 +487,21 @@ static void note_chunk(struct scanner *sc, struct wiki *const *wikis, const stru
 	}
 }
 
+int scanner_scan_publish(struct db *scan_db, struct db *coord, const struct config *cfg,
+			 struct wiki *const *wikis, size_t n, int per_query,
+			 enum scan_depth depth, const char *scan_started, struct backlog *b,
+			 struct scan_stats *stats, char *err, size_t errlen)
+{
+	struct coord_scan written = { cfg->mw_version, wikis, b, n, scan_started };
+
+	stats->queries = 0;
+	if (scan_run(scan_db, wikis, n, per_query, depth, b, stats, err, errlen) != 0)
+		return -EIO;
+	if (coord_write_backlog(coord, cfg, &written, err, errlen) != 0)
+		return -ECOMM;
+	return 0;
+}
+
 /* Scans wikis[0..n) in statements of `per_query` wikis, writing each chunk of `group`
  * wikis as soon as it is read. A chunk whose write fails is skipped (the others are
  * still written) unless the coordination database no longer answers at all. Returns 0,
@@ -479,11 +520,13 @@ static int scan_part(struct scanner *sc, struct db *scan_db, struct db *coord,
 	for (size_t from = 0; from < n && !scanner_stopping(sc); from += group) {
 		size_t len = from + group < n ? group : n - from;
 		int64_t group_start;
+		int written;
 		if (sc->feed != NULL)
 			run_woken(sc, scan_db, coord);
 		group_start = util_mono_ms();
-		if (scan_run(scan_db, wikis + from, len, per_query, depth, backlog + from, &stats,
-			     err, errlen) != 0)
+		written = scanner_scan_publish(scan_db, coord, cfg, wikis + from, len, per_query,
+					       depth, started, backlog + from, &stats, err, errlen);
+		if (written == -EIO)
 			return -EIO;
 		tally->cost_us += stats.db_us;
 		tally->queries += stats.queries;
@@ -492,9 +535,9 @@ static int scan_part(struct scanner *sc, struct db *scan_db, struct db *coord,
 		pace_spend(&sc->pace, util_mono_ms(), stats.db_us);
 		pace_scan(sc, group_start, stats.queries);
 		note_chunk(sc, wikis + from, backlog + from, len, util_mono_ms());
-		if (coord_write_backlog(coord, cfg, cfg->mw_version, wikis + from, backlog + from,
-					len, started, why, sizeof(why)) == 0)
+		if (written == 0)
 			continue;
+		snprintf(why, sizeof(why), "%s", err);
 		if (coord_now(coord, probe, err, errlen) != 0)
 			return -EIO;
 		/* The database answers: something in this chunk's rows. Go on with the rest;
@@ -579,7 +622,7 @@ static void sweep_finish(struct scanner *sc, struct db *coord, struct failure_st
 	if (!sc->sweep.incomplete) {
 		if (coord_forget_unseen(coord, sc->cfg, sc->cfg->mw_version, sc->sweep.started_db,
 					err, sizeof(err)) != 0) {
-			streak_fail(streak, err, retry_delay(streak->count + 1));
+			streak_fail(streak, err, retry_delay(streak->run.count + 1));
 			return;
 		}
 		streak_ok(streak);
@@ -651,7 +694,7 @@ static int sweep_step(struct scanner *sc, struct db *scan_db, struct db *coord,
 failed:
 	sc->scan_stopped = true;
 	if (!scanner_stopping(sc))
-		streak_fail(streak, err, retry_delay(streak->count + 1));
+		streak_fail(streak, err, retry_delay(streak->run.count + 1));
 	return -EIO;
 }
 
@@ -680,7 +723,7 @@ static int scan_hot(struct scanner *sc, struct db *scan_db, struct db *coord,
 	if (rc < 0) {
 		sc->scan_stopped = true;
 		if (!scanner_stopping(sc))
-			streak_fail(streak, err, retry_delay(streak->count + 1));
+			streak_fail(streak, err, retry_delay(streak->run.count + 1));
 		return -EIO;
 	}
 	sched_poke(sc->sched);
@@ -853,8 +896,9 @@ static void run_woken(struct scanner *sc, struct db *scan_db, struct db *coord)
 		/* Within the budget too: a storm of wakes delays the sweep, not the server. */
 		pace_spend(&sc->pace, util_mono_ms(), stats.db_us);
 		note_chunk(sc, order + from, backlog + from, len, util_mono_ms());
-		if (coord_write_backlog(coord, sc->cfg, sc->cfg->mw_version, order + from,
-					backlog + from, len, started, err, sizeof(err)) != 0)
+		if (coord_write_backlog(coord, sc->cfg, &(struct coord_scan){ sc->cfg->mw_version,
+					order + from, backlog + from, len, started }, err,
+					sizeof(err)) != 0)
 			goto out;
 	}
 	sched_poke(sc->sched);
@@ -917,16 +961,16 @@ static void note_readiness(struct scanner *sc, struct db *coord,
 {
 	char err[512];
 
-	if (!sc->discovered || disc->count > 0) {
-		httpd_note_ready(false, "platform database: discovery has not succeeded");
+	if (!sc->discovered || disc->run.count > 0) {
+		note_ready(false, "platform database: discovery has not succeeded");
 		return;
 	}
-	if (!sc->schema_ready || coord_streak->count > 0 ||
+	if (!sc->schema_ready || coord_streak->run.count > 0 ||
 	    update_fleet_metrics(sc, coord, err, sizeof(err)) != 0) {
-		httpd_note_ready(false, "coordination database does not answer");
+		note_ready(false, "coordination database does not answer");
 		return;
 	}
-	httpd_note_ready(true, NULL);
+	note_ready(true, NULL);
 }
 
 static void *scanner_main(void *arg)
@@ -937,12 +981,12 @@ static void *scanner_main(void *arg)
 	struct db *coord = db_new(&cfg->platform, "coordination");
 	struct db *scan = db_new(&cfg->scan, "scan_db");
 	struct discovery *disc = discovery_new(cfg);
-	struct failure_streak disc_streak = { "discovery failed", 0, 0, 0 };
-	struct failure_streak coord_streak = { "coordination database failed", 2, 0, 0 };
-	struct failure_streak scan_streak = { "scan failed", 1, 0, 0 };
+	struct failure_streak disc_streak = { "discovery failed", ERROR_DISCOVERY, { 0, 0 } };
+	struct failure_streak coord_streak = { "coordination database failed", ERROR_COORDINATION, { 0, 0 } };
+	struct failure_streak scan_streak = { "scan failed", ERROR_SCAN, { 0, 0 } };
 	int64_t next_discovery = 0, next_scan = 0, next_tick = 0;
 
-	mysql_thread_init();
+	db_thread_init();
 	sc->started_ms = util_mono_ms();
 	if (platform == NULL || coord == NULL || scan == NULL || disc == NULL) {
 		log_msg(LOG_ERROR, "scanner: out of memory; no discovery or scans will run");
@@ -958,7 +1002,7 @@ static void *scanner_main(void *arg)
 		bool due, was_scanning;
 
 		pthread_mutex_unlock(&sc->lock);
-		httpd_note_alive();
+		note_alive();
 		if (util_mono_ms() >= next_discovery)
 			next_discovery = run_discovery(sc, disc, platform, &disc_streak);
 		/* Woken by the binary log feed, only its wikis are scanned; a new holder of
@@ -990,18 +1034,17 @@ static void *scanner_main(void *arg)
 			wake = next_discovery;
 		/* While a database fails, come back on its retry schedule, not a scan
 		 * interval later: prompt recovery whatever [scan] interval is. */
-		if (coord_streak.count > 0 || sc->scan_stopped) {
+		if (coord_streak.run.count > 0 || sc->scan_stopped) {
 			int64_t retry = util_mono_ms() +
-					retry_delay(coord_streak.count > scan_streak.count
-							    ? coord_streak.count
-							    : scan_streak.count);
+					retry_delay(coord_streak.run.count > scan_streak.run.count
+							    ? coord_streak.run.count
+							    : scan_streak.run.count);
 			if (retry < next_tick)
 				next_tick = retry;
 			if (retry < wake)
 				wake = retry;
 		}
-		ts.tv_sec = (time_t)(wake / 1000);
-		ts.tv_nsec = (long)(wake % 1000) * 1000000;
+		ts = util_timespec(wake);
 		pthread_mutex_lock(&sc->lock);
 		if (!sc->stopping && sc->nwoken == 0)
 			pthread_cond_timedwait(&sc->wake, &sc->lock, &ts);
@@ -1025,24 +1068,20 @@ out:
 	db_free(scan);
 	db_free(coord);
 	db_free(platform);
-	mysql_thread_end();
+	db_thread_end();
 	return NULL;
 }
 
 struct scanner *scanner_start(const struct config *cfg, struct sched *s)
 {
 	struct scanner *sc = calloc(1, sizeof(*sc));
-	pthread_condattr_t attr;
 
 	if (sc == NULL)
 		return NULL;
 	sc->cfg = cfg;
 	sc->sched = s;
 	pthread_mutex_init(&sc->lock, NULL);
-	pthread_condattr_init(&attr);
-	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-	pthread_cond_init(&sc->wake, &attr);
-	pthread_condattr_destroy(&attr);
+	util_cond_init(&sc->wake);
 	if (pthread_create(&sc->thread, NULL, scanner_main, sc) != 0) {
 		pthread_cond_destroy(&sc->wake);
 		pthread_mutex_destroy(&sc->lock);

@@ -11,12 +11,34 @@
 #define JD_SCANNER_H
 
 #include "config.h"
+#include "scan.h"
 #include "sched.h"
 
 struct scanner;
 
 /* Starts the thread; NULL on failure. */
 struct scanner *scanner_start(const struct config *cfg, struct sched *s);
+
+/* The one scan-and-publish step (the scanner's passes, and `drain --wiki` before it
+ * takes the lease): reads wikis[0..n) from the scan endpoint, `per_query` wikis per
+ * statement, into b[0..n) and writes them to the fleet's backlog in the coordination
+ * database. scan_started is coord_now() from before the pass. Returns 0; -EIO when the
+ * scan endpoint could not be reached (nothing written); -ECOMM when the backlog could
+ * not be written. err says why; stats counts the statements either way. */
+int scanner_scan_publish(struct db *scan_db, struct db *coord, const struct config *cfg,
+			 struct wiki *const *wikis, size_t n, int per_query,
+			 enum scan_depth depth, const char *scan_started, struct backlog *b,
+			 struct scan_stats *stats, char *err, size_t errlen);
+
+/* The scanner's health, which httpd serves on /healthz and /readyz: the scanner loop
+ * writes it every turn, anyone reads it. One per process; readable from any thread,
+ * also before the scanner starts (then: never turned, not ready, "starting"). */
+struct scanner_health {
+	int64_t last_turn_ms; /* monotonic: the loop's last turn, 0: none yet */
+	bool ready;           /* discovery has succeeded and the coordination database answers */
+	char why[256];        /* when not ready, why */
+};
+void scanner_health(struct scanner_health *out);
 
 /* Stops and joins the thread (a query in flight finishes first), then frees. Accepts
  * NULL. */

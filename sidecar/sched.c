@@ -13,6 +13,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "db.h"
+#include "lease.h"
 #include "log.h"
 #include "metrics.h"
 #include "util.h"
@@ -36,7 +38,7 @@ struct sched {
 	bool refreshing;
 	bool ready;
 	bool stopping;
-	int64_t error_logged_ms;
+	struct log_streak db_errors; /* coordination database failures, under lock */
 };
 
 struct sched_worker {
@@ -48,7 +50,6 @@ struct sched_worker {
 struct sched *sched_new(const struct config *cfg)
 {
 	struct sched *s = calloc(1, sizeof(*s));
-	pthread_condattr_t attr;
 
 	if (s == NULL)
 		return NULL;
@@ -56,10 +57,7 @@ struct sched *sched_new(const struct config *cfg)
 	s->scope = cfg->mw_version;
 	buf_init(&s->candidates);
 	pthread_mutex_init(&s->lock, NULL);
-	pthread_condattr_init(&attr);
-	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-	pthread_cond_init(&s->changed, &attr);
-	pthread_condattr_destroy(&attr);
+	util_cond_init(&s->changed);
 	return s;
 }
 
@@ -167,11 +165,9 @@ static void log_db_error(struct sched *s, const char *what, const char *err, con
 	bool say;
 
 	pthread_mutex_lock(&s->lock);
-	say = s->error_logged_ms == 0 || now - s->error_logged_ms >= REPEAT_ERROR_LOG_MS;
-	if (say)
-		s->error_logged_ms = now;
+	say = log_streak_fail(&s->db_errors, now, REPEAT_ERROR_LOG_MS);
 	pthread_mutex_unlock(&s->lock);
-	metrics_add(METRIC_ERRORS, 2, 1);
+	metrics_add(METRIC_ERRORS, ERROR_COORDINATION, 1);
 	if (!say)
 		return;
 	log_begin(&l, LOG_ERROR, what);
@@ -202,7 +198,7 @@ static void refresh_candidates(struct sched_worker *w)
 	s->refreshed_ms = util_mono_ms();
 	s->refreshing = false;
 	if (rc == 0)
-		s->error_logged_ms = 0;
+		log_streak_ok(&s->db_errors);
 	pthread_cond_broadcast(&s->changed);
 	pthread_mutex_unlock(&s->lock);
 }
@@ -232,7 +228,7 @@ static void ticket_started(struct sched_worker *w, struct sched_ticket *t, int64
 	/* Trust runs from before the statement was sent: the database's expiry is later. */
 	t->started_ms = sent;
 	t->confirmed_ms = sent;
-	t->trusted_until = sent + (int64_t)(cfg->lease_ttl - cfg->safety_margin) * 1000;
+	t->trusted_until = lease_trusted_until(sent, cfg->lease_ttl, cfg->safety_margin);
 	if (coord_wiki_failures(w->db, cfg, w->s->scope, t->wiki->domain, &t->failures, err,
 				sizeof(err)) != 0)
 		t->failures = 0;
@@ -417,8 +413,7 @@ int sched_next(struct sched_worker *w, const struct sched_prefer *prefer, struct
 		} else if (!s->refreshing) {
 			wake = s->refreshed_ms + poll;
 		}
-		ts.tv_sec = (time_t)(wake / 1000);
-		ts.tv_nsec = (long)(wake % 1000) * 1000000;
+		ts = util_timespec(wake);
 		pthread_cond_timedwait(&s->changed, &s->lock, &ts);
 	}
 	pthread_mutex_unlock(&s->lock);
@@ -471,6 +466,22 @@ static bool stopping(struct sched *s)
 	return stop;
 }
 
+void sched_batch_ran(struct sched_ticket *t, const struct batch_result *r)
+{
+	t->batches++;
+	t->jobs_run += r->jobs_ok + r->jobs_failed;
+	t->no_progress = health_no_progress(r) ? t->no_progress + 1 : 0;
+}
+
+bool sched_keep_draining(const struct sched_ticket *t, const struct batch_result *r,
+			 const struct health_verdict *v, bool breaker_open)
+{
+	if (r->outcome != OUTCOME_MORE || breaker_open)
+		return false;
+	/* No progress, SCHED_NO_PROGRESS_LIMIT times in a row: back off (sched_drain_report). */
+	return !(v->fault == FAULT_WIKI && t->no_progress >= SCHED_NO_PROGRESS_LIMIT);
+}
+
 bool sched_may_continue(struct sched_worker *w, struct sched_ticket *t)
 {
 	struct sched *s = w->s;
@@ -481,9 +492,14 @@ bool sched_may_continue(struct sched_worker *w, struct sched_ticket *t)
 	/* An extra slot only uses otherwise idle capacity. */
 	if (t->lease.slot > 0 && others_waiting(w))
 		return false;
-	if (util_mono_ms() - t->started_ms >= (int64_t)cfg->time_slice * 1000 && others_waiting(w))
+	if (sched_slice_over(cfg, t, util_mono_ms()) && others_waiting(w))
 		return false;
 	return true;
+}
+
+bool sched_slice_over(const struct config *cfg, const struct sched_ticket *t, int64_t now)
+{
+	return now - t->started_ms >= (int64_t)cfg->time_slice * 1000;
 }
 
 /* One renew: true if the database confirmed the lease (trust restarts from before the
@@ -496,7 +512,7 @@ static bool renew(struct sched_worker *w, struct sched_ticket *t)
 	int rc = coord_renew(w->db, cfg, &t->lease, err, sizeof(err));
 
 	if (rc == 0) {
-		metrics_add(METRIC_ERRORS, 3, 1);
+		metrics_add(METRIC_ERRORS, ERROR_LEASE_LOST, 1);
 		log_lease(LOG_WARN, "lease lost", t, NULL, "stopping work on this wiki");
 		return false;
 	}
@@ -506,7 +522,7 @@ static bool renew(struct sched_worker *w, struct sched_ticket *t)
 		return false;
 	}
 	t->confirmed_ms = sent;
-	t->trusted_until = sent + (int64_t)(cfg->lease_ttl - cfg->safety_margin) * 1000;
+	t->trusted_until = lease_trusted_until(sent, cfg->lease_ttl, cfg->safety_margin);
 	return true;
 }
 
@@ -518,10 +534,10 @@ bool sched_confirm(struct sched_worker *w, struct sched_ticket *t)
 		return false;
 	/* Every batch starts on a lease the database has just confirmed: one UPDATE per
 	 * batch, against a batch that runs many jobs (the acquire itself counts). */
-	if (util_mono_ms() - t->confirmed_ms >= 1000 && !renew(w, t))
+	if (lease_renew_due(util_mono_ms(), t->confirmed_ms, 1000) && !renew(w, t))
 		return false;
 	/* Never start a batch that could outlast the trust (a stall since the renew). */
-	return t->trusted_until - util_mono_ms() >= batch_max;
+	return lease_covers(util_mono_ms(), t->trusted_until, batch_max);
 }
 
 bool sched_hold(struct sched_worker *w, struct sched_ticket *t, int64_t ms)
@@ -536,7 +552,7 @@ bool sched_hold(struct sched_worker *w, struct sched_ticket *t, int64_t ms)
 		struct timespec ts;
 		if (now >= deadline)
 			break;
-		if (now >= wake) {
+		if (lease_renew_due(now, t->confirmed_ms, every)) {
 			bool ok;
 			pthread_mutex_unlock(&s->lock);
 			ok = renew(w, t);
@@ -547,8 +563,7 @@ bool sched_hold(struct sched_worker *w, struct sched_ticket *t, int64_t ms)
 		}
 		if (wake > deadline)
 			wake = deadline;
-		ts.tv_sec = (time_t)(wake / 1000);
-		ts.tv_nsec = (long)(wake % 1000) * 1000000;
+		ts = util_timespec(wake);
 		pthread_cond_timedwait(&s->changed, &s->lock, &ts);
 	}
 	pthread_mutex_unlock(&s->lock);
@@ -558,15 +573,11 @@ bool sched_hold(struct sched_worker *w, struct sched_ticket *t, int64_t ms)
 int64_t sched_backoff_ms(const struct config *cfg, enum batch_outcome o, int failures)
 {
 	int64_t base = (int64_t)cfg->backoff_base * 1000, cap = (int64_t)cfg->backoff_max * 1000;
-	int64_t ceiling = base;
 	/* A request MediaWiki refused (bad secret, unknown host) will not heal by itself
 	 * soon: it starts higher. */
 	int steps = failures - 1 + (o == OUTCOME_BAD_REQUEST ? 3 : 0);
+	int64_t ceiling = util_backoff_ms(base, cap, steps);
 
-	for (int i = 0; i < steps && ceiling < cap; i++)
-		ceiling *= 2;
-	if (ceiling > cap)
-		ceiling = cap;
 	return util_rand_range(base < ceiling ? base : ceiling, ceiling);
 }
 

@@ -77,6 +77,21 @@ int sched_next(struct sched_worker *w, const struct sched_prefer *prefer, struct
 int sched_take(struct sched_worker *w, struct wiki *wiki, struct sched_ticket *t, char *err,
 	       size_t errlen);
 
+/* After each batch, in the daemon's workers and `drain --wiki` alike: counts it in the
+ * ticket (batches, jobs run, batches in a row without progress). */
+void sched_batch_ran(struct sched_ticket *t, const struct batch_result *r);
+
+/* The one rule for draining on after a batch, from what it came to (both drain
+ * loops): only while MediaWiki says there is more, the breaker is not open, and the
+ * wiki has not made no progress SCHED_NO_PROGRESS_LIMIT times in a row (then it backs
+ * off). Pure. The daemon's workers also ask sched_may_continue (the time slice). */
+bool sched_keep_draining(const struct sched_ticket *t, const struct batch_result *r,
+			 const struct health_verdict *v, bool breaker_open);
+
+/* Whether the ticket's time slice ([sidecar] time_slice from its start) is over at
+ * now (monotonic ms). Pure. */
+bool sched_slice_over(const struct config *cfg, const struct sched_ticket *t, int64_t now);
+
 /* After a batch: whether another batch on the same wiki may follow. False when
  * stopping, or when the time slice is over (or this is an extra slot) and another
  * wiki is waiting. */

@@ -242,6 +242,34 @@ long long util_rand_range(long long lo, long long hi)
 	return lo + r;
 }
 
+int64_t util_backoff_ms(int64_t base, int64_t cap, int steps)
+{
+	int64_t d = base;
+
+	for (int i = 0; i < steps && d < cap; i++)
+		d *= 2;
+	return d < cap ? d : cap;
+}
+
+int util_cond_init(pthread_cond_t *cond)
+{
+	pthread_condattr_t attr;
+	int rc;
+
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	rc = pthread_cond_init(cond, &attr);
+	pthread_condattr_destroy(&attr);
+	return -rc;
+}
+
+struct timespec util_timespec(int64_t ms)
+{
+	struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000 };
+
+	return ts;
+}
+
 int util_parse_listen(const char *listen, unsigned char addr[4], int *port)
 {
 	const char *colon = strrchr(listen, ':');

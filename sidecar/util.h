@@ -3,9 +3,11 @@
 #ifndef JD_UTIL_H
 #define JD_UTIL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 /* Parses a whole decimal integer in [min, max]: no leading blanks, no trailing junk,
  * no overflow. Returns 0, or -EINVAL (not a number) / -ERANGE (out of range). */
@@ -60,5 +62,16 @@ int64_t util_wall_ms(void);
 
 /* Uniform random integer in [lo, hi] (thread-safe, not for cryptography). */
 long long util_rand_range(long long lo, long long hi);
+
+/* The one exponential backoff: base doubled `steps` times, never above cap (and cap
+ * when base is above it). steps <= 0 gives base. The callers add their own jitter or
+ * floor. */
+int64_t util_backoff_ms(int64_t base, int64_t cap, int steps);
+
+/* Thread boilerplate. Condition variables of this program wait on monotonic
+ * deadlines: util_cond_init makes one on CLOCK_MONOTONIC, util_timespec turns a
+ * util_mono_ms() time into what pthread_cond_timedwait and clock_nanosleep take. */
+int util_cond_init(pthread_cond_t *cond);
+struct timespec util_timespec(int64_t ms);
 
 #endif

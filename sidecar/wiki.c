@@ -12,7 +12,9 @@ void wiki_free(struct wiki *w)
 	free(w->dbname);
 	free(w->table_prefix);
 	if (w->secret != NULL) {
-		/* Leave no copy of a secret in freed memory. */
+		/* Freed copies are cleared here and discovery clears libmariadb's result rows;
+		 * what remains are the live copies and, until the next statement overwrites
+		 * them, the connection's read buffers. */
 		explicit_bzero(w->secret, strlen(w->secret));
 		free(w->secret);
 	}

@@ -6,14 +6,14 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
-#include <mysql.h>
-#include <string.h>
-
+#include "db.h"
 #include "log.h"
 #include "metrics.h"
 #include "runjobs.h"
+#include "util.h"
 
 /* Recently healthy wikis a probe tries, in order. */
 #define PROBE_TARGETS 8
@@ -99,28 +99,17 @@ static void log_batch(const struct worker *w, const struct wiki *wiki,
 static void count_batch(const struct batch_result *r)
 {
 	metrics_add(METRIC_BATCHES, (int)r->outcome, 1);
-	metrics_add(METRIC_JOBS, 0, r->jobs_ok);
-	metrics_add(METRIC_JOBS, 1, r->jobs_failed);
+	metrics_add(METRIC_JOBS, JOBS_OK, r->jobs_ok);
+	metrics_add(METRIC_JOBS, JOBS_FAILED, r->jobs_failed);
 }
 
 /* Sleeps ms, whole: after a failed allocation only (short). */
 static void pause_ms(int ms)
 {
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+	struct timespec ts = util_timespec(ms);
 
 	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
 		;
-}
-
-/* Whether another batch on this wiki follows, from the verdict on the last one. */
-static bool keep_draining(struct sched_worker *sw, struct limiter *lim, struct sched_ticket *t,
-			  const struct batch_result *r, const struct health_verdict *v)
-{
-	if (r->outcome != OUTCOME_MORE || limiter_breaker_open(lim))
-		return false;
-	if (v->fault == FAULT_WIKI && t->no_progress >= SCHED_NO_PROGRESS_LIMIT)
-		return false; /* no progress, twice in a row: back off */
-	return sched_may_continue(sw, t);
 }
 
 /* Drains one leased wiki until it is done, fails, or must let go. Every wait (the
@@ -147,13 +136,12 @@ static void drain(struct worker *w, struct sched_worker *sw, struct runjobs *rj,
 		runjobs_batch(rj, t->wiki, (unsigned long long)t->lease.token, &r);
 		metrics_add(METRIC_IN_FLIGHT, 0, -1);
 		count_batch(&r);
-		t->batches++;
-		t->jobs_run += r.jobs_ok + r.jobs_failed;
-		t->no_progress = health_no_progress(&r) ? t->no_progress + 1 : 0;
+		sched_batch_ran(t, &r);
 		limiter_report(pool->limiter, &r, t->wiki->domain, probe && t->batches == 1, &v);
 		if (v.closed)
 			sched_clear_outage(sw, v.outage_since);
-		more = keep_draining(sw, pool->limiter, t, &r, &v);
+		more = sched_keep_draining(t, &r, &v, limiter_breaker_open(pool->limiter)) &&
+		       sched_may_continue(sw, t);
 		if (more)
 			log_batch(w, t->wiki, &r, &v, 0, true);
 	} while (more);
@@ -174,7 +162,7 @@ static void *worker_main(void *arg)
 	bool probe;
 	int rc;
 
-	mysql_thread_init();
+	db_thread_init();
 	rj = runjobs_new(pool->cfg, pool->abort_now);
 	sw = sched_worker_new(pool->sched, w->id);
 	if (rj == NULL || sw == NULL) {
@@ -204,7 +192,7 @@ static void *worker_main(void *arg)
 out:
 	sched_worker_free(sw);
 	runjobs_free(rj);
-	mysql_thread_end();
+	db_thread_end();
 	pthread_mutex_lock(&pool->lock);
 	pool->running--;
 	pthread_cond_broadcast(&pool->exited);
@@ -216,7 +204,6 @@ struct workers *workers_start(const struct config *cfg, struct sched *s, struct 
 			      const atomic_bool *abort_now)
 {
 	struct workers *pool = calloc(1, sizeof(*pool));
-	pthread_condattr_t attr;
 
 	if (pool == NULL)
 		return NULL;
@@ -226,10 +213,7 @@ struct workers *workers_start(const struct config *cfg, struct sched *s, struct 
 	pool->abort_now = abort_now;
 	pool->count = cfg->workers;
 	pthread_mutex_init(&pool->lock, NULL);
-	pthread_condattr_init(&attr);
-	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-	pthread_cond_init(&pool->exited, &attr);
-	pthread_condattr_destroy(&attr);
+	util_cond_init(&pool->exited);
 	pool->threads = calloc((size_t)pool->count, sizeof(*pool->threads));
 	if (pool->threads == NULL) {
 		workers_join_free(pool);
@@ -258,7 +242,7 @@ struct workers *workers_start(const struct config *cfg, struct sched *s, struct 
 
 bool workers_wait(struct workers *pool, int64_t deadline_ms)
 {
-	struct timespec ts = { (time_t)(deadline_ms / 1000), (long)(deadline_ms % 1000) * 1000000 };
+	struct timespec ts = util_timespec(deadline_ms);
 	bool done;
 
 	pthread_mutex_lock(&pool->lock);

@@ -37,7 +37,8 @@ def test_check_config_masks_secrets_from_env_and_file(tmp_path):
     r = run("--check-config", "--config", str(ini), env={"JD_TEST_PW": "s3cret-from-env"})
     assert r.returncode == 0, r.stderr
     assert "s3cret" not in r.stdout
-    assert r.stdout.count("password = ********") == 2
+    # [platform_db], [scan_db], and [binlog], which inherits [scan_db]'s endpoint
+    assert r.stdout.count("password = ********") == 3
     assert "password_env = JD_TEST_PW" in r.stdout
 
 

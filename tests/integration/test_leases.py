@@ -333,3 +333,67 @@ def test_spare_workers_help_a_big_wiki_but_yield_to_waiting_ones(farm20, sidecar
     assert farm.ready_jobs(big) > 0, "the big wiki should still be draining"
     wait_until(lambda: farm.ready_jobs(big) == 0, timeout=120, what="big wiki drained")
     assert pod.stop() == 0
+
+
+def _first_request(farm, domain, since, timeout=60):
+    return wait_until(lambda: requests(farm, domain, since=since), timeout=timeout,
+                      interval=0.05, what="a batch on " + domain)[0]
+
+
+def test_lease_is_confirmed_after_the_wiki_interval_right_before_the_batch(farm20, sidecars):
+    """wiki_min_interval_ms longer than the lease TTL: the holder keeps its lease through
+    the pause, and one stopped in the pause past the TTL sends nothing when it wakes
+    (the lease was checked before the pause once; now right before each batch)."""
+    farm = farm20
+    domain = SMALL[14]
+    farm.push_null_jobs(domain, 200)
+    t0 = time.time()
+    pods = start_pods(sidecars, farm, 2, prefix="gap",
+                      drain={"wiki_min_interval_ms": (TTL + 5) * 1000, "time_slice": 300})
+    first = _first_request(farm, domain, t0)
+    holder, token = first[2], first[3]
+    stopped = pod_of(pods, holder)
+    # Apache logs a request when it ends: the holder is in its 20 s pause now, and
+    # still holds the lease past the TTL, renewing it while it waits.
+    time.sleep(TTL + 1)
+    assert holder_of(farm, domain) == (holder, token)
+    t_stop = time.time()
+    stopped.send(signal.SIGSTOP)
+    # The other sidecar takes the wiki over once the lease expired and the interval
+    # since the last batch has passed.
+    other = wait_until(lambda: [r for r in requests(farm, domain, since=t_stop)
+                                if r[2] != holder], timeout=TTL + 30, what="a takeover")
+    stopped.send(signal.SIGCONT)
+    time.sleep(6)
+    late = [r for r in requests(farm, domain, since=t_stop) if r[2] == holder and r[3] == token]
+    assert late == [], late
+    assert stopped.proc.poll() is None, "the stopped sidecar must survive"
+    # Fencing, judged from the server side: a batch never starts under a lease token
+    # older than one some earlier batch of the wiki was sent with.
+    reqs = requests(farm, domain, since=t0)
+    for a, b in zip(reqs, reqs[1:]):
+        assert b[3] >= a[3], "batch %s sent after %s" % (b, a)
+    assert other[0][3] > token
+    for p in pods:
+        assert p.stop() == 0
+    farm.run_jobs_php(domain)
+
+
+def test_sigterm_during_the_wiki_interval_exits_in_time_and_releases(farm20, sidecars):
+    farm = farm20
+    domain = SMALL[15]
+    farm.push_null_jobs(domain, 100)
+    t0 = time.time()
+    pod = sidecars("pause", ini(farm, sidecar={"shutdown_timeout": 5},
+                                drain={"wiki_min_interval_ms": 60000, "time_slice": 300}))
+    first = _first_request(farm, domain, t0)
+    assert holder_of(farm, domain)[0] == first[2]
+    # In the 60 s pause: the exit comes within shutdown_timeout (5 s; the stop allows
+    # a loaded machine 10 s more), not at the end of the pause.
+    assert pod.stop(signal.SIGTERM, timeout=15) == 0
+    assert any(l.get("msg") == "stopped" for l in pod.lines())
+    assert holder_of(farm, domain) == (None, None)
+    rows = farm.sql("SELECT holder FROM jobdrainer.jd_lease WHERE name = %s", (domain,))
+    assert all(r[0] is None for r in rows), rows
+    assert len(requests(farm, domain, since=t0)) == 1
+    farm.run_jobs_php(domain)

@@ -4,8 +4,6 @@ injector in front of, or instead of, the real MediaWiki) and on the real farm.""
 
 import time
 
-import pytest
-
 from faults import FaultProxy, slow_ok
 from sidecar import farm_ini, wait_until
 
@@ -63,10 +61,6 @@ def test_concurrency_cap_is_never_exceeded(farm, sidecars):
         farm.run_jobs_php(d)
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known regression of the issue 14 rules (health_judge in limiter.c): with three "
-    "wikis answering 503 the breaker did not open, every failure was judged the wiki's "
-    "own; open, to be fixed before issue 14 is resolved"))
 def test_503_for_30s_halves_the_rate_quickly_and_recovers(farm, sidecars):
     for d in GOOD:
         farm.push_null_jobs(d, 1)

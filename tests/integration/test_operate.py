@@ -2,7 +2,9 @@
 `jobdrainer status` and `jobdrainer drain --wiki`."""
 
 import json
+import signal
 import subprocess
+import time
 import urllib.request
 
 from sidecar import BINARY, farm_ini, wait_until
@@ -108,3 +110,41 @@ def test_status_and_drain_commands(farm, sidecars, tmp_path):
     assert r.returncode == 2
     assert scanner.stop() == 0
     farm.run_jobs_php("wiki2.farm.test")
+
+
+def test_drain_command_is_paced_and_releases_its_lease_on_sigint(farm, tmp_path):
+    """`drain --wiki` keeps [drain] batches_per_second like the daemon, and Ctrl-C ends
+    it after the batch in flight with its lease released, not left to expire."""
+    domain = "wiki1.farm.test"
+    farm.push_null_jobs(domain, 300)
+    ini = tmp_path / "paced.ini"
+    ini.write_text(farm_ini(farm, sidecar={"holder": "cli-paced"}, mediawiki={"maxjobs": 1},
+                            drain={"batches_per_second": 2}))
+    t0 = time.time()
+
+    def sent():
+        return sorted(e["start"] for e in farm.access_log_entries()
+                      if e["start"] >= t0 and e["host"] == domain
+                      and "jobdrainer_holder=cli-paced" in e["request"])
+    p = subprocess.Popen([BINARY, "--config", str(ini), "drain", "--wiki", domain],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: len(sent()) >= 3, timeout=60, what="drain --wiki batches")
+        time.sleep(10)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0, (p.returncode, out, err)
+    assert "(interrupted; lease released)" in out, out
+    rows = farm.sql("SELECT holder FROM jobdrainer.jd_lease WHERE name = %s", (domain,))
+    assert rows and all(r[0] is None for r in rows), rows
+    starts = sent()
+    span = starts[-1] - starts[0]
+    # 2 a second plus at most one second's burst of the bucket (unpaced: about 20 a
+    # second on this farm).
+    assert len(starts) <= 2 * span + 3, (len(starts), span)
+    assert farm.ready_jobs(domain) > 0, "the drain was meant to be cut short"
+    farm.run_jobs_php(domain)

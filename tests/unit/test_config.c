@@ -158,6 +158,8 @@ struct error_case {
 
 #define LONG_WHY "longer than the 197 inih reads; continue a long value on indented lines"
 
+/* Laid out by hand, one case per line where it fits: not for clang-format. */
+/* clang-format off */
 static const struct error_case error_cases[] = {
 	{ "unknown key", "[sidecar]\nworkers = 2\nfoo = 1\n",
 	  { { 3, "[sidecar] foo: unknown key" } } },
@@ -303,6 +305,7 @@ static const struct error_case error_cases[] = {
 	{ "secret value never echoed", "[platform_db]\npassword = hunter2\n  more\n",
 	  { { 3, "[platform_db] password: continuation line, but this key takes a single line" } } },
 };
+/* clang-format on */
 
 #define NERROR_CASES (sizeof(error_cases) / sizeof(error_cases[0]))
 

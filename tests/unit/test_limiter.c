@@ -27,64 +27,122 @@ struct step {
 	enum breaker_state state;
 	int64_t pause_ms;       /* ANY: not checked */
 	bool closed;
+	int64_t took;           /* ms the batch took: it started at `at - took` */
 };
 
 struct scenario {
 	const char *name;
-	struct step steps[12];
+	int breaker_failures;   /* 0: the shipped 2 */
+	struct step steps[16];
 };
 
-#define OK(t, w) { t, w, OUTCOME_MORE, 100, false, FAULT_NONE, BREAKER_CLOSED, ANY, false }
+/* clang-format off */
+#define OK(t, w) { t, w, OUTCOME_MORE, 100, false, FAULT_NONE, BREAKER_CLOSED, ANY, false, 0 }
+/* A success of a batch that started `took` ms before it was reported. */
+#define OK_INFLIGHT(t, w, took, state) \
+	{ t, w, OUTCOME_MORE, 100, false, FAULT_NONE, state, ANY, false, took }
+#define S503(t, w, fault, state) \
+	{ t, w, OUTCOME_SERVER_ERROR, 0, false, fault, state, ANY, false, 0 }
+/* clang-format on */
 
 static const struct scenario scenarios[] = {
-	{ "broken wikis beside healthy ones never open the breaker",
+	{ "broken wikis beside healthy ones never open the breaker", 0,
 	  { OK(0, "a"), OK(100, "b"),
-	    { 200, "x", OUTCOME_SERVER_ERROR, 0, false, FAULT_WIKI, BREAKER_CLOSED, ANY, false },
-	    { 300, "y", OUTCOME_BAD_RESPONSE, 0, false, FAULT_WIKI, BREAKER_CLOSED, ANY, false },
-	    { 400, "z", OUTCOME_TIMEOUT, 0, false, FAULT_WIKI, BREAKER_CLOSED, ANY, false },
-	    { 500, "w", OUTCOME_BAD_REQUEST, 0, false, FAULT_WIKI, BREAKER_CLOSED, ANY, false },
-	    { 600, "x", OUTCOME_SERVER_ERROR, 0, false, FAULT_WIKI, BREAKER_CLOSED, ANY, false },
-	    { 700, "v", OUTCOME_READ_ONLY, 0, false, FAULT_WIKI, BREAKER_CLOSED, ANY, false },
+	    { 200, "x", OUTCOME_SERVER_ERROR, 0, false, FAULT_WIKI, BREAKER_CLOSED, ANY, false, 0 },
+	    { 300, "y", OUTCOME_BAD_RESPONSE, 0, false, FAULT_WIKI, BREAKER_CLOSED, ANY, false, 0 },
+	    { 400, "z", OUTCOME_TIMEOUT, 0, false, FAULT_WIKI, BREAKER_CLOSED, ANY, false, 0 },
+	    { 500, "w", OUTCOME_BAD_REQUEST, 0, false, FAULT_WIKI, BREAKER_CLOSED, ANY, false, 0 },
+	    { 600, "x", OUTCOME_SERVER_ERROR, 0, false, FAULT_WIKI, BREAKER_CLOSED, ANY, false, 0 },
+	    { 700, "v", OUTCOME_READ_ONLY, 0, false, FAULT_WIKI, BREAKER_CLOSED, ANY, false, 0 },
 	    OK(800, "a") } },
-	{ "a 500 on one wiki while the others succeed is that wiki's after one try",
+	{ "a 500 on one wiki while the others succeed is that wiki's after one try", 0,
 	  { OK(0, "a"), OK(100, "b"),
-	    { 200, "a", OUTCOME_SERVER_ERROR, 0, false, FAULT_POD, BREAKER_CLOSED, ANY, false },
+	    { 200, "a", OUTCOME_SERVER_ERROR, 0, false, FAULT_POD, BREAKER_CLOSED, ANY, false, 0 },
 	    OK(300, "b"),
-	    { 400, "a", OUTCOME_SERVER_ERROR, 0, false, FAULT_WIKI, BREAKER_CLOSED, ANY, false },
+	    { 400, "a", OUTCOME_SERVER_ERROR, 0, false, FAULT_WIKI, BREAKER_CLOSED, ANY, false, 0 },
 	    OK(500, "b"),
-	    { 600, "a", OUTCOME_SERVER_ERROR, 0, false, FAULT_WIKI, BREAKER_CLOSED, ANY, false } } },
-	{ "no progress is the wiki's, never the pod's",
+	    { 600, "a", OUTCOME_SERVER_ERROR, 0, false, FAULT_WIKI, BREAKER_CLOSED, ANY, false, 0 } } },
+	{ "no progress is the wiki's, never the pod's", 0,
 	  { OK(0, "a"),
-	    { 100, "n", OUTCOME_MORE, 0, false, FAULT_WIKI, BREAKER_CLOSED, ANY, false },
-	    { 200, "a", OUTCOME_MORE, 0, false, FAULT_WIKI, BREAKER_CLOSED, ANY, false },
-	    { 300, "a", OUTCOME_MORE, 0, false, FAULT_WIKI, BREAKER_CLOSED, ANY, false } } },
-	{ "a success older than five minutes vouches for nothing",
+	    { 100, "n", OUTCOME_MORE, 0, false, FAULT_WIKI, BREAKER_CLOSED, ANY, false, 0 },
+	    { 200, "a", OUTCOME_MORE, 0, false, FAULT_WIKI, BREAKER_CLOSED, ANY, false, 0 },
+	    { 300, "a", OUTCOME_MORE, 0, false, FAULT_WIKI, BREAKER_CLOSED, ANY, false, 0 } } },
+	{ "a success older than five minutes vouches for nothing", 0,
 	  { OK(0, "a"), OK(0, "b"),
-	    { 400000, "a", OUTCOME_SERVER_ERROR, 0, false, FAULT_WIKI, BREAKER_CLOSED, ANY, false },
-	    { 400100, "b", OUTCOME_TIMEOUT, 0, false, FAULT_WIKI, BREAKER_CLOSED, ANY, false } } },
-	{ "503 on two healthy wikis opens; probes stay cheap and capped; a success closes",
+	    { 400000, "a", OUTCOME_SERVER_ERROR, 0, false, FAULT_WIKI, BREAKER_CLOSED, ANY, false, 0 },
+	    { 400100, "b", OUTCOME_TIMEOUT, 0, false, FAULT_WIKI, BREAKER_CLOSED, ANY, false, 0 } } },
+	{ "503 on two healthy wikis opens; probes stay cheap and capped; a success closes", 0,
 	  { OK(0, "a"), OK(100, "b"),
-	    { 1000, "a", OUTCOME_SERVER_ERROR, 0, false, FAULT_POD, BREAKER_CLOSED, ANY, false },
-	    { 1100, "b", OUTCOME_SERVER_ERROR, 0, false, FAULT_POD, BREAKER_OPEN, 5000, false },
+	    { 1000, "a", OUTCOME_SERVER_ERROR, 0, false, FAULT_POD, BREAKER_CLOSED, ANY, false, 0 },
+	    { 1100, "b", OUTCOME_SERVER_ERROR, 0, false, FAULT_POD, BREAKER_OPEN, 5000, false, 0 },
 	    /* a batch in flight when it opened changes nothing */
-	    { 1200, "x", OUTCOME_TIMEOUT, 0, false, FAULT_WIKI, BREAKER_OPEN, 4900, false },
-	    { 6100, "b", OUTCOME_SERVER_ERROR, 0, true, FAULT_POD, BREAKER_OPEN, 10000, false },
-	    { 16100, "b", OUTCOME_SERVER_ERROR, 0, true, FAULT_POD, BREAKER_OPEN, 10000, false },
-	    { 26100, "b", OUTCOME_SERVER_ERROR, 0, true, FAULT_POD, BREAKER_OPEN, 10000, false },
-	    { 36100, "b", OUTCOME_MORE, 50, true, FAULT_NONE, BREAKER_CLOSED, 0, true },
+	    { 1200, "x", OUTCOME_TIMEOUT, 0, false, FAULT_WIKI, BREAKER_OPEN, 4900, false, 0 },
+	    { 6100, "b", OUTCOME_SERVER_ERROR, 0, true, FAULT_POD, BREAKER_OPEN, 10000, false, 0 },
+	    { 16100, "b", OUTCOME_SERVER_ERROR, 0, true, FAULT_POD, BREAKER_OPEN, 10000, false, 0 },
+	    { 26100, "b", OUTCOME_SERVER_ERROR, 0, true, FAULT_POD, BREAKER_OPEN, 10000, false, 0 },
+	    { 36100, "b", OUTCOME_MORE, 50, true, FAULT_NONE, BREAKER_CLOSED, 0, true, 0 },
 	    OK(36200, "a") } },
-	{ "connection refused opens at once; a probe on a broken wiki keeps the pause",
+	{ "connection refused opens at once; a probe on a broken wiki keeps the pause", 0,
 	  { OK(0, "a"),
-	    { 100, "a", OUTCOME_REFUSED, 0, false, FAULT_POD, BREAKER_OPEN, 5000, false },
-	    { 5100, "x", OUTCOME_BAD_RESPONSE, 0, true, FAULT_WIKI, BREAKER_OPEN, 5000, false },
-	    { 10100, "a", OUTCOME_REFUSED, 0, true, FAULT_POD, BREAKER_OPEN, 10000, false },
-	    { 20100, "a", OUTCOME_DRAINED, 3, true, FAULT_NONE, BREAKER_CLOSED, 0, true } } },
-	{ "while open, unknown wikis' failures are their own",
+	    { 100, "a", OUTCOME_REFUSED, 0, false, FAULT_POD, BREAKER_OPEN, 5000, false, 0 },
+	    { 5100, "x", OUTCOME_BAD_RESPONSE, 0, true, FAULT_WIKI, BREAKER_OPEN, 5000, false, 0 },
+	    { 10100, "a", OUTCOME_REFUSED, 0, true, FAULT_POD, BREAKER_OPEN, 10000, false, 0 },
+	    { 20100, "a", OUTCOME_DRAINED, 3, true, FAULT_NONE, BREAKER_CLOSED, 0, true, 0 } } },
+	{ "several recently healthy wikis failing with 5xx open it (breaker_failures 3)", 3,
+	  { OK(0, "a"), OK(100, "b"), OK(200, "c"),
+	    S503(1000, "a", FAULT_POD, BREAKER_CLOSED),
+	    S503(1100, "a", FAULT_WIKI, BREAKER_CLOSED), /* the same wiki counts once */
+	    S503(1200, "b", FAULT_POD, BREAKER_CLOSED),
+	    S503(1300, "b", FAULT_WIKI, BREAKER_CLOSED),
+	    S503(1400, "c", FAULT_POD, BREAKER_OPEN) } },
+	{ "successes in flight when the failures began erase no evidence (3 wikis, 2 workers)", 3,
+	  { OK(0, "a"), OK(100, "b"), OK(200, "c"),
+	    S503(1000, "a", FAULT_POD, BREAKER_CLOSED),
+	    /* c's batch began at 900, before MediaWiki failed: it proves nothing now */
+	    OK_INFLIGHT(1050, "c", 150, BREAKER_CLOSED),
+	    S503(1100, "b", FAULT_POD, BREAKER_CLOSED),
+	    S503(1200, "a", FAULT_WIKI, BREAKER_CLOSED),
+	    OK_INFLIGHT(1250, "d", 1000, BREAKER_CLOSED), /* a long one, began at 250 */
+	    S503(1300, "c", FAULT_POD, BREAKER_OPEN),
+	    /* a success in flight since before it opened does not close it either */
+	    OK_INFLIGHT(1400, "a", 300, BREAKER_OPEN),
+	    { 6300, "a", OUTCOME_MORE, 10, true, FAULT_NONE, BREAKER_CLOSED, 0, true, 100 } } },
+	{ "one wiki failing again and again while the others succeed never opens it", 0,
+	  { OK(0, "a"), OK(0, "b"), OK(0, "x"),
+	    S503(1000, "x", FAULT_POD, BREAKER_CLOSED),
+	    OK_INFLIGHT(1100, "a", 300, BREAKER_CLOSED), /* began before x failed */
+	    S503(1200, "x", FAULT_WIKI, BREAKER_CLOSED),
+	    OK_INFLIGHT(1500, "b", 200, BREAKER_CLOSED), /* began after: outdates x's */
+	    S503(1600, "x", FAULT_WIKI, BREAKER_CLOSED),
+	    OK(1700, "a"),
+	    S503(1800, "x", FAULT_WIKI, BREAKER_CLOSED),
+	    S503(1900, "x", FAULT_WIKI, BREAKER_CLOSED),
+	    { 2000, "x", OUTCOME_TIMEOUT, 0, false, FAULT_WIKI, BREAKER_CLOSED, ANY, false, 0 },
+	    OK(2100, "b"),
+	    /* until it succeeds again: then it vouches once more */
+	    OK(3000, "x"),
+	    S503(3100, "x", FAULT_POD, BREAKER_CLOSED) } },
+	{ "breaker_failures 3, but only two wikis drained here lately: both failing open it", 3,
+	  { OK(0, "a"), OK(100, "b"),
+	    S503(1000, "a", FAULT_POD, BREAKER_CLOSED),
+	    S503(1100, "a", FAULT_WIKI, BREAKER_CLOSED),
+	    S503(1200, "b", FAULT_POD, BREAKER_OPEN) } },
+	{ "one wiki drained here lately: its failures alone never open it", 3,
+	  { OK(0, "a"),
+	    S503(1000, "a", FAULT_POD, BREAKER_CLOSED),
+	    S503(1100, "a", FAULT_WIKI, BREAKER_CLOSED),
+	    S503(1200, "q", FAULT_WIKI, BREAKER_CLOSED) } },
+	{ "a failure older than five minutes is no longer evidence", 0,
 	  { OK(0, "a"), OK(0, "b"),
-	    { 10, "a", OUTCOME_TIMEOUT, 0, false, FAULT_POD, BREAKER_CLOSED, ANY, false },
-	    { 20, "b", OUTCOME_TIMEOUT, 0, false, FAULT_POD, BREAKER_OPEN, ANY, false },
-	    { 30, "q", OUTCOME_SERVER_ERROR, 0, false, FAULT_WIKI, BREAKER_OPEN, ANY, false },
-	    { 40, "a", OUTCOME_SERVER_ERROR, 0, false, FAULT_POD, BREAKER_OPEN, ANY, false } } },
+	    S503(1000, "a", FAULT_POD, BREAKER_CLOSED),
+	    OK_INFLIGHT(300000, "b", 299500, BREAKER_CLOSED), /* began before a failed */
+	    S503(302000, "b", FAULT_POD, BREAKER_CLOSED) } },
+	{ "while open, unknown wikis' failures are their own", 0,
+	  { OK(0, "a"), OK(0, "b"),
+	    { 10, "a", OUTCOME_TIMEOUT, 0, false, FAULT_POD, BREAKER_CLOSED, ANY, false, 0 },
+	    { 20, "b", OUTCOME_TIMEOUT, 0, false, FAULT_POD, BREAKER_OPEN, ANY, false, 0 },
+	    { 30, "q", OUTCOME_SERVER_ERROR, 0, false, FAULT_WIKI, BREAKER_OPEN, ANY, false, 0 },
+	    { 40, "a", OUTCOME_SERVER_ERROR, 0, false, FAULT_POD, BREAKER_OPEN, ANY, false, 0 } } },
 };
 
 static void config_defaults(struct config *cfg)
@@ -105,9 +163,12 @@ static void test_scenario(void **state)
 
 	memset(&h, 0, sizeof(h));
 	config_defaults(&cfg);
+	if (sc->breaker_failures > 0)
+		cfg.breaker_failures = sc->breaker_failures;
 	for (size_t i = 0; i < sizeof(sc->steps) / sizeof(sc->steps[0]) && sc->steps[i].wiki; i++) {
 		const struct step *st = &sc->steps[i];
-		struct batch_result r = { .outcome = st->outcome, .jobs_ok = st->jobs };
+		struct batch_result r = { .outcome = st->outcome, .jobs_ok = st->jobs,
+					  .took_ms = st->took };
 		struct health_verdict v;
 		if (st->probe && !health_start_probe(&h, st->at))
 			fail_msg("step %zu: no probe allowed at %lld ms", i, (long long)st->at);

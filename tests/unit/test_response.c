@@ -33,10 +33,12 @@ struct response_case {
 	"{\"type\":\"" t "\",\"status\":\"failed\",\"error\":\"Exception: boom\",\"time\":3}"
 
 /* A 200 answer with one ok job, the given reached value and no backoffs. */
+/* clang-format off */
 #define REACHED_BODY(r) "{\"jobs\":[" JOB_OK("refreshLinks") "],\"reached\":\"" r \
 			"\",\"backoffs\":[],\"elapsed\":40}"
 #define REACHED_CASE(r, o) \
 	{ "reached " r, 200, REACHED_BODY(r), false, o, r, 1, 0, 0, 40, NULL, NULL }
+/* clang-format on */
 
 static const char html_400[] =
 	"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"UTF-8\"/>"
