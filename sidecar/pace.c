@@ -28,6 +28,13 @@ static void accrue(struct pace *p, int64_t now_ms)
 		p->credit_us = cap;
 }
 
+void pace_set_budget(struct pace *p, double budget, int64_t now_ms)
+{
+	accrue(p, now_ms);
+	p->budget = budget > 0 && budget <= 1 ? budget : 1;
+	accrue(p, now_ms); /* caps the credit at the new burst */
+}
+
 void pace_spend(struct pace *p, int64_t now_ms, int64_t cost_us)
 {
 	if (cost_us < 0)

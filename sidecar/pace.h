@@ -38,6 +38,9 @@ struct pace {
 
 /* Starts with a full burst of credit: a new scanner lease holder reads at once. */
 void pace_init(struct pace *p, double budget, int64_t now_ms);
+/* A new budget from now_ms on (a reload): credit earned until then at the old rate is
+ * kept, up to the new burst; debt stays debt. */
+void pace_set_budget(struct pace *p, double budget, int64_t now_ms);
 /* Records a statement that took cost_us of database time and ended at now_ms. */
 void pace_spend(struct pace *p, int64_t now_ms, int64_t cost_us);
 /* How long to wait before the next statement (0: now). */

@@ -755,6 +755,11 @@ static int64_t run_tick(struct scanner *sc, struct db *scan_db, struct db *coord
 
 	if (sc->wikis.len == 0)
 		return now + (int64_t)sc->cfg->scan_interval * 1000;
+	if (sc->pace.budget != sc->cfg->scan_db_budget_percent / 100.0) {
+		/* Reloaded: the new budget from now on. */
+		pace_set_budget(&sc->pace, sc->cfg->scan_db_budget_percent / 100.0, now);
+		metrics_set(METRIC_SCAN_BUDGET, 0, sc->pace.budget);
+	}
 	if (now >= sc->next_hot && pace_wait_ms(&sc->pace, now) == 0) {
 		if (scan_hot(sc, scan_db, coord, streak, &hot_cost) != 0)
 			return now;

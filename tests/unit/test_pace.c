@@ -99,6 +99,23 @@ static void test_budget_holds(void **state)
 	}
 }
 
+/* A reload changes the budget: earned credit stays (up to the new burst), debt is
+ * paid back at the new rate. */
+static void test_set_budget(void **state)
+{
+	struct pace p;
+
+	(void)state;
+	pace_init(&p, 0.05, 0);
+	pace_spend(&p, 0, 600000); /* 100 ms in debt */
+	pace_set_budget(&p, 0.10, 0);
+	assert_int_equal(pace_wait_ms(&p, 0), 1001);
+	pace_set_budget(&p, 0.01, 10000); /* 900 ms earned at 10%, capped at 100 ms */
+	assert_int_equal(p.credit_us, 100000);
+	pace_set_budget(&p, 0, 10000); /* out of range: a whole core */
+	assert_int_equal(pace_sweep_ms(&p, 2000000), 2000);
+}
+
 static void test_sweep_estimate(void **state)
 {
 	struct pace p;
@@ -249,6 +266,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_budget),
 		cmocka_unit_test(test_budget_holds),
+		cmocka_unit_test(test_set_budget),
 		cmocka_unit_test(test_sweep_estimate),
 		cmocka_unit_test(test_hot_gap),
 		cmocka_unit_test(test_hotset),
