@@ -114,10 +114,11 @@ static const struct config_key config_keys[] = {
 
 	DB_KEYS("scan_db", scan, "", "", ""),
 
-	{ "scan", "interval", KEY_INT, O(scan_interval), "5", 1, 3600, NULL },
+	{ "scan", "interval", KEY_INT, O(scan_interval), "2", 1, 3600, NULL },
 	{ "scan", "wikis_per_query", KEY_INT, O(scan_wikis_per_query), "50", 1, 1000, NULL },
 	{ "scan", "queries_per_second", KEY_INT, O(scan_queries_per_second), "50", 0, 10000, NULL },
 	{ "scan", "full_interval", KEY_INT, O(scan_full_interval), "60", 1, 3600, NULL },
+	{ "scan", "db_budget_percent", KEY_INT, O(scan_db_budget_percent), "5", 1, 100, NULL },
 
 	{ "drain", "time_slice", KEY_INT, O(time_slice), "60", 1, 86400, NULL },
 	{ "drain", "backoff_base", KEY_INT, O(backoff_base), "5", 1, 86400, NULL },

@@ -72,6 +72,7 @@ struct config {
 	int scan_wikis_per_query;
 	int scan_queries_per_second; /* 0: unlimited */
 	int scan_full_interval;      /* seconds between full scans */
+	int scan_db_budget_percent;  /* share of one database core detection may use */
 
 	/* [drain] */
 	int time_slice;

@@ -54,7 +54,19 @@ enum metric_lease_op { METRIC_LEASE_OPS(METRIC_LABEL_ID) LEASE_OP_COUNT };
 	X(SCANS, "jobdrainer_scans_total", "counter",                                          \
 	  "Backlog scans this sidecar ran (as the scanner lease holder)", "", LABELS_NONE)    \
 	X(SCAN_SECONDS, "jobdrainer_scan_duration_seconds", "gauge",                           \
-	  "Duration of the last backlog scan", "", LABELS_NONE)                               \
+	  "Database time (statement wall time) of the last complete sweep", "", LABELS_NONE)  \
+	X(SWEEP_SECONDS, "jobdrainer_scan_sweep_period_seconds", "gauge",                      \
+	  "Wall time of the last complete sweep of every wiki (the budget sets it)", "",       \
+	  LABELS_NONE)                                                                        \
+	X(SCAN_BUDGET, "jobdrainer_scan_db_budget_ratio", "gauge",                             \
+	  "Share of one database core detection may use ([scan] db_budget_percent)", "",      \
+	  LABELS_NONE)                                                                        \
+	X(SCAN_BUDGET_USED, "jobdrainer_scan_db_budget_used_ratio", "gauge",                   \
+	  "Share of one database core the scan statements used over the last minute", "",     \
+	  LABELS_NONE)                                                                        \
+	X(HOT_WIKIS, "jobdrainer_scan_hot_wikis", "gauge",                                     \
+	  "Wikis re-read every [scan] interval (jobs or activity in the last minutes)", "",   \
+	  LABELS_NONE)                                                                        \
 	X(LEASES_HELD, "jobdrainer_leases_held", "gauge", "Wiki leases this sidecar holds",    \
 	  "", LABELS_NONE)                                                                    \
 	X(SCANNER, "jobdrainer_scanner_lease_held", "gauge",                                   \

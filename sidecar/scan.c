@@ -62,33 +62,17 @@ static void mw_timestamp_ago(int seconds_ago, char out[16])
 }
 
 /* Identifiers were validated by discovery ([A-Za-z0-9_$]), so backquoting is safe.
- * Columns: wiki index, kind ('r' ready, 'm' max id, 'c' claims), timestamp, number,
- * timestamp. A 'c' row covers the claims older than orphan_before: the oldest claim's
- * time, their count, and the oldest queue time among those older than stale_before
- * (MediaWiki recycles those on pop: ready work). Claims are looked at only for job
- * types that have claimed rows at all, found through the (job_cmd, job_token) index. */
-static void add_wiki_query(struct buf *sql, size_t idx, const struct wiki *w,
-			   const char *stale_before, const char *orphan_before)
+ * One table open per wiki: GROUP BY (job_cmd, job_token) with MIN and MAX of job_id is
+ * a loose scan of MediaWiki's index (job_cmd, job_token, job_id) ("Using index for
+ * group-by"): one index dive per group, whatever the backlog. The groups are one per
+ * job type with ready rows (job_token '') and one per claim (MediaWiki claims one row
+ * per claim token). Columns: wiki index, job_token, MIN(job_id), MAX(job_id), job_cmd. */
+static void add_wiki_query(struct buf *sql, size_t idx, const struct wiki *w)
 {
-	const char *d = w->dbname, *p = w->table_prefix;
-
 	buf_addf(sql,
-		 "(SELECT %zu, 'r', j.job_timestamp, NULL, NULL, j.job_cmd FROM `%s`.`%sjob` j"
-		 " JOIN (SELECT job_cmd, MIN(job_id) AS id FROM `%s`.`%sjob`"
-		 " WHERE job_token = '' GROUP BY job_cmd) m ON j.job_id = m.id)",
-		 idx, d, p, d, p);
-	if (stale_before == NULL)
-		return; /* a light scan */
-	buf_addf(sql, " UNION ALL (SELECT %zu, 'm', NULL, MAX(job_id), NULL, NULL FROM `%s`.`%sjob`)",
-		 idx, d, p);
-	buf_addf(sql,
-		 " UNION ALL (SELECT %zu, 'c', MIN(j.job_token_timestamp), COUNT(*),"
-		 " MIN(IF(j.job_token_timestamp < '%s', j.job_timestamp, NULL)),"
-		 " SUM(j.job_attempts >= %d) FROM `%s`.`%sjob` j"
-		 " WHERE j.job_cmd IN (SELECT c.job_cmd FROM (SELECT job_cmd, MAX(job_token) AS t"
-		 " FROM `%s`.`%sjob` GROUP BY job_cmd) c WHERE c.t > '')"
-		 " AND j.job_token > '' AND j.job_token_timestamp < '%s' HAVING COUNT(*) > 0)",
-		 idx, stale_before, SCAN_MAX_ATTEMPTS, d, p, d, p, orphan_before);
+		 "(SELECT %zu, job_token, MIN(job_id), MAX(job_id), job_cmd FROM `%s`.`%sjob`"
+		 " GROUP BY job_cmd, job_token)",
+		 idx, w->dbname, w->table_prefix);
 }
 
 /* Notes a ready job type for the job-type lists (jobtype.h), while it fits. */
@@ -101,12 +85,97 @@ static void note_type(struct backlog *b, const char *type)
 	snprintf(b->types + have, sizeof(b->types) - have, "%s%s", have ? " " : "", type);
 }
 
-/* Counts a ready (or recycled) job queued at the MediaWiki timestamp ts. */
-static void note_ready(struct backlog *b, const char *ts)
-{
-	int64_t queued = scan_parse_mw_timestamp(ts);
+/* What the first statement pointed at, to be read once more: the oldest ready job of a
+ * type, by primary key (for its queue time), or in a full scan the rows of one claim
+ * (job_cmd, job_token), through the same index (for their claim times). */
+struct lookup {
+	size_t idx;
+	unsigned long long id;
+	bool claimed;
+	bool answered;
+	char cmd_hex[2 * 60 + 1];   /* job_cmd is VARBINARY(60) */
+	char token_hex[2 * 32 + 1]; /* job_token VARBINARY(32) */
+};
 
-	b->ready_types++;
+struct lookups {
+	struct lookup *items;
+	size_t len, cap;
+};
+
+/* Binary-safe SQL literal material: hex digits (for X'...'), cut at outlen. */
+static void to_hex(const char *p, unsigned long len, char *out, size_t outlen)
+{
+	static const char digits[] = "0123456789abcdef";
+	size_t o = 0;
+
+	for (unsigned long i = 0; i < len && o + 2 < outlen; i++) {
+		out[o++] = digits[(unsigned char)p[i] >> 4];
+		out[o++] = digits[(unsigned char)p[i] & 15];
+	}
+	out[o] = '\0';
+}
+
+static int lookups_add(struct lookups *l, size_t idx, unsigned long long id, bool claimed,
+		       MYSQL_ROW row, const unsigned long *lengths)
+{
+	if (l->len == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 64;
+		struct lookup *p = realloc(l->items, cap * sizeof(*p));
+		if (p == NULL)
+			return -ENOMEM;
+		l->items = p;
+		l->cap = cap;
+	}
+	l->items[l->len] = (struct lookup){ .idx = idx, .id = id, .claimed = claimed };
+	if (claimed) {
+		to_hex(row[4], lengths[4], l->items[l->len].cmd_hex,
+		       sizeof(l->items[l->len].cmd_hex));
+		to_hex(row[1], lengths[1], l->items[l->len].token_hex,
+		       sizeof(l->items[l->len].token_hex));
+	}
+	l->len++;
+	return 0;
+}
+
+/* The second statement, for the wikis with rows to look up only (usually the few with
+ * a backlog): the oldest ready rows by primary key, and in a full scan the claimed rows
+ * by (job_cmd, job_token). Columns: wiki index, job_id, job_timestamp, job_token,
+ * job_token_timestamp, job_attempts. */
+static void add_lookup_query(struct buf *sql, const struct lookups *l, struct wiki *const *wikis)
+{
+	for (size_t i = 0, end; i < l->len; i = end) {
+		size_t idx = l->items[i].idx;
+		const struct wiki *w = wikis[idx];
+		int ids = 0;
+		for (end = i; end < l->len && l->items[end].idx == idx; end++) {
+			ids += !l->items[end].claimed;
+		}
+		buf_adds(sql, sql->len ? " UNION ALL " : "");
+		buf_addf(sql,
+			 "(SELECT %zu, job_id, job_timestamp, job_token, job_token_timestamp,"
+			 " job_attempts FROM `%s`.`%sjob` WHERE ",
+			 idx, w->dbname, w->table_prefix);
+		if (ids > 0) {
+			buf_adds(sql, "job_id IN (");
+			for (size_t j = i, n = 0; j < end; j++)
+				if (!l->items[j].claimed)
+					buf_addf(sql, "%s%llu", n++ ? "," : "", l->items[j].id);
+			buf_adds(sql, ")");
+		}
+		for (size_t j = i, n = 0; j < end; j++) {
+			if (!l->items[j].claimed)
+				continue;
+			buf_addf(sql, "%s(job_cmd = X'%s' AND job_token = X'%s')",
+				 ids > 0 || n++ ? " OR " : "", l->items[j].cmd_hex,
+				 l->items[j].token_hex);
+		}
+		buf_adds(sql, ")");
+	}
+}
+
+/* The oldest ready (or recycled) job was queued at ms (0: unknown, counted as now). */
+static void note_oldest(struct backlog *b, int64_t queued)
+{
 	/* An unreadable timestamp still means "ready work": count it as queued now. */
 	if (queued == 0)
 		queued = util_wall_ms();
@@ -114,63 +183,165 @@ static void note_ready(struct backlog *b, const char *ts)
 		b->oldest_ready_ms = queued;
 }
 
-/* Runs the statement for wikis [from, to). 0 ok, 1 the statement failed (err set; the
+static int64_t mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Sends one statement and counts what it cost: 0, 1 (the wikis' failure, err set),
+ * -EIO (the database cannot be reached). */
+static int send(struct db *db, const char *sql, MYSQL_RES **res, struct scan_stats *stats,
+		char *err, size_t errlen)
+{
+	int64_t t0 = mono_us();
+	unsigned code;
+	int rc;
+
+	stats->queries++;
+	rc = db_query(db, sql, res, &code, err, errlen);
+	/* A failed statement of index dives was waiting (on a lock, for the server's time
+	 * limit or the read timeout), which costs the server next to nothing: charged
+	 * SCAN_FAILED_COST_US at most, or one locked table would stall every sweep. */
+	t0 = mono_us() - t0;
+	stats->db_us += rc != 0 && t0 > SCAN_FAILED_COST_US ? SCAN_FAILED_COST_US : t0;
+	if (rc == -ENOTCONN)
+		return -EIO;
+	return rc != 0 ? 1 : 0;
+}
+
+/* Reads the looked-up rows into out: queue times, and in a full scan claims. */
+static int run_lookups(struct db *db, struct wiki *const *wikis, size_t from, size_t to,
+		       bool full, struct lookups *l, struct backlog *out,
+		       struct scan_stats *stats, struct buf *sql, char *err, size_t errlen)
+{
+	char stale_before[16], orphan_before[16];
+	bool *stale_counted;
+	MYSQL_RES *res = NULL;
+	MYSQL_ROW row;
+	int rc;
+
+	if (l->len == 0)
+		return 0;
+	mw_timestamp_ago(SCAN_CLAIM_TTL_SECONDS, stale_before);
+	mw_timestamp_ago(SCAN_ORPHAN_AFTER_SECONDS, orphan_before);
+	buf_reset(sql);
+	add_lookup_query(sql, l, wikis);
+	stale_counted = calloc(to - from, sizeof(*stale_counted));
+	if (sql->failed || stale_counted == NULL) {
+		free(stale_counted);
+		snprintf(err, errlen, "out of memory");
+		return -EIO;
+	}
+	rc = send(db, sql->data, &res, stats, err, errlen);
+	while (rc == 0 && res != NULL && (row = mysql_fetch_row(res)) != NULL) {
+		long long idx, id, attempts;
+		struct backlog *b;
+		if (row[0] == NULL || row[1] == NULL ||
+		    util_parse_int(row[0], (long long)from, (long long)to - 1, &idx) != 0 ||
+		    util_parse_int(row[1], 0, INT64_MAX, &id) != 0)
+			continue;
+		b = &out[idx];
+		for (size_t i = 0; i < l->len; i++)
+			if (l->items[i].idx == (size_t)idx && l->items[i].id == (unsigned long long)id)
+				l->items[i].answered = true;
+		if (row[3] == NULL || row[3][0] == '\0') {
+			note_oldest(b, scan_parse_mw_timestamp(row[2]));
+			continue;
+		}
+		/* A claimed row. MediaWiki recycles one claimed longer than its claim TTL
+		 * on pop: ready work. */
+		if (!full || row[4] == NULL || strcmp(row[4], orphan_before) >= 0)
+			continue;
+		b->orphaned_claims++;
+		/* At MediaWiki's retry limit: never run again, only pruned (status shows it). */
+		if (row[5] != NULL && util_parse_int(row[5], 0, INT32_MAX, &attempts) == 0 &&
+		    attempts >= SCAN_MAX_ATTEMPTS)
+			b->abandoned++;
+		if (b->oldest_claim_ms == 0 || scan_parse_mw_timestamp(row[4]) < b->oldest_claim_ms)
+			b->oldest_claim_ms = scan_parse_mw_timestamp(row[4]);
+		if (strcmp(row[4], stale_before) < 0) {
+			if (!stale_counted[idx - (long long)from])
+				b->ready_types++;
+			stale_counted[idx - (long long)from] = true;
+			note_oldest(b, scan_parse_mw_timestamp(row[2]));
+		}
+	}
+	if (res != NULL)
+		mysql_free_result(res);
+	free(stale_counted);
+	if (rc != 0)
+		return rc;
+	/* A ready row gone (run) or claimed between the two statements: its type had
+	 * ready work a moment ago; count it as queued now rather than lose it. */
+	for (size_t i = 0; i < l->len; i++)
+		if (!l->items[i].claimed && !l->items[i].answered)
+			note_oldest(&out[l->items[i].idx], 0);
+	return 0;
+}
+
+/* Runs the statements for wikis [from, to). 0 ok, 1 a statement failed (err set; the
  * wikis' own problem), -EIO the database cannot be reached or out of memory. */
 static int run_group(struct db *db, struct wiki *const *wikis, size_t from, size_t to,
 		     enum scan_depth depth, const char *skip, struct backlog *out,
 		     struct scan_stats *stats, struct buf *sql, char *err, size_t errlen)
 {
-	MYSQL_RES *res;
+	MYSQL_RES *res = NULL;
 	MYSQL_ROW row;
-	unsigned code;
-	char stale_before[16], orphan_before[16];
+	struct lookups l = { 0 };
 	bool full = depth == SCAN_FULL;
 	int rc;
 
-	mw_timestamp_ago(SCAN_CLAIM_TTL_SECONDS, stale_before);
-	mw_timestamp_ago(SCAN_ORPHAN_AFTER_SECONDS, orphan_before);
 	buf_reset(sql);
 	for (size_t i = from; i < to; i++) {
 		if (i > from)
 			buf_adds(sql, " UNION ALL ");
-		add_wiki_query(sql, i, wikis[i], full ? stale_before : NULL, orphan_before);
+		add_wiki_query(sql, i, wikis[i]);
 	}
 	if (sql->failed) {
 		snprintf(err, errlen, "out of memory");
 		return -EIO;
 	}
-	stats->queries++;
-	rc = db_query(db, sql->data, &res, &code, err, errlen);
-	if (rc == -ENOTCONN)
-		return -EIO;
+	rc = send(db, sql->data, &res, stats, err, errlen);
 	if (rc != 0)
-		return 1;
+		return rc;
 	while (res != NULL && (row = mysql_fetch_row(res)) != NULL) {
-		long long idx, num = 0;
-		if (row[0] == NULL || row[1] == NULL ||
-		    util_parse_int(row[0], (long long)from, (long long)to - 1, &idx))
+		long long idx, min_id = 0, max_id = 0;
+		unsigned long *lengths = mysql_fetch_lengths(res);
+		bool claimed;
+		if (row[0] == NULL || row[1] == NULL || row[4] == NULL || lengths == NULL ||
+		    util_parse_int(row[0], (long long)from, (long long)to - 1, &idx) != 0 ||
+		    row[2] == NULL || util_parse_int(row[2], 0, INT64_MAX, &min_id) != 0)
 			continue;
-		if (row[3] != NULL && util_parse_int(row[3], 0, INT64_MAX, &num) != 0)
-			num = 0;
-		if (row[1][0] == 'm') {
-			out[idx].max_job_id = (uint64_t)num;
-		} else if (row[1][0] == 'c') {
-			out[idx].orphaned_claims = num > INT32_MAX ? INT32_MAX : (int)num;
-			out[idx].oldest_claim_ms = scan_parse_mw_timestamp(row[2]);
-			if (row[5] != NULL && util_parse_int(row[5], 0, INT32_MAX, &num) == 0)
-				out[idx].abandoned = (int)num;
-			if (row[4] != NULL)
-				note_ready(&out[idx], row[4]);
-		} else if (row[5] == NULL || jobtype_match(skip, row[5]) < 0) {
-			/* A type left to other runners is no backlog of ours. */
-			note_ready(&out[idx], row[2]);
-			if (row[5] != NULL)
-				note_type(&out[idx], row[5]);
+		if (row[3] != NULL && util_parse_int(row[3], 0, INT64_MAX, &max_id) == 0 &&
+		    (uint64_t)max_id > out[idx].max_job_id)
+			out[idx].max_job_id = (uint64_t)max_id;
+		claimed = row[1][0] != '\0';
+		/* A ready type left to other runners ([drain] skip_types) is no backlog of
+		 * ours: neither counted nor looked up. */
+		if (!claimed && jobtype_match(skip, row[4]) >= 0)
+			continue;
+		if (!claimed) {
+			out[idx].ready_types++;
+			note_type(&out[idx], row[4]);
 		}
+		/* Claims are read in a full scan only: an hour old to count as work. */
+		if ((!claimed || full) && lookups_add(&l, (size_t)idx, (unsigned long long)min_id,
+						      claimed, row, lengths) != 0)
+			rc = -ENOMEM;
 	}
 	if (res != NULL)
 		mysql_free_result(res);
-	return 0;
+	if (rc != 0) {
+		free(l.items);
+		snprintf(err, errlen, "out of memory");
+		return -EIO;
+	}
+	rc = run_lookups(db, wikis, from, to, full, &l, out, stats, sql, err, errlen);
+	free(l.items);
+	return rc;
 }
 
 static void mark_failed(struct backlog *b, const char *why)

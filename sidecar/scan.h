@@ -1,14 +1,17 @@
 /* scan.h - backlog scan: the oldest ready job of each wiki, cheaply.
  *
- * Per wiki it runs MediaWiki's own index (job_cmd, job_token, job_id) only: the
- * smallest ready job_id per type, joined back for its timestamp; the highest job_id
- * (the primary key's end), which tells "new jobs arrived"; and claimed rows older than
- * MediaWiki's claim TTL, which count as work because a pop makes MediaWiki recycle
- * them (only types that have claimed rows at all are looked at, found through the same
- * index). A full scan also counts each wiki's orphaned claims: rows claimed more than
- * SCAN_ORPHAN_AFTER_SECONDS ago, whose runner is most likely gone (MediaWiki leaves
- * them claimed until its claimTTL). Many wikis go into one UNION ALL statement, so N
- * wikis cost N / wikis_per_query round trips.
+ * Per wiki one table open: a loose scan of MediaWiki's index (job_cmd, job_token,
+ * job_id), grouped by (job_cmd, job_token), gives the ready job types (their names and
+ * smallest ready job_id), the claimed rows (one group per claim token) and the highest
+ * job_id (which tells "new jobs arrived"), one index dive per group whatever the
+ * backlog. Only the wikis that have ready rows (or, in a full scan, claims) are then
+ * read once more: by primary key the queue time of each type's oldest ready job, and by
+ * (job_cmd, job_token) the claimed rows' claim times and attempts, since a claim older
+ * than MediaWiki's claim TTL counts as work (a pop makes MediaWiki recycle it) and one
+ * older than SCAN_ORPHAN_AFTER_SECONDS is reported as orphaned (its runner is most
+ * likely gone; MediaWiki leaves it claimed until its claimTTL), abandoned if it reached
+ * SCAN_MAX_ATTEMPTS. Many wikis go into one UNION ALL statement, so N wikis cost
+ * N / wikis_per_query round trips.
  *
  * Whose failure is it: a statement that could not reach the server at all is the
  * database's failure (the scan stops: nothing can be read). Any other failure, whatever
@@ -28,15 +31,15 @@
 
 struct db; /* db.h */
 
-/* What a scan reads. The oldest ready job per wiki is cheap and wanted every scan; the
- * highest job_id (which only matters to parked wikis) and stale claims (an hour old by
- * definition) can be read less often: a light scan skips them. */
+/* What a scan reads. The oldest ready job and the highest job_id come with every scan;
+ * claim times (stale claims are an hour old by definition) are read in a full scan
+ * only, so a light scan never looks up claimed rows. */
 enum scan_depth { SCAN_LIGHT, SCAN_FULL };
 
 struct backlog {
 	int64_t oldest_ready_ms; /* wall-clock ms (UTC) the oldest ready job was queued; 0: none */
 	int ready_types;         /* job types with ready (or stale claimed) rows */
-	uint64_t max_job_id;     /* highest job_id: grows with every new job (0: not read) */
+	uint64_t max_job_id;     /* highest job_id: grows with every new job (0: none) */
 	int orphaned_claims;     /* rows claimed > SCAN_ORPHAN_AFTER_SECONDS ago (-1: not read) */
 	int64_t oldest_claim_ms; /* wall-clock ms of the oldest such claim; 0: none */
 	int abandoned;           /* of those, rows at MediaWiki's retry limit (full scan) */
@@ -48,6 +51,8 @@ struct backlog {
 struct scan_stats {
 	int queries;       /* statements sent */
 	int64_t took_ms;
+	int64_t db_us;     /* their wall time, sent to last row read: the database's time
+			    * (a failed one: SCAN_FAILED_COST_US at most) */
 };
 
 /* Fills out[0..n-1] for wikis[0..n-1]. Returns 0, or -EIO with err when the database
@@ -88,6 +93,9 @@ int scan_wiki_types(struct db *db, const struct wiki *w, struct scan_type_row **
 /* JobQueueDB's default maxTries: a claimed row with this many attempts is abandoned
  * (never retried; pruned after 7 days). */
 #define SCAN_MAX_ATTEMPTS 3
+
+/* What a failed statement is charged against the budget at most (us). */
+#define SCAN_FAILED_COST_US 10000
 
 /* MediaWiki's default claimTTL: a claimed job older than this is recycled on pop. */
 #define SCAN_CLAIM_TTL_SECONDS 3600

@@ -17,6 +17,7 @@
 #include "lease.h"
 #include "log.h"
 #include "metrics.h"
+#include "pace.h"
 #include "scan.h"
 #include "util.h"
 
@@ -27,6 +28,23 @@
 #define WAKE_RECHECK_MS 250
 /* Wakes waiting beyond this many wikis are dropped: the next scan finds them. */
 #define WAKE_MAX 65536
+/* A wiki stays in the hot set this long after a scan last found jobs in it. */
+#define HOT_KEEP_MS 120000
+/* One pass of the loop spends at most about this long scanning, so that the lease is
+ * renewed and discovery runs on time whatever the farm's size. */
+#define TICK_MS 1000
+/* A sweep longer than this is logged (once, on change): half the 60 s a job on a cold
+ * wiki may wait before a worker hears of it, a third of the 3-minute promise. */
+#define SWEEP_STRETCHED_MS 30000
+/* The fleet gauges and readiness are refreshed this often. */
+#define READINESS_INTERVAL_MS 5000
+
+/* What a run of scan statements cost and found. */
+struct scan_tally {
+	int64_t cost_us;     /* database time (scan.h: db_us) */
+	int queries;
+	size_t with_backlog; /* wikis with ready jobs */
+};
 
 struct scanner {
 	const struct config *_Atomic cfg; /* swapped by scanner_set_config (a reload) */
@@ -55,6 +73,20 @@ struct scanner {
 	char **recheck;             /* woken, found empty: read again at recheck_at */
 	size_t nrecheck;
 	int64_t recheck_at;
+	struct pace pace;           /* detection's database budget */
+	struct hotset hot;          /* wikis re-read every [scan] interval */
+	int64_t next_hot;           /* monotonic: the hot set's next read */
+	struct sweep {
+		bool running;
+		char *after;        /* the last wiki read (NULL: none yet) */
+		int64_t started;    /* monotonic */
+		char started_db[32]; /* the coordination clock then: forget_unseen */
+		struct scan_tally tally; /* its statements so far */
+		enum scan_depth depth;
+		bool incomplete;    /* some chunk was not written: forget nothing */
+		bool stretched;     /* the last one took longer than SWEEP_STRETCHED_MS */
+		int64_t next_start; /* monotonic: a small farm is not swept more often */
+	} sweep;
 };
 
 /* The process's scanner health (scanner.h): written by the scanner thread only. */
@@ -131,25 +163,33 @@ static void sc_forget_unreadable(struct scanner *sc)
 	sc->nunreadable = 0;
 }
 
-/* Remembers this scan's unreadable wikis, sorted for sc_was_unreadable. */
-static void sc_remember_unreadable(struct scanner *sc, struct wiki *const *wikis,
-				   const struct backlog *b, size_t n)
+/* Keeps the sorted list of unreadable wikis up to date with one wiki's scan, logging
+ * the change. */
+static void sc_note_readability(struct scanner *sc, const struct wiki *w, const struct backlog *b)
 {
-	sc_forget_unreadable(sc);
-	for (size_t i = 0; i < n; i++) {
-		char **p;
-		if (!b[i].failed)
-			continue;
-		p = realloc(sc->unreadable, (sc->nunreadable + 1) * sizeof(*p));
-		if (p == NULL)
-			break;
-		sc->unreadable = p;
-		sc->unreadable[sc->nunreadable] = strdup(wikis[i]->domain);
-		if (sc->unreadable[sc->nunreadable] != NULL)
-			sc->nunreadable++;
+	char **hit = sc->nunreadable == 0 ? NULL :
+		bsearch(w->domain, sc->unreadable, sc->nunreadable, sizeof(*sc->unreadable),
+			str_cmp);
+	char **p, *copy;
+
+	if (b->failed == (hit != NULL))
+		return;
+	log_readability(w, b);
+	if (hit != NULL) {
+		free(*hit);
+		memmove(hit, hit + 1, (size_t)(sc->unreadable + sc->nunreadable - hit - 1) * sizeof(*hit));
+		sc->nunreadable--;
+		return;
 	}
-	if (sc->nunreadable > 1)
-		qsort(sc->unreadable, sc->nunreadable, sizeof(*sc->unreadable), str_sort);
+	p = realloc(sc->unreadable, (sc->nunreadable + 1) * sizeof(*p));
+	if (p == NULL || (copy = strdup(w->domain)) == NULL) {
+		if (p != NULL)
+			sc->unreadable = p;
+		return;
+	}
+	sc->unreadable = p;
+	sc->unreadable[sc->nunreadable++] = copy;
+	qsort(sc->unreadable, sc->nunreadable, sizeof(*sc->unreadable), str_sort);
 }
 
 /* A run of failures of one kind: logged when it starts, then once a minute, and when
@@ -433,19 +473,32 @@ static int update_fleet_metrics(struct scanner *sc, struct db *coord, char *err,
 /* The wikis in scan order: the readable ones first, in groups; those unreadable in the
  * last scan at the end, one statement each, so that a broken table costs one statement
  * of its own (not a failed group and its retries) and a slow one (a locked table)
- * delays no other wiki's figures. Returns how many come first (grouped), or -1. */
-static long scan_order(const struct scanner *sc, struct wiki **order)
+ * delays no other wiki's figures. Returns how many come first (grouped). */
+static size_t scan_order(const struct scanner *sc, struct wiki *const *wikis, size_t n,
+			 struct wiki **order)
 {
-	size_t n = sc->wikis.len, first = 0, last = n;
+	size_t first = 0, last = n;
 
 	for (size_t i = 0; i < n; i++) {
-		struct wiki *w = sc->wikis.items[i];
-		if (sc_was_unreadable(sc, w->domain))
-			order[--last] = w;
+		if (sc_was_unreadable(sc, wikis[i]->domain))
+			order[--last] = wikis[i];
 		else
-			order[first++] = w;
+			order[first++] = wikis[i];
 	}
-	return (long)first;
+	return first;
+}
+
+/* What one chunk's scan tells the scanner: readability changes, and which wikis are
+ * hot (jobs found: re-read every [scan] interval for a while). */
+static void note_chunk(struct scanner *sc, struct wiki *const *wikis, const struct backlog *b,
+		       size_t n, int64_t now)
+{
+	for (size_t i = 0; i < n; i++) {
+		sc_note_readability(sc, wikis[i], &b[i]);
+		if ((b[i].oldest_ready_ms != 0 || b[i].orphaned_claims > 0) &&
+		    hotset_touch(&sc->hot, wikis[i]->domain, now + HOT_KEEP_MS) != 0)
+			log_msg(LOG_ERROR, "hot set: out of memory; the wiki waits for the sweep");
+	}
 }
 
 int scanner_scan_publish(struct db *scan_db, struct db *coord, const struct config *cfg,
@@ -470,7 +523,7 @@ int scanner_scan_publish(struct db *scan_db, struct db *coord, const struct conf
  * 1 when some chunk was not written, -EIO when the pass must stop (err set). */
 static int scan_part(struct scanner *sc, struct db *scan_db, struct db *coord,
 		     struct wiki **wikis, struct backlog *backlog, size_t n, int per_query,
-		     enum scan_depth depth, const char *started, int *queries, char *err,
+		     enum scan_depth depth, const char *started, struct scan_tally *tally, char *err,
 		     size_t errlen)
 {
 	const struct config *cfg = sc->cfg;
@@ -490,8 +543,13 @@ static int scan_part(struct scanner *sc, struct db *scan_db, struct db *coord,
 					       depth, started, backlog + from, &stats, err, errlen);
 		if (written == -EIO)
 			return -EIO;
-		*queries += stats.queries;
+		tally->cost_us += stats.db_us;
+		tally->queries += stats.queries;
+		for (size_t i = from; i < from + len; i++)
+			tally->with_backlog += backlog[i].oldest_ready_ms != 0;
+		pace_spend(&sc->pace, util_mono_ms(), stats.db_us);
 		pace_scan(sc, group_start, stats.queries);
+		note_chunk(sc, wikis + from, backlog + from, len, util_mono_ms());
 		if (written == 0)
 			continue;
 		snprintf(why, sizeof(why), "%s", err);
@@ -506,84 +564,238 @@ static int scan_part(struct scanner *sc, struct db *scan_db, struct db *coord,
 	return rc;
 }
 
-/* Scans every wiki and writes the result for the fleet, group by group. */
-static void run_scan(struct scanner *sc, struct db *scan_db, struct db *coord,
-		     struct failure_streak *streak)
+/* Scans wikis[0..n) (readable ones grouped, the others one each) and writes their
+ * backlog for the fleet. 0, 1 (some chunk not written), -EIO (stop; err set). */
+static int scan_some(struct scanner *sc, struct db *scan_db, struct db *coord,
+		     struct wiki *const *wikis, size_t n, enum scan_depth depth, struct scan_tally *tally,
+		     char *err, size_t errlen)
 {
-	const struct config *cfg = sc->cfg;
-	size_t n = sc->wikis.len;
-	struct backlog *backlog;
-	struct wiki **order;
-	char started[32], err[512];
-	size_t with_backlog = 0;
-	struct log_line l;
-	int64_t t0 = util_mono_ms();
-	enum scan_depth depth;
-	int queries = 0, rc;
-	long grouped;
+	struct backlog *backlog = calloc(n ? n : 1, sizeof(*backlog));
+	struct wiki **order = calloc(n ? n : 1, sizeof(*order));
+	char started[32];
+	size_t grouped;
+	int rc = -EIO, tail;
 
-	if (n == 0)
-		return;
-	backlog = calloc(n, sizeof(*backlog));
-	order = calloc(n, sizeof(*order));
-	if (backlog == NULL || order == NULL) {
-		free(backlog);
-		free(order);
-		return;
-	}
-	grouped = scan_order(sc, order);
-	/* Stale claims and new-job detection for parked wikis are read every
-	 * [scan] full_interval (and on the first scan); the scans between only look for
-	 * the oldest ready job. */
-	depth = t0 >= sc->next_full_scan ? SCAN_FULL : SCAN_LIGHT;
-	if (coord_now(coord, started, err, sizeof(err)) != 0)
-		goto failed;
-	rc = scan_part(sc, scan_db, coord, order, backlog, (size_t)grouped,
-		       cfg->scan_wikis_per_query, depth, started, &queries, err, sizeof(err));
+	snprintf(err, errlen, "out of memory");
+	if (backlog == NULL || order == NULL)
+		goto out;
+	grouped = scan_order(sc, wikis, n, order);
+	/* Each chunk's own start: a wiki drained after it keeps its "drained" figures. */
+	if (coord_now(coord, started, err, errlen) != 0)
+		goto out;
+	rc = scan_part(sc, scan_db, coord, order, backlog, grouped, sc->cfg->scan_wikis_per_query,
+		       depth, started, tally, err, errlen);
 	if (rc >= 0) {
-		int tail = scan_part(sc, scan_db, coord, order + grouped, backlog + grouped,
-				     n - (size_t)grouped, 1, depth, started, &queries, err,
-				     sizeof(err));
+		tail = scan_part(sc, scan_db, coord, order + grouped, backlog + grouped, n - grouped,
+				 1, depth, started, tally, err, errlen);
 		rc = tail < 0 ? tail : (rc > tail ? rc : tail);
 	}
-	if (rc < 0 || scanner_stopping(sc))
-		goto failed;
-	sc->scan_stopped = false;
-	/* Forget wikis gone from discovery only after a pass that wrote every group. */
-	if (rc == 0 && coord_forget_unseen(coord, cfg, cfg->mw_version, started, err,
-					   sizeof(err)) != 0)
-		goto failed;
-	if (rc == 0)
-		streak_ok(streak);
-	else
-		streak_fail(streak, err, (int64_t)cfg->scan_interval * 1000);
-	sched_poke(sc->sched);
-	if (depth == SCAN_FULL)
-		sc->next_full_scan = t0 + (int64_t)cfg->scan_full_interval * 1000;
-	for (size_t i = 0; i < n; i++) {
-		if (backlog[i].failed != sc_was_unreadable(sc, order[i]->domain))
-			log_readability(order[i], &backlog[i]);
-		with_backlog += backlog[i].oldest_ready_ms != 0;
-	}
-	sc_remember_unreadable(sc, order, backlog, n);
-	metrics_add(METRIC_SCANS, 0, 1);
-	metrics_set(METRIC_SCAN_SECONDS, 0, (double)(util_mono_ms() - t0) / 1000.0);
-	log_begin(&l, LOG_DEBUG, "scan");
-	log_int(&l, "wikis", (long long)n);
-	log_int(&l, "with_backlog", (long long)with_backlog);
-	log_int(&l, "queries", queries);
-	log_str(&l, "depth", depth == SCAN_FULL ? "full" : "light");
-	log_int(&l, "ms", util_mono_ms() - t0);
-	log_end(&l);
+out:
 	free(order);
 	free(backlog);
-	return;
+	return rc;
+}
+
+/* The sweep took longer than SWEEP_STRETCHED_MS, or is back under it: logged on the
+ * change only. */
+static void log_sweep_stretch(struct scanner *sc, int64_t period_ms)
+{
+	bool stretched = period_ms > SWEEP_STRETCHED_MS;
+	struct log_line l;
+
+	if (stretched == sc->sweep.stretched)
+		return;
+	sc->sweep.stretched = stretched;
+	log_begin(&l, stretched ? LOG_WARN : LOG_INFO,
+		  stretched ? "database budget stretches the sweep"
+			    : "sweep back within its threshold");
+	log_int(&l, "sweep_s", (period_ms + 500) / 1000);
+	log_int(&l, "threshold_s", SWEEP_STRETCHED_MS / 1000);
+	log_int(&l, "db_ms", sc->sweep.tally.cost_us / 1000);
+	log_int(&l, "budget_percent", sc->cfg->scan_db_budget_percent);
+	log_int(&l, "wikis", (long long)sc->wikis.len);
+	if (stretched)
+		log_str(&l, "next", "new jobs on cold wikis wait up to a sweep; raise [scan] "
+				    "db_budget_percent or enable [binlog]");
+	log_end(&l);
+}
+
+/* A sweep read every wiki: forget the wikis discovery no longer returns, report. */
+static void sweep_finish(struct scanner *sc, struct db *coord, struct failure_streak *streak)
+{
+	int64_t now = util_mono_ms(), period = now - sc->sweep.started;
+	char err[512];
+	struct log_line l;
+
+	sc->sweep.running = false;
+	free(sc->sweep.after);
+	sc->sweep.after = NULL;
+	/* The budget is a ceiling, not a target: a farm swept in less than [scan] interval
+	 * waits for it, as the hot set does. */
+	sc->sweep.next_start = sc->sweep.started + (int64_t)sc->cfg->scan_interval * 1000;
+	/* Forget wikis gone from discovery only after a sweep that wrote every chunk. */
+	if (!sc->sweep.incomplete) {
+		if (coord_forget_unseen(coord, sc->cfg, sc->cfg->mw_version, sc->sweep.started_db,
+					err, sizeof(err)) != 0) {
+			streak_fail(streak, err, retry_delay(streak->run.count + 1));
+			return;
+		}
+		streak_ok(streak);
+	}
+	if (sc->sweep.depth == SCAN_FULL)
+		sc->next_full_scan = sc->sweep.started + (int64_t)sc->cfg->scan_full_interval * 1000;
+	metrics_add(METRIC_SCANS, 0, 1);
+	metrics_set(METRIC_SCAN_SECONDS, 0, (double)sc->sweep.tally.cost_us / 1e6);
+	metrics_set(METRIC_SWEEP_SECONDS, 0, (double)period / 1000.0);
+	log_sweep_stretch(sc, period);
+	/* "scan", as when one pass read every wiki: what tools and tests count. */
+	log_begin(&l, LOG_DEBUG, "scan");
+	log_int(&l, "wikis", (long long)sc->wikis.len);
+	log_int(&l, "with_backlog", (long long)sc->sweep.tally.with_backlog);
+	log_int(&l, "queries", sc->sweep.tally.queries);
+	log_int(&l, "hot", (long long)sc->hot.len);
+	log_str(&l, "depth", sc->sweep.depth == SCAN_FULL ? "full" : "light");
+	log_int(&l, "db_ms", sc->sweep.tally.cost_us / 1000);
+	log_int(&l, "ms", period);
+	log_end(&l);
+}
+
+/* Reads the sweep's next chunk ([scan] wikis_per_query wikis after the last one read).
+ * 0, or -EIO when the database could not be reached (the sweep resumes there). */
+static int sweep_step(struct scanner *sc, struct db *scan_db, struct db *coord,
+		      struct failure_streak *streak)
+{
+	size_t n = sc->wikis.len, from, len;
+	char err[512];
+	int rc;
+
+	if (!sc->sweep.running) {
+		if (coord_now(coord, sc->sweep.started_db, err, sizeof(err)) != 0)
+			goto failed;
+		sc->sweep.running = true;
+		sc->sweep.started = util_mono_ms();
+		memset(&sc->sweep.tally, 0, sizeof(sc->sweep.tally));
+		sc->sweep.incomplete = false;
+		/* Claims are read every [scan] full_interval (and in the first sweep). */
+		sc->sweep.depth = sc->sweep.started >= sc->next_full_scan ? SCAN_FULL : SCAN_LIGHT;
+	}
+	from = sweep_position(&sc->wikis, sc->sweep.after);
+	len = n - from < (size_t)sc->cfg->scan_wikis_per_query
+		      ? n - from : (size_t)sc->cfg->scan_wikis_per_query;
+	if (len > 0) {
+		char *after;
+		rc = scan_some(sc, scan_db, coord, sc->wikis.items + from, len, sc->sweep.depth,
+			       &sc->sweep.tally, err, sizeof(err));
+		if (rc < 0)
+			goto failed;
+		if (rc > 0) {
+			sc->sweep.incomplete = true;
+			streak_fail(streak, err, (int64_t)sc->cfg->scan_interval * 1000);
+		}
+		after = strdup(sc->wikis.items[from + len - 1]->domain);
+		if (after == NULL) {
+			snprintf(err, sizeof(err), "out of memory");
+			goto failed;
+		}
+		free(sc->sweep.after);
+		sc->sweep.after = after;
+	}
+	sc->scan_stopped = false;
+	if (from + len >= n) {
+		sweep_finish(sc, coord, streak);
+		sched_poke(sc->sched);
+	}
+	return 0;
 failed:
 	sc->scan_stopped = true;
 	if (!scanner_stopping(sc))
 		streak_fail(streak, err, retry_delay(streak->run.count + 1));
-	free(order);
-	free(backlog);
+	return -EIO;
+}
+
+/* Re-reads the hot set (light: no claims). 0 or -EIO. */
+static int scan_hot(struct scanner *sc, struct db *scan_db, struct db *coord,
+		    struct failure_streak *streak, int64_t *cost_us)
+{
+	struct wiki **hot;
+	size_t n;
+	struct scan_tally tally = { 0 };
+	char err[512];
+	int rc = 0;
+
+	hotset_expire(&sc->hot, util_mono_ms());
+	metrics_set(METRIC_HOT_WIKIS, 0, (double)sc->hot.len);
+	if (sc->hot.len == 0)
+		return 0;
+	hot = calloc(sc->hot.len, sizeof(*hot));
+	if (hot == NULL)
+		return 0;
+	n = hotset_select(&sc->hot, &sc->wikis, util_mono_ms(), hot);
+	if (n > 0)
+		rc = scan_some(sc, scan_db, coord, hot, n, SCAN_LIGHT, &tally, err, sizeof(err));
+	free(hot);
+	*cost_us = tally.cost_us;
+	if (rc < 0) {
+		sc->scan_stopped = true;
+		if (!scanner_stopping(sc))
+			streak_fail(streak, err, retry_delay(streak->run.count + 1));
+		return -EIO;
+	}
+	sched_poke(sc->sched);
+	return 0;
+}
+
+/* One pass of detection within the budget: the hot set when due, then the sweep's
+ * next chunks while the budget has credit (for at most TICK_MS). Returns when to come
+ * back (monotonic ms). */
+static int64_t run_tick(struct scanner *sc, struct db *scan_db, struct db *coord,
+			struct failure_streak *streak)
+{
+	int64_t now = util_mono_ms(), deadline = now + TICK_MS, wait, next, hot_cost = 0;
+
+	if (sc->wikis.len == 0)
+		return now + (int64_t)sc->cfg->scan_interval * 1000;
+	if (sc->pace.budget != sc->cfg->scan_db_budget_percent / 100.0) {
+		/* Reloaded: the new budget from now on. */
+		pace_set_budget(&sc->pace, sc->cfg->scan_db_budget_percent / 100.0, now);
+		metrics_set(METRIC_SCAN_BUDGET, 0, sc->pace.budget);
+	}
+	if (now >= sc->next_hot && pace_wait_ms(&sc->pace, now) == 0) {
+		if (scan_hot(sc, scan_db, coord, streak, &hot_cost) != 0)
+			return now;
+		sc->next_hot = now + pace_hot_gap_ms(&sc->pace, hot_cost,
+						     (int64_t)sc->cfg->scan_interval * 1000);
+	}
+	while (!scanner_stopping(sc) && (now = util_mono_ms()) < deadline &&
+	       (sc->sweep.running || now >= sc->sweep.next_start) &&
+	       pace_wait_ms(&sc->pace, now) == 0) {
+		if (sweep_step(sc, scan_db, coord, streak) != 0)
+			return now;
+	}
+	now = util_mono_ms();
+	metrics_set(METRIC_SCAN_BUDGET_USED, 0, pace_used(&sc->pace, now));
+	wait = pace_wait_ms(&sc->pace, now);
+	/* The sooner of the hot set and the sweep, once the budget has credit again. */
+	next = sc->sweep.running ? now : sc->sweep.next_start;
+	if (sc->next_hot < next)
+		next = sc->next_hot;
+	return next > now + wait ? next : now + wait;
+}
+
+/* A new holder of the scanner lease starts a sweep from the start, with a fresh
+ * budget (a burst: the first chunks are read at once) and its own hot set. */
+static void detection_restart(struct scanner *sc)
+{
+	int64_t now = util_mono_ms();
+
+	pace_init(&sc->pace, sc->cfg->scan_db_budget_percent / 100.0, now);
+	metrics_set(METRIC_SCAN_BUDGET, 0, sc->cfg->scan_db_budget_percent / 100.0);
+	free(sc->sweep.after);
+	sc->sweep.after = NULL;
+	sc->sweep.running = false;
+	sc->sweep.next_start = 0;
+	sc->next_full_scan = 0;
+	sc->next_hot = now;
 }
 
 /* The feed's wake (binlog.h), on its thread: the domain joins the set the scanner
@@ -623,6 +835,14 @@ static void free_domains(char **d, size_t n)
 static int wiki_domain_cmp(const void *key, const void *elem)
 {
 	return strcmp((const char *)key, (*(struct wiki *const *)elem)->domain);
+}
+
+static bool any_failed(const struct backlog *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (b[i].failed)
+			return true;
+	return false;
 }
 
 /* Rescans the wikis the feed woke (and those due for a second look) and writes their
@@ -682,10 +902,29 @@ static void run_woken(struct scanner *sc, struct db *scan_db, struct db *coord)
 	for (size_t from = 0; from < n; from += (size_t)cfg->scan_wikis_per_query) {
 		size_t len = n - from < (size_t)cfg->scan_wikis_per_query
 				     ? n - from : (size_t)cfg->scan_wikis_per_query;
-		/* Full depth: the highest job_id, which unparks a parked wiki. */
-		if (scanner_scan_publish(scan_db, coord, cfg, order + from, len,
-					 cfg->scan_wikis_per_query, SCAN_FULL, started,
-					 backlog + from, &stats, err, sizeof(err)) != 0)
+		/* Full depth: the highest job_id, which unparks a parked wiki. Not
+		 * scanner_scan_publish: a failed wiki is read again before anything is
+		 * written, so the fleet never sees a passing error. */
+		if (scan_run_skipping(scan_db, order + from, len, cfg->scan_wikis_per_query,
+				      SCAN_FULL, cfg->skip_types, backlog + from, &stats, err,
+				      sizeof(err)) != 0)
+			goto out;
+		if (any_failed(backlog + from, len)) {
+			/* Its table was just written: a failure is most likely the scan
+			 * connection's, lost in a server restart. Once more, reconnected. */
+			pace_spend(&sc->pace, util_mono_ms(), stats.db_us);
+			if (scan_run_skipping(scan_db, order + from, len,
+					      cfg->scan_wikis_per_query, SCAN_FULL,
+					      cfg->skip_types, backlog + from, &stats, err,
+					      sizeof(err)) != 0)
+				goto out;
+		}
+		/* Within the budget too: a storm of wakes delays the sweep, not the server. */
+		pace_spend(&sc->pace, util_mono_ms(), stats.db_us);
+		note_chunk(sc, order + from, backlog + from, len, util_mono_ms());
+		if (coord_write_backlog(coord, cfg, &(struct coord_scan){ cfg->mw_version,
+					order + from, backlog + from, len, started }, err,
+					sizeof(err)) != 0)
 			goto out;
 	}
 	sched_poke(sc->sched);
@@ -771,7 +1010,7 @@ static void *scanner_main(void *arg)
 	struct failure_streak disc_streak = { "discovery failed", ERROR_DISCOVERY, { 0, 0 } };
 	struct failure_streak coord_streak = { "coordination database failed", ERROR_COORDINATION, { 0, 0 } };
 	struct failure_streak scan_streak = { "scan failed", ERROR_SCAN, { 0, 0 } };
-	int64_t next_discovery = 0, next_scan = 0;
+	int64_t next_discovery = 0, next_scan = 0, next_tick = 0;
 
 	db_thread_init();
 	sc->started_ms = util_mono_ms();
@@ -793,24 +1032,28 @@ static void *scanner_main(void *arg)
 		if (util_mono_ms() >= next_discovery)
 			next_discovery = run_discovery(sc, disc, platform, &disc_streak);
 		/* Woken by the binary log feed, only its wikis are scanned; a new holder of
-		 * the scanner lease scans at once. */
+		 * the scanner lease starts a sweep at once. */
 		due = util_mono_ms() >= next_scan;
 		was_scanning = sc->scanning;
 		if (ensure_schema(sc, coord, &coord_streak) &&
 		    hold_scanner_lease(sc, coord, &coord_streak)) {
 			follow_binlog(sc, true);
-			due = due || !was_scanning;
-			if (due)
-				run_scan(sc, scan, coord, &scan_streak);
+			if (!was_scanning) {
+				detection_restart(sc);
+				next_tick = 0;
+			}
+			if (util_mono_ms() >= next_tick)
+				next_tick = run_tick(sc, scan, coord, &scan_streak);
 			run_woken(sc, scan, coord);
 		} else {
 			follow_binlog(sc, false);
+			next_tick = INT64_MAX;
 		}
 		if (due) {
 			note_readiness(sc, coord, &disc_streak, &coord_streak);
-			next_scan = util_mono_ms() + (int64_t)cfg->scan_interval * 1000;
+			next_scan = util_mono_ms() + READINESS_INTERVAL_MS;
 		}
-		wake = next_scan;
+		wake = next_scan < next_tick ? next_scan : next_tick;
 		if (sc->nrecheck > 0 && sc->recheck_at < wake)
 			wake = sc->recheck_at;
 		if (next_discovery < wake)
@@ -822,8 +1065,8 @@ static void *scanner_main(void *arg)
 					retry_delay(coord_streak.run.count > scan_streak.run.count
 							    ? coord_streak.run.count
 							    : scan_streak.run.count);
-			if (retry < next_scan)
-				next_scan = retry;
+			if (retry < next_tick)
+				next_tick = retry;
 			if (retry < wake)
 				wake = retry;
 		}
@@ -845,6 +1088,8 @@ out:
 	sc_forget_unreadable(sc);
 	free_domains(sc->woken, sc->nwoken);
 	free_domains(sc->recheck, sc->nrecheck);
+	hotset_release(&sc->hot);
+	free(sc->sweep.after);
 	discovery_free(disc);
 	db_free(scan);
 	db_free(coord);

@@ -484,7 +484,8 @@ static void test_defaults(void **state)
 	assert_string_equal(cfg->scan.database, "apidb");
 	assert_int_equal(cfg->scan.connect_timeout, 5);
 	assert_int_equal(cfg->scan.query_timeout, 30);
-	assert_int_equal(cfg->scan_interval, 5);
+	assert_int_equal(cfg->scan_interval, 2);
+	assert_int_equal(cfg->scan_db_budget_percent, 5);
 	assert_int_equal(cfg->scan_wikis_per_query, 50);
 	assert_int_equal(cfg->time_slice, 60);
 	assert_int_equal(cfg->backoff_base, 5);

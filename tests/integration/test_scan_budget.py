@@ -1,0 +1,82 @@
+"""Detection within a database budget (issue 13 items 1-2), on a real farm: ~50 wikis,
+all but one only a job table and platform rows (the scan reads nothing else), and one
+real MediaWiki wiki in the middle of the sweep's order. With a tiny budget the sweep is
+paced, yet a job queued on the cold wiki is still found and run; /metrics exports the
+budget's gauges; a wiki with jobs joins the hot set."""
+
+import secrets
+
+import pytest
+
+import farm as farm_mod
+from farm import temporary_farm
+from sidecar import farm_ini, wait_until
+
+COLD = "m-cold.farm.test"
+FILLERS = ["a%02d.farm.test" % i for i in range(25)] + ["z%02d.farm.test" % i for i in range(24)]
+GAUGES = ("jobdrainer_scan_sweep_period_seconds", "jobdrainer_scan_db_budget_ratio",
+          "jobdrainer_scan_db_budget_used_ratio", "jobdrainer_scan_hot_wikis",
+          "jobdrainer_scan_duration_seconds")
+
+
+def add_table_only_wiki(f, domain):
+    """A wiki as discovery and the scan see it: platform rows and a job table."""
+    h = secrets.token_hex(5)
+    db, pre = "mwdb_t%s" % h, "mwt_t%s" % h
+    f.sql("CREATE DATABASE `%s` DEFAULT CHARACTER SET binary" % db)
+    f.sql("CREATE TABLE `%s`.`%s_job` LIKE `%s`.`%s_job`"
+          % (db, pre, farm_mod.TEMPLATE_DB, farm_mod.TEMPLATE_PREFIX))
+    f.sql("INSERT INTO wikis (domain, sitename, created_at, updated_at) VALUES"
+          " (%s, 't', NOW(), NOW())", (domain,), db="apidb")
+    wid = f.sql("SELECT id FROM wikis WHERE domain = %s", (domain,), db="apidb")[0][0]
+    f.sql("INSERT INTO wiki_dbs (name, prefix, user, password, version, wiki_id) VALUES"
+          " (%s, %s, 'u', 'p', %s, %s)", (db, pre, farm_mod.DEFAULT_VERSION, wid), db="apidb")
+    f.sql("INSERT INTO wiki_settings (name, value, wiki_id) VALUES ('wgSecretKey', %s, %s)",
+          (secrets.token_hex(32), wid), db="apidb")
+
+
+@pytest.fixture(scope="module")
+def budget_farm():
+    with temporary_farm("jdbudget-") as f:
+        f.add_wiki(COLD)
+        for d in FILLERS:
+            add_table_only_wiki(f, d)
+        yield f
+
+
+def test_cold_job_found_and_run_under_a_tiny_budget(budget_farm, sidecars):
+    farm = budget_farm
+    pod = sidecars("pod-budget", farm_ini(
+        farm, sidecar={"log_level": "debug"},
+        discovery={"interval": 3600},
+        # 1% of a core, 5 wikis per statement: ten statements per sweep, paced.
+        scan={"db_budget_percent": 1, "wikis_per_query": 5, "interval": 1,
+              "full_interval": 5}))
+    # A first sweep of every wiki, and the gauges that describe it.
+    wait_until(lambda: pod.metrics().get("jobdrainer_scans_total", 0) >= 1, timeout=180,
+               what="a complete sweep")
+    m = pod.metrics()
+    for g in GAUGES:
+        assert g in m, (g, sorted(m))
+    assert m["jobdrainer_scan_db_budget_ratio"] == pytest.approx(0.01)
+    assert m["jobdrainer_scan_sweep_period_seconds"] > 0
+    assert 0 <= m["jobdrainer_scan_db_budget_used_ratio"] <= 1
+    assert m["jobdrainer_wikis"] == 1 + len(FILLERS)
+    sweeps = [l for l in pod.lines() if l.get("msg") == "scan"]
+    assert sweeps and int(sweeps[0]["wikis"]) == 1 + len(FILLERS), sweeps[:1]
+    assert pod.batches() == []
+
+    # A job on the cold wiki: found by the sweep within the budget, and run.
+    farm.push_null_jobs(COLD, 3)
+    wait_until(lambda: not farm.job_counts(COLD), timeout=240,
+               what="the cold wiki's jobs run")
+    assert any(b.get("wiki") == COLD and b.get("msg") == "batch" for b in pod.batches())
+    # It had jobs: it joined the hot set (re-read every [scan] interval).
+    wait_until(lambda: pod.metrics().get("jobdrainer_scan_hot_wikis", 0) >= 1, timeout=30,
+               what="the wiki in the hot set")
+    # Sweeps go on: the rotation wraps around.
+    done = pod.metrics()["jobdrainer_scans_total"]
+    wait_until(lambda: pod.metrics()["jobdrainer_scans_total"] > done, timeout=180,
+               what="another sweep")
+    assert not [l for l in pod.lines() if l.get("level") in ("error", "ERROR")], \
+        [l for l in pod.lines() if l.get("level") in ("error", "ERROR")][:3]
