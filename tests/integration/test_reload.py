@@ -23,8 +23,11 @@ def posts(farm, holder, since=0.0):
 
 
 def ini(farm, **drain):
+    # maxjobs_alone = maxjobs: batches keep the size the test sets (no growth while
+    # the wiki drains alone), so the job rate is what the limits make it.
+    maxjobs = drain.pop("maxjobs", 5)
     return farm_ini(farm, sidecar={"workers": 1, "reload_check_interval": 1},
-                    mediawiki={"maxjobs": drain.pop("maxjobs", 5)},
+                    mediawiki={"maxjobs": maxjobs, "maxjobs_alone": maxjobs},
                     drain=dict({"time_slice": 3600}, **drain))
 
 
