@@ -449,15 +449,13 @@ static int read_server_state(struct binlog *b, MYSQL *m, char *format, size_t fo
 	}
 	if (b->file[0] != '\0')
 		return 0;
-	if (mysql_query(m, "SHOW MASTER STATUS") != 0 ||
-	    (res = mysql_store_result(m)) == NULL) {
+	if (mysql_query(m, "SHOW MASTER STATUS") != 0 || (res = mysql_store_result(m)) == NULL) {
 		set_error(e, m, "SHOW MASTER STATUS");
 		return -EIO;
 	}
 	row = mysql_fetch_row(res);
 	if (row == NULL || row[0] == NULL || row[1] == NULL ||
-	    util_parse_int(row[1], 4, INT64_MAX, &pos) != 0 ||
-	    strlen(row[0]) >= sizeof(b->file)) {
+	    util_parse_int(row[1], 4, INT64_MAX, &pos) != 0 || strlen(row[0]) >= sizeof(b->file)) {
 		mysql_free_result(res);
 		e->code = 0;
 		snprintf(e->msg, sizeof(e->msg), "SHOW MASTER STATUS returned no position");
@@ -488,8 +486,8 @@ static MYSQL *feed_connect(struct binlog *b, struct feed_error *e)
 	mysql_options(m, MYSQL_OPT_WRITE_TIMEOUT, &rw);
 	mysql_options(m, MYSQL_SET_CHARSET_NAME, "utf8mb4");
 	if (mysql_real_connect(m, ep->socket[0] ? NULL : ep->host, ep->user,
-			       ep->password[0] ? ep->password : NULL, NULL,
-			       (unsigned)ep->port, ep->socket[0] ? ep->socket : NULL, 0) == NULL) {
+			       ep->password[0] ? ep->password : NULL, NULL, (unsigned)ep->port,
+			       ep->socket[0] ? ep->socket : NULL, 0) == NULL) {
 		set_error(e, m, "connecting");
 		mysql_close(m);
 		return NULL;
@@ -554,9 +552,8 @@ static void note_query(struct binlog *b, const MARIADB_RPL_EVENT *ev)
 	size_t dblen, tablelen;
 	char copy[256];
 
-	if (q->statement.str == NULL ||
-	    !binlog_insert_target(q->statement.str, q->statement.length, &db, &dblen, &table,
-				  &tablelen))
+	if (q->statement.str == NULL || !binlog_insert_target(q->statement.str, q->statement.length,
+							      &db, &dblen, &table, &tablelen))
 		return;
 	if (db == NULL) {
 		db = q->database.str;

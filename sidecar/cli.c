@@ -103,7 +103,8 @@ int cli_status(const struct config *cfg, bool json, bool all)
 		goto fail;
 	if (!json) {
 		char scanned[48];
-		age_text(sum.scan_age_ms < 0 ? -1 : sum.scan_age_ms / 1000, scanned, sizeof(scanned));
+		age_text(sum.scan_age_ms < 0 ? -1 : sum.scan_age_ms / 1000, scanned,
+			 sizeof(scanned));
 		printf("scope %s: %lld wikis, %lld with backlog, %lld backed off, %lld parked, "
 		       "%lld unreadable, %lld orphaned claims; scanned %s ago\n\n",
 		       cfg->mw_version[0] ? cfg->mw_version : "(all versions)", sum.wikis,
@@ -117,21 +118,20 @@ int cli_status(const struct config *cfg, bool json, bool all)
 	if (coord_fleet_status(db, cfg, cfg->mw_version, show_wiki, &view, err, sizeof(err)) != 0)
 		goto fail;
 	if (json) {
-		json_t *root = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}",
-					 "scope", cfg->mw_version, "wikis", (json_int_t)sum.wikis,
-					 "with_backlog", (json_int_t)sum.with_backlog, "backed_off",
-					 (json_int_t)sum.backed_off, "parked", (json_int_t)sum.parked,
-					 "oldest_ready_age_s",
-					 (json_int_t)(sum.oldest_ready_age_ms < 0 ? -1
-										  : sum.oldest_ready_age_ms / 1000),
-					 "unreadable", (json_int_t)sum.unreadable, "scan_age_s",
-					 (json_int_t)(sum.scan_age_ms < 0 ? -1 : sum.scan_age_ms / 1000),
-					 "orphaned_claims", (json_int_t)sum.orphaned_claims,
-					 "orphaned_claims_oldest_age_s",
-					 (json_int_t)(sum.oldest_claim_age_ms < 0
-							      ? -1
-							      : sum.oldest_claim_age_ms / 1000),
-					 "wikis_shown", view.jwikis);
+		json_t *root = json_pack(
+			"{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "scope",
+			cfg->mw_version, "wikis", (json_int_t)sum.wikis, "with_backlog",
+			(json_int_t)sum.with_backlog, "backed_off", (json_int_t)sum.backed_off,
+			"parked", (json_int_t)sum.parked, "oldest_ready_age_s",
+			(json_int_t)(sum.oldest_ready_age_ms < 0 ? -1
+								 : sum.oldest_ready_age_ms / 1000),
+			"unreadable", (json_int_t)sum.unreadable, "scan_age_s",
+			(json_int_t)(sum.scan_age_ms < 0 ? -1 : sum.scan_age_ms / 1000),
+			"orphaned_claims", (json_int_t)sum.orphaned_claims,
+			"orphaned_claims_oldest_age_s",
+			(json_int_t)(sum.oldest_claim_age_ms < 0 ? -1
+								 : sum.oldest_claim_age_ms / 1000),
+			"wikis_shown", view.jwikis);
 		view.jwikis = NULL;
 		json_object_set_new(root, "paused", steer_pauses_json(db, cfg));
 		json_object_set_new(root, "abandoned", steer_abandoned_json(db, cfg));
@@ -176,8 +176,10 @@ static int find_wiki(const struct config *cfg, struct db *platform, const char *
 		rc = *out != NULL ? 0 : -ENOMEM;
 	}
 	if (rc == -ENOENT)
-		snprintf(err, errlen, "discovery does not list %s (unknown, deleted, bad row, or "
-				      "another MediaWiki version)", domain);
+		snprintf(err, errlen,
+			 "discovery does not list %s (unknown, deleted, bad row, or "
+			 "another MediaWiki version)",
+			 domain);
 	else if (rc == -ENOMEM)
 		snprintf(err, errlen, "out of memory");
 	wiki_list_free(&list);
@@ -213,8 +215,8 @@ static void print_batch(int n, const struct batch_result *r, const struct health
 	printf("batch %d:%s%s outcome=%s reached=%s jobs_ok=%d jobs_failed=%d http_status=%ld "
 	       "ms=%lld%s%s%s%s\n",
 	       n, r->type[0] ? " type=" : "", r->type, outcome_name(r->outcome),
-	       r->reached[0] ? r->reached : "-", r->jobs_ok,
-	       r->jobs_failed, r->http_status, r->took_ms, r->detail[0] ? " detail=" : "", r->detail,
+	       r->reached[0] ? r->reached : "-", r->jobs_ok, r->jobs_failed, r->http_status,
+	       r->took_ms, r->detail[0] ? " detail=" : "", r->detail,
 	       v->fault != FAULT_NONE ? " why=" : "", v->fault != FAULT_NONE ? v->why : "");
 	fflush(stdout);
 }
@@ -243,7 +245,8 @@ static int drain_leased(const struct config *cfg, struct sched_worker *sw, struc
 		/* The job-type lists hold here too ([drain] priority_types, skip_types). */
 		if (!sched_batch_type(sw, t, type, sizeof(type))) {
 			sched_only_skipped_types(t, &r);
-			printf("%s: only job types of [drain] skip_types are ready\n", t->wiki->domain);
+			printf("%s: only job types of [drain] skip_types are ready\n",
+			       t->wiki->domain);
 			break;
 		}
 		runjobs_batch_typed(rj, t->wiki, (unsigned long long)t->lease.token, type, &r);
@@ -258,7 +261,8 @@ static int drain_leased(const struct config *cfg, struct sched_worker *sw, struc
 		       (next_type && !limiter_breaker_open(lim));
 		/* The wiki's interval in short steps: a signal handler cannot wake sched_hold. */
 		for (int64_t left = cfg->wiki_min_interval_ms; more && left > 0; left -= 200)
-			more = !atomic_load(&drain_stop) && sched_hold(sw, t, left < 200 ? left : 200);
+			more = !atomic_load(&drain_stop) &&
+			       sched_hold(sw, t, left < 200 ? left : 200);
 	}
 	if (atomic_load(&drain_stop))
 		interrupted = true;
@@ -268,7 +272,8 @@ static int drain_leased(const struct config *cfg, struct sched_worker *sw, struc
 	       outcome_name(r.outcome), r.outcome == OUTCOME_DRAINED ? " (queue drained)" : "",
 	       interrupted ? " (interrupted; lease released)" : "");
 	if (backoff > 0)
-		printf("%s: backed off for %llds\n", t->wiki->domain, (long long)(backoff + 999) / 1000);
+		printf("%s: backed off for %llds\n", t->wiki->domain,
+		       (long long)(backoff + 999) / 1000);
 	if (interrupted)
 		return CLI_OK;
 	return (r.outcome == OUTCOME_DRAINED || r.outcome == OUTCOME_MORE) && v.fault == FAULT_NONE

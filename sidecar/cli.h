@@ -11,7 +11,7 @@
 
 enum {
 	CLI_OK = 0,
-	CLI_FAILED = 1,    /* the database or MediaWiki failed */
+	CLI_FAILED = 1, /* the database or MediaWiki failed */
 	CLI_USAGE = 2,
 	CLI_BUSY = 3,      /* drain: another sidecar holds the wiki's lease */
 	CLI_NOT_FOUND = 4, /* drain: discovery does not list that wiki */

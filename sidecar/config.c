@@ -60,13 +60,13 @@ static const char *const booleans[] = { "false", "true", NULL };
 
 /* The wbaas (Wikibase Cloud) schema. Columns: domain, database, table prefix, secret.
  * LEFT JOIN so that a wiki without a secret shows up as a bad row, not silently. */
-#define WBAAS_DISCOVERY_QUERY                                                                \
-	"SELECT w.domain, d.name, CONCAT(d.prefix, '_'), s.value\n"                           \
-	"FROM wikis w\n"                                                                      \
-	"JOIN wiki_dbs d ON d.wiki_id = w.id\n"                                               \
-	"LEFT JOIN wiki_settings s ON s.wiki_id = w.id AND s.name = 'wgSecretKey'\n"          \
-	"WHERE w.deleted_at IS NULL\n"                                                        \
-	"AND (@jobdrainer_version = '' OR d.version = @jobdrainer_version COLLATE utf8mb4_bin)\n"                 \
+#define WBAAS_DISCOVERY_QUERY                                                                      \
+	"SELECT w.domain, d.name, CONCAT(d.prefix, '_'), s.value\n"                                \
+	"FROM wikis w\n"                                                                           \
+	"JOIN wiki_dbs d ON d.wiki_id = w.id\n"                                                    \
+	"LEFT JOIN wiki_settings s ON s.wiki_id = w.id AND s.name = 'wgSecretKey'\n"               \
+	"WHERE w.deleted_at IS NULL\n"                                                             \
+	"AND (@jobdrainer_version = '' OR d.version = @jobdrainer_version COLLATE utf8mb4_bin)\n"  \
 	"ORDER BY w.id"
 
 #define O(field) offsetof(struct config, field)
@@ -91,7 +91,8 @@ static const struct config_key config_keys[] = {
 	{ "sidecar", "log_format", KEY_ENUM, O(log_format), "text", 0, 0, log_formats },
 	{ "sidecar", "log_level", KEY_ENUM, O(log_level), "info", 0, 0, log_levels },
 	{ "sidecar", "shutdown_timeout", KEY_INT, O(shutdown_timeout), "25", 1, 3600, NULL },
-	{ "sidecar", "reload_check_interval", KEY_INT, O(reload_check_interval), "10", 0, 3600, NULL },
+	{ "sidecar", "reload_check_interval", KEY_INT, O(reload_check_interval), "10", 0, 3600,
+	  NULL },
 
 	{ "http", "listen", KEY_STRING, O(http_listen), "0.0.0.0:9180", 0, 0, NULL },
 
@@ -136,7 +137,8 @@ static const struct config_key config_keys[] = {
 	{ "coordination", "lease_ttl", KEY_INT, O(lease_ttl), "60", 5, 3600, NULL },
 	{ "coordination", "renew_interval", KEY_INT, O(renew_interval), "15", 1, 3600, NULL },
 	{ "coordination", "safety_margin", KEY_INT, O(safety_margin), "5", 1, 600, NULL },
-	{ "coordination", "poll_interval_ms", KEY_INT, O(poll_interval_ms), "1000", 50, 60000, NULL },
+	{ "coordination", "poll_interval_ms", KEY_INT, O(poll_interval_ms), "1000", 50, 60000,
+	  NULL },
 
 	{ "binlog", "enabled", KEY_ENUM, O(binlog_enabled), "false", 0, 0, booleans },
 	{ "binlog", "server_id", KEY_INT, O(binlog_server_id), "0", 0, 2147483647, NULL },
@@ -161,13 +163,13 @@ struct loader {
 	struct config *cfg;
 	struct buf *errors;
 	int nerrors;
-	int lineno;                 /* line most recently handed to inih */
-	bool continuation;          /* that line is an indented continuation */
-	char section[64];           /* current [section], as the reader saw it */
-	char key[64];               /* last key of that section, "" after a header */
+	int lineno;        /* line most recently handed to inih */
+	bool continuation; /* that line is an indented continuation */
+	char section[64];  /* current [section], as the reader saw it */
+	char key[64];      /* last key of that section, "" after a header */
 	bool section_known;
-	int set_line[NKEYS];        /* where each key was set, 0 = default */
-	char *line;                 /* getline buffer */
+	int set_line[NKEYS]; /* where each key was set, 0 = default */
+	char *line;          /* getline buffer */
 	size_t line_cap;
 };
 
@@ -301,7 +303,8 @@ static void describe_range(const struct config_key *k, char *out, size_t outlen)
 	}
 	off += (size_t)snprintf(out, outlen, " (allowed: ");
 	for (int i = 0; k->choices[i] != NULL && off < outlen; i++)
-		off += (size_t)snprintf(out + off, outlen - off, "%s%s", i ? ", " : "", k->choices[i]);
+		off += (size_t)snprintf(out + off, outlen - off, "%s%s", i ? ", " : "",
+					k->choices[i]);
 	if (off < outlen)
 		snprintf(out + off, outlen - off, ")");
 }
@@ -333,7 +336,8 @@ static int on_pair(void *user, const char *section, const char *name, const char
 			return 1;
 		}
 	} else if (ld->set_line[idx] != 0) {
-		add_error(ld, line, section, name, "set twice (first at line %d)", ld->set_line[idx]);
+		add_error(ld, line, section, name, "set twice (first at line %d)",
+			  ld->set_line[idx]);
 		return 1;
 	}
 	why = set_value(ld->cfg, k, value, ld->continuation);
@@ -586,8 +590,9 @@ static void resolve_password(struct loader *ld, const char *section, struct db_e
 		if (values[i][0] == '\0')
 			continue;
 		if (first >= 0) {
-			add_error(ld, line, section, names[i], "conflicts with %s (line %d); set only one",
-				  names[first], ld->set_line[key_index(section, names[first])]);
+			add_error(ld, line, section, names[i],
+				  "conflicts with %s (line %d); set only one", names[first],
+				  ld->set_line[key_index(section, names[first])]);
 			return;
 		}
 		first = i;
@@ -608,8 +613,8 @@ static void resolve_password(struct loader *ld, const char *section, struct db_e
 			add_error(ld, line, section, "password_env",
 				  "environment variable %s is not set", ep->password_env);
 		} else if (*v == '\0') {
-			add_error(ld, line, section, "password_env", "environment variable %s is empty",
-				  ep->password_env);
+			add_error(ld, line, section, "password_env",
+				  "environment variable %s is empty", ep->password_env);
 		} else {
 			secret_free(ep->password);
 			ep->password = strdup(v);
@@ -721,8 +726,8 @@ static void check_lease_timing(struct loader *ld)
 	if (cfg->renew_interval >= trust) {
 		add_error(ld, ld->set_line[key_index("coordination", "renew_interval")],
 			  "coordination", "renew_interval",
-			  "%d s must be below lease_ttl - safety_margin (%d s)", cfg->renew_interval,
-			  trust);
+			  "%d s must be below lease_ttl - safety_margin (%d s)",
+			  cfg->renew_interval, trust);
 	}
 }
 
@@ -808,8 +813,8 @@ int config_load(const char *path, struct config **out, struct buf *errors)
 	for (size_t i = 0; i < NKEYS; i++) {
 		const char *why = set_value(cfg, &config_keys[i], config_keys[i].def, false);
 		if (why != NULL) {
-			buf_addf(errors, "built-in default of [%s] %s: %s\n", config_keys[i].section,
-				 config_keys[i].name, why);
+			buf_addf(errors, "built-in default of [%s] %s: %s\n",
+				 config_keys[i].section, config_keys[i].name, why);
 			ld.nerrors++;
 		}
 	}
@@ -831,7 +836,8 @@ int config_load(const char *path, struct config **out, struct buf *errors)
 	free(ld.line);
 	/* The reader reports syntax errors itself; inih's own count is a fallback. */
 	if (rc > 0 && ld.nerrors == 0)
-		add_error(&ld, rc, NULL, NULL, "syntax error: expected '[section]' or 'key = value'");
+		add_error(&ld, rc, NULL, NULL,
+			  "syntax error: expected '[section]' or 'key = value'");
 	else if (rc < 0)
 		add_error(&ld, 0, NULL, NULL, "inih failed (%d)", rc);
 
@@ -917,10 +923,10 @@ void config_print(const struct config *cfg, FILE *out)
 static const struct {
 	const char *section, *name;
 } static_keys[] = {
-	{ "sidecar", "holder" },	{ "sidecar", "log_format" },	{ "http", "listen" },
-	{ "mediawiki", "host" },	{ "mediawiki", "port" },	{ "mediawiki", "path" },
-	{ "platform_db", NULL },	{ "scan_db", NULL },		{ "coordination", NULL },
-	{ "discovery", "query" },	{ "discovery", "version" },	{ "binlog", NULL },
+	{ "sidecar", "holder" },  { "sidecar", "log_format" }, { "http", "listen" },
+	{ "mediawiki", "host" },  { "mediawiki", "port" },     { "mediawiki", "path" },
+	{ "platform_db", NULL },  { "scan_db", NULL },         { "coordination", NULL },
+	{ "discovery", "query" }, { "discovery", "version" },  { "binlog", NULL },
 };
 
 static bool is_static_key(const struct config_key *k)

@@ -80,12 +80,12 @@ struct config {
 	int backoff_max;
 	int max_workers_per_wiki;
 	int park_interval;
-	int batches_per_second;   /* 0: unlimited */
+	int batches_per_second; /* 0: unlimited */
 	int wiki_min_interval_ms;
 	int breaker_failures;
-	int probe_interval_max;   /* seconds: longest pause between breaker probes */
-	char *priority_types;     /* job-type patterns asked for first (jobtype.h) */
-	char *skip_types;         /* job-type patterns never run (left to other runners) */
+	int probe_interval_max; /* seconds: longest pause between breaker probes */
+	char *priority_types;   /* job-type patterns asked for first (jobtype.h) */
+	char *skip_types;       /* job-type patterns never run (left to other runners) */
 
 	/* [coordination]: leases and the shared backlog, in a database of their own on
 	 * the [platform_db] server */
@@ -96,11 +96,11 @@ struct config {
 	int poll_interval_ms;
 
 	/* [binlog]: the push path (binlog.h); unset endpoint keys take [scan_db]'s */
-	int binlog_enabled;         /* 0 false, 1 true */
-	struct db_endpoint binlog;  /* database and query_timeout unused */
-	int binlog_server_id;       /* 0: derived from the holder name */
-	int binlog_heartbeat;       /* seconds */
-	int binlog_retry_interval;  /* seconds */
+	int binlog_enabled;        /* 0 false, 1 true */
+	struct db_endpoint binlog; /* database and query_timeout unused */
+	int binlog_server_id;      /* 0: derived from the holder name */
+	int binlog_heartbeat;      /* seconds */
+	int binlog_retry_interval; /* seconds */
 };
 
 /* The longest a batch can take: MediaWiki's maxtime plus the HTTP allowance. */

@@ -72,71 +72,71 @@ static int query_row(struct db *db, struct buf *sql, MYSQL_RES **res, MYSQL_ROW 
 /* A wiki that has work to hand out: a backlog, readable, not backed off, not parked.
  * The candidate lists and the lease acquire use the same words, so a wiki listed as a
  * candidate is one the acquire will take (unless someone else got there first). */
-#define WIKI_RUNNABLE                                                                    \
-	" w.oldest_ready_at IS NOT NULL AND w.scan_error IS NULL"                         \
-	" AND (w.backoff_until IS NULL OR w.backoff_until <= NOW(6))"                     \
+#define WIKI_RUNNABLE                                                                              \
+	" w.oldest_ready_at IS NOT NULL AND w.scan_error IS NULL"                                  \
+	" AND (w.backoff_until IS NULL OR w.backoff_until <= NOW(6))"                              \
 	" AND (w.parked_until IS NULL OR w.parked_until <= NOW(6))"
 
-#define JD_SCHEMA_TABLE \
-	"CREATE TABLE IF NOT EXISTS `%s`.jd_schema (" \
-	" id TINYINT UNSIGNED NOT NULL PRIMARY KEY," \
-	" version INT UNSIGNED NOT NULL," \
-	" migrated_at DATETIME(6) NOT NULL" \
+#define JD_SCHEMA_TABLE                                                                            \
+	"CREATE TABLE IF NOT EXISTS `%s`.jd_schema ("                                              \
+	" id TINYINT UNSIGNED NOT NULL PRIMARY KEY,"                                               \
+	" version INT UNSIGNED NOT NULL,"                                                          \
+	" migrated_at DATETIME(6) NOT NULL"                                                        \
 	") ENGINE=InnoDB"
-#define JD_WIKI_TABLE \
-	"CREATE TABLE IF NOT EXISTS `%s`.jd_wiki (" \
-	" scope VARCHAR(64) NOT NULL," \
-	" domain VARCHAR(255) NOT NULL," \
-	" oldest_ready_at DATETIME(6) NULL," \
-	" ready_types INT UNSIGNED NOT NULL DEFAULT 0," \
-	" max_job_id BIGINT UNSIGNED NOT NULL DEFAULT 0," \
-	" scan_error VARCHAR(255) NULL," \
-	" seen_at DATETIME(6) NOT NULL," \
-	" last_served_at DATETIME(6) NULL," \
-	" drained_at DATETIME(6) NULL," \
-	" failures INT UNSIGNED NOT NULL DEFAULT 0," \
-	" backoff_until DATETIME(6) NULL," \
-	" parked_until DATETIME(6) NULL," \
-	" parked_max_job_id BIGINT UNSIGNED NULL," \
-	" last_outcome VARCHAR(32) NULL," \
-	" last_holder VARCHAR(255) NULL," \
-	" last_batch_at DATETIME(6) NULL," \
-	" orphaned_claims INT UNSIGNED NOT NULL DEFAULT 0," \
-	" oldest_claim_at DATETIME(6) NULL," \
-	" ready_type_names VARCHAR(255) NULL," \
-	" abandoned_jobs INT UNSIGNED NOT NULL DEFAULT 0," \
-	" recent_drains TEXT NULL," \
-	" PRIMARY KEY (scope, domain)," \
-	" KEY backlog (scope, oldest_ready_at)" \
+#define JD_WIKI_TABLE                                                                              \
+	"CREATE TABLE IF NOT EXISTS `%s`.jd_wiki ("                                                \
+	" scope VARCHAR(64) NOT NULL,"                                                             \
+	" domain VARCHAR(255) NOT NULL,"                                                           \
+	" oldest_ready_at DATETIME(6) NULL,"                                                       \
+	" ready_types INT UNSIGNED NOT NULL DEFAULT 0,"                                            \
+	" max_job_id BIGINT UNSIGNED NOT NULL DEFAULT 0,"                                          \
+	" scan_error VARCHAR(255) NULL,"                                                           \
+	" seen_at DATETIME(6) NOT NULL,"                                                           \
+	" last_served_at DATETIME(6) NULL,"                                                        \
+	" drained_at DATETIME(6) NULL,"                                                            \
+	" failures INT UNSIGNED NOT NULL DEFAULT 0,"                                               \
+	" backoff_until DATETIME(6) NULL,"                                                         \
+	" parked_until DATETIME(6) NULL,"                                                          \
+	" parked_max_job_id BIGINT UNSIGNED NULL,"                                                 \
+	" last_outcome VARCHAR(32) NULL,"                                                          \
+	" last_holder VARCHAR(255) NULL,"                                                          \
+	" last_batch_at DATETIME(6) NULL,"                                                         \
+	" orphaned_claims INT UNSIGNED NOT NULL DEFAULT 0,"                                        \
+	" oldest_claim_at DATETIME(6) NULL,"                                                       \
+	" ready_type_names VARCHAR(255) NULL,"                                                     \
+	" abandoned_jobs INT UNSIGNED NOT NULL DEFAULT 0,"                                         \
+	" recent_drains TEXT NULL,"                                                                \
+	" PRIMARY KEY (scope, domain),"                                                            \
+	" KEY backlog (scope, oldest_ready_at)"                                                    \
 	") ENGINE=InnoDB DEFAULT CHARSET=ascii COLLATE=ascii_bin"
-#define JD_LEASE_TABLE \
-	"CREATE TABLE IF NOT EXISTS `%s`.jd_lease (" \
-	" scope VARCHAR(64) NOT NULL," \
-	" name VARCHAR(255) NOT NULL," \
-	" slot TINYINT UNSIGNED NOT NULL," \
-	" holder VARCHAR(255) NULL," \
-	" token BIGINT UNSIGNED NOT NULL DEFAULT 0," \
-	" expires_at DATETIME(6) NULL," \
-	" acquired_at DATETIME(6) NULL," \
-	" PRIMARY KEY (scope, name, slot)" \
+#define JD_LEASE_TABLE                                                                             \
+	"CREATE TABLE IF NOT EXISTS `%s`.jd_lease ("                                               \
+	" scope VARCHAR(64) NOT NULL,"                                                             \
+	" name VARCHAR(255) NOT NULL,"                                                             \
+	" slot TINYINT UNSIGNED NOT NULL,"                                                         \
+	" holder VARCHAR(255) NULL,"                                                               \
+	" token BIGINT UNSIGNED NOT NULL DEFAULT 0,"                                               \
+	" expires_at DATETIME(6) NULL,"                                                            \
+	" acquired_at DATETIME(6) NULL,"                                                           \
+	" PRIMARY KEY (scope, name, slot)"                                                         \
 	") ENGINE=InnoDB DEFAULT CHARSET=ascii COLLATE=ascii_bin"
 /* Version 3: operators' pauses. domain COORD_ALL_WIKIS pauses the whole scope; a row
  * whose until_at has passed pauses nothing (pause and resume delete such rows). */
-#define JD_PAUSE_TABLE \
-	"CREATE TABLE IF NOT EXISTS `%s`.jd_pause (" \
-	" scope VARCHAR(64) NOT NULL," \
-	" domain VARCHAR(255) NOT NULL," \
-	" paused_by VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL," \
-	" reason VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT ''," \
-	" paused_at DATETIME(6) NOT NULL," \
-	" until_at DATETIME(6) NULL," \
-	" PRIMARY KEY (scope, domain)" \
+#define JD_PAUSE_TABLE                                                                             \
+	"CREATE TABLE IF NOT EXISTS `%s`.jd_pause ("                                               \
+	" scope VARCHAR(64) NOT NULL,"                                                             \
+	" domain VARCHAR(255) NOT NULL,"                                                           \
+	" paused_by VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,"              \
+	" reason VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT '',"      \
+	" paused_at DATETIME(6) NOT NULL,"                                                         \
+	" until_at DATETIME(6) NULL,"                                                              \
+	" PRIMARY KEY (scope, domain)"                                                             \
 	") ENGINE=InnoDB DEFAULT CHARSET=ascii COLLATE=ascii_bin"
 
 /* No pause in force for jd_wiki row w: neither its own nor the scope's. */
-#define WIKI_NOT_PAUSED                                                                   \
-	" AND NOT EXISTS (SELECT 1 FROM `%s`.jd_pause p WHERE p.scope = w.scope"           \
-	" AND p.domain IN (w.domain, '" COORD_ALL_WIKIS "')"                                \
+#define WIKI_NOT_PAUSED                                                                            \
+	" AND NOT EXISTS (SELECT 1 FROM `%s`.jd_pause p WHERE p.scope = w.scope"                   \
+	" AND p.domain IN (w.domain, '" COORD_ALL_WIKIS "')"                                       \
 	" AND (p.until_at IS NULL OR p.until_at > NOW(6)))"
 
 int coord_ensure_schema(struct db *db, const struct config *cfg, char *err, size_t errlen)
@@ -252,8 +252,8 @@ static int lease_where(struct db *db, struct buf *sql, const struct coord_lease 
 	return lease_where_in(db, sql, "", l, err, errlen);
 }
 
-static int holder_and_token(struct db *db, struct buf *sql, const struct coord_lease *l,
-			    char *err, size_t errlen)
+static int holder_and_token(struct db *db, struct buf *sql, const struct coord_lease *l, char *err,
+			    size_t errlen)
 {
 	buf_adds(sql, " AND holder = ");
 	if (lit(db, sql, l->holder, err, errlen) != 0)
@@ -266,8 +266,8 @@ static int holder_and_token(struct db *db, struct buf *sql, const struct coord_l
  * in the same statement, that the wiki still has work nobody holds back (a backlog, no
  * backoff, not parked): a candidate list read a moment ago may be stale, and a wiki
  * another sidecar has just drained must not cost an empty batch. */
-static int acquire(struct db *db, const struct config *cfg, struct coord_lease *l,
-		   bool wiki, char *err, size_t errlen)
+static int acquire(struct db *db, const struct config *cfg, struct coord_lease *l, bool wiki,
+		   char *err, size_t errlen)
 {
 	const char *d = cfg->coord_db;
 	struct buf sql;
@@ -310,14 +310,14 @@ int coord_acquire(struct db *db, const struct config *cfg, struct coord_lease *l
 	return acquire(db, cfg, l, false, err, errlen);
 }
 
-int coord_acquire_wiki(struct db *db, const struct config *cfg, struct coord_lease *l,
-		       char *err, size_t errlen)
+int coord_acquire_wiki(struct db *db, const struct config *cfg, struct coord_lease *l, char *err,
+		       size_t errlen)
 {
 	return acquire(db, cfg, l, true, err, errlen);
 }
 
-int coord_renew(struct db *db, const struct config *cfg, const struct coord_lease *l,
-		char *err, size_t errlen)
+int coord_renew(struct db *db, const struct config *cfg, const struct coord_lease *l, char *err,
+		size_t errlen)
 {
 	struct buf sql;
 	unsigned long long matched;
@@ -337,8 +337,8 @@ int coord_renew(struct db *db, const struct config *cfg, const struct coord_leas
 	return matched > 0 ? 1 : 0;
 }
 
-int coord_release(struct db *db, const struct config *cfg, const struct coord_lease *l,
-		  char *err, size_t errlen)
+int coord_release(struct db *db, const struct config *cfg, const struct coord_lease *l, char *err,
+		  size_t errlen)
 {
 	struct buf sql;
 	unsigned long long matched;
@@ -425,8 +425,8 @@ fail:
 }
 
 /* Runs a SELECT whose first column is a domain; appends each to out. */
-static int collect_names(struct db *db, struct buf *sql, struct buf *out, int *count,
-			 char *err, size_t errlen)
+static int collect_names(struct db *db, struct buf *sql, struct buf *out, int *count, char *err,
+			 size_t errlen)
 {
 	MYSQL_RES *res;
 	MYSQL_ROW row;
@@ -690,8 +690,10 @@ static int prune_leases(struct db *db, const struct config *cfg, const char *sco
 		rc = 0;
 		goto out;
 	}
-	buf_addf(&sql, "DELETE FROM `%s`.jd_lease WHERE (expires_at IS NULL OR expires_at < NOW(6))"
-		       " AND scope = ", d);
+	buf_addf(&sql,
+		 "DELETE FROM `%s`.jd_lease WHERE (expires_at IS NULL OR expires_at < NOW(6))"
+		 " AND scope = ",
+		 d);
 	if (lit(db, &sql, scope, err, errlen) != 0)
 		goto fail;
 	buf_adds(&sql, " AND name IN (");
@@ -735,9 +737,8 @@ int coord_forget_unseen(struct db *db, const struct config *cfg, const char *sco
 
 /* Reads columns `cols` of one jd_wiki row; *row is NULL when there is none. The
  * caller frees *res (which may be NULL). */
-static int wiki_row(struct db *db, const struct config *cfg, const char *scope,
-		    const char *domain, const char *cols, MYSQL_RES **res, MYSQL_ROW *row,
-		    char *err, size_t errlen)
+static int wiki_row(struct db *db, const struct config *cfg, const char *scope, const char *domain,
+		    const char *cols, MYSQL_RES **res, MYSQL_ROW *row, char *err, size_t errlen)
 {
 	struct buf sql;
 
@@ -787,8 +788,7 @@ int coord_renew_wiki(struct db *db, const struct config *cfg, const struct coord
 	unsigned long long matched;
 
 	buf_init(&sql);
-	buf_addf(&sql,
-		 "UPDATE `%s`.jd_lease SET expires_at = NOW(6) + INTERVAL %d SECOND",
+	buf_addf(&sql, "UPDATE `%s`.jd_lease SET expires_at = NOW(6) + INTERVAL %d SECOND",
 		 cfg->coord_db, cfg->lease_ttl);
 	if (lease_where(db, &sql, l, err, errlen) != 0 ||
 	    holder_and_token(db, &sql, l, err, errlen) != 0) {
@@ -798,7 +798,8 @@ int coord_renew_wiki(struct db *db, const struct config *cfg, const struct coord
 	/* The pause check reads jd_pause by its primary key: no cost worth a second trip. */
 	buf_addf(&sql,
 		 " AND expires_at > NOW(6) AND NOT EXISTS (SELECT 1 FROM `%s`.jd_pause p"
-		 " WHERE p.scope = jd_lease.scope AND p.domain IN (jd_lease.name, '" COORD_ALL_WIKIS "')"
+		 " WHERE p.scope = jd_lease.scope AND p.domain IN (jd_lease.name, '" COORD_ALL_WIKIS
+		 "')"
 		 " AND (p.until_at IS NULL OR p.until_at > NOW(6)))",
 		 cfg->coord_db);
 	metrics_add(METRIC_LEASE_OPS, LEASE_OP_RENEW, 1);
@@ -820,9 +821,8 @@ static int pause_where(struct db *db, struct buf *sql, const char *scope, const 
 	return lit(db, sql, domain, err, errlen);
 }
 
-int coord_pause_set(struct db *db, const struct config *cfg, const char *scope,
-		    const char *domain, const char *by, const char *reason, long long for_s,
-		    char *err, size_t errlen)
+int coord_pause_set(struct db *db, const struct config *cfg, const char *scope, const char *domain,
+		    const char *by, const char *reason, long long for_s, char *err, size_t errlen)
 {
 	struct buf sql;
 
@@ -873,9 +873,8 @@ int coord_pause_clear(struct db *db, const struct config *cfg, const char *scope
 	return exec(db, &sql, NULL, err, errlen);
 }
 
-int coord_pause_list(struct db *db, const struct config *cfg, const char *scope,
-		     const char *domain, struct coord_pause **out, size_t *n, char *err,
-		     size_t errlen)
+int coord_pause_list(struct db *db, const struct config *cfg, const char *scope, const char *domain,
+		     struct coord_pause **out, size_t *n, char *err, size_t errlen)
 {
 	struct buf sql;
 	MYSQL_RES *res = NULL;
@@ -943,8 +942,8 @@ fail:
 	return -EIO;
 }
 
-int coord_pause_counts(struct db *db, const struct config *cfg, const char *scope,
-		       long long *wikis, bool *all, char *err, size_t errlen)
+int coord_pause_counts(struct db *db, const struct config *cfg, const char *scope, long long *wikis,
+		       bool *all, char *err, size_t errlen)
 {
 	struct buf sql;
 	MYSQL_RES *res;
@@ -975,9 +974,8 @@ int coord_pause_counts(struct db *db, const struct config *cfg, const char *scop
 	return 0;
 }
 
-int coord_wiki_types(struct db *db, const struct config *cfg, const char *scope,
-		     const char *domain, char *types, size_t typeslen, char seen[32], char *err,
-		     size_t errlen)
+int coord_wiki_types(struct db *db, const struct config *cfg, const char *scope, const char *domain,
+		     char *types, size_t typeslen, char seen[32], char *err, size_t errlen)
 {
 	MYSQL_RES *res;
 	MYSQL_ROW row;
@@ -1013,8 +1011,7 @@ static void col(char *out, size_t len, const char *v)
 }
 
 int coord_wiki_detail(struct db *db, const struct config *cfg, const char *scope,
-		      const char *domain, struct coord_wiki_detail *out, char *err,
-		      size_t errlen)
+		      const char *domain, struct coord_wiki_detail *out, char *err, size_t errlen)
 {
 	struct buf sql;
 	MYSQL_RES *res;
@@ -1068,8 +1065,8 @@ int coord_wiki_detail(struct db *db, const struct config *cfg, const char *scope
 	return 0;
 }
 
-int coord_abandoned_wikis(struct db *db, const struct config *cfg, const char *scope,
-			  int limit, struct buf *out, int *count, char *err, size_t errlen)
+int coord_abandoned_wikis(struct db *db, const struct config *cfg, const char *scope, int limit,
+			  struct buf *out, int *count, char *err, size_t errlen)
 {
 	struct buf sql;
 

@@ -52,15 +52,15 @@ int coord_acquire(struct db *db, const struct config *cfg, struct coord_lease *l
 /* Takes a wiki's lease like coord_acquire, and only while the wiki still has work to
  * hand out (a backlog; not backed off, parked or unreadable), checked in the same
  * statement. */
-int coord_acquire_wiki(struct db *db, const struct config *cfg, struct coord_lease *l,
-		       char *err, size_t errlen);
+int coord_acquire_wiki(struct db *db, const struct config *cfg, struct coord_lease *l, char *err,
+		       size_t errlen);
 /* Extends the lease if this holder still has it under this token and it has not
  * expired. 0 means it is lost. */
-int coord_renew(struct db *db, const struct config *cfg, const struct coord_lease *l,
-		char *err, size_t errlen);
+int coord_renew(struct db *db, const struct config *cfg, const struct coord_lease *l, char *err,
+		size_t errlen);
 /* Gives a lease back (only under its token), with no change to the wiki's state. */
-int coord_release(struct db *db, const struct config *cfg, const struct coord_lease *l,
-		  char *err, size_t errlen);
+int coord_release(struct db *db, const struct config *cfg, const struct coord_lease *l, char *err,
+		  size_t errlen);
 
 /* What a drain came to, written to jd_wiki together with the release. */
 struct coord_drain_report {
@@ -69,8 +69,8 @@ struct coord_drain_report {
 	bool count_failure; /* the outcome counts against the wiki (failures + 1) */
 	bool park;          /* MediaWiki ran nothing although ready rows exist */
 	bool drained;       /* none-ready: the backlog is gone as far as MediaWiki can tell */
-	int batches, jobs; /* of the whole drain, for recent_drains */
-	int64_t ms;        /* the drain's duration */
+	int batches, jobs;  /* of the whole drain, for recent_drains */
+	int64_t ms;         /* the drain's duration */
 };
 /* Drains kept per wiki in jd_wiki.recent_drains (status --wiki). */
 #define COORD_RECENT_DRAINS 8
@@ -132,9 +132,8 @@ int coord_forget_unseen(struct db *db, const struct config *cfg, const char *sco
 
 /* The job types the last scan saw ready on a wiki (blank-separated, "" if none or
  * unknown) and that scan's start (DB time), which changes with every scan. */
-int coord_wiki_types(struct db *db, const struct config *cfg, const char *scope,
-		     const char *domain, char *types, size_t typeslen, char seen[32], char *err,
-		     size_t errlen);
+int coord_wiki_types(struct db *db, const struct config *cfg, const char *scope, const char *domain,
+		     char *types, size_t typeslen, char seen[32], char *err, size_t errlen);
 
 /* Renews a wiki's lease like coord_renew, and only while no pause holds the wiki
  * (its own or the scope's): 0 means lost or paused (coord_pause_list tells which). */
@@ -143,31 +142,29 @@ int coord_renew_wiki(struct db *db, const struct config *cfg, const struct coord
 
 /* An operator's pause, as jd_pause holds it. Times are UTC, ISO 8601. */
 struct coord_pause {
-	char domain[256];  /* COORD_ALL_WIKIS: the whole scope */
+	char domain[256]; /* COORD_ALL_WIKIS: the whole scope */
 	char by[256];
 	char reason[256];
 	char since[32];
-	char until[32];    /* "": until resumed */
+	char until[32];        /* "": until resumed */
 	long long remaining_s; /* -1: until resumed */
 	long long age_s;       /* since it was set */
 };
 
 /* Pauses a wiki (or COORD_ALL_WIKIS) for for_s seconds (0: until resumed), replacing
  * any pause it had. Workers holding it let go at their next batch. */
-int coord_pause_set(struct db *db, const struct config *cfg, const char *scope,
-		    const char *domain, const char *by, const char *reason, long long for_s,
-		    char *err, size_t errlen);
+int coord_pause_set(struct db *db, const struct config *cfg, const char *scope, const char *domain,
+		    const char *by, const char *reason, long long for_s, char *err, size_t errlen);
 /* Lifts a pause (and deletes every expired one). *was_paused: a row was deleted. */
 int coord_pause_clear(struct db *db, const struct config *cfg, const char *scope,
 		      const char *domain, bool *was_paused, char *err, size_t errlen);
 /* The pauses in force: every one of the scope (domain NULL), or those that hold
  * domain (its own and the scope's). *out is malloc'ed (free it), scope's first. */
-int coord_pause_list(struct db *db, const struct config *cfg, const char *scope,
-		     const char *domain, struct coord_pause **out, size_t *n, char *err,
-		     size_t errlen);
+int coord_pause_list(struct db *db, const struct config *cfg, const char *scope, const char *domain,
+		     struct coord_pause **out, size_t *n, char *err, size_t errlen);
 /* For metrics: wikis paused one by one, and whether the whole scope is. */
-int coord_pause_counts(struct db *db, const struct config *cfg, const char *scope,
-		       long long *wikis, bool *all, char *err, size_t errlen);
+int coord_pause_counts(struct db *db, const struct config *cfg, const char *scope, long long *wikis,
+		       bool *all, char *err, size_t errlen);
 
 /* One wiki's books, for status --wiki. Ages and remaining times in seconds. */
 struct coord_wiki_detail {
@@ -176,26 +173,25 @@ struct coord_wiki_detail {
 	int ready_types;
 	char ready_type_names[256];
 	char scan_error[256];
-	long long scan_age_s;         /* since the scan that wrote the row started */
-	long long backoff_s;          /* > 0: backed off this much longer */
+	long long scan_age_s; /* since the scan that wrote the row started */
+	long long backoff_s;  /* > 0: backed off this much longer */
 	int failures;
-	long long parked_s;           /* > 0: parked this much longer */
+	long long parked_s; /* > 0: parked this much longer */
 	char last_outcome[32];
 	char last_holder[256];
-	long long last_batch_s;       /* -1: never */
+	long long last_batch_s; /* -1: never */
 	long long orphaned_claims, abandoned_jobs;
-	char recent_drains[2048];     /* "time holder outcome batches jobs ms;...", newest first */
-	char holder[256];             /* "" unless the slot-0 lease is held */
+	char recent_drains[2048]; /* "time holder outcome batches jobs ms;...", newest first */
+	char holder[256];         /* "" unless the slot-0 lease is held */
 	long long lease_s, lease_token, lease_age_s;
 };
 int coord_wiki_detail(struct db *db, const struct config *cfg, const char *scope,
-		      const char *domain, struct coord_wiki_detail *out, char *err,
-		      size_t errlen);
+		      const char *domain, struct coord_wiki_detail *out, char *err, size_t errlen);
 
 /* Wikis with rows at MediaWiki's retry limit (from the last full scan), most first:
  * appends "domain count" strings to out (NUL-separated), up to limit. */
-int coord_abandoned_wikis(struct db *db, const struct config *cfg, const char *scope,
-			  int limit, struct buf *out, int *count, char *err, size_t errlen);
+int coord_abandoned_wikis(struct db *db, const struct config *cfg, const char *scope, int limit,
+			  struct buf *out, int *count, char *err, size_t errlen);
 
 /* The fleet at a glance, for metrics. */
 struct coord_summary {
@@ -216,14 +212,14 @@ struct coord_wiki_status {
 	const char *holder;       /* of a lease (slot 0) not expired */
 	const char *last_outcome; /* of the last drain, and by whom */
 	const char *last_holder;
-	const char *scan_error;   /* its job table cannot be read */
-	long long age_s;          /* oldest ready job */
-	long long backoff_s;      /* > 0: backed off this much longer */
-	long long lease_s;        /* > 0: lease held this much longer */
-	long long last_batch_s;   /* since the last batch */
+	const char *scan_error; /* its job table cannot be read */
+	long long age_s;        /* oldest ready job */
+	long long backoff_s;    /* > 0: backed off this much longer */
+	long long lease_s;      /* > 0: lease held this much longer */
+	long long last_batch_s; /* since the last batch */
 	int failures, ready_types;
-	long long orphans;        /* rows claimed > SCAN_ORPHAN_AFTER_SECONDS ago */
-	long long orphan_age_s;   /* the oldest of them */
+	long long orphans;      /* rows claimed > SCAN_ORPHAN_AFTER_SECONDS ago */
+	long long orphan_age_s; /* the oldest of them */
 	bool parked;
 };
 /* Calls each() for every wiki of the scope, most urgent first: work waiting the

@@ -201,7 +201,8 @@ int discovery_run(struct discovery *d, struct db *db, struct wiki_list *out, cha
 		const char *why = check_row(row);
 		rowno++;
 		if (why != NULL) {
-			bad_row(d, &now, rowno, row[0] && util_is_domain(row[0]) ? row[0] : NULL, why);
+			bad_row(d, &now, rowno, row[0] && util_is_domain(row[0]) ? row[0] : NULL,
+				why);
 			continue;
 		}
 		if (append_wiki(out, &cap, row) != 0) {

@@ -53,8 +53,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		struct scanner_health sh;
 		int64_t age;
 		scanner_health(&sh);
-		age = util_mono_ms() - (sh.last_turn_ms > h->started_ms ? sh.last_turn_ms
-									 : h->started_ms);
+		age = util_mono_ms() -
+		      (sh.last_turn_ms > h->started_ms ? sh.last_turn_ms : h->started_ms);
 		if (age <= h->alive_window_ms)
 			return reply(c, 200, "text/plain", "ok\n", 3);
 		snprintf(text, sizeof(text), "scanner loop stalled for %llds\n",
@@ -107,21 +107,23 @@ struct httpd *httpd_start(const struct config *cfg, char *err, size_t errlen)
 	}
 	/* Alive while the scanner loop turns; its database calls may each take up to
 	 * connect + query timeouts, a few per turn. */
-	h->alive_window_ms = (int64_t)(4 * (cfg->platform.connect_timeout +
-					    cfg->platform.query_timeout) +
-				       2 * cfg->scan_interval + 30) * 1000;
+	h->alive_window_ms =
+		(int64_t)(4 * (cfg->platform.connect_timeout + cfg->platform.query_timeout) +
+			  2 * cfg->scan_interval + 30) *
+		1000;
 	h->started_ms = util_mono_ms();
 	/* Anyone who reaches the pod IP can open connections and trickle header bytes,
 	 * which keeps each one alive past the idle timeout. The per-address cap keeps
 	 * such a client from taking the slots the kubelet's probes and Prometheus need;
 	 * the total is large enough for many addresses, and epoll has no FD_SETSIZE
 	 * ceiling. The short timeout frees connections that go quiet. */
-	h->daemon = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD, (uint16_t)port, NULL, NULL,
-				     on_request, h, MHD_OPTION_SOCK_ADDR, &sa,
-				     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)HTTPD_IDLE_TIMEOUT_S,
-				     MHD_OPTION_CONNECTION_LIMIT, (unsigned int)HTTPD_MAX_CONNECTIONS,
-				     MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-				     (unsigned int)HTTPD_MAX_CONNECTIONS_PER_IP, MHD_OPTION_END);
+	h->daemon =
+		MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD, (uint16_t)port, NULL, NULL,
+				 on_request, h, MHD_OPTION_SOCK_ADDR, &sa,
+				 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)HTTPD_IDLE_TIMEOUT_S,
+				 MHD_OPTION_CONNECTION_LIMIT, (unsigned int)HTTPD_MAX_CONNECTIONS,
+				 MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+				 (unsigned int)HTTPD_MAX_CONNECTIONS_PER_IP, MHD_OPTION_END);
 	if (h->daemon == NULL) {
 		snprintf(err, errlen, "cannot listen on %s: %s", cfg->http_listen,
 			 strerror(errno ? errno : EADDRINUSE));

@@ -127,8 +127,8 @@ static void clear_evidence(struct pod_health *h)
 
 /* Opens (or re-opens after a probe) the breaker; longer: the probe failed on a wiki
  * known to be healthy, so MediaWiki is still down. */
-static void open_breaker(struct pod_health *h, const struct config *cfg, bool longer,
-			 int64_t now, struct health_verdict *v)
+static void open_breaker(struct pod_health *h, const struct config *cfg, bool longer, int64_t now,
+			 struct health_verdict *v)
 {
 	int64_t cap = (int64_t)cfg->probe_interval_max * 1000;
 	int64_t base = (int64_t)cfg->backoff_base * 1000;
@@ -211,10 +211,12 @@ void health_judge(struct pod_health *h, const struct config *cfg, const struct b
 			} else if (again) {
 				/* Still evidence, but retrying it at once would hammer it. */
 				v->fault = FAULT_WIKI;
-				v->why = "failed again, no other healthy wiki failing: the wiki's own";
+				v->why =
+					"failed again, no other healthy wiki failing: the wiki's own";
 			} else {
 				v->fault = FAULT_POD;
-				v->why = "failure on a wiki that just succeeded: local MediaWiki suspected";
+				v->why =
+					"failure on a wiki that just succeeded: local MediaWiki suspected";
 			}
 		} else {
 			v->fault = FAULT_WIKI;
@@ -264,15 +266,15 @@ struct limiter {
 	pthread_cond_t changed;
 	bool stopping;
 
-	double limit;       /* 1..workers */
+	double limit; /* 1..workers */
 	int in_use;
-	struct {            /* who holds a slot since when (one per worker thread) */
+	struct { /* who holds a slot since when (one per worker thread) */
 		pthread_t holder;
 		int64_t since;
 	} slots[LIMITER_MAX_SLOTS];
 	int64_t last_decrease;
 
-	double tokens;      /* token bucket for batches_per_second */
+	double tokens; /* token bucket for batches_per_second */
 	int64_t tokens_at;
 
 	struct pod_health health;
@@ -369,7 +371,8 @@ int limiter_enter(struct limiter *l, bool *probe)
 	}
 	pthread_mutex_unlock(&l->lock);
 	if (probing_now)
-		log_msg(LOG_INFO, "mediawiki breaker: probing with one batch on a recently healthy wiki");
+		log_msg(LOG_INFO,
+			"mediawiki breaker: probing with one batch on a recently healthy wiki");
 	return rc;
 }
 
@@ -450,8 +453,8 @@ static void set_limit(struct limiter *l, double limit)
 	metrics_set(METRIC_CONCURRENCY, 0, (int)limit);
 }
 
-void limiter_report(struct limiter *l, const struct batch_result *r, const char *wiki,
-		    bool probe, struct health_verdict *v)
+void limiter_report(struct limiter *l, const struct batch_result *r, const char *wiki, bool probe,
+		    struct health_verdict *v)
 {
 	int64_t now = util_mono_ms();
 	bool slow, reopened;
@@ -493,7 +496,8 @@ void limiter_report(struct limiter *l, const struct batch_result *r, const char 
 		log_end(&line);
 	} else if (v->closed) {
 		struct log_line line;
-		log_begin(&line, LOG_INFO, "mediawiki breaker closed: local MediaWiki answers again");
+		log_begin(&line, LOG_INFO,
+			  "mediawiki breaker closed: local MediaWiki answers again");
 		log_str(&line, "wiki", wiki);
 		log_int(&line, "outage_s", (now - v->outage_since + 999) / 1000);
 		log_end(&line);

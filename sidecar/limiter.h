@@ -46,22 +46,22 @@ struct pod_health {
 				     * are its own until it succeeds again */
 	} recent[HEALTH_RECENT];
 	int nrecent;
-	int64_t ok_started_ms;    /* the latest start of a successful batch, any wiki */
+	int64_t ok_started_ms; /* the latest start of a successful batch, any wiki */
 	enum breaker_state breaker;
 	int64_t open_until;
-	int64_t open_ms;          /* current pause between probes */
-	int64_t opened_ms;        /* when it last opened from closed */
-	int64_t outage_since;     /* set while open: when the evidence began */
+	int64_t open_ms;      /* current pause between probes */
+	int64_t opened_ms;    /* when it last opened from closed */
+	int64_t outage_since; /* set while open: when the evidence began */
 };
 
 /* What one batch meant for the pod. */
 struct health_verdict {
 	enum batch_fault fault;
-	const char *why;          /* short reason for the log (static string) */
-	bool opened;              /* this batch opened (or re-opened) the breaker */
-	bool closed;              /* this batch closed it */
-	int64_t pause_ms;         /* > 0 while open: until the next probe */
-	int64_t outage_since;     /* when closed: when the outage's evidence began */
+	const char *why;      /* short reason for the log (static string) */
+	bool opened;          /* this batch opened (or re-opened) the breaker */
+	bool closed;          /* this batch closed it */
+	int64_t pause_ms;     /* > 0 while open: until the next probe */
+	int64_t outage_since; /* when closed: when the outage's evidence began */
 };
 
 /* The rule, in one place. now is monotonic ms. */
@@ -103,8 +103,8 @@ int limiter_pace(struct limiter *l);
 
 /* Reports a finished batch (probe: it ran in the probe slot): adapts concurrency,
  * judges the evidence (health_judge), logs breaker transitions, and fills v. */
-void limiter_report(struct limiter *l, const struct batch_result *r, const char *wiki,
-		    bool probe, struct health_verdict *v);
+void limiter_report(struct limiter *l, const struct batch_result *r, const char *wiki, bool probe,
+		    struct health_verdict *v);
 
 /* True while the breaker is open: finish the batch in flight, release, take no more. */
 bool limiter_breaker_open(struct limiter *l);

@@ -104,11 +104,21 @@ static void put_escaped(struct log_line *l, const char *v)
 		unsigned char c = *p;
 		size_t n = 1;
 		switch (c) {
-		case '"': puts_raw(l, "\\\""); break;
-		case '\\': puts_raw(l, "\\\\"); break;
-		case '\n': puts_raw(l, "\\n"); break;
-		case '\r': puts_raw(l, "\\r"); break;
-		case '\t': puts_raw(l, "\\t"); break;
+		case '"':
+			puts_raw(l, "\\\"");
+			break;
+		case '\\':
+			puts_raw(l, "\\\\");
+			break;
+		case '\n':
+			puts_raw(l, "\\n");
+			break;
+		case '\r':
+			puts_raw(l, "\\r");
+			break;
+		case '\t':
+			puts_raw(l, "\\t");
+			break;
 		default:
 			if (c < 0x20 || c == 0x7f) {
 				snprintf(esc, sizeof(esc), "\\u%04x", c);

@@ -16,10 +16,10 @@
 /* X(id, name, JSON severity): the levels in order, with their name in the text format
  * and in the config ([sidecar] log_level), and the severity JSON lines carry (what
  * Google Cloud Logging and most collectors understand). */
-#define LOG_LEVELS(X)                                                                      \
-	X(LOG_DEBUG, "debug", "DEBUG")                                                     \
-	X(LOG_INFO, "info", "INFO")                                                        \
-	X(LOG_WARN, "warn", "WARNING")                                                     \
+#define LOG_LEVELS(X)                                                                              \
+	X(LOG_DEBUG, "debug", "DEBUG")                                                             \
+	X(LOG_INFO, "info", "INFO")                                                                \
+	X(LOG_WARN, "warn", "WARNING")                                                             \
 	X(LOG_ERROR, "error", "ERROR")
 /* X(id, name): the formats, with their name in the config ([sidecar] log_format). */
 #define LOG_FORMATS(X) X(LOG_FORMAT_TEXT, "text") X(LOG_FORMAT_JSON, "json")

@@ -169,8 +169,9 @@ static int parse_args(int argc, char **argv, struct options *o)
 			break;
 		case 'f':
 			if (util_parse_duration(optarg, STEER_PAUSE_MAX_S, &o->for_s) != 0) {
-				fprintf(stderr, "jobdrainer: --for '%s' is not a duration of 1s to "
-						"366d (90s, 30m, 2h, 1d)\n",
+				fprintf(stderr,
+					"jobdrainer: --for '%s' is not a duration of 1s to "
+					"366d (90s, 30m, 2h, 1d)\n",
 					optarg);
 				return EXIT_USAGE;
 			}
@@ -356,9 +357,10 @@ static void drain_in_flight(const struct config *cfg, struct workers *w, const s
 	while (!workers_wait(w, util_mono_ms() + 200)) {
 		int sig = sigtimedwait(set, NULL, &tick);
 		if (sig == SIGTERM || sig == SIGINT || util_mono_ms() >= deadline) {
-			log_msg(LOG_WARN, sig > 0 ? "second signal: abandoning batches in flight"
-						  : "shutdown_timeout reached: abandoning batches in "
-						    "flight");
+			log_msg(LOG_WARN,
+				sig > 0 ? "second signal: abandoning batches in flight"
+					: "shutdown_timeout reached: abandoning batches in "
+					  "flight");
 			atomic_store(abort_now, true);
 			break;
 		}

@@ -16,7 +16,7 @@ struct metric_def {
 	int first_slot;
 };
 
-#define METRIC_VALUES(id, name, type, help, label, ...)                                 \
+#define METRIC_VALUES(id, name, type, help, label, ...)                                            \
 	static const char *const values_##id[] = { __VA_ARGS__ };
 METRICS(METRIC_VALUES)
 #undef METRIC_VALUES
@@ -37,11 +37,11 @@ enum {
 #define METRIC_SLOTS(id, ...) SLOTS_BEFORE_##id, SLOTS_PAD_##id = SLOTS_BEFORE_##id + 15,
 	METRICS(METRIC_SLOTS)
 #undef METRIC_SLOTS
-	SLOT_COUNT
+		SLOT_COUNT
 };
 
 static struct metric_def defs[METRIC_COUNT] = {
-#define METRIC_DEF(id, name, type, help, label, ...)                                     \
+#define METRIC_DEF(id, name, type, help, label, ...)                                               \
 	[METRIC_##id] = { name, type, help, label, values_##id, NVALUES(id), SLOTS_BEFORE_##id },
 	METRICS(METRIC_DEF)
 #undef METRIC_DEF
@@ -145,7 +145,8 @@ void metrics_render(struct buf *out)
 							  memory_order_relaxed),
 				     num);
 			if (d->label[0] != '\0')
-				buf_addf(out, "%s{%s=\"%s\"} %s\n", d->name, d->label, d->values[i], num);
+				buf_addf(out, "%s{%s=\"%s\"} %s\n", d->name, d->label, d->values[i],
+					 num);
 			else
 				buf_addf(out, "%s %s\n", d->name, num);
 		}

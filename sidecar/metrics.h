@@ -16,12 +16,12 @@
  * the values the metric lists, so the two cannot drift apart. Append only: the order
  * is the series'. The outcome label is BATCH_OUTCOMES (response.h). */
 #define METRIC_JOB_STATUSES(X) X(JOBS_OK, "ok") X(JOBS_FAILED, "failed")
-#define METRIC_ERROR_KINDS(X)                                                              \
-	X(ERROR_DISCOVERY, "discovery")                                                    \
-	X(ERROR_SCAN, "scan")                                                              \
-	X(ERROR_COORDINATION, "coordination")                                              \
+#define METRIC_ERROR_KINDS(X)                                                                      \
+	X(ERROR_DISCOVERY, "discovery")                                                            \
+	X(ERROR_SCAN, "scan")                                                                      \
+	X(ERROR_COORDINATION, "coordination")                                                      \
 	X(ERROR_LEASE_LOST, "lease_lost")
-#define METRIC_LEASE_OPS(X)                                                                \
+#define METRIC_LEASE_OPS(X)                                                                        \
 	X(LEASE_OP_ACQUIRE, "acquire") X(LEASE_OP_RENEW, "renew") X(LEASE_OP_RELEASE, "release")
 
 #define METRIC_LABEL_ID(id, value) id,
@@ -37,77 +37,78 @@ enum metric_lease_op { METRIC_LEASE_OPS(METRIC_LABEL_ID) LEASE_OP_COUNT };
 #define LABELS_NONE ""
 /* A histogram's "labels" are its buckets' upper bounds (le), the last "+Inf". Around
  * the 3-minute promise: 180 is a bucket edge, so "within the promise" is one series. */
-#define BUCKETS_WAIT_SECONDS \
+#define BUCKETS_WAIT_SECONDS                                                                       \
 	"1", "5", "15", "30", "60", "90", "120", "180", "300", "600", "1800", "3600", "+Inf"
 
 /* X(id, prometheus name, type, help, label name or "", label values...). A "histogram"
  * has the label "le" and its buckets' bounds as values; it is only observed. */
-#define METRICS(X)                                                                           \
-	X(BATCHES, "jobdrainer_batches_total", "counter", "RunJobs batches, by outcome",        \
-	  "outcome", LABELS_OUTCOME)                                                         \
-	X(JOBS, "jobdrainer_jobs_total", "counter", "Jobs MediaWiki ran in our batches",        \
-	  "status", LABELS_JOB_STATUS)                                                        \
-	X(ERRORS, "jobdrainer_errors_total", "counter", "Errors, by kind", "kind",              \
-	  LABELS_ERROR_KIND)                                                                 \
-	X(LEASE_OPS, "jobdrainer_lease_operations_total", "counter",                           \
-	  "Lease statements sent to the coordination database", "op", LABELS_LEASE_OP)       \
-	X(SCANS, "jobdrainer_scans_total", "counter",                                          \
-	  "Backlog scans this sidecar ran (as the scanner lease holder)", "", LABELS_NONE)    \
-	X(SCAN_SECONDS, "jobdrainer_scan_duration_seconds", "gauge",                           \
-	  "Database time (statement wall time) of the last complete sweep", "", LABELS_NONE)  \
-	X(SWEEP_SECONDS, "jobdrainer_scan_sweep_period_seconds", "gauge",                      \
-	  "Wall time of the last complete sweep of every wiki (the budget sets it)", "",       \
-	  LABELS_NONE)                                                                        \
-	X(SCAN_BUDGET, "jobdrainer_scan_db_budget_ratio", "gauge",                             \
-	  "Share of one database core detection may use ([scan] db_budget_percent)", "",      \
-	  LABELS_NONE)                                                                        \
-	X(SCAN_BUDGET_USED, "jobdrainer_scan_db_budget_used_ratio", "gauge",                   \
-	  "Share of one database core the scan statements used over the last minute", "",     \
-	  LABELS_NONE)                                                                        \
-	X(HOT_WIKIS, "jobdrainer_scan_hot_wikis", "gauge",                                     \
-	  "Wikis re-read every [scan] interval (jobs or activity in the last minutes)", "",   \
-	  LABELS_NONE)                                                                        \
-	X(LEASES_HELD, "jobdrainer_leases_held", "gauge", "Wiki leases this sidecar holds",    \
-	  "", LABELS_NONE)                                                                    \
-	X(SCANNER, "jobdrainer_scanner_lease_held", "gauge",                                   \
-	  "1 if this sidecar holds the scanner lease", "", LABELS_NONE)                       \
-	X(IN_FLIGHT, "jobdrainer_batches_in_flight", "gauge", "RunJobs requests in flight",    \
-	  "", LABELS_NONE)                                                                    \
-	X(CONCURRENCY, "jobdrainer_concurrency_limit", "gauge",                                \
-	  "Current limit on batches in flight (adaptive, 1..workers)", "", LABELS_NONE)       \
-	X(BREAKER_OPEN, "jobdrainer_mediawiki_breaker_open", "gauge",                          \
-	  "1 while local MediaWiki is considered down and draining is paused", "",            \
-	  LABELS_NONE)                                                                        \
-	X(WIKIS, "jobdrainer_wikis", "gauge", "Wikis discovery returned", "", LABELS_NONE)     \
-	X(WIKIS_BACKLOG, "jobdrainer_wikis_with_backlog", "gauge",                             \
-	  "Wikis of this scope with ready jobs (fleet view)", "", LABELS_NONE)                \
-	X(WIKIS_BACKOFF, "jobdrainer_wikis_backed_off", "gauge",                               \
-	  "Wikis in backoff after failures (fleet view)", "", LABELS_NONE)                    \
-	X(WIKIS_PARKED, "jobdrainer_wikis_parked", "gauge",                                    \
-	  "Wikis parked with only jobs MediaWiki will not run (fleet view)", "", LABELS_NONE) \
-	X(OLDEST_AGE, "jobdrainer_oldest_ready_job_age_seconds", "gauge",                      \
-	  "Age of the oldest ready job across the fleet's wikis", "", LABELS_NONE)            \
+#define METRICS(X)                                                                                 \
+	X(BATCHES, "jobdrainer_batches_total", "counter", "RunJobs batches, by outcome",           \
+	  "outcome", LABELS_OUTCOME)                                                               \
+	X(JOBS, "jobdrainer_jobs_total", "counter", "Jobs MediaWiki ran in our batches", "status", \
+	  LABELS_JOB_STATUS)                                                                       \
+	X(ERRORS, "jobdrainer_errors_total", "counter", "Errors, by kind", "kind",                 \
+	  LABELS_ERROR_KIND)                                                                       \
+	X(LEASE_OPS, "jobdrainer_lease_operations_total", "counter",                               \
+	  "Lease statements sent to the coordination database", "op", LABELS_LEASE_OP)             \
+	X(SCANS, "jobdrainer_scans_total", "counter",                                              \
+	  "Backlog scans this sidecar ran (as the scanner lease holder)", "", LABELS_NONE)         \
+	X(SCAN_SECONDS, "jobdrainer_scan_duration_seconds", "gauge",                               \
+	  "Database time (statement wall time) of the last complete sweep", "", LABELS_NONE)       \
+	X(SWEEP_SECONDS, "jobdrainer_scan_sweep_period_seconds", "gauge",                          \
+	  "Wall time of the last complete sweep of every wiki (the budget sets it)", "",           \
+	  LABELS_NONE)                                                                             \
+	X(SCAN_BUDGET, "jobdrainer_scan_db_budget_ratio", "gauge",                                 \
+	  "Share of one database core detection may use ([scan] db_budget_percent)", "",           \
+	  LABELS_NONE)                                                                             \
+	X(SCAN_BUDGET_USED, "jobdrainer_scan_db_budget_used_ratio", "gauge",                       \
+	  "Share of one database core the scan statements used over the last minute", "",          \
+	  LABELS_NONE)                                                                             \
+	X(HOT_WIKIS, "jobdrainer_scan_hot_wikis", "gauge",                                         \
+	  "Wikis re-read every [scan] interval (jobs or activity in the last minutes)", "",        \
+	  LABELS_NONE)                                                                             \
+	X(LEASES_HELD, "jobdrainer_leases_held", "gauge", "Wiki leases this sidecar holds", "",    \
+	  LABELS_NONE)                                                                             \
+	X(SCANNER, "jobdrainer_scanner_lease_held", "gauge",                                       \
+	  "1 if this sidecar holds the scanner lease", "", LABELS_NONE)                            \
+	X(IN_FLIGHT, "jobdrainer_batches_in_flight", "gauge", "RunJobs requests in flight", "",    \
+	  LABELS_NONE)                                                                             \
+	X(CONCURRENCY, "jobdrainer_concurrency_limit", "gauge",                                    \
+	  "Current limit on batches in flight (adaptive, 1..workers)", "", LABELS_NONE)            \
+	X(BREAKER_OPEN, "jobdrainer_mediawiki_breaker_open", "gauge",                              \
+	  "1 while local MediaWiki is considered down and draining is paused", "", LABELS_NONE)    \
+	X(WIKIS, "jobdrainer_wikis", "gauge", "Wikis discovery returned", "", LABELS_NONE)         \
+	X(WIKIS_BACKLOG, "jobdrainer_wikis_with_backlog", "gauge",                                 \
+	  "Wikis of this scope with ready jobs (fleet view)", "", LABELS_NONE)                     \
+	X(WIKIS_BACKOFF, "jobdrainer_wikis_backed_off", "gauge",                                   \
+	  "Wikis in backoff after failures (fleet view)", "", LABELS_NONE)                         \
+	X(WIKIS_PARKED, "jobdrainer_wikis_parked", "gauge",                                        \
+	  "Wikis parked with only jobs MediaWiki will not run (fleet view)", "", LABELS_NONE)      \
+	X(OLDEST_AGE, "jobdrainer_oldest_ready_job_age_seconds", "gauge",                          \
+	  "Age of the oldest ready job across the fleet's wikis", "", LABELS_NONE)                 \
 	X(READY, "jobdrainer_ready", "gauge", "1 when the databases answer", "", LABELS_NONE)      \
-	X(SCAN_AGE, "jobdrainer_scan_age_seconds", "gauge",                                    \
-	  "Seconds since the start of the fleet's oldest backlog figure still standing (fleet " \
-	  "view: every pod reads it from the coordination database)", "", LABELS_NONE)        \
-	X(ORPHANED_CLAIMS, "jobdrainer_orphaned_claims", "gauge",                              \
-	  "Job rows claimed more than 5 minutes ago, left by runners that are gone (fleet "    \
-	  "view, from the last full scan)", "", LABELS_NONE)                                  \
-	X(ORPHANED_AGE, "jobdrainer_orphaned_claims_oldest_age_seconds", "gauge",              \
-	  "Age of the oldest orphaned claim across the fleet (0: none)", "", LABELS_NONE)      \
-	X(BINLOG_FOLLOWING, "jobdrainer_binlog_following", "gauge",                            \
-	  "1 while this sidecar follows the binary log ([binlog])", "", LABELS_NONE)           \
-	X(BINLOG_WAKES, "jobdrainer_binlog_wakes_total", "counter",                            \
-	  "Job-table writes the binary log feed reported", "", LABELS_NONE)                  \
-	X(BATCH_WAIT, "jobdrainer_batch_oldest_job_wait_seconds", "histogram",                \
-	  "Per batch sent: age of its wiki's oldest ready job as the last scan saw it, when "  \
-	  "the batch started (an upper bound on how long the batch's jobs waited)", "le",     \
-	  BUCKETS_WAIT_SECONDS)                                                               \
-	X(WIKIS_PAUSED, "jobdrainer_wikis_paused", "gauge",                                    \
-	  "Wikis an operator paused one by one (fleet view; `status` says who and why)", "",  \
-	  LABELS_NONE)                                                                        \
-	X(ALL_PAUSED, "jobdrainer_all_wikis_paused", "gauge",                                  \
+	X(SCAN_AGE, "jobdrainer_scan_age_seconds", "gauge",                                        \
+	  "Seconds since the start of the fleet's oldest backlog figure still standing (fleet "    \
+	  "view: every pod reads it from the coordination database)",                              \
+	  "", LABELS_NONE)                                                                         \
+	X(ORPHANED_CLAIMS, "jobdrainer_orphaned_claims", "gauge",                                  \
+	  "Job rows claimed more than 5 minutes ago, left by runners that are gone (fleet "        \
+	  "view, from the last full scan)",                                                        \
+	  "", LABELS_NONE)                                                                         \
+	X(ORPHANED_AGE, "jobdrainer_orphaned_claims_oldest_age_seconds", "gauge",                  \
+	  "Age of the oldest orphaned claim across the fleet (0: none)", "", LABELS_NONE)          \
+	X(BINLOG_FOLLOWING, "jobdrainer_binlog_following", "gauge",                                \
+	  "1 while this sidecar follows the binary log ([binlog])", "", LABELS_NONE)               \
+	X(BINLOG_WAKES, "jobdrainer_binlog_wakes_total", "counter",                                \
+	  "Job-table writes the binary log feed reported", "", LABELS_NONE)                        \
+	X(BATCH_WAIT, "jobdrainer_batch_oldest_job_wait_seconds", "histogram",                     \
+	  "Per batch sent: age of its wiki's oldest ready job as the last scan saw it, when "      \
+	  "the batch started (an upper bound on how long the batch's jobs waited)",                \
+	  "le", BUCKETS_WAIT_SECONDS)                                                              \
+	X(WIKIS_PAUSED, "jobdrainer_wikis_paused", "gauge",                                        \
+	  "Wikis an operator paused one by one (fleet view; `status` says who and why)", "",       \
+	  LABELS_NONE)                                                                             \
+	X(ALL_PAUSED, "jobdrainer_all_wikis_paused", "gauge",                                      \
 	  "1 while an operator's pause --all holds every wiki of this scope", "", LABELS_NONE)
 
 #define METRIC_ID(id, ...) METRIC_##id,

@@ -28,9 +28,9 @@
 #define PACE_WINDOW_MS 60000
 
 struct pace {
-	double budget;       /* share of one database core, (0, 1] */
-	int64_t credit_us;   /* database time that may be spent now; < 0: in debt */
-	int64_t last_ms;     /* when credit was last accrued */
+	double budget;     /* share of one database core, (0, 1] */
+	int64_t credit_us; /* database time that may be spent now; < 0: in debt */
+	int64_t last_ms;   /* when credit was last accrued */
 	int64_t win_start_ms;
 	int64_t win_cost_us; /* spent in the current window */
 	double used;         /* share used in the last complete window; -1: none yet */
@@ -62,7 +62,7 @@ struct hotset {
 	struct hot {
 		char *domain;
 		int64_t until_ms;
-	} *items; /* sorted by domain */
+	} * items; /* sorted by domain */
 	size_t len, cap;
 };
 

@@ -91,8 +91,8 @@ static void classify_status(long status, const char *body, size_t len, struct ba
 	else if (status == 429)
 		set(r, OUTCOME_SLOW_DOWN, "too many requests: %s", text);
 	else if (status == 400 || status == 401 || status == 403 || status == 404)
-		set(r, OUTCOME_BAD_REQUEST, "request refused (check this wiki's secret and domain): %s",
-		    text);
+		set(r, OUTCOME_BAD_REQUEST,
+		    "request refused (check this wiki's secret and domain): %s", text);
 	else if (status >= 500 && status <= 599)
 		set(r, OUTCOME_SERVER_ERROR, "server error: %s", text);
 	else if (status >= 300 && status <= 399)
@@ -106,7 +106,8 @@ static int count_jobs(json_t *jobs, struct batch_result *r)
 	size_t i;
 	json_t *job;
 
-	json_array_foreach(jobs, i, job) {
+	json_array_foreach(jobs, i, job)
+	{
 		const char *status = json_string_value(json_object_get(job, "status"));
 		if (!json_is_object(job) || status == NULL)
 			return -1;

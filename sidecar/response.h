@@ -20,16 +20,16 @@
  *   refused       could not connect to MediaWiki
  *   bad_response  garbage: unparsable, oversized, wrong types, redirects
  *   aborted       cut short by shutdown */
-#define BATCH_OUTCOMES(X)                                                                  \
-	X(OUTCOME_DRAINED, "drained")                                                      \
-	X(OUTCOME_MORE, "more")                                                            \
-	X(OUTCOME_SLOW_DOWN, "slow_down")                                                  \
-	X(OUTCOME_READ_ONLY, "read_only")                                                  \
-	X(OUTCOME_BAD_REQUEST, "bad_request")                                              \
-	X(OUTCOME_SERVER_ERROR, "server_error")                                            \
-	X(OUTCOME_TIMEOUT, "timeout")                                                      \
-	X(OUTCOME_REFUSED, "refused")                                                      \
-	X(OUTCOME_BAD_RESPONSE, "bad_response")                                            \
+#define BATCH_OUTCOMES(X)                                                                          \
+	X(OUTCOME_DRAINED, "drained")                                                              \
+	X(OUTCOME_MORE, "more")                                                                    \
+	X(OUTCOME_SLOW_DOWN, "slow_down")                                                          \
+	X(OUTCOME_READ_ONLY, "read_only")                                                          \
+	X(OUTCOME_BAD_REQUEST, "bad_request")                                                      \
+	X(OUTCOME_SERVER_ERROR, "server_error")                                                    \
+	X(OUTCOME_TIMEOUT, "timeout")                                                              \
+	X(OUTCOME_REFUSED, "refused")                                                              \
+	X(OUTCOME_BAD_RESPONSE, "bad_response")                                                    \
 	X(OUTCOME_ABORTED, "aborted")
 
 #define OUTCOME_ID(id, name) id,
@@ -44,11 +44,11 @@ bool outcome_is_failure(enum batch_outcome o);
 
 struct batch_result {
 	enum batch_outcome outcome;
-	long http_status;    /* 0 when there was no HTTP answer */
-	char reached[24];    /* MediaWiki's "reached", or "" */
+	long http_status; /* 0 when there was no HTTP answer */
+	char reached[24]; /* MediaWiki's "reached", or "" */
 	int jobs_ok;
 	int jobs_failed;
-	int backoff_types;   /* job types MediaWiki reports as backed off */
+	int backoff_types;    /* job types MediaWiki reports as backed off */
 	long long elapsed_ms; /* MediaWiki's own "elapsed", -1 when absent */
 	long long took_ms;    /* measured around the HTTP call */
 	char detail[200];     /* why, for the log; never a secret */

@@ -27,13 +27,13 @@ struct runjobs {
 	const struct config *cfg;
 	const atomic_bool *abort_now;
 	CURL *curl;
-	struct buf body;     /* response body */
+	struct buf body; /* response body */
 	size_t body_cap;
 	bool over_cap;
-	struct buf form;     /* request body */
-	struct buf url;      /* up to the holder; the lease token is appended per batch */
+	struct buf form; /* request body */
+	struct buf url;  /* up to the holder; the lease token is appended per batch */
 	size_t url_base_len;
-	int maxjobs;         /* runjobs_set_maxjobs; 0: [mediawiki] maxjobs */
+	int maxjobs; /* runjobs_set_maxjobs; 0: [mediawiki] maxjobs */
 	char curl_error[CURL_ERROR_SIZE];
 };
 
@@ -121,25 +121,18 @@ static int build_form(struct runjobs *rj, const struct wiki *w, const char *type
 {
 	char maxjobs[16], maxtime[16], expiry[24], sig[SIGN_HEX_LEN + 1];
 	struct form_field fields[] = {
-		{ "title", "Special:RunJobs" },
-		{ "tasks", "jobs" },
-		{ "maxjobs", maxjobs },
-		{ "maxtime", maxtime },
-		{ "async", "0" },
-		{ "stats", "1" },
-		{ "sigexpiry", expiry },
-		{ "type", type },
+		{ "title", "Special:RunJobs" }, { "tasks", "jobs" }, { "maxjobs", maxjobs },
+		{ "maxtime", maxtime },         { "async", "0" },    { "stats", "1" },
+		{ "sigexpiry", expiry },        { "type", type },
 	};
 	size_t n = sizeof(fields) / sizeof(fields[0]) - (type[0] == '\0' ? 1 : 0);
 
 	snprintf(maxjobs, sizeof(maxjobs), "%d", rj->maxjobs > 0 ? rj->maxjobs : rj->cfg->maxjobs);
 	snprintf(maxtime, sizeof(maxtime), "%d", rj->cfg->maxtime);
-	snprintf(expiry, sizeof(expiry), "%lld",
-		 (long long)time(NULL) + rj->cfg->signature_ttl);
+	snprintf(expiry, sizeof(expiry), "%lld", (long long)time(NULL) + rj->cfg->signature_ttl);
 	buf_reset(&rj->form);
 	sign_canonical(&rj->form, fields, n);
-	if (rj->form.failed ||
-	    sign_hmac_sha1_hex(w->secret, rj->form.data, rj->form.len, sig) != 0)
+	if (rj->form.failed || sign_hmac_sha1_hex(w->secret, rj->form.data, rj->form.len, sig) != 0)
 		return -EIO;
 	buf_addf(&rj->form, "&signature=%s", sig);
 	return rj->form.failed ? -EIO : 0;
@@ -196,7 +189,8 @@ void runjobs_batch_typed(struct runjobs *rj, const struct wiki *w, unsigned long
 	snprintf(r->type, sizeof(r->type), "%s", type ? type : "");
 	if (build_form(rj, w, r->type) != 0) {
 		r->outcome = OUTCOME_BAD_RESPONSE;
-		snprintf(r->detail, sizeof(r->detail), "could not sign the request (out of memory?)");
+		snprintf(r->detail, sizeof(r->detail),
+			 "could not sign the request (out of memory?)");
 		return;
 	}
 	snprintf(host_header, sizeof(host_header), "Host: %s", w->domain);

@@ -38,8 +38,8 @@ int64_t scan_parse_mw_timestamp(const char *ts)
 	hour = digits(ts + 8, 2);
 	min = digits(ts + 10, 2);
 	sec = digits(ts + 12, 2);
-	if (year < 1970 || mon < 1 || mon > 12 || mday < 1 || mday > days[mon - 1] ||
-	    hour < 0 || hour > 23 || min < 0 || min > 59 || sec < 0 || sec > 60)
+	if (year < 1970 || mon < 1 || mon > 12 || mday < 1 || mday > days[mon - 1] || hour < 0 ||
+	    hour > 23 || min < 0 || min > 59 || sec < 0 || sec > 60)
 		return 0;
 	memset(&tm, 0, sizeof(tm));
 	tm.tm_year = year - 1900;
@@ -213,9 +213,9 @@ static int send(struct db *db, const char *sql, MYSQL_RES **res, struct scan_sta
 }
 
 /* Reads the looked-up rows into out: queue times, and in a full scan claims. */
-static int run_lookups(struct db *db, struct wiki *const *wikis, size_t from, size_t to,
-		       bool full, struct lookups *l, struct backlog *out,
-		       struct scan_stats *stats, struct buf *sql, char *err, size_t errlen)
+static int run_lookups(struct db *db, struct wiki *const *wikis, size_t from, size_t to, bool full,
+		       struct lookups *l, struct backlog *out, struct scan_stats *stats,
+		       struct buf *sql, char *err, size_t errlen)
 {
 	char stale_before[16], orphan_before[16];
 	bool *stale_counted;
@@ -245,7 +245,8 @@ static int run_lookups(struct db *db, struct wiki *const *wikis, size_t from, si
 			continue;
 		b = &out[idx];
 		for (size_t i = 0; i < l->len; i++)
-			if (l->items[i].idx == (size_t)idx && l->items[i].id == (unsigned long long)id)
+			if (l->items[i].idx == (size_t)idx &&
+			    l->items[i].id == (unsigned long long)id)
 				l->items[i].answered = true;
 		if (row[3] == NULL || row[3][0] == '\0') {
 			note_oldest(b, scan_parse_mw_timestamp(row[2]));
@@ -354,8 +355,7 @@ int scan_run(struct db *db, struct wiki *const *wikis, size_t n, int wikis_per_q
 	     enum scan_depth depth, struct backlog *out, struct scan_stats *stats, char *err,
 	     size_t errlen)
 {
-	return scan_run_skipping(db, wikis, n, wikis_per_query, depth, "", out, stats, err,
-				 errlen);
+	return scan_run_skipping(db, wikis, n, wikis_per_query, depth, "", out, stats, err, errlen);
 }
 
 int scan_run_skipping(struct db *db, struct wiki *const *wikis, size_t n, int wikis_per_query,
@@ -374,8 +374,7 @@ int scan_run_skipping(struct db *db, struct wiki *const *wikis, size_t n, int wi
 	for (size_t from = 0; from < n && rc >= 0; from += (size_t)wikis_per_query) {
 		size_t to = from + (size_t)wikis_per_query < n ? from + (size_t)wikis_per_query : n;
 		char why[sizeof(out[0].error)];
-		rc = run_group(db, wikis, from, to, depth, skip, out, stats, &sql, why,
-			       sizeof(why));
+		rc = run_group(db, wikis, from, to, depth, skip, out, stats, &sql, why, sizeof(why));
 		if (rc == 1 && to - from == 1) {
 			mark_failed(&out[from], why);
 			rc = 0;
@@ -400,8 +399,8 @@ int scan_run_skipping(struct db *db, struct wiki *const *wikis, size_t n, int wi
 }
 
 /* Appends one type's row of the status --wiki statement. */
-static int add_type_query(struct db *db, struct buf *sql, const struct wiki *w,
-			  const char *type, char *err, size_t errlen)
+static int add_type_query(struct db *db, struct buf *sql, const struct wiki *w, const char *type,
+			  char *err, size_t errlen)
 {
 	const char *d = w->dbname, *p = w->table_prefix;
 	struct buf t;
@@ -425,8 +424,8 @@ static int add_type_query(struct db *db, struct buf *sql, const struct wiki *w,
 	return rc;
 }
 
-int scan_wiki_types(struct db *db, const struct wiki *w, struct scan_type_row **out,
-		    size_t *n, char *err, size_t errlen)
+int scan_wiki_types(struct db *db, const struct wiki *w, struct scan_type_row **out, size_t *n,
+		    char *err, size_t errlen)
 {
 	struct scan_type_row *rows = NULL;
 	struct buf sql;

@@ -49,9 +49,9 @@ struct backlog {
 };
 
 struct scan_stats {
-	int queries;       /* statements sent */
+	int queries; /* statements sent */
 	int64_t took_ms;
-	int64_t db_us;     /* their wall time, sent to last row read: the database's time
+	int64_t db_us; /* their wall time, sent to last row read: the database's time
 			    * (a failed one: SCAN_FAILED_COST_US at most) */
 };
 
@@ -71,10 +71,10 @@ int scan_run_skipping(struct db *db, struct wiki *const *wikis, size_t n, int wi
  * count equal to its cap means "at least"). */
 struct scan_type_row {
 	char type[64];
-	long long ready;          /* job_token = '' */
-	long long claimed;        /* job_token <> '' */
-	long long abandoned;      /* of the claimed rows looked at: attempts at the limit */
-	int64_t oldest_ready_ms;  /* wall-clock ms (UTC) the oldest ready row was queued; 0 */
+	long long ready;         /* job_token = '' */
+	long long claimed;       /* job_token <> '' */
+	long long abandoned;     /* of the claimed rows looked at: attempts at the limit */
+	int64_t oldest_ready_ms; /* wall-clock ms (UTC) the oldest ready row was queued; 0 */
 };
 #define SCAN_VIEW_TYPES 100
 #define SCAN_VIEW_READY_CAP 100000
@@ -87,8 +87,8 @@ struct scan_type_row {
  * SCAN_VIEW_CLAIMED_CAP with their attempts (one row read each). On a wiki with a
  * million rows that is at most 100,000 index entries and 10,000 rows per type.
  * *out (malloc'ed, the caller frees it) holds *n rows sorted by type. */
-int scan_wiki_types(struct db *db, const struct wiki *w, struct scan_type_row **out,
-		    size_t *n, char *err, size_t errlen);
+int scan_wiki_types(struct db *db, const struct wiki *w, struct scan_type_row **out, size_t *n,
+		    char *err, size_t errlen);
 
 /* JobQueueDB's default maxTries: a claimed row with this many attempts is abandoned
  * (never retried; pruned after 7 days). */

@@ -41,7 +41,7 @@
 
 /* What a run of scan statements cost and found. */
 struct scan_tally {
-	int64_t cost_us;     /* database time (scan.h: db_us) */
+	int64_t cost_us; /* database time (scan.h: db_us) */
 	int queries;
 	size_t with_backlog; /* wikis with ready jobs */
 };
@@ -54,33 +54,33 @@ struct scanner {
 	pthread_cond_t wake;
 	bool stopping;
 	/* Owned by the thread: */
-	struct wiki_list wikis;     /* from the last good discovery, sorted by domain */
+	struct wiki_list wikis; /* from the last good discovery, sorted by domain */
 	bool discovered;
 	bool schema_ready;
-	struct coord_lease lease;   /* the fleet's scanner lease */
-	bool scanning;              /* this sidecar holds it */
+	struct coord_lease lease; /* the fleet's scanner lease */
+	bool scanning;            /* this sidecar holds it */
 	int64_t confirmed_ms;
-	int64_t next_full_scan;     /* monotonic: when a scan reads claims and max ids again */
-	char **unreadable;          /* domains whose job table could not be read last scan */
+	int64_t next_full_scan; /* monotonic: when a scan reads claims and max ids again */
+	char **unreadable;      /* domains whose job table could not be read last scan */
 	size_t nunreadable;
-	int64_t started_ms;         /* monotonic: when the thread started */
-	int64_t fleet_read_ms;      /* monotonic: the last good read of the fleet's figures */
-	double scan_age_s;          /* the scan age read then */
-	bool scan_stopped;          /* the last pass stopped: a database could not be reached */
-	struct binlog *feed;        /* the binary log feed, while this sidecar scans */
-	char **woken;               /* under lock: domains the feed woke, to rescan now */
+	int64_t started_ms;    /* monotonic: when the thread started */
+	int64_t fleet_read_ms; /* monotonic: the last good read of the fleet's figures */
+	double scan_age_s;     /* the scan age read then */
+	bool scan_stopped;     /* the last pass stopped: a database could not be reached */
+	struct binlog *feed;   /* the binary log feed, while this sidecar scans */
+	char **woken;          /* under lock: domains the feed woke, to rescan now */
 	size_t nwoken;
-	char **recheck;             /* woken, found empty: read again at recheck_at */
+	char **recheck; /* woken, found empty: read again at recheck_at */
 	size_t nrecheck;
 	int64_t recheck_at;
-	struct pace pace;           /* detection's database budget */
-	struct hotset hot;          /* wikis re-read every [scan] interval */
-	int64_t next_hot;           /* monotonic: the hot set's next read */
+	struct pace pace;  /* detection's database budget */
+	struct hotset hot; /* wikis re-read every [scan] interval */
+	int64_t next_hot;  /* monotonic: the hot set's next read */
 	struct sweep {
 		bool running;
-		char *after;        /* the last wiki read (NULL: none yet) */
-		int64_t started;    /* monotonic */
-		char started_db[32]; /* the coordination clock then: forget_unseen */
+		char *after;             /* the last wiki read (NULL: none yet) */
+		int64_t started;         /* monotonic */
+		char started_db[32];     /* the coordination clock then: forget_unseen */
 		struct scan_tally tally; /* its statements so far */
 		enum scan_depth depth;
 		bool incomplete;    /* some chunk was not written: forget nothing */
@@ -149,9 +149,8 @@ static int str_sort(const void *a, const void *b)
 
 static bool sc_was_unreadable(const struct scanner *sc, const char *domain)
 {
-	return sc->nunreadable > 0 &&
-	       bsearch(domain, sc->unreadable, sc->nunreadable, sizeof(*sc->unreadable),
-		       str_cmp) != NULL;
+	return sc->nunreadable > 0 && bsearch(domain, sc->unreadable, sc->nunreadable,
+					      sizeof(*sc->unreadable), str_cmp) != NULL;
 }
 
 static void sc_forget_unreadable(struct scanner *sc)
@@ -167,9 +166,9 @@ static void sc_forget_unreadable(struct scanner *sc)
  * the change. */
 static void sc_note_readability(struct scanner *sc, const struct wiki *w, const struct backlog *b)
 {
-	char **hit = sc->nunreadable == 0 ? NULL :
-		bsearch(w->domain, sc->unreadable, sc->nunreadable, sizeof(*sc->unreadable),
-			str_cmp);
+	char **hit = sc->nunreadable == 0 ? NULL
+					  : bsearch(w->domain, sc->unreadable, sc->nunreadable,
+						    sizeof(*sc->unreadable), str_cmp);
 	char **p, *copy;
 
 	if (b->failed == (hit != NULL))
@@ -177,7 +176,8 @@ static void sc_note_readability(struct scanner *sc, const struct wiki *w, const 
 	log_readability(w, b);
 	if (hit != NULL) {
 		free(*hit);
-		memmove(hit, hit + 1, (size_t)(sc->unreadable + sc->nunreadable - hit - 1) * sizeof(*hit));
+		memmove(hit, hit + 1,
+			(size_t)(sc->unreadable + sc->nunreadable - hit - 1) * sizeof(*hit));
 		sc->nunreadable--;
 		return;
 	}
@@ -332,8 +332,9 @@ static void log_scanner_role(const struct scanner *sc, bool holding)
 	metrics_set(METRIC_SCANNER, 0, holding ? 1 : 0);
 	log_begin(&l, LOG_INFO, holding ? "scanner lease taken" : "scanner lease lost");
 	log_int(&l, "token", (long long)sc->lease.token);
-	log_str(&l, "next", holding ? "this sidecar scans the fleet's backlog"
-				    : "another sidecar scans; this one reads its results");
+	log_str(&l, "next",
+		holding ? "this sidecar scans the fleet's backlog"
+			: "another sidecar scans; this one reads its results");
 	log_end(&l);
 }
 
@@ -341,8 +342,7 @@ static void log_scanner_role(const struct scanner *sc, bool holding)
  * scan: the lease is confirmed and still trusted (lease.h) now. A pass is not bounded
  * by the trust: one that outlasts it still writes its figures, which the next
  * holder's scan overwrites. */
-static bool hold_scanner_lease(struct scanner *sc, struct db *coord,
-			       struct failure_streak *streak)
+static bool hold_scanner_lease(struct scanner *sc, struct db *coord, struct failure_streak *streak)
 {
 	const struct config *cfg = sc->cfg;
 	int64_t sent = util_mono_ms();
@@ -371,8 +371,10 @@ static bool hold_scanner_lease(struct scanner *sc, struct db *coord,
 	if (rc < 0) {
 		streak_fail(streak, err, retry_delay(streak->run.count + 1));
 		if (sc->scanning &&
-		    !lease_covers(sent, lease_trusted_until(sc->confirmed_ms, cfg->lease_ttl,
-							    cfg->safety_margin), 0)) {
+		    !lease_covers(sent,
+				  lease_trusted_until(sc->confirmed_ms, cfg->lease_ttl,
+						      cfg->safety_margin),
+				  0)) {
 			sc->scanning = false;
 			log_scanner_role(sc, false);
 		}
@@ -502,9 +504,9 @@ static void note_chunk(struct scanner *sc, struct wiki *const *wikis, const stru
 }
 
 int scanner_scan_publish(struct db *scan_db, struct db *coord, const struct config *cfg,
-			 struct wiki *const *wikis, size_t n, int per_query,
-			 enum scan_depth depth, const char *scan_started, struct backlog *b,
-			 struct scan_stats *stats, char *err, size_t errlen)
+			 struct wiki *const *wikis, size_t n, int per_query, enum scan_depth depth,
+			 const char *scan_started, struct backlog *b, struct scan_stats *stats,
+			 char *err, size_t errlen)
 {
 	struct coord_scan written = { cfg->mw_version, wikis, b, n, scan_started };
 
@@ -521,10 +523,9 @@ int scanner_scan_publish(struct db *scan_db, struct db *coord, const struct conf
  * wikis as soon as it is read. A chunk whose write fails is skipped (the others are
  * still written) unless the coordination database no longer answers at all. Returns 0,
  * 1 when some chunk was not written, -EIO when the pass must stop (err set). */
-static int scan_part(struct scanner *sc, struct db *scan_db, struct db *coord,
-		     struct wiki **wikis, struct backlog *backlog, size_t n, int per_query,
-		     enum scan_depth depth, const char *started, struct scan_tally *tally, char *err,
-		     size_t errlen)
+static int scan_part(struct scanner *sc, struct db *scan_db, struct db *coord, struct wiki **wikis,
+		     struct backlog *backlog, size_t n, int per_query, enum scan_depth depth,
+		     const char *started, struct scan_tally *tally, char *err, size_t errlen)
 {
 	const struct config *cfg = sc->cfg;
 	size_t group = (size_t)cfg->scan_wikis_per_query;
@@ -567,8 +568,8 @@ static int scan_part(struct scanner *sc, struct db *scan_db, struct db *coord,
 /* Scans wikis[0..n) (readable ones grouped, the others one each) and writes their
  * backlog for the fleet. 0, 1 (some chunk not written), -EIO (stop; err set). */
 static int scan_some(struct scanner *sc, struct db *scan_db, struct db *coord,
-		     struct wiki *const *wikis, size_t n, enum scan_depth depth, struct scan_tally *tally,
-		     char *err, size_t errlen)
+		     struct wiki *const *wikis, size_t n, enum scan_depth depth,
+		     struct scan_tally *tally, char *err, size_t errlen)
 {
 	struct backlog *backlog = calloc(n ? n : 1, sizeof(*backlog));
 	struct wiki **order = calloc(n ? n : 1, sizeof(*order));
@@ -586,8 +587,8 @@ static int scan_some(struct scanner *sc, struct db *scan_db, struct db *coord,
 	rc = scan_part(sc, scan_db, coord, order, backlog, grouped, sc->cfg->scan_wikis_per_query,
 		       depth, started, tally, err, errlen);
 	if (rc >= 0) {
-		tail = scan_part(sc, scan_db, coord, order + grouped, backlog + grouped, n - grouped,
-				 1, depth, started, tally, err, errlen);
+		tail = scan_part(sc, scan_db, coord, order + grouped, backlog + grouped,
+				 n - grouped, 1, depth, started, tally, err, errlen);
 		rc = tail < 0 ? tail : (rc > tail ? rc : tail);
 	}
 out:
@@ -615,8 +616,9 @@ static void log_sweep_stretch(struct scanner *sc, int64_t period_ms)
 	log_int(&l, "budget_percent", sc->cfg->scan_db_budget_percent);
 	log_int(&l, "wikis", (long long)sc->wikis.len);
 	if (stretched)
-		log_str(&l, "next", "new jobs on cold wikis wait up to a sweep; raise [scan] "
-				    "db_budget_percent or enable [binlog]");
+		log_str(&l, "next",
+			"new jobs on cold wikis wait up to a sweep; raise [scan] "
+			"db_budget_percent or enable [binlog]");
 	log_end(&l);
 }
 
@@ -681,7 +683,8 @@ static int sweep_step(struct scanner *sc, struct db *scan_db, struct db *coord,
 	}
 	from = sweep_position(&sc->wikis, sc->sweep.after);
 	len = n - from < (size_t)sc->cfg->scan_wikis_per_query
-		      ? n - from : (size_t)sc->cfg->scan_wikis_per_query;
+		      ? n - from
+		      : (size_t)sc->cfg->scan_wikis_per_query;
 	if (len > 0) {
 		char *after;
 		rc = scan_some(sc, scan_db, coord, sc->wikis.items + from, len, sc->sweep.depth,
@@ -888,9 +891,10 @@ static void run_woken(struct scanner *sc, struct db *scan_db, struct db *coord)
 	if (order == NULL || backlog == NULL)
 		goto out;
 	for (size_t i = 0; i < nd; i++) {
-		struct wiki **w = sc->wikis.len == 0 ? NULL :
-			bsearch(domains[i], sc->wikis.items, sc->wikis.len,
-				sizeof(*sc->wikis.items), wiki_domain_cmp);
+		struct wiki **w = sc->wikis.len == 0
+					  ? NULL
+					  : bsearch(domains[i], sc->wikis.items, sc->wikis.len,
+						    sizeof(*sc->wikis.items), wiki_domain_cmp);
 		bool dup = false;
 		for (size_t j = 0; w != NULL && j < n; j++)
 			dup = dup || order[j] == *w;
@@ -901,7 +905,8 @@ static void run_woken(struct scanner *sc, struct db *scan_db, struct db *coord)
 		goto out;
 	for (size_t from = 0; from < n; from += (size_t)cfg->scan_wikis_per_query) {
 		size_t len = n - from < (size_t)cfg->scan_wikis_per_query
-				     ? n - from : (size_t)cfg->scan_wikis_per_query;
+				     ? n - from
+				     : (size_t)cfg->scan_wikis_per_query;
 		/* Full depth: the highest job_id, which unparks a parked wiki. Not
 		 * scanner_scan_publish: a failed wiki is read again before anything is
 		 * written, so the fleet never sees a passing error. */
@@ -913,18 +918,18 @@ static void run_woken(struct scanner *sc, struct db *scan_db, struct db *coord)
 			/* Its table was just written: a failure is most likely the scan
 			 * connection's, lost in a server restart. Once more, reconnected. */
 			pace_spend(&sc->pace, util_mono_ms(), stats.db_us);
-			if (scan_run_skipping(scan_db, order + from, len,
-					      cfg->scan_wikis_per_query, SCAN_FULL,
-					      cfg->skip_types, backlog + from, &stats, err,
-					      sizeof(err)) != 0)
+			if (scan_run_skipping(scan_db, order + from, len, cfg->scan_wikis_per_query,
+					      SCAN_FULL, cfg->skip_types, backlog + from, &stats,
+					      err, sizeof(err)) != 0)
 				goto out;
 		}
 		/* Within the budget too: a storm of wakes delays the sweep, not the server. */
 		pace_spend(&sc->pace, util_mono_ms(), stats.db_us);
 		note_chunk(sc, order + from, backlog + from, len, util_mono_ms());
-		if (coord_write_backlog(coord, cfg, &(struct coord_scan){ cfg->mw_version,
-					order + from, backlog + from, len, started }, err,
-					sizeof(err)) != 0)
+		if (coord_write_backlog(coord, cfg,
+					&(struct coord_scan){ cfg->mw_version, order + from,
+							      backlog + from, len, started },
+					err, sizeof(err)) != 0)
 			goto out;
 	}
 	sched_poke(sc->sched);
@@ -982,8 +987,8 @@ static void follow_binlog(struct scanner *sc, bool follow)
 }
 
 /* Ready when discovery has succeeded and the coordination database answers now. */
-static void note_readiness(struct scanner *sc, struct db *coord,
-			   const struct failure_streak *disc, struct failure_streak *coord_streak)
+static void note_readiness(struct scanner *sc, struct db *coord, const struct failure_streak *disc,
+			   struct failure_streak *coord_streak)
 {
 	char err[512];
 
@@ -1008,7 +1013,9 @@ static void *scanner_main(void *arg)
 	struct db *scan = db_new(&cfg->scan, "scan_db");
 	struct discovery *disc = discovery_new(cfg);
 	struct failure_streak disc_streak = { "discovery failed", ERROR_DISCOVERY, { 0, 0 } };
-	struct failure_streak coord_streak = { "coordination database failed", ERROR_COORDINATION, { 0, 0 } };
+	struct failure_streak coord_streak = { "coordination database failed",
+					       ERROR_COORDINATION,
+					       { 0, 0 } };
 	struct failure_streak scan_streak = { "scan failed", ERROR_SCAN, { 0, 0 } };
 	int64_t next_discovery = 0, next_scan = 0, next_tick = 0;
 

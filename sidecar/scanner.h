@@ -26,9 +26,9 @@ struct scanner *scanner_start(const struct config *cfg, struct sched *s);
  * scan endpoint could not be reached (nothing written); -ECOMM when the backlog could
  * not be written. err says why; stats counts the statements either way. */
 int scanner_scan_publish(struct db *scan_db, struct db *coord, const struct config *cfg,
-			 struct wiki *const *wikis, size_t n, int per_query,
-			 enum scan_depth depth, const char *scan_started, struct backlog *b,
-			 struct scan_stats *stats, char *err, size_t errlen);
+			 struct wiki *const *wikis, size_t n, int per_query, enum scan_depth depth,
+			 const char *scan_started, struct backlog *b, struct scan_stats *stats,
+			 char *err, size_t errlen);
 
 /* The scanner's health, which httpd serves on /healthz and /readyz: the scanner loop
  * writes it every turn, anyone reads it. One per process; readable from any thread,

@@ -291,8 +291,7 @@ void sched_only_skipped_types(const struct sched_ticket *t, struct batch_result 
 	snprintf(r->detail, sizeof(r->detail), "only job types of [drain] skip_types are ready");
 }
 
-bool sched_type_answered(struct sched_ticket *t, const struct config *cfg,
-			 struct batch_result *r)
+bool sched_type_answered(struct sched_ticket *t, const struct config *cfg, struct batch_result *r)
 {
 	char next[JOBTYPE_MAX + 1];
 	size_t have = strlen(t->tried);
@@ -304,10 +303,9 @@ bool sched_type_answered(struct sched_ticket *t, const struct config *cfg,
 	if (r->outcome != OUTCOME_DRAINED)
 		return false;
 	if (!jobtype_in(t->tried, r->type) && have + strlen(r->type) + 2 <= sizeof(t->tried))
-		snprintf(t->tried + have, sizeof(t->tried) - have, "%s%s", have ? " " : "",
-			 r->type);
-	return jobtype_next(cfg->priority_types, cfg->skip_types, t->types, t->tried,
-			    t->last_type, next, sizeof(next));
+		snprintf(t->tried + have, sizeof(t->tried) - have, "%s%s", have ? " " : "", r->type);
+	return jobtype_next(cfg->priority_types, cfg->skip_types, t->types, t->tried, t->last_type,
+			    next, sizeof(next));
 }
 
 /* Tries to lease `wiki` in `slot`; fills t on success. 1 got it, 0 not, -EIO. */
@@ -348,8 +346,8 @@ static int refuse_paused(struct sched_worker *w, const char *domain, char *err, 
 	if (n > 0)
 		snprintf(err, errlen, "%s paused by %s%s%s%s until %s; `jobdrainer resume %s` first",
 			 strcmp(p[0].domain, COORD_ALL_WIKIS) == 0 ? "every wiki is" : "it is",
-			 p[0].by, p[0].reason[0] ? " (" : "", p[0].reason, p[0].reason[0] ? ")" : "",
-			 p[0].until[0] ? p[0].until : "resumed",
+			 p[0].by, p[0].reason[0] ? " (" : "", p[0].reason,
+			 p[0].reason[0] ? ")" : "", p[0].until[0] ? p[0].until : "resumed",
 			 strcmp(p[0].domain, COORD_ALL_WIKIS) == 0 ? "--all" : "--wiki DOMAIN");
 	free(p);
 	return n > 0 ? -EPERM : 0;
@@ -603,7 +601,8 @@ static bool log_if_paused(struct sched_worker *w, const struct sched_ticket *t)
 	char err[512];
 
 	if (coord_pause_list(w->db, w->s->cfg, w->s->scope, t->wiki->domain, &p, &n, err,
-			     sizeof(err)) != 0 || n == 0) {
+			     sizeof(err)) != 0 ||
+	    n == 0) {
 		free(p);
 		return false;
 	}
@@ -740,8 +739,8 @@ bool sched_drain_report(const struct config *cfg, const struct sched_ticket *t,
 	/* The scan saw ready rows, yet MediaWiki ran nothing: rows of a type it will not
 	 * run. Park the wiki until new jobs arrive or park_interval passes. */
 	r->park = r->drained && t->jobs_run == 0 && t->lease.slot == 0;
-	if (fault == FAULT_WIKI && !(health_no_progress(last) &&
-				     t->no_progress < SCHED_NO_PROGRESS_LIMIT)) {
+	if (fault == FAULT_WIKI &&
+	    !(health_no_progress(last) && t->no_progress < SCHED_NO_PROGRESS_LIMIT)) {
 		/* An answer that ran nothing while claiming more will not change by itself
 		 * soon: like a refused request, it starts three steps up. */
 		int extra = health_no_progress(last) ? 3 : 0;
@@ -772,8 +771,9 @@ void sched_done(struct sched_worker *w, struct sched_ticket *t, const struct bat
 	if (rc < 0)
 		log_lease(LOG_WARN, "lease not released", t, err, "it expires by itself");
 	else if (r.park && rc == 1)
-		log_lease(LOG_INFO, "wiki parked: its ready jobs are of types MediaWiki does not run",
-			  t, NULL, "skipped until new jobs arrive or park_interval passes");
+		log_lease(LOG_INFO,
+			  "wiki parked: its ready jobs are of types MediaWiki does not run", t,
+			  NULL, "skipped until new jobs arrive or park_interval passes");
 }
 
 void sched_give_back(struct sched_worker *w, struct sched_ticket *t)
@@ -789,13 +789,14 @@ void sched_clear_outage(struct sched_worker *w, int64_t outage_since)
 {
 	struct sched *s = w->s;
 	/* A little earlier than the evidence: the batch that first failed started then. */
-	int64_t ago = util_mono_ms() - outage_since + (int64_t)config_batch_max_seconds(s->cfg) * 1000;
+	int64_t ago =
+		util_mono_ms() - outage_since + (int64_t)config_batch_max_seconds(s->cfg) * 1000;
 	long long cleared = 0;
 	struct log_line l;
 	char err[512];
 
-	if (coord_clear_outage_backoffs(w->db, s->cfg, s->scope, s->cfg->holder, ago, &cleared,
-					err, sizeof(err)) != 0) {
+	if (coord_clear_outage_backoffs(w->db, s->cfg, s->scope, s->cfg->holder, ago, &cleared, err,
+					sizeof(err)) != 0) {
 		log_db_error(s, "coordination database failed", err,
 			     "the outage's backoffs expire by themselves");
 		return;

@@ -40,14 +40,14 @@ struct sched_ticket {
 	int jobs_run;             /* jobs MediaWiki ran under it, ok or failed */
 	int no_progress;          /* batches in a row that said "more" but ran no job */
 	/* The job-type lists ([drain] priority_types, skip_types), when set: */
-	char types[256];          /* job types the last scan saw ready on the wiki */
-	char types_seen[32];      /* that scan's start: a newer scan clears `tried` */
-	char tried[256];          /* types that answered "none left" under this ticket */
-	char last_type[64];       /* the type the last batch asked for */
-	int64_t types_read_ms;    /* monotonic: when `types` was read */
+	char types[256];       /* job types the last scan saw ready on the wiki */
+	char types_seen[32];   /* that scan's start: a newer scan clears `tried` */
+	char tried[256];       /* types that answered "none left" under this ticket */
+	char last_type[64];    /* the type the last batch asked for */
+	int64_t types_read_ms; /* monotonic: when `types` was read */
 	/* Batch growth ([mediawiki] maxjobs_alone): */
-	int maxjobs;              /* what the last batch asked for (0: none yet) */
-	int64_t last_ms;          /* how long the last batch took */
+	int maxjobs;     /* what the last batch asked for (0: none yet) */
+	int64_t last_ms; /* how long the last batch took */
 };
 
 /* Batches in a row without progress after which a wiki backs off. */
@@ -68,8 +68,7 @@ void sched_only_skipped_types(const struct sched_ticket *t, struct batch_result 
  * word for a type it does not know or has backed off) goes into t->tried, and the
  * answer counts as that type drained (r->outcome becomes drained). True when the
  * batch should be followed by one of another type. */
-bool sched_type_answered(struct sched_ticket *t, const struct config *cfg,
-			 struct batch_result *r);
+bool sched_type_answered(struct sched_ticket *t, const struct config *cfg, struct batch_result *r);
 
 /* Wikis to try first (the breaker's probe: most recently healthy first). */
 struct sched_prefer {

@@ -42,8 +42,7 @@ void sign_canonical(struct buf *out, struct form_field *fields, size_t n)
 	}
 }
 
-int sign_hmac_sha1_hex(const char *secret, const char *data, size_t len,
-		       char hex[SIGN_HEX_LEN + 1])
+int sign_hmac_sha1_hex(const char *secret, const char *data, size_t len, char hex[SIGN_HEX_LEN + 1])
 {
 	static const char digits[] = "0123456789abcdef";
 	unsigned char md[EVP_MAX_MD_SIZE];

@@ -27,7 +27,6 @@ void sign_canonical(struct buf *out, struct form_field *fields, size_t n);
 
 /* HMAC-SHA1 of data under secret, as 40 lowercase hex digits plus NUL.
  * Returns 0 or -EIO. */
-int sign_hmac_sha1_hex(const char *secret, const char *data, size_t len,
-		       char hex[SIGN_HEX_LEN + 1]);
+int sign_hmac_sha1_hex(const char *secret, const char *data, size_t len, char hex[SIGN_HEX_LEN + 1]);
 
 #endif

@@ -35,7 +35,8 @@ static bool all_of(const char *s, size_t min, size_t max, const char *extra)
 
 	for (; s[n] != '\0'; n++) {
 		char c = s[n];
-		bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+		bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			     (c >= '0' && c <= '9');
 		if (!alnum && strchr(extra, c) == NULL)
 			return false;
 		if (n >= max)
@@ -124,8 +125,8 @@ bool util_is_domain(const char *s)
 	host[hostlen] = '\0';
 	if (!all_of(host, 1, 253, ".-") || host[0] == '.' || host[0] == '-')
 		return false;
-	if (colon != NULL && (colon[1] < '0' || colon[1] > '9' ||
-			      util_parse_int(colon + 1, 1, 65535, &port) != 0))
+	if (colon != NULL &&
+	    (colon[1] < '0' || colon[1] > '9' || util_parse_int(colon + 1, 1, 65535, &port) != 0))
 		return false;
 	return true;
 }
@@ -236,7 +237,8 @@ long long util_rand_range(long long lo, long long hi)
 		seed[2] = (unsigned short)(t >> 32);
 		seeded = true;
 	}
-	r = (long long)(((unsigned long long)nrand48(seed) << 31 | (unsigned long long)nrand48(seed)) %
+	r = (long long)(((unsigned long long)nrand48(seed) << 31 |
+			 (unsigned long long)nrand48(seed)) %
 			(unsigned long long)(hi - lo + 1));
 	pthread_mutex_unlock(&lock);
 	return lo + r;
@@ -291,7 +293,6 @@ int util_parse_listen(const char *listen, unsigned char addr[4], int *port)
 	*port = (int)p;
 	return 0;
 }
-
 
 int util_parse_duration(const char *s, long long max_s, long long *out)
 {

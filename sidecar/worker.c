@@ -76,7 +76,8 @@ static void log_batch(const struct worker *w, const struct sched_ticket *t,
 	struct log_line l;
 	char next[80];
 
-	log_begin(&l, failed && r->outcome != OUTCOME_BAD_REQUEST ? LOG_WARN : batch_level(r->outcome),
+	log_begin(&l,
+		  failed && r->outcome != OUTCOME_BAD_REQUEST ? LOG_WARN : batch_level(r->outcome),
 		  failed ? "batch failed" : "batch");
 	log_str(&l, "wiki", t->wiki->domain);
 	if (r->type[0] != '\0')
@@ -147,7 +148,7 @@ static void drain(struct worker *w, struct sched_worker *sw, struct runjobs *rj,
 		if (more && gap > 0 && !sched_hold(sw, t, gap))
 			break;
 		if (limiter_pace(pool->limiter) != 0 || !sched_confirm(sw, t))
-			break; /* nothing ran: the last outcome stands */
+			break;                     /* nothing ran: the last outcome stands */
 		runjobs_set_config(rj, pool->cfg); /* a reload applies from the next batch */
 		if (!sched_batch_type(sw, t, type, sizeof(type))) {
 			sched_only_skipped_types(t, &r);

@@ -180,8 +180,7 @@ static void test_map_empty(void **state)
 
 /* A ROTATE event as mariadb_rpl_fetch hands it over: the OK byte, the 19-byte header,
  * the 8-byte position, the name, and with checksums a CRC32 (not checked here). */
-static size_t mkrotate(unsigned char *out, const char *name, unsigned long long pos,
-		       bool checksum)
+static size_t mkrotate(unsigned char *out, const char *name, unsigned long long pos, bool checksum)
 {
 	size_t namelen = strlen(name);
 	uint32_t size = (uint32_t)(19 + 8 + namelen + (checksum ? 4 : 0));
@@ -239,10 +238,8 @@ static void test_rotate(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_insert_target),
-		cmocka_unit_test(test_insert_target_counted),
-		cmocka_unit_test(test_map),
-		cmocka_unit_test(test_map_empty),
+		cmocka_unit_test(test_insert_target), cmocka_unit_test(test_insert_target_counted),
+		cmocka_unit_test(test_map),           cmocka_unit_test(test_map_empty),
 		cmocka_unit_test(test_rotate),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -378,7 +378,8 @@ static void test_missing_file(void **state)
 	buf_init(&err);
 	assert_int_equal(config_load("/nonexistent/jd.ini", &cfg, &err), -EINVAL);
 	assert_null(cfg);
-	assert_string_equal(err.data, "/nonexistent/jd.ini: cannot open: No such file or directory\n");
+	assert_string_equal(err.data,
+			    "/nonexistent/jd.ini: cannot open: No such file or directory\n");
 	buf_release(&err);
 }
 
@@ -399,7 +400,8 @@ static void assert_default_query(const char *q)
 	assert_non_null(strstr(q, "\nWHERE w.deleted_at IS NULL\n"));
 	assert_non_null(strstr(q, "@jobdrainer_version"));
 	/* Every line fits in an INI line, indented: the default can be written out. */
-	for (const char *line = q; line != NULL; line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
+	for (const char *line = q; line != NULL;
+	     line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
 		const char *end = strchr(line, '\n');
 		size_t len = end ? (size_t)(end - line) : strlen(line);
 		assert_true(len + 8 <= (size_t)config_max_line());
@@ -527,8 +529,9 @@ static void test_multiline_query(void **state)
 		      "; a comment inside\n"
 		      "    ORDER BY id\n"
 		      "version = mw1.39\n");
-	assert_string_equal(cfg->discovery_query,
-			    "SELECT domain, db, prefix, secret\nFROM wikis\nWHERE ok = 1\nORDER BY id");
+	assert_string_equal(
+		cfg->discovery_query,
+		"SELECT domain, db, prefix, secret\nFROM wikis\nWHERE ok = 1\nORDER BY id");
 	assert_string_equal(cfg->mw_version, "mw1.39");
 	config_free(cfg);
 }
@@ -683,8 +686,9 @@ static void test_scan_password_group(void **state)
 	free(ini);
 
 	assert_int_equal(setenv(PW_ENV, "env-pw", 1), 0);
-	assert_true(asprintf(&ini, "[platform_db]\npassword_file = %s\n[scan_db]\npassword_env = "
-				   PW_ENV "\n",
+	assert_true(asprintf(&ini,
+			     "[platform_db]\npassword_file = %s\n[scan_db]\npassword_env = " PW_ENV
+			     "\n",
 			     pw) > 0);
 	cfg = load_ok(ini);
 	assert_string_equal(cfg->platform.password, "replica-pw");
@@ -696,8 +700,7 @@ static void test_scan_password_group(void **state)
 	remove_temp(pw);
 }
 
-static void expect_refused(const char *section, const char *key, const char *value,
-			   const char *why);
+static void expect_refused(const char *section, const char *key, const char *value, const char *why);
 
 /* [binlog] is off by default; its endpoint inherits [scan_db]'s (which inherits
  * [platform_db]'s), its own keys win, and a password of its own replaces the chain's. */
@@ -802,8 +805,7 @@ static const char *repo_conf(void)
 }
 
 /* Loads "[section]\nkey = value\n" and checks the one error names section and key. */
-static void expect_refused(const char *section, const char *key, const char *value,
-			   const char *why)
+static void expect_refused(const char *section, const char *key, const char *value, const char *why)
 {
 	char ini[256], want[320];
 	char *path;
@@ -836,7 +838,8 @@ static void test_every_number_key_refuses_bad_values(void **state)
 		char key[64], value[64], extra;
 		if (sscanf(line, "[%63[^]]]", section) == 1)
 			continue;
-		if (sscanf(line, "%63[a-z_] = %63[-0-9]%c", key, value, &extra) != 3 || extra != '\n')
+		if (sscanf(line, "%63[a-z_] = %63[-0-9]%c", key, value, &extra) != 3 ||
+		    extra != '\n')
 			continue;
 		expect_refused(section, key, "99999999999", "out of range");
 		expect_refused(section, key, "12abc", "not a whole number");
@@ -875,8 +878,8 @@ static void test_repo_conf(void **state)
 	(void)state;
 	buf_init(&err);
 	if (config_load(repo_conf(), &shipped, &err) != 0)
-		fail_msg("%s does not load (run from the repo root or set JD_CONF):\n%s", repo_conf(),
-			 err.data ? err.data : "");
+		fail_msg("%s does not load (run from the repo root or set JD_CONF):\n%s",
+			 repo_conf(), err.data ? err.data : "");
 	assert_int_equal(err.len, 0);
 	builtin = load_ok("");
 	a = print_config(shipped);

@@ -80,9 +80,9 @@ static void test_streak(void **state)
 		bool ok, logged;
 		int count;
 	} steps[] = {
-		{ 1000, false, true, 1 },   { 2000, false, false, 2 }, { 60999, false, false, 3 },
-		{ 61000, false, true, 4 },  { 62000, false, false, 5 }, { 63000, true, false, 0 },
-		{ 63500, false, true, 1 },  { 64000, false, false, 2 },
+		{ 1000, false, true, 1 },  { 2000, false, false, 2 },  { 60999, false, false, 3 },
+		{ 61000, false, true, 4 }, { 62000, false, false, 5 }, { 63000, true, false, 0 },
+		{ 63500, false, true, 1 }, { 64000, false, false, 2 },
 	};
 	struct log_streak s = { 0, 0 };
 

@@ -18,21 +18,21 @@
 #define ANY -1
 
 struct step {
-	int64_t at;             /* ms */
+	int64_t at; /* ms */
 	const char *wiki;
 	enum batch_outcome outcome;
 	int jobs;
-	bool probe;             /* the probe slot: the pause must be over */
+	bool probe; /* the probe slot: the pause must be over */
 	enum batch_fault fault;
 	enum breaker_state state;
-	int64_t pause_ms;       /* ANY: not checked */
+	int64_t pause_ms; /* ANY: not checked */
 	bool closed;
-	int64_t took;           /* ms the batch took: it started at `at - took` */
+	int64_t took; /* ms the batch took: it started at `at - took` */
 };
 
 struct scenario {
 	const char *name;
-	int breaker_failures;   /* 0: the shipped 2 */
+	int breaker_failures; /* 0: the shipped 2 */
 	struct step steps[16];
 };
 
@@ -46,8 +46,10 @@ struct scenario {
 /* clang-format on */
 
 static const struct scenario scenarios[] = {
-	{ "broken wikis beside healthy ones never open the breaker", 0,
-	  { OK(0, "a"), OK(100, "b"),
+	{ "broken wikis beside healthy ones never open the breaker",
+	  0,
+	  { OK(0, "a"),
+	    OK(100, "b"),
 	    { 200, "x", OUTCOME_SERVER_ERROR, 0, false, FAULT_WIKI, BREAKER_CLOSED, ANY, false, 0 },
 	    { 300, "y", OUTCOME_BAD_RESPONSE, 0, false, FAULT_WIKI, BREAKER_CLOSED, ANY, false, 0 },
 	    { 400, "z", OUTCOME_TIMEOUT, 0, false, FAULT_WIKI, BREAKER_CLOSED, ANY, false, 0 },
@@ -55,24 +57,33 @@ static const struct scenario scenarios[] = {
 	    { 600, "x", OUTCOME_SERVER_ERROR, 0, false, FAULT_WIKI, BREAKER_CLOSED, ANY, false, 0 },
 	    { 700, "v", OUTCOME_READ_ONLY, 0, false, FAULT_WIKI, BREAKER_CLOSED, ANY, false, 0 },
 	    OK(800, "a") } },
-	{ "a 500 on one wiki while the others succeed is that wiki's after one try", 0,
-	  { OK(0, "a"), OK(100, "b"),
+	{ "a 500 on one wiki while the others succeed is that wiki's after one try",
+	  0,
+	  { OK(0, "a"),
+	    OK(100, "b"),
 	    { 200, "a", OUTCOME_SERVER_ERROR, 0, false, FAULT_POD, BREAKER_CLOSED, ANY, false, 0 },
 	    OK(300, "b"),
 	    { 400, "a", OUTCOME_SERVER_ERROR, 0, false, FAULT_WIKI, BREAKER_CLOSED, ANY, false, 0 },
 	    OK(500, "b"),
-	    { 600, "a", OUTCOME_SERVER_ERROR, 0, false, FAULT_WIKI, BREAKER_CLOSED, ANY, false, 0 } } },
-	{ "no progress is the wiki's, never the pod's", 0,
+	    { 600, "a", OUTCOME_SERVER_ERROR, 0, false, FAULT_WIKI, BREAKER_CLOSED, ANY, false,
+	      0 } } },
+	{ "no progress is the wiki's, never the pod's",
+	  0,
 	  { OK(0, "a"),
 	    { 100, "n", OUTCOME_MORE, 0, false, FAULT_WIKI, BREAKER_CLOSED, ANY, false, 0 },
 	    { 200, "a", OUTCOME_MORE, 0, false, FAULT_WIKI, BREAKER_CLOSED, ANY, false, 0 },
 	    { 300, "a", OUTCOME_MORE, 0, false, FAULT_WIKI, BREAKER_CLOSED, ANY, false, 0 } } },
-	{ "a success older than five minutes vouches for nothing", 0,
-	  { OK(0, "a"), OK(0, "b"),
-	    { 400000, "a", OUTCOME_SERVER_ERROR, 0, false, FAULT_WIKI, BREAKER_CLOSED, ANY, false, 0 },
+	{ "a success older than five minutes vouches for nothing",
+	  0,
+	  { OK(0, "a"),
+	    OK(0, "b"),
+	    { 400000, "a", OUTCOME_SERVER_ERROR, 0, false, FAULT_WIKI, BREAKER_CLOSED, ANY, false,
+	      0 },
 	    { 400100, "b", OUTCOME_TIMEOUT, 0, false, FAULT_WIKI, BREAKER_CLOSED, ANY, false, 0 } } },
-	{ "503 on two healthy wikis opens; probes stay cheap and capped; a success closes", 0,
-	  { OK(0, "a"), OK(100, "b"),
+	{ "503 on two healthy wikis opens; probes stay cheap and capped; a success closes",
+	  0,
+	  { OK(0, "a"),
+	    OK(100, "b"),
 	    { 1000, "a", OUTCOME_SERVER_ERROR, 0, false, FAULT_POD, BREAKER_CLOSED, ANY, false, 0 },
 	    { 1100, "b", OUTCOME_SERVER_ERROR, 0, false, FAULT_POD, BREAKER_OPEN, 5000, false, 0 },
 	    /* a batch in flight when it opened changes nothing */
@@ -82,21 +93,24 @@ static const struct scenario scenarios[] = {
 	    { 26100, "b", OUTCOME_SERVER_ERROR, 0, true, FAULT_POD, BREAKER_OPEN, 10000, false, 0 },
 	    { 36100, "b", OUTCOME_MORE, 50, true, FAULT_NONE, BREAKER_CLOSED, 0, true, 0 },
 	    OK(36200, "a") } },
-	{ "connection refused opens at once; a probe on a broken wiki keeps the pause", 0,
+	{ "connection refused opens at once; a probe on a broken wiki keeps the pause",
+	  0,
 	  { OK(0, "a"),
 	    { 100, "a", OUTCOME_REFUSED, 0, false, FAULT_POD, BREAKER_OPEN, 5000, false, 0 },
 	    { 5100, "x", OUTCOME_BAD_RESPONSE, 0, true, FAULT_WIKI, BREAKER_OPEN, 5000, false, 0 },
 	    { 10100, "a", OUTCOME_REFUSED, 0, true, FAULT_POD, BREAKER_OPEN, 10000, false, 0 },
 	    { 20100, "a", OUTCOME_DRAINED, 3, true, FAULT_NONE, BREAKER_CLOSED, 0, true, 0 } } },
-	{ "several recently healthy wikis failing with 5xx open it (breaker_failures 3)", 3,
-	  { OK(0, "a"), OK(100, "b"), OK(200, "c"),
-	    S503(1000, "a", FAULT_POD, BREAKER_CLOSED),
+	{ "several recently healthy wikis failing with 5xx open it (breaker_failures 3)",
+	  3,
+	  { OK(0, "a"), OK(100, "b"), OK(200, "c"), S503(1000, "a", FAULT_POD, BREAKER_CLOSED),
 	    S503(1100, "a", FAULT_WIKI, BREAKER_CLOSED), /* the same wiki counts once */
-	    S503(1200, "b", FAULT_POD, BREAKER_CLOSED),
-	    S503(1300, "b", FAULT_WIKI, BREAKER_CLOSED),
+	    S503(1200, "b", FAULT_POD, BREAKER_CLOSED), S503(1300, "b", FAULT_WIKI, BREAKER_CLOSED),
 	    S503(1400, "c", FAULT_POD, BREAKER_OPEN) } },
-	{ "successes in flight when the failures began erase no evidence (3 wikis, 2 workers)", 3,
-	  { OK(0, "a"), OK(100, "b"), OK(200, "c"),
+	{ "successes in flight when the failures began erase no evidence (3 wikis, 2 workers)",
+	  3,
+	  { OK(0, "a"),
+	    OK(100, "b"),
+	    OK(200, "c"),
 	    S503(1000, "a", FAULT_POD, BREAKER_CLOSED),
 	    /* c's batch began at 900, before MediaWiki failed: it proves nothing now */
 	    OK_INFLIGHT(1050, "c", 150, BREAKER_CLOSED),
@@ -107,8 +121,11 @@ static const struct scenario scenarios[] = {
 	    /* a success in flight since before it opened does not close it either */
 	    OK_INFLIGHT(1400, "a", 300, BREAKER_OPEN),
 	    { 6300, "a", OUTCOME_MORE, 10, true, FAULT_NONE, BREAKER_CLOSED, 0, true, 100 } } },
-	{ "one wiki failing again and again while the others succeed never opens it", 0,
-	  { OK(0, "a"), OK(0, "b"), OK(0, "x"),
+	{ "one wiki failing again and again while the others succeed never opens it",
+	  0,
+	  { OK(0, "a"),
+	    OK(0, "b"),
+	    OK(0, "x"),
 	    S503(1000, "x", FAULT_POD, BREAKER_CLOSED),
 	    OK_INFLIGHT(1100, "a", 300, BREAKER_CLOSED), /* began before x failed */
 	    S503(1200, "x", FAULT_WIKI, BREAKER_CLOSED),
@@ -122,23 +139,25 @@ static const struct scenario scenarios[] = {
 	    /* until it succeeds again: then it vouches once more */
 	    OK(3000, "x"),
 	    S503(3100, "x", FAULT_POD, BREAKER_CLOSED) } },
-	{ "breaker_failures 3, but only two wikis drained here lately: both failing open it", 3,
-	  { OK(0, "a"), OK(100, "b"),
-	    S503(1000, "a", FAULT_POD, BREAKER_CLOSED),
+	{ "breaker_failures 3, but only two wikis drained here lately: both failing open it",
+	  3,
+	  { OK(0, "a"), OK(100, "b"), S503(1000, "a", FAULT_POD, BREAKER_CLOSED),
 	    S503(1100, "a", FAULT_WIKI, BREAKER_CLOSED),
 	    S503(1200, "b", FAULT_POD, BREAKER_OPEN) } },
-	{ "one wiki drained here lately: its failures alone never open it", 3,
-	  { OK(0, "a"),
-	    S503(1000, "a", FAULT_POD, BREAKER_CLOSED),
+	{ "one wiki drained here lately: its failures alone never open it",
+	  3,
+	  { OK(0, "a"), S503(1000, "a", FAULT_POD, BREAKER_CLOSED),
 	    S503(1100, "a", FAULT_WIKI, BREAKER_CLOSED),
 	    S503(1200, "q", FAULT_WIKI, BREAKER_CLOSED) } },
-	{ "a failure older than five minutes is no longer evidence", 0,
-	  { OK(0, "a"), OK(0, "b"),
-	    S503(1000, "a", FAULT_POD, BREAKER_CLOSED),
+	{ "a failure older than five minutes is no longer evidence",
+	  0,
+	  { OK(0, "a"), OK(0, "b"), S503(1000, "a", FAULT_POD, BREAKER_CLOSED),
 	    OK_INFLIGHT(300000, "b", 299500, BREAKER_CLOSED), /* began before a failed */
 	    S503(302000, "b", FAULT_POD, BREAKER_CLOSED) } },
-	{ "while open, unknown wikis' failures are their own", 0,
-	  { OK(0, "a"), OK(0, "b"),
+	{ "while open, unknown wikis' failures are their own",
+	  0,
+	  { OK(0, "a"),
+	    OK(0, "b"),
 	    { 10, "a", OUTCOME_TIMEOUT, 0, false, FAULT_POD, BREAKER_CLOSED, ANY, false, 0 },
 	    { 20, "b", OUTCOME_TIMEOUT, 0, false, FAULT_POD, BREAKER_OPEN, ANY, false, 0 },
 	    { 30, "q", OUTCOME_SERVER_ERROR, 0, false, FAULT_WIKI, BREAKER_OPEN, ANY, false, 0 },
@@ -167,7 +186,8 @@ static void test_scenario(void **state)
 		cfg.breaker_failures = sc->breaker_failures;
 	for (size_t i = 0; i < sizeof(sc->steps) / sizeof(sc->steps[0]) && sc->steps[i].wiki; i++) {
 		const struct step *st = &sc->steps[i];
-		struct batch_result r = { .outcome = st->outcome, .jobs_ok = st->jobs,
+		struct batch_result r = { .outcome = st->outcome,
+					  .jobs_ok = st->jobs,
 					  .took_ms = st->took };
 		struct health_verdict v;
 		if (st->probe && !health_start_probe(&h, st->at))

@@ -79,11 +79,11 @@ static void test_histogram_buckets(void **state)
 		double value;
 		const char *le;
 	} cases[] = {
-		{ 0, "1" },     { 1, "1" },       { 1.001, "5" },  { 179.999, "180" },
-		{ 180, "180" }, { 180.5, "300" }, { 3600, "3600" }, { 3600.5, "+Inf" },
-		{ 1e9, "+Inf" },
+		{ 0, "1" },         { 1, "1" },         { 1.001, "5" },
+		{ 179.999, "180" }, { 180, "180" },     { 180.5, "300" },
+		{ 3600, "3600" },   { 3600.5, "+Inf" }, { 1e9, "+Inf" },
 	};
-	static const char *const les[] = { "1",   "5",   "15",   "30",   "60",   "90",  "120",
+	static const char *const les[] = { "1",   "5",   "15",  "30",   "60",   "90",  "120",
 					   "180", "300", "600", "1800", "3600", "+Inf" };
 	struct buf b;
 	double gauge = metrics_get(METRIC_OLDEST_AGE, 0);

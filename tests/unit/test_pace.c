@@ -28,15 +28,20 @@ struct budget_case {
 static const struct budget_case budget_cases[] = {
 	/* 5%: a burst of 10 s * 5% = 500 ms of credit to start with. */
 	{ "a fresh budget lets the first statements through",
-	  0.05, { { 0, 100000, 0 }, { 0, 300000, 0 }, { 0, 100000, 0 }, { -1, 0, 0 } } },
+	  0.05,
+	  { { 0, 100000, 0 }, { 0, 300000, 0 }, { 0, 100000, 0 }, { -1, 0, 0 } } },
 	{ "debt is paid back at the budget's rate",
-	  0.05, { { 0, 600000, 2001 }, { 1000, 0, 1001 }, { 2001, 0, 0 }, { -1, 0, 0 } } },
+	  0.05,
+	  { { 0, 600000, 2001 }, { 1000, 0, 1001 }, { 2001, 0, 0 }, { -1, 0, 0 } } },
 	{ "credit never grows past the burst",
-	  0.05, { { 0, 500000, 0 }, { 600000, 0, 0 }, { 600000, 600000, 2001 }, { -1, 0, 0 } } },
+	  0.05,
+	  { { 0, 500000, 0 }, { 600000, 0, 0 }, { 600000, 600000, 2001 }, { -1, 0, 0 } } },
 	{ "a tiny budget makes long waits",
-	  0.01, { { 0, 100000, 0 }, { 0, 50000, 5001 }, { -1, 0, 0 } } },
+	  0.01,
+	  { { 0, 100000, 0 }, { 0, 50000, 5001 }, { -1, 0, 0 } } },
 	{ "a whole core never waits for cheap statements",
-	  1.0, { { 0, 1000, 0 }, { 1, 1000, 0 }, { 2, 1000, 0 }, { -1, 0, 0 } } },
+	  1.0,
+	  { { 0, 1000, 0 }, { 1, 1000, 0 }, { 2, 1000, 0 }, { -1, 0, 0 } } },
 };
 
 static void test_budget(void **state)
@@ -136,11 +141,10 @@ static void test_hot_gap(void **state)
 		double budget;
 		int64_t cost_us, interval_ms, want_ms;
 	} cases[] = {
-		{ 0.05, 1000, 2000, 2000 },     /* 1 ms a round: every 2 s */
-		{ 0.05, 50000, 2000, 2000 },    /* 50 ms: 2 s is exactly half of 5% */
-		{ 0.05, 300000, 2000, 12000 },  /* 500 hot wikis at 300 ms: every 12 s */
-		{ 0.01, 10000, 1000, 2000 },
-		{ 1.0, 300000, 2000, 2000 },
+		{ 0.05, 1000, 2000, 2000 },    /* 1 ms a round: every 2 s */
+		{ 0.05, 50000, 2000, 2000 },   /* 50 ms: 2 s is exactly half of 5% */
+		{ 0.05, 300000, 2000, 12000 }, /* 500 hot wikis at 300 ms: every 12 s */
+		{ 0.01, 10000, 1000, 2000 },   { 1.0, 300000, 2000, 2000 },
 	};
 
 	(void)state;
@@ -149,7 +153,8 @@ static void test_hot_gap(void **state)
 		pace_init(&p, cases[i].budget, 0);
 		if (pace_hot_gap_ms(&p, cases[i].cost_us, cases[i].interval_ms) != cases[i].want_ms)
 			fail_msg("case %zu: %lld, want %lld", i,
-				 (long long)pace_hot_gap_ms(&p, cases[i].cost_us, cases[i].interval_ms),
+				 (long long)pace_hot_gap_ms(&p, cases[i].cost_us,
+							    cases[i].interval_ms),
 				 (long long)cases[i].want_ms);
 	}
 }
@@ -190,12 +195,17 @@ struct hot_case {
 static const struct hot_case hot_cases[] = {
 	{ "nothing hot", { { NULL, 0 } }, 0, "" },
 	{ "hot until a time", { { "c.wiki", 100 }, { "a.wiki", 50 }, { NULL, 0 } }, 60, "c.wiki" },
-	{ "touching again extends", { { "b.wiki", 10 }, { "b.wiki", 90 }, { NULL, 0 } }, 60,
+	{ "touching again extends",
+	  { { "b.wiki", 10 }, { "b.wiki", 90 }, { NULL, 0 } },
+	  60,
 	  "b.wiki" },
-	{ "touching again never shortens", { { "b.wiki", 90 }, { "b.wiki", 10 }, { NULL, 0 } }, 60,
+	{ "touching again never shortens",
+	  { { "b.wiki", 90 }, { "b.wiki", 10 }, { NULL, 0 } },
+	  60,
 	  "b.wiki" },
 	{ "a wiki discovery no longer returns is not selected",
-	  { { "gone.wiki", 100 }, { "e.wiki", 100 }, { "a.wiki", 100 }, { NULL, 0 } }, 0,
+	  { { "gone.wiki", 100 }, { "e.wiki", 100 }, { "a.wiki", 100 }, { NULL, 0 } },
+	  0,
 	  "a.wiki,e.wiki" },
 	{ "expired at exactly its time", { { "d.wiki", 60 }, { NULL, 0 } }, 60, "" },
 };
@@ -239,12 +249,11 @@ struct position_case {
 static void test_sweep_position(void **state)
 {
 	static const struct position_case cases[] = {
-		{ NULL, 0 },        /* a new sweep starts at the start */
-		{ "a.wiki", 1 },    /* the one after the last read */
-		{ "c.wiki", 3 },
-		{ "e.wiki", 5 },    /* past the end: the sweep is over */
-		{ "bb.wiki", 2 },   /* the last read is gone from discovery: the next one */
-		{ "0.wiki", 0 },    /* a wiki before all the others */
+		{ NULL, 0 },                       /* a new sweep starts at the start */
+		{ "a.wiki", 1 },                   /* the one after the last read */
+		{ "c.wiki", 3 },  { "e.wiki", 5 }, /* past the end: the sweep is over */
+		{ "bb.wiki", 2 }, /* the last read is gone from discovery: the next one */
+		{ "0.wiki", 0 },  /* a wiki before all the others */
 		{ "zz.wiki", 5 },
 	};
 	struct wiki_list all = make_list(farm, 5);
@@ -254,8 +263,8 @@ static void test_sweep_position(void **state)
 	for (size_t c = 0; c < sizeof(cases) / sizeof(*cases); c++) {
 		size_t got = sweep_position(&all, cases[c].after);
 		if (got != cases[c].want)
-			fail_msg("after %s: %zu, want %zu", cases[c].after ? cases[c].after : "NULL",
-				 got, cases[c].want);
+			fail_msg("after %s: %zu, want %zu",
+				 cases[c].after ? cases[c].after : "NULL", got, cases[c].want);
 	}
 	assert_int_equal(sweep_position(&none, "a.wiki"), 0);
 	free_list(&all);
@@ -264,12 +273,9 @@ static void test_sweep_position(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_budget),
-		cmocka_unit_test(test_budget_holds),
-		cmocka_unit_test(test_set_budget),
-		cmocka_unit_test(test_sweep_estimate),
-		cmocka_unit_test(test_hot_gap),
-		cmocka_unit_test(test_hotset),
+		cmocka_unit_test(test_budget),         cmocka_unit_test(test_budget_holds),
+		cmocka_unit_test(test_set_budget),     cmocka_unit_test(test_sweep_estimate),
+		cmocka_unit_test(test_hot_gap),        cmocka_unit_test(test_hotset),
 		cmocka_unit_test(test_sweep_position),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

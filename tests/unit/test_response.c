@@ -29,7 +29,7 @@ struct response_case {
 };
 
 #define JOB_OK(t) "{\"type\":\"" t "\",\"status\":\"ok\",\"error\":null,\"time\":12}"
-#define JOB_FAILED(t) \
+#define JOB_FAILED(t)                                                                              \
 	"{\"type\":\"" t "\",\"status\":\"failed\",\"error\":\"Exception: boom\",\"time\":3}"
 
 /* A 200 answer with one ok job, the given reached value and no backoffs. */
@@ -40,10 +40,9 @@ struct response_case {
 	{ "reached " r, 200, REACHED_BODY(r), false, o, r, 1, 0, 0, 40, NULL, NULL }
 /* clang-format on */
 
-static const char html_400[] =
-	"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"UTF-8\"/>"
-	"<title>Bad Request</title></head>\n<body>\n<h1>Bad Request</h1>\n"
-	"<p>Invalid or stale signature provided.</p>\n</body></html>\n";
+static const char html_400[] = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"UTF-8\"/>"
+			       "<title>Bad Request</title></head>\n<body>\n<h1>Bad Request</h1>\n"
+			       "<p>Invalid or stale signature provided.</p>\n</body></html>\n";
 
 static const struct response_case cases[] = {
 	REACHED_CASE("none-ready", OUTCOME_DRAINED),
@@ -58,7 +57,7 @@ static const struct response_case cases[] = {
 	{ "3 ok + 1 failed, realistic body", 200,
 	  "{\"jobs\":[" JOB_OK("refreshLinks") "," JOB_OK("htmlCacheUpdate") "," JOB_FAILED(
 		  "cirrusSearchLinksUpdate") "," JOB_OK("refreshLinks") "],"
-	  "\"reached\":\"job-limit\",\"backoffs\":[],\"elapsed\":40}",
+									"\"reached\":\"job-limit\",\"backoffs\":[],\"elapsed\":40}",
 	  false, OUTCOME_MORE, "job-limit", 3, 1, 0, 40, NULL, NULL },
 	{ "backoffs as an object", 200,
 	  "{\"jobs\":[],\"reached\":\"none-possible\",\"backoffs\":{\"htmlCacheUpdate\":1700000100},"
@@ -105,8 +104,8 @@ static const struct response_case cases[] = {
 	  "<br />\n<b>Warning</b>: foo\n{\"jobs\":[],\"reached\":\"none-ready\"}", false,
 	  OUTCOME_BAD_RESPONSE, "", 0, 0, 0, -1, "not JSON", NULL },
 	{ "empty body", 200, "", false, OUTCOME_BAD_RESPONSE, "", 0, 0, 0, -1, "empty body", NULL },
-	{ "over cap", 200, REACHED_BODY("none-ready"), true, OUTCOME_BAD_RESPONSE, "", 0, 0, 0,
-	  -1, "max_body_kib", NULL },
+	{ "over cap", 200, REACHED_BODY("none-ready"), true, OUTCOME_BAD_RESPONSE, "", 0, 0, 0, -1,
+	  "max_body_kib", NULL },
 	{ "over cap wins over the status", 500, "x", true, OUTCOME_BAD_RESPONSE, "", 0, 0, 0, -1,
 	  "max_body_kib", NULL },
 	{ "jobs not a list", 200, "{\"jobs\":{},\"reached\":\"none-ready\"}", false,
@@ -115,8 +114,8 @@ static const struct response_case cases[] = {
 	  0, 0, ANY, "\"jobs\"", NULL },
 	{ "reached a number", 200, "{\"jobs\":[],\"reached\":3}", false, OUTCOME_BAD_RESPONSE, "",
 	  0, 0, 0, ANY, "\"reached\"", NULL },
-	{ "reached missing", 200, "{\"jobs\":[]}", false, OUTCOME_BAD_RESPONSE, "", 0, 0, 0,
-	  ANY, "\"reached\"", NULL },
+	{ "reached missing", 200, "{\"jobs\":[]}", false, OUTCOME_BAD_RESPONSE, "", 0, 0, 0, ANY,
+	  "\"reached\"", NULL },
 	{ "backoffs a string", 200, "{\"jobs\":[],\"reached\":\"none-ready\",\"backoffs\":\"x\"}",
 	  false, OUTCOME_BAD_RESPONSE, "", 0, 0, 0, ANY, "\"backoffs\"", NULL },
 	{ "elapsed a string", 200,
@@ -124,11 +123,9 @@ static const struct response_case cases[] = {
 	  OUTCOME_BAD_RESPONSE, "", 0, 0, 0, ANY, "\"elapsed\"", NULL },
 	{ "a job without status", 200,
 	  "{\"jobs\":[" JOB_OK("a") ",{\"type\":\"b\",\"time\":1}],\"reached\":\"job-limit\"}",
-	  false, OUTCOME_BAD_RESPONSE, "", ANY, ANY, 0, ANY, "\"jobs\"",
-	  NULL },
+	  false, OUTCOME_BAD_RESPONSE, "", ANY, ANY, 0, ANY, "\"jobs\"", NULL },
 	{ "a job that is not an object", 200, "{\"jobs\":[\"ok\"],\"reached\":\"job-limit\"}",
-	  false, OUTCOME_BAD_RESPONSE, "", ANY, ANY, 0, ANY, "\"jobs\"",
-	  NULL },
+	  false, OUTCOME_BAD_RESPONSE, "", ANY, ANY, 0, ANY, "\"jobs\"", NULL },
 	{ "top-level array", 200, "[{\"jobs\":[],\"reached\":\"none-ready\"}]", false,
 	  OUTCOME_BAD_RESPONSE, "", 0, 0, 0, -1, "not an object", NULL },
 	{ "unknown reached value", 200, "{\"jobs\":[],\"reached\":\"cosmic-rays\"}", false,
@@ -256,7 +253,7 @@ static void test_outcome_names(void **state)
 			assert_string_not_equal(n, outcome_name((enum batch_outcome)j));
 	}
 	assert_string_equal(outcome_name(OUTCOME_COUNT), "unknown");
-	assert_string_equal(outcome_name((enum batch_outcome)-1), "unknown");
+	assert_string_equal(outcome_name((enum batch_outcome) - 1), "unknown");
 }
 
 static void test_outcome_is_failure(void **state)
@@ -292,8 +289,8 @@ static void test_stale_signature_is_not_a_wrong_secret(void **state)
 		r.took_ms = rows[i].took_ms;
 		response_check_stale_signature(&r, 30);
 		if (r.outcome != rows[i].want)
-			fail_msg("took %lld ms: %s, want %s", rows[i].took_ms, outcome_name(r.outcome),
-				 outcome_name(rows[i].want));
+			fail_msg("took %lld ms: %s, want %s", rows[i].took_ms,
+				 outcome_name(r.outcome), outcome_name(rows[i].want));
 		if (r.outcome == OUTCOME_SLOW_DOWN)
 			assert_non_null(strstr(r.detail, "not a wrong secret"));
 		else
@@ -312,9 +309,12 @@ static void test_stale_signature_is_not_a_wrong_secret(void **state)
 int main(void)
 {
 	static const struct CMUnitTest fixed[] = {
-		cmocka_unit_test(test_html_excerpt),      cmocka_unit_test(test_long_error_page),
-		cmocka_unit_test(test_body_not_terminated), cmocka_unit_test(test_long_reached),
-		cmocka_unit_test(test_outcome_names),     cmocka_unit_test(test_outcome_is_failure),
+		cmocka_unit_test(test_html_excerpt),
+		cmocka_unit_test(test_long_error_page),
+		cmocka_unit_test(test_body_not_terminated),
+		cmocka_unit_test(test_long_reached),
+		cmocka_unit_test(test_outcome_names),
+		cmocka_unit_test(test_outcome_is_failure),
 		cmocka_unit_test(test_stale_signature_is_not_a_wrong_secret),
 	};
 	const size_t nfixed = sizeof(fixed) / sizeof(fixed[0]);

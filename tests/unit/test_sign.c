@@ -13,8 +13,8 @@
 #include "util.h"
 
 #define DESIGN_SECRET "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-#define DESIGN_CANONICAL                                                                  \
-	"async=0&maxjobs=100&maxtime=30&sigexpiry=1700000060&stats=1&tasks=jobs&title=Special" \
+#define DESIGN_CANONICAL                                                                           \
+	"async=0&maxjobs=100&maxtime=30&sigexpiry=1700000060&stats=1&tasks=jobs&title=Special"     \
 	"%3ARunJobs"
 #define DESIGN_HMAC "eccf9dcde9e5eee5b5bb91fcb4b739ff40bd78db"
 
@@ -32,8 +32,13 @@ static void test_typed_vector(void **state)
 	/* The design's fields, in the order the RunJobs client gives them, and type. */
 	struct form_field fields[] = {
 		{ "type", "cirrusSearchLinksUpdatePrioritized" },
-		{ "title", "Special:RunJobs" }, { "tasks", "jobs" }, { "maxjobs", "100" },
-		{ "maxtime", "30" }, { "async", "0" }, { "stats", "1" }, { "sigexpiry", "1700000060" },
+		{ "title", "Special:RunJobs" },
+		{ "tasks", "jobs" },
+		{ "maxjobs", "100" },
+		{ "maxtime", "30" },
+		{ "async", "0" },
+		{ "stats", "1" },
+		{ "sigexpiry", "1700000060" },
 	};
 	char hex[SIGN_HEX_LEN + 1];
 	struct buf b;
@@ -51,9 +56,12 @@ static void test_typed_vector(void **state)
 static void test_design_vector(void **state)
 {
 	struct form_field fields[] = {
-		{ "title", "Special:RunJobs" }, { "tasks", "jobs" },
-		{ "maxjobs", "100" },           { "maxtime", "30" },
-		{ "async", "0" },               { "stats", "1" },
+		{ "title", "Special:RunJobs" },
+		{ "tasks", "jobs" },
+		{ "maxjobs", "100" },
+		{ "maxtime", "30" },
+		{ "async", "0" },
+		{ "stats", "1" },
 		{ "sigexpiry", "1700000060" },
 	};
 	char hex[SIGN_HEX_LEN + 1];
@@ -76,7 +84,9 @@ static void test_design_vector(void **state)
 static void test_canonical_sorts_in_place(void **state)
 {
 	struct form_field fields[] = {
-		{ "title", "Special:RunJobs" }, { "tasks", "jobs" }, { "async", "0" },
+		{ "title", "Special:RunJobs" },
+		{ "tasks", "jobs" },
+		{ "async", "0" },
 	};
 	struct buf b;
 
@@ -124,8 +134,8 @@ static void test_urlencode_table(void **state)
 		assert_false(b.failed);
 		if (strcmp(text(&b), urlencode_cases[i].out) != 0 ||
 		    b.len != strlen(urlencode_cases[i].out))
-			fail_msg("urlencode case %zu: got \"%s\" (len %zu), want \"%s\"", i, text(&b),
-				 b.len, urlencode_cases[i].out);
+			fail_msg("urlencode case %zu: got \"%s\" (len %zu), want \"%s\"", i,
+				 text(&b), b.len, urlencode_cases[i].out);
 		buf_release(&b);
 	}
 }
@@ -148,7 +158,7 @@ static void test_urlencode_appends(void **state)
 static void test_canonical_byte_order(void **state)
 {
 	struct form_field fields[] = {
-		{ "b", "1" }, { "ab", "2" }, { "a", "3" }, { "B", "4" },
+		{ "b", "1" }, { "ab", "2" }, { "a", "3" },     { "B", "4" },
 		{ "_", "5" }, { "A", "6" },  { "Z", "x y&z" },
 	};
 	struct buf b;
@@ -182,15 +192,17 @@ static void test_hmac_known_vectors(void **state)
 		const char *data;
 		const char *hex;
 	} cases[] = {
-		{ "Jefe", "what do ya want for nothing?", "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79" },
+		{ "Jefe", "what do ya want for nothing?",
+		  "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79" },
 		{ "", "", "fbdb1d1b18aa6c08324b7d64b71fb76370690e1d" },
 	};
 	char hex[SIGN_HEX_LEN + 1];
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		assert_int_equal(
-			sign_hmac_sha1_hex(cases[i].key, cases[i].data, strlen(cases[i].data), hex), 0);
+		assert_int_equal(sign_hmac_sha1_hex(cases[i].key, cases[i].data,
+						    strlen(cases[i].data), hex),
+				 0);
 		if (strcmp(hex, cases[i].hex) != 0)
 			fail_msg("hmac case %zu: got %s, want %s", i, hex, cases[i].hex);
 	}
@@ -220,9 +232,11 @@ static void test_hmac_secret_matters(void **state)
 
 	(void)state;
 	assert_int_equal(sign_hmac_sha1_hex(DESIGN_SECRET, DESIGN_CANONICAL,
-					    strlen(DESIGN_CANONICAL), a), 0);
+					    strlen(DESIGN_CANONICAL), a),
+			 0);
 	assert_int_equal(sign_hmac_sha1_hex(DESIGN_SECRET "x", DESIGN_CANONICAL,
-					    strlen(DESIGN_CANONICAL), b), 0);
+					    strlen(DESIGN_CANONICAL), b),
+			 0);
 	assert_string_equal(a, DESIGN_HMAC);
 	assert_string_not_equal(a, b);
 }

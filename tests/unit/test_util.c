@@ -82,9 +82,9 @@ static void test_is_table_prefix(void **state)
 {
 	char c50[51], c51[52];
 	struct name_case cases[] = {
-		{ "", true },         { "mwt_abc_", true }, { c50, true },     { "a-b", false },
-		{ "x`", false },      { c51, false },       { "a$", false },   { "a.", false },
-		{ "a b", false },     { "\xc3\xa9", false },
+		{ "", true },     { "mwt_abc_", true },  { c50, true },   { "a-b", false },
+		{ "x`", false },  { c51, false },        { "a$", false }, { "a.", false },
+		{ "a b", false }, { "\xc3\xa9", false },
 	};
 
 	(void)state;
@@ -158,11 +158,11 @@ static void test_parse_int(void **state)
 	static const struct int_case cases[] = {
 		{ "0", 0, 10, 0, 0 },
 		{ "42", 0, 100, 0, 42 },
-		{ "10", 0, 10, 0, 10 },  /* max is inclusive */
-		{ "1", 1, 64, 0, 1 },    /* min is inclusive */
+		{ "10", 0, 10, 0, 10 }, /* max is inclusive */
+		{ "1", 1, 64, 0, 1 },   /* min is inclusive */
 		{ "-5", -10, 10, 0, -5 },
-		{ "+5", 0, 10, 0, 5 },   /* strtoll's sign is accepted */
-		{ "007", 0, 10, 0, 7 },  /* decimal, not octal */
+		{ "+5", 0, 10, 0, 5 },  /* strtoll's sign is accepted */
+		{ "007", 0, 10, 0, 7 }, /* decimal, not octal */
 		{ "9223372036854775807", LLONG_MIN, LLONG_MAX, 0, LLONG_MAX },
 		{ "-9223372036854775808", LLONG_MIN, LLONG_MAX, 0, LLONG_MIN },
 		{ "", 0, 10, -EINVAL, 0 },
@@ -238,12 +238,15 @@ static void test_parse_duration(void **state)
 		int rc;
 		long long s;
 	} cases[] = {
-		{ "90", 0, 90 },     { "90s", 0, 90 },   { "30m", 0, 1800 },    { "2h", 0, 7200 },
-		{ "1d", 0, 86400 },  { "366d", 0, 366LL * 86400 },              { "0", -ERANGE, 0 },
-		{ "0m", -ERANGE, 0 }, { "367d", -ERANGE, 0 }, { "-5m", -ERANGE, 0 },
-		{ "", -EINVAL, 0 },  { "m", -EINVAL, 0 }, { "1w", -EINVAL, 0 }, { "1.5h", -EINVAL, 0 },
-		{ "2 h", -EINVAL, 0 }, { "2hh", -EINVAL, 0 }, { "soon", -EINVAL, 0 },
-		{ "99999999999999999999999d", -EINVAL, 0 },
+		{ "90", 0, 90 },        { "90s", 0, 90 },
+		{ "30m", 0, 1800 },     { "2h", 0, 7200 },
+		{ "1d", 0, 86400 },     { "366d", 0, 366LL * 86400 },
+		{ "0", -ERANGE, 0 },    { "0m", -ERANGE, 0 },
+		{ "367d", -ERANGE, 0 }, { "-5m", -ERANGE, 0 },
+		{ "", -EINVAL, 0 },     { "m", -EINVAL, 0 },
+		{ "1w", -EINVAL, 0 },   { "1.5h", -EINVAL, 0 },
+		{ "2 h", -EINVAL, 0 },  { "2hh", -EINVAL, 0 },
+		{ "soon", -EINVAL, 0 }, { "99999999999999999999999d", -EINVAL, 0 },
 	};
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -467,8 +470,10 @@ static void test_log_json_severities(void **state)
 		enum log_level level;
 		const char *severity;
 	} cases[] = {
-		{ LOG_DEBUG, "DEBUG" }, { LOG_INFO, "INFO" },
-		{ LOG_WARN, "WARNING" }, { LOG_ERROR, "ERROR" },
+		{ LOG_DEBUG, "DEBUG" },
+		{ LOG_INFO, "INFO" },
+		{ LOG_WARN, "WARNING" },
+		{ LOG_ERROR, "ERROR" },
 	};
 
 	(void)state;
