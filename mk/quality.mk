@@ -50,8 +50,8 @@ ASAN_MAKE     = $(MAKE) BUILD=$(ASAN_BUILD) CFLAGS="$(ASAN_CFLAGS)" LDFLAGS="$(A
 
 fuzz-build: $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
 
-# The INI loader, with the two leaf modules it links.
-$(FUZZ_BUILD)/fuzz_config: tests/fuzz/fuzz_config.c sidecar/config.c sidecar/util.c \
+# The INI loader, with the leaf modules it links (jobtype: the type-pattern lists).
+$(FUZZ_BUILD)/fuzz_config: tests/fuzz/fuzz_config.c sidecar/config.c sidecar/util.c sidecar/jobtype.c \
 		sidecar/log.c $(FUZZ_DEPS)
 	$(call FUZZ_LINK,inih)
 
