@@ -316,8 +316,10 @@ int coord_acquire_wiki(struct db *db, const struct config *cfg, struct coord_lea
 	return acquire(db, cfg, l, true, err, errlen);
 }
 
-int coord_renew(struct db *db, const struct config *cfg, const struct coord_lease *l, char *err,
-		size_t errlen)
+/* Extends a lease still held with the same token; unless_paused: only while no pause
+ * holds the wiki (its own or the scope's). 1 renewed, 0 lost (or paused), -EIO. */
+static int renew(struct db *db, const struct config *cfg, const struct coord_lease *l,
+		 bool unless_paused, char *err, size_t errlen)
 {
 	struct buf sql;
 	unsigned long long matched;
@@ -331,10 +333,24 @@ int coord_renew(struct db *db, const struct config *cfg, const struct coord_leas
 		return -EIO;
 	}
 	buf_adds(&sql, " AND expires_at > NOW(6)");
+	/* The pause check reads jd_pause by its primary key: no cost worth a second trip. */
+	if (unless_paused)
+		buf_addf(&sql,
+			 " AND NOT EXISTS (SELECT 1 FROM `%s`.jd_pause p"
+			 " WHERE p.scope = jd_lease.scope AND p.domain IN (jd_lease.name, '" COORD_ALL_WIKIS
+			 "')"
+			 " AND (p.until_at IS NULL OR p.until_at > NOW(6)))",
+			 cfg->coord_db);
 	metrics_add(METRIC_LEASE_OPS, LEASE_OP_RENEW, 1);
 	if (exec(db, &sql, &matched, err, errlen) != 0)
 		return -EIO;
 	return matched > 0 ? 1 : 0;
+}
+
+int coord_renew(struct db *db, const struct config *cfg, const struct coord_lease *l, char *err,
+		size_t errlen)
+{
+	return renew(db, cfg, l, false, err, errlen);
 }
 
 int coord_release(struct db *db, const struct config *cfg, const struct coord_lease *l, char *err,
@@ -784,28 +800,7 @@ int coord_wiki_failures(struct db *db, const struct config *cfg, const char *sco
 int coord_renew_wiki(struct db *db, const struct config *cfg, const struct coord_lease *l,
 		     char *err, size_t errlen)
 {
-	struct buf sql;
-	unsigned long long matched;
-
-	buf_init(&sql);
-	buf_addf(&sql, "UPDATE `%s`.jd_lease SET expires_at = NOW(6) + INTERVAL %d SECOND",
-		 cfg->coord_db, cfg->lease_ttl);
-	if (lease_where(db, &sql, l, err, errlen) != 0 ||
-	    holder_and_token(db, &sql, l, err, errlen) != 0) {
-		buf_release(&sql);
-		return -EIO;
-	}
-	/* The pause check reads jd_pause by its primary key: no cost worth a second trip. */
-	buf_addf(&sql,
-		 " AND expires_at > NOW(6) AND NOT EXISTS (SELECT 1 FROM `%s`.jd_pause p"
-		 " WHERE p.scope = jd_lease.scope AND p.domain IN (jd_lease.name, '" COORD_ALL_WIKIS
-		 "')"
-		 " AND (p.until_at IS NULL OR p.until_at > NOW(6)))",
-		 cfg->coord_db);
-	metrics_add(METRIC_LEASE_OPS, LEASE_OP_RENEW, 1);
-	if (exec(db, &sql, &matched, err, errlen) != 0)
-		return -EIO;
-	return matched > 0 ? 1 : 0;
+	return renew(db, cfg, l, true, err, errlen);
 }
 
 /* "scope = '...'" and, unless domain is NULL, "AND domain = '...'". */

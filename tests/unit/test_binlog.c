@@ -99,7 +99,7 @@ static void test_insert_target(void **state)
  * without running past it. */
 static void test_insert_target_counted(void **state)
 {
-	const char sql[] = "INSERT INTO jobXXXX";
+	const char sql[] = "INSERT INTO job_past_the_counted_length";
 	const char *db, *table;
 	size_t dblen, tablelen;
 
