@@ -13,6 +13,8 @@ import tempfile
 import threading
 import time
 
+import pytest
+
 from sidecar import BINARY, Sidecar, farm_ini, wait_until
 
 WIKI = "wiki1.farm.test"
@@ -189,11 +191,15 @@ def memory_count(pid, needle):
                                                                          "[vsyscall]")):
                 continue
             start, end = (int(x, 16) for x in fields[0].split("-"))
-            try:
-                mem.seek(start)
-                count += mem.read(end - start).count(needle)
-            except OSError:
-                continue
+            # In chunks (overlapping by the needle's length), so a large mapping is never
+            # read into one buffer.
+            chunk = 16 << 20
+            for at in range(start, end, chunk):
+                try:
+                    mem.seek(at)
+                    count += mem.read(min(chunk + len(needle) - 1, end - at)).count(needle)
+                except OSError:
+                    break
     return count
 
 
@@ -205,6 +211,9 @@ def status_field(pid, name):
     return None
 
 
+@pytest.mark.skipif("ASAN_OPTIONS" in os.environ,
+                    reason="AddressSanitizer's quarantine keeps freed blocks unreused and its"
+                    " shadow mappings are terabytes: the count means nothing there")
 def test_secrets_do_not_pile_up_in_memory_and_no_core_dumps(farm, tmp_path):
     domain = "secretcount.farm.test"
     w = farm.wikis.get(domain) or farm.add_wiki(domain)
