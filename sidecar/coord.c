@@ -133,6 +133,18 @@ static int query_row(struct db *db, struct buf *sql, MYSQL_RES **res, MYSQL_ROW 
 	" PRIMARY KEY (scope, domain)"                                                             \
 	") ENGINE=InnoDB DEFAULT CHARSET=ascii COLLATE=ascii_bin"
 
+/* The last sweep that read every wiki of a scope (scanner.c, changes.h): a jd_wiki row
+ * the scan found unchanged is not rewritten, so its figures are as fresh as this
+ * sweep's start. Added within version 3 (CREATE TABLE IF NOT EXISTS): a sidecar of an
+ * earlier release neither reads nor needs it. */
+#define JD_SCAN_TABLE                                                                              \
+	"CREATE TABLE IF NOT EXISTS `%s`.jd_scan ("                                                \
+	" scope VARCHAR(64) NOT NULL PRIMARY KEY,"                                                 \
+	" sweep_started_at DATETIME(6) NOT NULL,"                                                  \
+	" sweep_done_at DATETIME(6) NOT NULL,"                                                     \
+	" wikis INT UNSIGNED NOT NULL DEFAULT 0"                                                   \
+	") ENGINE=InnoDB DEFAULT CHARSET=ascii COLLATE=ascii_bin"
+
 /* No pause in force for jd_wiki row w: neither its own nor the scope's. */
 #define WIKI_NOT_PAUSED                                                                            \
 	" AND NOT EXISTS (SELECT 1 FROM `%s`.jd_pause p WHERE p.scope = w.scope"                   \
@@ -166,7 +178,7 @@ int coord_ensure_schema(struct db *db, const struct config *cfg, char *err, size
 	buf_addf(&sql, "CREATE DATABASE IF NOT EXISTS `%s`", d);
 	if (db_query(db, sql.data, &res, &code, err, errlen) != 0)
 		goto out;
-	for (int i = 0; i < 4; i++) {
+	for (int i = 0; i < 5; i++) {
 		buf_reset(&sql);
 		if (i == 0)
 			buf_addf(&sql, JD_SCHEMA_TABLE, d);
@@ -174,8 +186,10 @@ int coord_ensure_schema(struct db *db, const struct config *cfg, char *err, size
 			buf_addf(&sql, JD_WIKI_TABLE, d);
 		else if (i == 2)
 			buf_addf(&sql, JD_LEASE_TABLE, d);
-		else
+		else if (i == 3)
 			buf_addf(&sql, JD_PAUSE_TABLE, d);
+		else
+			buf_addf(&sql, JD_SCAN_TABLE, d);
 		if (db_query(db, sql.data, &res, &code, err, errlen) != 0)
 			goto out;
 	}
@@ -729,26 +743,105 @@ out:
 	return rc;
 }
 
+/* At most this many gone wikis' rows go per pass (the rest: next pass). */
+#define FORGET_WIKIS_PER_PASS 500
+
+static int wiki_domain_cmp(const void *key, const void *elem)
+{
+	return strcmp((const char *)key, (*(const struct wiki *const *)elem)->domain);
+}
+
 int coord_forget_unseen(struct db *db, const struct config *cfg, const char *scope,
-			const char *scan_started, char *err, size_t errlen)
+			const char *scan_started, const struct wiki *const *listed, size_t n,
+			bool *more, char *err, size_t errlen)
+{
+	const char *d = cfg->coord_db, *name;
+	struct buf sql, stale, gone;
+	unsigned long long deleted = 0;
+	int count, ngone = 0, rc = -EIO;
+
+	*more = false;
+	buf_init(&sql);
+	buf_init(&stale);
+	buf_init(&gone);
+	/* Rows not written since the sweep began: unchanged ones, and those of gone wikis;
+	 * the names tell which is which. */
+	buf_addf(&sql, "SELECT domain FROM `%s`.jd_wiki WHERE seen_at < '%s' AND scope = ", d,
+		 scan_started);
+	if (lit(db, &sql, scope, err, errlen) != 0) {
+		buf_release(&sql);
+		goto out;
+	}
+	if (collect_names(db, &sql, &stale, &count, err, errlen) != 0)
+		goto out;
+	name = stale.data;
+	for (int i = 0; i < count; i++, name += strlen(name) + 1) {
+		if (n > 0 && bsearch(name, listed, n, sizeof(*listed), wiki_domain_cmp) != NULL)
+			continue;
+		if (ngone == FORGET_WIKIS_PER_PASS) {
+			*more = true;
+			break;
+		}
+		buf_add(&gone, name, strlen(name) + 1);
+		ngone++;
+	}
+	if (gone.failed) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	if (ngone > 0) {
+		/* Unless a lease on it is still held (a batch in flight): then next time. */
+		buf_addf(&sql,
+			 "DELETE w FROM `%s`.jd_wiki w LEFT JOIN `%s`.jd_lease l"
+			 " ON l.scope = w.scope AND l.name = w.domain AND l.slot = 0"
+			 " WHERE w.seen_at < '%s' AND (l.expires_at IS NULL OR l.expires_at < NOW(6))"
+			 " AND w.scope = ",
+			 d, d, scan_started);
+		if (lit(db, &sql, scope, err, errlen) != 0)
+			goto fail;
+		buf_adds(&sql, " AND w.domain IN (");
+		name = gone.data;
+		for (int i = 0; i < ngone; i++, name += strlen(name) + 1) {
+			buf_adds(&sql, i ? "," : "");
+			if (lit(db, &sql, name, err, errlen) != 0)
+				goto fail;
+		}
+		buf_adds(&sql, ")");
+		if (exec(db, &sql, &deleted, err, errlen) != 0)
+			goto out;
+		if (deleted < (unsigned long long)ngone)
+			*more = true;
+	}
+	rc = prune_leases(db, cfg, scope, err, errlen);
+	goto out;
+fail:
+	buf_release(&sql);
+out:
+	buf_release(&stale);
+	buf_release(&gone);
+	return rc;
+}
+
+int coord_note_sweep(struct db *db, const struct config *cfg, const char *scope,
+		     const char *sweep_started, long long wikis, char *err, size_t errlen)
 {
 	struct buf sql;
-	const char *d = cfg->coord_db;
 
 	buf_init(&sql);
 	buf_addf(&sql,
-		 "DELETE w FROM `%s`.jd_wiki w LEFT JOIN `%s`.jd_lease l"
-		 " ON l.scope = w.scope AND l.name = w.domain AND l.slot = 0"
-		 " WHERE w.seen_at < '%s' AND (l.expires_at IS NULL OR l.expires_at < NOW(6))"
-		 " AND w.scope = ",
-		 d, d, scan_started);
+		 "INSERT INTO `%s`.jd_scan (scope, sweep_started_at, sweep_done_at, wikis)"
+		 " VALUES (",
+		 cfg->coord_db);
 	if (lit(db, &sql, scope, err, errlen) != 0) {
 		buf_release(&sql);
 		return -EIO;
 	}
-	if (exec(db, &sql, NULL, err, errlen) != 0)
-		return -EIO;
-	return prune_leases(db, cfg, scope, err, errlen);
+	buf_addf(&sql,
+		 ", '%s', NOW(6), %lld) ON DUPLICATE KEY UPDATE"
+		 " sweep_started_at = VALUES(sweep_started_at),"
+		 " sweep_done_at = VALUES(sweep_done_at), wikis = VALUES(wikis)",
+		 sweep_started, wikis);
+	return exec(db, &sql, NULL, err, errlen);
 }
 
 /* Reads columns `cols` of one jd_wiki row; *row is NULL when there is none. The
@@ -1017,7 +1110,8 @@ int coord_wiki_detail(struct db *db, const struct config *cfg, const char *scope
 	buf_init(&sql);
 	buf_addf(&sql,
 		 "SELECT TIMESTAMPDIFF(SECOND, w.oldest_ready_at, NOW(6)), w.ready_types,"
-		 " w.ready_type_names, w.scan_error, TIMESTAMPDIFF(SECOND, w.seen_at, NOW(6)),"
+		 " w.ready_type_names, w.scan_error, TIMESTAMPDIFF(SECOND,"
+		 " GREATEST(w.seen_at, COALESCE(s.sweep_started_at, w.seen_at)), NOW(6)),"
 		 " TIMESTAMPDIFF(SECOND, NOW(6), w.backoff_until), w.failures,"
 		 " TIMESTAMPDIFF(SECOND, NOW(6), w.parked_until), w.last_outcome, w.last_holder,"
 		 " TIMESTAMPDIFF(SECOND, w.last_batch_at, NOW(6)), w.orphaned_claims,"
@@ -1025,8 +1119,9 @@ int coord_wiki_detail(struct db *db, const struct config *cfg, const char *scope
 		 " IF(l.expires_at > NOW(6), l.holder, NULL), TIMESTAMPDIFF(SECOND, NOW(6), l.expires_at),"
 		 " l.token, TIMESTAMPDIFF(SECOND, l.acquired_at, NOW(6))"
 		 " FROM `%s`.jd_wiki w LEFT JOIN `%s`.jd_lease l"
-		 " ON l.scope = w.scope AND l.name = w.domain AND l.slot = 0 WHERE w.scope = ",
-		 d, d);
+		 " ON l.scope = w.scope AND l.name = w.domain AND l.slot = 0"
+		 " LEFT JOIN `%s`.jd_scan s ON s.scope = w.scope WHERE w.scope = ",
+		 d, d, d);
 	if (lit(db, &sql, scope, err, errlen) != 0 ||
 	    (buf_adds(&sql, " AND w.domain = "), lit(db, &sql, domain, err, errlen)) != 0) {
 		buf_release(&sql);
@@ -1150,19 +1245,22 @@ int coord_summary(struct db *db, const struct config *cfg, const char *scope,
 	buf_init(&sql);
 	/* Parked and paused wikis' old rows are not a backlog anyone may run: left out of
 	 * the age (paused ones show in jobdrainer_wikis_paused instead).
-	 * Every scan writes every wiki's row with its start time (seen_at), so the oldest
-	 * seen_at is when the fleet's oldest figure was read: the scan age. */
+	 * The scan age: how old the fleet's oldest figure is. A row is rewritten (seen_at)
+	 * when its figures change; one left unchanged by the last complete sweep is as
+	 * fresh as that sweep's start (jd_scan). */
 	buf_addf(&sql,
 		 "SELECT COUNT(*), SUM(oldest_ready_at IS NOT NULL AND scan_error IS NULL"
 		 " AND (parked_until IS NULL OR parked_until <= NOW(6))),"
 		 " TIMESTAMPDIFF(MICROSECOND, MIN(IF(parked_until > NOW(6) OR scan_error IS NOT NULL"
 		 " OR NOT (1" WIKI_NOT_PAUSED "), NULL, oldest_ready_at)), NOW(6)),"
 		 " SUM(backoff_until > NOW(6)), SUM(parked_until > NOW(6)), SUM(scan_error IS NOT NULL),"
-		 " TIMESTAMPDIFF(MICROSECOND, MIN(seen_at), NOW(6)), SUM(orphaned_claims),"
+		 " TIMESTAMPDIFF(MICROSECOND, GREATEST(MIN(seen_at),"
+		 " COALESCE(MAX(s.sweep_started_at), MIN(seen_at))), NOW(6)), SUM(orphaned_claims),"
 		 " TIMESTAMPDIFF(MICROSECOND, MIN(IF(orphaned_claims > 0, oldest_claim_at, NULL)),"
 		 " NOW(6))"
-		 " FROM `%s`.jd_wiki w WHERE scope = ",
-		 cfg->coord_db, cfg->coord_db);
+		 " FROM `%s`.jd_wiki w LEFT JOIN `%s`.jd_scan s ON s.scope = w.scope"
+		 " WHERE w.scope = ",
+		 cfg->coord_db, cfg->coord_db, cfg->coord_db);
 	if (lit(db, &sql, scope, err, errlen) != 0) {
 		buf_release(&sql);
 		return -EIO;

@@ -124,11 +124,17 @@ struct coord_scan {
 int coord_write_backlog(struct db *db, const struct config *cfg, const struct coord_scan *scan,
 			char *err, size_t errlen);
 
-/* Deletes rows of wikis no scan has listed since scan_started (gone from discovery),
- * unless their lease is still held; then the unheld lease rows of wikis without a row
- * (a bounded number per call). */
+/* Deletes the rows of wikis gone from discovery: not among listed[0..n) (sorted by
+ * domain) and not written since scan_started, unless their lease is still held; then
+ * the unheld lease rows of wikis without a row. A bounded number per call: *more says
+ * whether some gone wiki's row is left for the next call. */
 int coord_forget_unseen(struct db *db, const struct config *cfg, const char *scope,
-			const char *scan_started, char *err, size_t errlen);
+			const char *scan_started, const struct wiki *const *listed, size_t n,
+			bool *more, char *err, size_t errlen);
+
+/* Records a sweep that read (and wrote where changed) every wiki: jd_scan. */
+int coord_note_sweep(struct db *db, const struct config *cfg, const char *scope,
+		     const char *sweep_started, long long wikis, char *err, size_t errlen);
 
 /* The job types the last scan saw ready on a wiki (blank-separated, "" if none or
  * unknown) and that scan's start (DB time), which changes with every scan. */

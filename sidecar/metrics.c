@@ -28,6 +28,7 @@ _Static_assert(NVALUES(BATCHES) == OUTCOME_COUNT, "outcome labels");
 _Static_assert(NVALUES(JOBS) == JOB_STATUS_COUNT, "job status labels");
 _Static_assert(NVALUES(ERRORS) == ERROR_KIND_COUNT, "error kind labels");
 _Static_assert(NVALUES(LEASE_OPS) == LEASE_OP_COUNT, "lease op labels");
+_Static_assert(NVALUES(SCAN_ROWS) == SCAN_ROW_COUNT, "scan row labels");
 /* 16 slots per metric (SLOTS_PAD below): label values, plus a histogram's sum. */
 #define METRIC_FITS(id, ...) _Static_assert(NVALUES(id) < 16, "too many values: " #id);
 METRICS(METRIC_FITS)

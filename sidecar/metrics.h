@@ -23,17 +23,20 @@
 	X(ERROR_LEASE_LOST, "lease_lost")
 #define METRIC_LEASE_OPS(X)                                                                        \
 	X(LEASE_OP_ACQUIRE, "acquire") X(LEASE_OP_RENEW, "renew") X(LEASE_OP_RELEASE, "release")
+#define METRIC_SCAN_ROWS(X) X(SCAN_ROW_WRITTEN, "written") X(SCAN_ROW_UNCHANGED, "unchanged")
 
 #define METRIC_LABEL_ID(id, value) id,
 #define METRIC_LABEL_VALUE(id, value) value,
 enum metric_job_status { METRIC_JOB_STATUSES(METRIC_LABEL_ID) JOB_STATUS_COUNT };
 enum metric_error_kind { METRIC_ERROR_KINDS(METRIC_LABEL_ID) ERROR_KIND_COUNT };
 enum metric_lease_op { METRIC_LEASE_OPS(METRIC_LABEL_ID) LEASE_OP_COUNT };
+enum metric_scan_row { METRIC_SCAN_ROWS(METRIC_LABEL_ID) SCAN_ROW_COUNT };
 
 #define LABELS_OUTCOME BATCH_OUTCOMES(METRIC_LABEL_VALUE)
 #define LABELS_JOB_STATUS METRIC_JOB_STATUSES(METRIC_LABEL_VALUE)
 #define LABELS_ERROR_KIND METRIC_ERROR_KINDS(METRIC_LABEL_VALUE)
 #define LABELS_LEASE_OP METRIC_LEASE_OPS(METRIC_LABEL_VALUE)
+#define LABELS_SCAN_ROW METRIC_SCAN_ROWS(METRIC_LABEL_VALUE)
 #define LABELS_NONE ""
 /* A histogram's "labels" are its buckets' upper bounds (le), the last "+Inf". Around
  * the 3-minute promise: 180 is a bucket edge, so "within the promise" is one series. */
@@ -109,7 +112,11 @@ enum metric_lease_op { METRIC_LEASE_OPS(METRIC_LABEL_ID) LEASE_OP_COUNT };
 	  "Wikis an operator paused one by one (fleet view; `status` says who and why)", "",       \
 	  LABELS_NONE)                                                                             \
 	X(ALL_PAUSED, "jobdrainer_all_wikis_paused", "gauge",                                      \
-	  "1 while an operator's pause --all holds every wiki of this scope", "", LABELS_NONE)
+	  "1 while an operator's pause --all holds every wiki of this scope", "", LABELS_NONE)  \
+	X(SCAN_ROWS, "jobdrainer_scan_rows_total", "counter",                                      \
+	  "Wikis' scanned figures: written to the coordination database, or left out as "          \
+	  "unchanged",                                                                             \
+	  "row", LABELS_SCAN_ROW)
 
 #define METRIC_ID(id, ...) METRIC_##id,
 enum metric_id { METRICS(METRIC_ID) METRIC_COUNT };

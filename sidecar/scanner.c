@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "binlog.h"
+#include "changes.h"
 #include "coord.h"
 #include "db.h"
 #include "discovery.h"
@@ -84,6 +85,7 @@ struct scanner {
 		struct scan_tally tally; /* its statements so far */
 		enum scan_depth depth;
 		bool incomplete;    /* some chunk was not written: forget nothing */
+		bool forget_due;    /* a wiki left discovery (or a new holder): rows to forget */
 		bool stretched;     /* the last one took longer than SWEEP_STRETCHED_MS */
 		int64_t next_start; /* monotonic: a small farm is not swept more often */
 	} sweep;
@@ -265,6 +267,34 @@ static int copy_list(const struct wiki_list *from, struct wiki_list *to)
 	return 0;
 }
 
+/* Forgets what was written: the next scan writes every wiki's row (a new scanner lease
+ * holder cannot know what another holder wrote meanwhile). */
+static void forget_written(struct wiki_list *wikis)
+{
+	for (size_t i = 0; i < wikis->len; i++)
+		memset(&wikis->items[i]->written, 0, sizeof(wikis->items[i]->written));
+}
+
+/* A new discovery list keeps what was written for the wikis it still lists (both lists
+ * are sorted by domain). Returns whether some wiki of the old list is gone. */
+static bool carry_written(const struct wiki_list *old, struct wiki_list *now)
+{
+	size_t j = 0, kept = 0;
+
+	for (size_t i = 0; i < now->len; i++) {
+		int cmp = 1;
+		while (j < old->len &&
+		       (cmp = strcmp(old->items[j]->domain, now->items[i]->domain)) < 0)
+			j++;
+		if (j < old->len && cmp == 0) {
+			now->items[i]->written = old->items[j]->written;
+			kept++;
+			j++;
+		}
+	}
+	return kept < old->len;
+}
+
 /* Refreshes sc->wikis (kept for scanning) and the scheduler's copy. Returns when the
  * next discovery is due (monotonic ms). */
 static int64_t run_discovery(struct scanner *sc, struct discovery *disc, struct db *db,
@@ -287,6 +317,8 @@ static int64_t run_discovery(struct scanner *sc, struct discovery *disc, struct 
 		log_msg(LOG_ERROR, "discovery: out of memory; keeping the previous wiki list");
 		return util_mono_ms() + (int64_t)sc->cfg->discovery_interval * 1000;
 	}
+	if (carry_written(&sc->wikis, &list))
+		sc->sweep.forget_due = true;
 	wiki_list_free(&sc->wikis);
 	sc->wikis = list;
 	sc->discovered = true;
@@ -503,18 +535,57 @@ static void note_chunk(struct scanner *sc, struct wiki *const *wikis, const stru
 	}
 }
 
+/* Writes the rows of wikis[0..n) whose figures b[] the fleet needs (changes.h: new,
+ * changed, with work, or due for a refresh) and records them as written; the others
+ * cost no statement. 0, or -1 (err set) when the write failed: then nothing is
+ * recorded, so the next scan writes them again. */
+static int publish_changes(struct db *coord, const struct config *cfg, struct wiki *const *wikis,
+			   const struct backlog *b, size_t n, enum scan_depth depth,
+			   const char *scan_started, char *err, size_t errlen)
+{
+	struct wiki **changed = calloc(n ? n : 1, sizeof(*changed));
+	struct backlog *figures = calloc(n ? n : 1, sizeof(*figures));
+	int64_t now = util_mono_ms();
+	size_t k = 0;
+	int rc = -1;
+
+	if (changed == NULL || figures == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!changes_need_write(&wikis[i]->written, &b[i], depth, now))
+			continue;
+		changed[k] = wikis[i];
+		figures[k++] = b[i];
+	}
+	if (k > 0 &&
+	    coord_write_backlog(coord, cfg,
+				&(struct coord_scan){ cfg->mw_version, changed, figures, k,
+						      scan_started },
+				err, errlen) != 0)
+		goto out;
+	for (size_t i = 0; i < k; i++)
+		changes_note_written(&changed[i]->written, &figures[i], depth, now);
+	metrics_add(METRIC_SCAN_ROWS, SCAN_ROW_WRITTEN, (int64_t)k);
+	metrics_add(METRIC_SCAN_ROWS, SCAN_ROW_UNCHANGED, (int64_t)(n - k));
+	rc = 0;
+out:
+	free(changed);
+	free(figures);
+	return rc;
+}
+
 int scanner_scan_publish(struct db *scan_db, struct db *coord, const struct config *cfg,
 			 struct wiki *const *wikis, size_t n, int per_query, enum scan_depth depth,
 			 const char *scan_started, struct backlog *b, struct scan_stats *stats,
 			 char *err, size_t errlen)
 {
-	struct coord_scan written = { cfg->mw_version, wikis, b, n, scan_started };
-
 	stats->queries = 0;
 	if (scan_run_skipping(scan_db, wikis, n, per_query, depth, cfg->skip_types, b, stats, err,
 			      errlen) != 0)
 		return -EIO;
-	if (coord_write_backlog(coord, cfg, &written, err, errlen) != 0)
+	if (publish_changes(coord, cfg, wikis, b, n, depth, scan_started, err, errlen) != 0)
 		return -ECOMM;
 	return 0;
 }
@@ -635,13 +706,21 @@ static void sweep_finish(struct scanner *sc, struct db *coord, struct failure_st
 	/* The budget is a ceiling, not a target: a farm swept in less than [scan] interval
 	 * waits for it, as the hot set does. */
 	sc->sweep.next_start = sc->sweep.started + (int64_t)sc->cfg->scan_interval * 1000;
-	/* Forget wikis gone from discovery only after a sweep that wrote every chunk. */
+	/* Only after a sweep that wrote every chunk: the sweep is recorded (every row it
+	 * left unchanged is as fresh as its start), and the wikis gone from discovery are
+	 * forgotten. */
 	if (!sc->sweep.incomplete) {
-		if (coord_forget_unseen(coord, sc->cfg, sc->cfg->mw_version, sc->sweep.started_db,
-					err, sizeof(err)) != 0) {
+		bool more = false;
+		if (coord_note_sweep(coord, sc->cfg, sc->cfg->mw_version, sc->sweep.started_db,
+				     (long long)sc->wikis.len, err, sizeof(err)) != 0 ||
+		    (sc->sweep.forget_due &&
+		     coord_forget_unseen(coord, sc->cfg, sc->cfg->mw_version, sc->sweep.started_db,
+					 (const struct wiki *const *)sc->wikis.items,
+					 sc->wikis.len, &more, err, sizeof(err)) != 0)) {
 			streak_fail(streak, err, retry_delay(streak->run.count + 1));
 			return;
 		}
+		sc->sweep.forget_due = more;
 		streak_ok(streak);
 	}
 	if (sc->sweep.depth == SCAN_FULL)
@@ -799,6 +878,9 @@ static void detection_restart(struct scanner *sc)
 	sc->sweep.next_start = 0;
 	sc->next_full_scan = 0;
 	sc->next_hot = now;
+	/* Another holder may have written (or forgotten) rows meanwhile. */
+	forget_written(&sc->wikis);
+	sc->sweep.forget_due = true;
 }
 
 /* The feed's wake (binlog.h), on its thread: the domain joins the set the scanner
@@ -926,10 +1008,8 @@ static void run_woken(struct scanner *sc, struct db *scan_db, struct db *coord)
 		/* Within the budget too: a storm of wakes delays the sweep, not the server. */
 		pace_spend(&sc->pace, util_mono_ms(), stats.db_us);
 		note_chunk(sc, order + from, backlog + from, len, util_mono_ms());
-		if (coord_write_backlog(coord, cfg,
-					&(struct coord_scan){ cfg->mw_version, order + from,
-							      backlog + from, len, started },
-					err, sizeof(err)) != 0)
+		if (publish_changes(coord, cfg, order + from, backlog + from, len, SCAN_FULL,
+				    started, err, sizeof(err)) != 0)
 			goto out;
 	}
 	sched_poke(sc->sched);

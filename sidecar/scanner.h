@@ -21,8 +21,9 @@ struct scanner *scanner_start(const struct config *cfg, struct sched *s);
 
 /* The one scan-and-publish step (the scanner's passes, and `drain --wiki` before it
  * takes the lease): reads wikis[0..n) from the scan endpoint, `per_query` wikis per
- * statement, into b[0..n) and writes them to the fleet's backlog in the coordination
- * database. scan_started is coord_now() from before the pass. Returns 0; -EIO when the
+ * statement, into b[0..n) and writes to the fleet's backlog in the coordination
+ * database the rows that changed since each wiki's `written` record (changes.h; a
+ * wiki that record is all zero for is always written). scan_started is coord_now() from before the pass. Returns 0; -EIO when the
  * scan endpoint could not be reached (nothing written); -ECOMM when the backlog could
  * not be written. err says why; stats counts the statements either way. */
 int scanner_scan_publish(struct db *scan_db, struct db *coord, const struct config *cfg,

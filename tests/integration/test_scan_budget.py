@@ -2,15 +2,19 @@
 all but one only a job table and platform rows (the scan reads nothing else), and one
 real MediaWiki wiki in the middle of the sweep's order. With a tiny budget the sweep is
 paced, yet a job queued on the cold wiki is still found and run; /metrics exports the
-budget's gauges; a wiki with jobs joins the hot set."""
+budget's gauges; a wiki with jobs joins the hot set. Sweeps over idle wikis write no
+coordination rows."""
 
+import json
 import secrets
+import subprocess
+import time
 
 import pytest
 
 import farm as farm_mod
 from farm import temporary_farm
-from sidecar import farm_ini, wait_until
+from sidecar import BINARY, farm_ini, wait_until
 
 COLD = "m-cold.farm.test"
 FILLERS = ["a%02d.farm.test" % i for i in range(25)] + ["z%02d.farm.test" % i for i in range(24)]
@@ -78,5 +82,69 @@ def test_cold_job_found_and_run_under_a_tiny_budget(budget_farm, sidecars):
     done = pod.metrics()["jobdrainer_scans_total"]
     wait_until(lambda: pod.metrics()["jobdrainer_scans_total"] > done, timeout=180,
                what="another sweep")
+    assert not [l for l in pod.lines() if l.get("level") in ("error", "ERROR")], \
+        [l for l in pod.lines() if l.get("level") in ("error", "ERROR")][:3]
+
+
+def status_json(pod, *args):
+    r = subprocess.run([BINARY, "--config", pod.ini, "status", "--json"] + list(args),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_unchanged_wikis_cost_no_coordination_writes(budget_farm, sidecars):
+    """Coordination writes stay O(changes) (issue 13 item 6): sweeps over idle wikis write
+    no jd_wiki row, yet status reports the figures as fresh as the last sweep; a wiki that
+    gets a job is written and drained; a wiki gone from discovery is forgotten."""
+    farm = budget_farm
+    pod = sidecars("pod-changes", farm_ini(
+        farm, discovery={"interval": 1},
+        scan={"db_budget_percent": 100, "interval": 1, "full_interval": 2}))
+    rows = "SELECT domain, seen_at FROM jobdrainer.jd_wiki"
+
+    def scans():
+        return pod.metrics().get("jobdrainer_scans_total", 0)
+
+    def written():
+        return pod.metrics().get('jobdrainer_scan_rows_total{row="written"}', 0)
+
+    wait_until(lambda: scans() >= 3, timeout=120, what="three sweeps")
+    before, written_before, scans_before = dict(farm.sql(rows)), written(), scans()
+    assert set(FILLERS) | {COLD} <= set(before), sorted(before)
+    # A full sweep or more later, and long enough that the rows' own seen_at is old.
+    time.sleep(12)
+    wait_until(lambda: scans() >= scans_before + 3, timeout=120, what="three more sweeps")
+    after = dict(farm.sql(rows))
+    m = pod.metrics()
+    print("rows written / left unchanged:", m['jobdrainer_scan_rows_total{row="written"}'],
+          m['jobdrainer_scan_rows_total{row="unchanged"}'])
+    assert after == before  # no row rewritten: every wiki is idle
+    assert written() == written_before
+    assert m['jobdrainer_scan_rows_total{row="unchanged"}'] >= 3 * len(before)
+    # The figures are as fresh as the last sweep, not as the rows' last write.
+    summary = status_json(pod)
+    assert 0 <= summary["scan_age_s"] <= 8, summary
+    one = status_json(pod, "--wiki", FILLERS[0])
+    assert 0 <= one["scan_age_s"] <= 8, one
+
+    # A job on one wiki: its row changes (and its jobs run); the others' rows do not.
+    farm.push_null_jobs(COLD, 2)
+    wait_until(lambda: not farm.job_counts(COLD), timeout=120, what="the new jobs run")
+    changed = dict(farm.sql(rows))
+    assert changed[COLD] > before[COLD]
+    assert {d: t for d, t in changed.items() if d != COLD} == \
+        {d: t for d, t in before.items() if d != COLD}
+
+    # A wiki leaves discovery: its row goes (and comes back when the wiki does).
+    gone = FILLERS[-1]
+    farm.sql("UPDATE wikis SET deleted_at = NOW() WHERE domain = %s", (gone,), db="apidb")
+    try:
+        wait_until(lambda: gone not in dict(farm.sql(rows)), timeout=60,
+                   what="the gone wiki's row forgotten")
+    finally:
+        farm.sql("UPDATE wikis SET deleted_at = NULL WHERE domain = %s", (gone,), db="apidb")
+    wait_until(lambda: gone in dict(farm.sql(rows)), timeout=60,
+               what="the returning wiki's row written again")
     assert not [l for l in pod.lines() if l.get("level") in ("error", "ERROR")], \
         [l for l in pod.lines() if l.get("level") in ("error", "ERROR")][:3]
