@@ -250,18 +250,15 @@ static void log_discovery(size_t before, size_t now, bool first)
 	log_end(&l);
 }
 
-static int copy_list(const struct wiki_list *from, struct wiki_list *to)
+/* The scheduler's list: the same wikis (shared, wiki_ref), in an array of its own. */
+static int share_list(const struct wiki_list *from, struct wiki_list *to)
 {
 	to->len = 0;
 	to->items = calloc(from->len ? from->len : 1, sizeof(*to->items));
 	if (to->items == NULL)
 		return -ENOMEM;
 	for (size_t i = 0; i < from->len; i++) {
-		to->items[i] = wiki_dup(from->items[i]);
-		if (to->items[i] == NULL) {
-			wiki_list_free(to);
-			return -ENOMEM;
-		}
+		to->items[i] = wiki_ref(from->items[i]);
 		to->len++;
 	}
 	return 0;
@@ -311,7 +308,7 @@ static int64_t run_discovery(struct scanner *sc, struct discovery *disc, struct 
 		return util_mono_ms() + delay;
 	}
 	streak_ok(streak);
-	if (copy_list(&list, &copy) != 0 || sched_set_wikis(sc->sched, &copy) != 0) {
+	if (share_list(&list, &copy) != 0 || sched_set_wikis(sc->sched, &copy) != 0) {
 		wiki_list_free(&copy);
 		wiki_list_free(&list);
 		log_msg(LOG_ERROR, "discovery: out of memory; keeping the previous wiki list");

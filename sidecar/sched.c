@@ -220,7 +220,7 @@ static struct wiki *take_candidate(struct sched *s)
 		s->ncandidates--;
 		found = find_wiki(s, domain);
 		if (found != NULL)
-			return wiki_dup(*found);
+			return wiki_ref(*found);
 	}
 	return NULL;
 }
@@ -399,7 +399,7 @@ static int try_extra_slot(struct sched_worker *w, struct sched_ticket *t)
 		{
 			struct wiki **found = find_wiki(s, domain);
 			if (found != NULL)
-				copy = wiki_dup(*found);
+				copy = wiki_ref(*found);
 		}
 		pthread_mutex_unlock(&s->lock);
 		if (copy == NULL)
@@ -453,7 +453,7 @@ static int try_preferred(struct sched_worker *w, const struct sched_prefer *pref
 		if (!is_candidate(s, prefer->domains[i]) ||
 		    (found = find_wiki(s, prefer->domains[i])) == NULL)
 			continue;
-		copy = wiki_dup(*found);
+		copy = wiki_ref(*found);
 		if (copy == NULL)
 			continue;
 		pthread_mutex_unlock(&s->lock);

@@ -6,35 +6,42 @@
 
 void wiki_free(struct wiki *w)
 {
-	if (w == NULL)
+	if (w == NULL || atomic_fetch_sub(&w->holders, 1) > 1)
 		return;
-	free(w->domain);
-	free(w->dbname);
-	free(w->table_prefix);
-	if (w->secret != NULL) {
-		/* Freed copies are cleared here and discovery clears libmariadb's result rows;
-		 * what remains are the live copies and, until the next statement overwrites
-		 * them, the connection's read buffers. */
-		explicit_bzero(w->secret, strlen(w->secret));
-		free(w->secret);
-	}
+	/* Freed wikis are cleared here and discovery clears libmariadb's result rows; what
+	 * remains are the live wikis and, until the next statement overwrites them, the
+	 * connection's read buffers. */
+	explicit_bzero(w->secret, strlen(w->secret));
 	free(w);
+}
+
+struct wiki *wiki_ref(struct wiki *w)
+{
+	atomic_fetch_add(&w->holders, 1);
+	return w;
 }
 
 struct wiki *wiki_dup(const struct wiki *w)
 {
-	struct wiki *c = calloc(1, sizeof(*c));
+	const char *from[4] = { w->domain, w->dbname, w->table_prefix, w->secret };
+	size_t len[4], total = sizeof(struct wiki);
+	struct wiki *c;
+	char *p;
 
+	for (int i = 0; i < 4; i++) {
+		len[i] = strlen(from[i]) + 1;
+		total += len[i];
+	}
+	c = calloc(1, total);
 	if (c == NULL)
 		return NULL;
-	c->domain = strdup(w->domain);
-	c->dbname = strdup(w->dbname);
-	c->table_prefix = strdup(w->table_prefix);
-	c->secret = strdup(w->secret);
-	if (!c->domain || !c->dbname || !c->table_prefix || !c->secret) {
-		wiki_free(c);
-		return NULL;
+	p = (char *)(c + 1);
+	for (int i = 0; i < 4; i++) {
+		memcpy(p, from[i], len[i]);
+		*(i == 0 ? &c->domain : i == 1 ? &c->dbname : i == 2 ? &c->table_prefix : &c->secret) = p;
+		p += len[i];
 	}
+	atomic_init(&c->holders, 1);
 	return c;
 }
 

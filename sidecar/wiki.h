@@ -3,6 +3,7 @@
 #define JD_WIKI_H
 
 #include <stddef.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 /* What the scanner last wrote to this wiki's jd_wiki row (scanner.c decides from it
@@ -13,17 +14,24 @@ struct wiki_written {
 	int64_t at_ms;    /* monotonic ms of the last write */
 };
 
+/* The strings live in the same allocation as the struct (one block per wiki: a farm of
+ * 20,000 wikis is held twice, by the scanner and the scheduler, as one shared set), and
+ * never change once made. */
 struct wiki {
 	char *domain;       /* Host header MediaWiki picks the wiki by */
 	char *dbname;       /* validated identifier: util_is_db_name */
 	char *table_prefix; /* validated identifier, MediaWiki's $wgDBprefix */
 	char *secret;       /* $wgSecretKey; never logged */
-	struct wiki_written written; /* the scanner's own list only; copies start at zero */
+	struct wiki_written written; /* the scanner's alone (scanner.c); copies start at zero */
+	_Atomic int holders;         /* lists and tickets sharing it: wiki_ref, wiki_free */
 };
 
-/* Deep copy, without `written`; NULL on allocation failure. */
+/* A new wiki with copies of w's strings (not its `written`), one holder; NULL on
+ * allocation failure. */
 struct wiki *wiki_dup(const struct wiki *w);
-/* Frees a wiki from wiki_dup or discovery; accepts NULL and half-built ones. */
+/* One more holder of w (a second list, a ticket): the same wiki, no copy. Returns w. */
+struct wiki *wiki_ref(struct wiki *w);
+/* Lets go of w: the last holder frees it, its secret cleared first. Accepts NULL. */
 void wiki_free(struct wiki *w);
 
 struct wiki_list {

@@ -500,7 +500,7 @@ def clear_jobs(farm, domains):
 
 def reset_coordination(farm):
     """Drops jobdrainer's tables: every run starts with a fresh coordination database."""
-    for t in ("jd_lease", "jd_wiki", "jd_schema"):
+    for t in ("jd_lease", "jd_wiki", "jd_schema", "jd_pause", "jd_scan"):
         farm.sql("DROP TABLE IF EXISTS `%s`.`%s`" % (farm_mod.COORD_DB, t))
 
 

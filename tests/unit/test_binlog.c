@@ -113,13 +113,13 @@ static void test_insert_target_counted(void **state)
 
 static struct wiki *mkwiki(const char *domain, const char *db, const char *prefix)
 {
-	struct wiki *w = calloc(1, sizeof(*w));
+	const struct wiki tmpl = { .domain = (char *)domain,
+				   .dbname = (char *)db,
+				   .table_prefix = (char *)prefix,
+				   .secret = (char *)"s" };
+	struct wiki *w = wiki_dup(&tmpl);
 
 	assert_non_null(w);
-	w->domain = strdup(domain);
-	w->dbname = strdup(db);
-	w->table_prefix = strdup(prefix);
-	w->secret = strdup("s");
 	return w;
 }
 
