@@ -4,6 +4,7 @@
 #include "scanner.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -323,6 +324,10 @@ static int64_t run_discovery(struct scanner *sc, struct discovery *disc, struct 
 		log_msg(LOG_ERROR, "binary log feed: out of memory; keeping its previous wiki list");
 	metrics_set(METRIC_WIKIS, 0, (double)sc->wikis.len);
 	log_discovery(before, sc->wikis.len, first);
+	/* The old list and libmariadb's copy of the result were freed among the new
+	 * list's blocks: give the free pages back, so that the resident set stays the size
+	 * of one list (at 20,000 wikis, megabytes). */
+	malloc_trim(0);
 	return util_mono_ms() + (int64_t)sc->cfg->discovery_interval * 1000;
 }
 
