@@ -60,8 +60,8 @@ bool changes_need_write(const struct wiki_written *last, const struct backlog *b
 	return depth == SCAN_FULL && full_fingerprint(b) != last->full;
 }
 
-void changes_note_written(struct wiki_written *last, const struct backlog *b,
-			  enum scan_depth depth, int64_t now_ms)
+void changes_note_written(struct wiki_written *last, const struct backlog *b, enum scan_depth depth,
+			  int64_t now_ms)
 {
 	last->light = light_fingerprint(b);
 	if (depth == SCAN_FULL)

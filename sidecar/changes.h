@@ -33,7 +33,7 @@ bool changes_need_write(const struct wiki_written *last, const struct backlog *b
 			enum scan_depth depth, int64_t now_ms);
 
 /* Records in *last that b (of this depth) was written at now_ms. */
-void changes_note_written(struct wiki_written *last, const struct backlog *b,
-			  enum scan_depth depth, int64_t now_ms);
+void changes_note_written(struct wiki_written *last, const struct backlog *b, enum scan_depth depth,
+			  int64_t now_ms);
 
 #endif

@@ -583,6 +583,39 @@ int coord_now(struct db *db, char out[32], char *err, size_t errlen)
 	return rc;
 }
 
+int coord_clock_read(struct db *db, struct coord_clock *c, char *err, size_t errlen)
+{
+	char now[32];
+	struct tm tm = { 0 };
+	int usec = 0, used = 0;
+
+	if (coord_now(db, now, err, errlen) != 0)
+		return -EIO;
+	c->mono_ms = util_mono_ms();
+	if (sscanf(now, "%d-%d-%d %d:%d:%d.%6d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+		   &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &usec, &used) != 7 ||
+	    now[used] != '\0') {
+		snprintf(err, errlen, "SELECT NOW(6) returned '%s', not a time", now);
+		return -EIO;
+	}
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	c->db_us = (int64_t)timegm(&tm) * 1000000 + usec;
+	return 0;
+}
+
+void coord_clock_at(const struct coord_clock *c, int64_t mono_ms, char out[32])
+{
+	int64_t us = c->db_us + (mono_ms - c->mono_ms) * 1000;
+	time_t secs = (time_t)(us / 1000000);
+	struct tm tm;
+	char date[24];
+
+	gmtime_r(&secs, &tm);
+	strftime(date, sizeof(date), "%Y-%m-%d %H:%M:%S", &tm);
+	snprintf(out, 32, "%.19s.%06u", date, (unsigned)(us % 1000000) % 1000000u);
+}
+
 static void add_datetime(struct buf *sql, int64_t epoch_ms)
 {
 	time_t secs = (time_t)(epoch_ms / 1000);

@@ -109,6 +109,18 @@ int coord_add_lease_rows(struct db *db, const struct config *cfg, const char *sc
 /* The database's current time (UTC) as "YYYY-MM-DD HH:MM:SS.ffffff". */
 int coord_now(struct db *db, char out[32], char *err, size_t errlen);
 
+/* The database's clock read once and carried forward on the local monotonic clock, so
+ * that a pass of many scan statements asks for it once instead of once per statement.
+ * Never ahead of the database's own: the local time of the reading is taken after its
+ * answer arrived (late by at most one round trip, the safe side for "scanned after"). */
+struct coord_clock {
+	int64_t db_us;   /* the database's NOW(6), µs since the epoch (UTC) */
+	int64_t mono_ms; /* util_mono_ms() once the answer was in */
+};
+int coord_clock_read(struct db *db, struct coord_clock *c, char *err, size_t errlen);
+/* The database's time at monotonic mono_ms, formatted as coord_now does. */
+void coord_clock_at(const struct coord_clock *c, int64_t mono_ms, char out[32]);
+
 /* One scan of some wikis, as written to jd_wiki. */
 struct coord_scan {
 	const char *scope;

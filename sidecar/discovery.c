@@ -115,7 +115,9 @@ static const char *check_row(MYSQL_ROW row)
 
 static int append_wiki(struct wiki_list *out, size_t *cap, MYSQL_ROW row)
 {
-	struct wiki w = { .domain = row[0], .dbname = row[1], .table_prefix = row[2], .secret = row[3] };
+	struct wiki w = {
+		.domain = row[0], .dbname = row[1], .table_prefix = row[2], .secret = row[3]
+	};
 	struct wiki *copy = wiki_dup(&w);
 
 	if (copy == NULL)

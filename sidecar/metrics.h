@@ -112,7 +112,7 @@ enum metric_scan_row { METRIC_SCAN_ROWS(METRIC_LABEL_ID) SCAN_ROW_COUNT };
 	  "Wikis an operator paused one by one (fleet view; `status` says who and why)", "",       \
 	  LABELS_NONE)                                                                             \
 	X(ALL_PAUSED, "jobdrainer_all_wikis_paused", "gauge",                                      \
-	  "1 while an operator's pause --all holds every wiki of this scope", "", LABELS_NONE)  \
+	  "1 while an operator's pause --all holds every wiki of this scope", "", LABELS_NONE)     \
 	X(SCAN_ROWS, "jobdrainer_scan_rows_total", "counter",                                      \
 	  "Wikis' scanned figures: written to the coordination database, or left out as "          \
 	  "unchanged",                                                                             \

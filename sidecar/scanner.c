@@ -38,6 +38,9 @@
 /* A sweep longer than this is logged (once, on change): half the 60 s a job on a cold
  * wiki may wait before a worker hears of it, a third of the 3-minute promise. */
 #define SWEEP_STRETCHED_MS 30000
+/* The coordination database's clock is read again after this long (coord_time): local
+ * and database clocks drift apart by far less than a millisecond in that time. */
+#define CLOCK_REREAD_MS 1000
 /* The fleet gauges and readiness are refreshed this often. */
 #define READINESS_INTERVAL_MS 5000
 
@@ -75,6 +78,8 @@ struct scanner {
 	char **recheck; /* woken, found empty: read again at recheck_at */
 	size_t nrecheck;
 	int64_t recheck_at;
+	struct coord_clock clock; /* the coordination database's time (coord_time) */
+	bool clock_read;
 	struct pace pace;  /* detection's database budget */
 	struct hotset hot; /* wikis re-read every [scan] interval */
 	int64_t next_hot;  /* monotonic: the hot set's next read */
@@ -561,11 +566,10 @@ static int publish_changes(struct db *coord, const struct config *cfg, struct wi
 		changed[k] = wikis[i];
 		figures[k++] = b[i];
 	}
-	if (k > 0 &&
-	    coord_write_backlog(coord, cfg,
-				&(struct coord_scan){ cfg->mw_version, changed, figures, k,
-						      scan_started },
-				err, errlen) != 0)
+	if (k > 0 && coord_write_backlog(coord, cfg,
+					 &(struct coord_scan){ cfg->mw_version, changed, figures, k,
+							       scan_started },
+					 err, errlen) != 0)
 		goto out;
 	for (size_t i = 0; i < k; i++)
 		changes_note_written(&changed[i]->written, &figures[i], depth, now);
@@ -638,6 +642,24 @@ static int scan_part(struct scanner *sc, struct db *scan_db, struct db *coord, s
 	return rc;
 }
 
+/* The coordination database's time now (coord_clock), from a reading at most
+ * CLOCK_REREAD_MS old: one statement a second, not one per chunk of a sweep. */
+static int coord_time(struct scanner *sc, struct db *coord, char out[32], char *err, size_t errlen)
+{
+	int64_t now = util_mono_ms();
+
+	if (!sc->clock_read || now - sc->clock.mono_ms >= CLOCK_REREAD_MS) {
+		struct coord_clock c;
+		if (coord_clock_read(coord, &c, err, errlen) != 0)
+			return -EIO;
+		sc->clock = c;
+		sc->clock_read = true;
+		now = c.mono_ms;
+	}
+	coord_clock_at(&sc->clock, now, out);
+	return 0;
+}
+
 /* Scans wikis[0..n) (readable ones grouped, the others one each) and writes their
  * backlog for the fleet. 0, 1 (some chunk not written), -EIO (stop; err set). */
 static int scan_some(struct scanner *sc, struct db *scan_db, struct db *coord,
@@ -655,7 +677,7 @@ static int scan_some(struct scanner *sc, struct db *scan_db, struct db *coord,
 		goto out;
 	grouped = scan_order(sc, wikis, n, order);
 	/* Each chunk's own start: a wiki drained after it keeps its "drained" figures. */
-	if (coord_now(coord, started, err, errlen) != 0)
+	if (coord_time(sc, coord, started, err, errlen) != 0)
 		goto out;
 	rc = scan_part(sc, scan_db, coord, order, backlog, grouped, sc->cfg->scan_wikis_per_query,
 		       depth, started, tally, err, errlen);
@@ -717,8 +739,8 @@ static void sweep_finish(struct scanner *sc, struct db *coord, struct failure_st
 				     (long long)sc->wikis.len, err, sizeof(err)) != 0 ||
 		    (sc->sweep.forget_due &&
 		     coord_forget_unseen(coord, sc->cfg, sc->cfg->mw_version, sc->sweep.started_db,
-					 (const struct wiki *const *)sc->wikis.items,
-					 sc->wikis.len, &more, err, sizeof(err)) != 0)) {
+					 (const struct wiki *const *)sc->wikis.items, sc->wikis.len,
+					 &more, err, sizeof(err)) != 0)) {
 			streak_fail(streak, err, retry_delay(streak->run.count + 1));
 			return;
 		}

@@ -38,7 +38,10 @@ struct wiki *wiki_dup(const struct wiki *w)
 	p = (char *)(c + 1);
 	for (int i = 0; i < 4; i++) {
 		memcpy(p, from[i], len[i]);
-		*(i == 0 ? &c->domain : i == 1 ? &c->dbname : i == 2 ? &c->table_prefix : &c->secret) = p;
+		*(i == 0   ? &c->domain
+		  : i == 1 ? &c->dbname
+		  : i == 2 ? &c->table_prefix
+			   : &c->secret) = p;
 		p += len[i];
 	}
 	atomic_init(&c->holders, 1);

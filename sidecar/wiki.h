@@ -9,19 +9,19 @@
 /* What the scanner last wrote to this wiki's jd_wiki row (scanner.c decides from it
  * whether a new scan's figures need writing). All zero: nothing written yet. */
 struct wiki_written {
-	uint64_t light;   /* fingerprint of the figures every scan reads */
-	uint64_t full;    /* fingerprint of those only a full scan reads (0: none written) */
-	int64_t at_ms;    /* monotonic ms of the last write */
+	uint64_t light; /* fingerprint of the figures every scan reads */
+	uint64_t full;  /* fingerprint of those only a full scan reads (0: none written) */
+	int64_t at_ms;  /* monotonic ms of the last write */
 };
 
 /* The strings live in the same allocation as the struct (one block per wiki: a farm of
  * 20,000 wikis is held twice, by the scanner and the scheduler, as one shared set), and
  * never change once made. */
 struct wiki {
-	char *domain;       /* Host header MediaWiki picks the wiki by */
-	char *dbname;       /* validated identifier: util_is_db_name */
-	char *table_prefix; /* validated identifier, MediaWiki's $wgDBprefix */
-	char *secret;       /* $wgSecretKey; never logged */
+	char *domain;                /* Host header MediaWiki picks the wiki by */
+	char *dbname;                /* validated identifier: util_is_db_name */
+	char *table_prefix;          /* validated identifier, MediaWiki's $wgDBprefix */
+	char *secret;                /* $wgSecretKey; never logged */
 	struct wiki_written written; /* the scanner's alone (scanner.c); copies start at zero */
 	_Atomic int holders;         /* lists and tickets sharing it: wiki_ref, wiki_free */
 };
