@@ -853,7 +853,9 @@ static int scan_hot(struct scanner *sc, struct db *scan_db, struct db *coord,
 
 /* One pass of detection within the budget: the hot set when due, then the sweep's
  * next chunks while the budget has credit (for at most TICK_MS). Returns when to come
- * back (monotonic ms). */
+ * back (monotonic ms): after a failure, on the database's retry schedule. (Returning
+ * "now" there made the scanner spin on a database that refuses at once, tens of
+ * thousands of attempts a second, for as long as its lease was still trusted.) */
 static int64_t run_tick(struct scanner *sc, struct db *scan_db, struct db *coord,
 			struct failure_streak *streak)
 {
@@ -868,7 +870,7 @@ static int64_t run_tick(struct scanner *sc, struct db *scan_db, struct db *coord
 	}
 	if (now >= sc->next_hot && pace_wait_ms(&sc->pace, now) == 0) {
 		if (scan_hot(sc, scan_db, coord, streak, &hot_cost) != 0)
-			return now;
+			return now + retry_delay(streak->run.count);
 		sc->next_hot = now + pace_hot_gap_ms(&sc->pace, hot_cost,
 						     (int64_t)sc->cfg->scan_interval * 1000);
 	}
@@ -876,7 +878,7 @@ static int64_t run_tick(struct scanner *sc, struct db *scan_db, struct db *coord
 	       (sc->sweep.running || now >= sc->sweep.next_start) &&
 	       pace_wait_ms(&sc->pace, now) == 0) {
 		if (sweep_step(sc, scan_db, coord, streak) != 0)
-			return now;
+			return now + retry_delay(streak->run.count);
 	}
 	now = util_mono_ms();
 	metrics_set(METRIC_SCAN_BUDGET_USED, 0, pace_used(&sc->pace, now));
