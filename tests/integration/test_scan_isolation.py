@@ -263,6 +263,26 @@ def test_database_killed_two_minutes_every_pod_back_within_15s(iso_farm, sidecar
         assert p.stop() == 0
 
 
+def test_a_refused_scan_login_is_retried_on_schedule(iso_farm, sidecars):
+    """The scan's database user refused (a rotated password), the coordination database
+    fine: the scanner keeps its lease and retries the scan on the database's schedule,
+    not in a loop of logins (which took a core and hammered MariaDB with failed
+    connections)."""
+    farm = iso_farm
+    pod = sidecars("refused", ini(farm, scan_db={
+        "host": "127.0.0.1", "port": farm.mysql_port, "user": "jobdrainer",
+        "password": "rotated-elsewhere"}))
+    pod.wait_for(lambda l: l.get("msg") == "scan failed", timeout=30, what="scan failed")
+    before, cpu = _database_errors(pod), _cpu_seconds(pod)
+    time.sleep(20)
+    added = _database_errors(pod) - before
+    line = next(l for l in pod.lines() if l.get("msg") == "scan failed")
+    assert "Access denied" in line["error"], line
+    # 250 ms doubling to 4 s: about ten attempts in 20 s.
+    assert 2 <= added < 100, (added, "cpu s", _cpu_seconds(pod) - cpu)
+    assert pod.stop() == 0
+
+
 def test_shutdown_with_a_stopped_database_stays_within_the_timeout(iso_farm, sidecars):
     farm = iso_farm
     for d in HEALTHY:
