@@ -232,8 +232,8 @@ def test_database_killed_two_minutes_every_pod_back_within_15s(iso_farm, sidecar
     time.sleep(120)
     # Failures while the database is away are retried on its schedule (at most a few
     # a second each for discovery, the scan and the coordination connection), never in
-    # a loop: a refused connection fails at once, and a loop on it was seen making a
-    # million attempts in 13 s and taking a core from the pod.
+    # a loop: a refused connection fails at once, and a loop on it was seen counting a
+    # million failures in 13 s and taking a core from the pod.
     for p in pods:
         added = _database_errors(p) - errors[p.name]
         assert 3 <= added < 1000, (p.name, added, "cpu s", _cpu_seconds(p) - cpu[p.name])
@@ -266,8 +266,8 @@ def test_database_killed_two_minutes_every_pod_back_within_15s(iso_farm, sidecar
 def test_a_refused_scan_login_is_retried_on_schedule(iso_farm, sidecars):
     """The scan's database user refused (a rotated password), the coordination database
     fine: the scanner keeps its lease and retries the scan on the database's schedule,
-    not in a loop of logins (which took a core and hammered MariaDB with failed
-    connections)."""
+    not in a loop (db.c refuses at once between its paced logins, and a loop on that
+    refusal took half a core for as long as the login was refused)."""
     farm = iso_farm
     pod = sidecars("refused", ini(farm, scan_db={
         "host": "127.0.0.1", "port": farm.mysql_port, "user": "jobdrainer",
