@@ -285,7 +285,8 @@ int cli_drain(const struct config *cfg, const char *domain)
 {
 	struct db *platform = db_new(&cfg->platform, "platform_db");
 	struct db *coord = db_new(&cfg->platform, "coordination");
-	struct db *scan = db_new(&cfg->scan, "scan_db");
+	struct db *scan = NULL; /* at the wiki's own server: after find_wiki */
+	struct scan_endpoint scan_ep;
 	struct runjobs *rj = runjobs_new(cfg, &drain_abort);
 	struct limiter *lim = limiter_new(cfg);
 	struct sched *s = sched_new(cfg);
@@ -298,8 +299,7 @@ int cli_drain(const struct config *cfg, const char *domain)
 	int rc = CLI_FAILED;
 
 	catch_drain_signals();
-	if (platform == NULL || coord == NULL || scan == NULL || rj == NULL || lim == NULL ||
-	    sw == NULL) {
+	if (platform == NULL || coord == NULL || rj == NULL || lim == NULL || sw == NULL) {
 		snprintf(err, sizeof(err), "out of memory");
 		goto fail;
 	}
@@ -310,6 +310,11 @@ int cli_drain(const struct config *cfg, const char *domain)
 		rc = CLI_NOT_FOUND;
 		goto fail;
 	default:
+		goto fail;
+	}
+	if (scan_endpoint_for(cfg, w->db_server, &scan_ep) != 0 ||
+	    (scan = db_new(&scan_ep.ep, scan_ep.name)) == NULL) {
+		snprintf(err, sizeof(err), "out of memory");
 		goto fail;
 	}
 	/* A fresh look at its queue, written for the fleet like a scan would. */

@@ -93,9 +93,20 @@ static int by_domain(const void *a, const void *b)
 	return strcmp((*(struct wiki *const *)a)->domain, (*(struct wiki *const *)b)->domain);
 }
 
-/* Checks one row; NULL if good, else why not. */
-static const char *check_row(MYSQL_ROW row)
+/* The row's database server (the optional fifth column), NULL for [scan_db]'s: a
+ * missing column, NULL and '' all mean the default. */
+static const char *row_server(MYSQL_ROW row, unsigned ncols)
 {
+	return ncols >= 5 && row[4] != NULL && row[4][0] != '\0' ? row[4] : NULL;
+}
+
+/* Checks one row; NULL if good, else why not. */
+static const char *check_row(MYSQL_ROW row, unsigned ncols)
+{
+	const char *server = row_server(row, ncols);
+	char host[254];
+	int port;
+
 	if (row[0] == NULL)
 		return "domain is NULL";
 	if (!util_is_domain(row[0]))
@@ -110,14 +121,18 @@ static const char *check_row(MYSQL_ROW row)
 		return "table prefix is not a plain identifier ([A-Za-z0-9_], 0-50)";
 	if (row[3] == NULL || row[3][0] == '\0')
 		return "secret key is missing or empty";
+	if (server != NULL && util_parse_db_server(server, host, sizeof(host), &port) != 0)
+		return "database server is not host or host:port (a host name or IPv4 address)";
 	return NULL;
 }
 
-static int append_wiki(struct wiki_list *out, size_t *cap, MYSQL_ROW row)
+static int append_wiki(struct wiki_list *out, size_t *cap, MYSQL_ROW row, unsigned ncols)
 {
-	struct wiki w = {
-		.domain = row[0], .dbname = row[1], .table_prefix = row[2], .secret = row[3]
-	};
+	struct wiki w = { .domain = row[0],
+			  .dbname = row[1],
+			  .table_prefix = row[2],
+			  .secret = row[3],
+			  .db_server = (char *)row_server(row, ncols) };
 	struct wiki *copy = wiki_dup(&w);
 
 	if (copy == NULL)
@@ -195,19 +210,19 @@ int discovery_run(struct discovery *d, struct db *db, struct wiki_list *out, cha
 	if (res == NULL || (ncols = mysql_num_fields(res)) < 4) {
 		snprintf(err, errlen,
 			 "discovery query returns %u columns; it must return 4: domain, database, "
-			 "table prefix, secret key",
+			 "table prefix, secret key (and optionally a fifth: database server)",
 			 res ? mysql_num_fields(res) : 0);
 		goto out;
 	}
 	while ((row = mysql_fetch_row(res)) != NULL) {
-		const char *why = check_row(row);
+		const char *why = check_row(row, ncols);
 		rowno++;
 		if (why != NULL) {
 			bad_row(d, &now, rowno, row[0] && util_is_domain(row[0]) ? row[0] : NULL,
 				why);
 			continue;
 		}
-		if (append_wiki(out, &cap, row) != 0) {
+		if (append_wiki(out, &cap, row, ncols) != 0) {
 			snprintf(err, errlen, "out of memory");
 			goto out;
 		}

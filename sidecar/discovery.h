@@ -1,6 +1,7 @@
 /* discovery.h - which wikis exist: the [discovery] query on the platform database.
  *
- * The query returns, per wiki: domain, database name, table prefix, secret key. Rows
+ * The query returns, per wiki: domain, database name, table prefix, secret key, and
+ * optionally the wiki's database server ("host[:port]"; NULL or '' for [scan_db]'s). Rows
  * are checked before anything else uses them (identifiers go into SQL, the domain into
  * a Host header); a bad row is logged once while it stays bad, and skipped. */
 #ifndef JD_DISCOVERY_H

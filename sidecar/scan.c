@@ -11,6 +11,20 @@
 #include "jobtype.h"
 #include "util.h"
 
+int scan_endpoint_for(const struct config *cfg, const char *server, struct scan_endpoint *out)
+{
+	out->ep = cfg->scan;
+	snprintf(out->name, sizeof(out->name), "scan_db");
+	if (server == NULL)
+		return 0;
+	if (util_parse_db_server(server, out->host, sizeof(out->host), &out->ep.port) != 0)
+		return -EINVAL;
+	out->ep.host = out->host;
+	out->ep.socket = NULL; /* a server elsewhere: TCP, whatever [scan_db] uses locally */
+	snprintf(out->name, sizeof(out->name), "scan_db %s", server);
+	return 0;
+}
+
 /* Reads n decimal digits; -1 if any is not a digit. */
 static int digits(const char *s, int n)
 {

@@ -27,9 +27,23 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "config.h"
 #include "wiki.h"
 
 struct db; /* db.h */
+
+/* Where a wiki's job table is read: [scan_db], or, when discovery names the wiki's own
+ * database server, that server with [scan_db]'s user, password and timeouts (a farm
+ * sharded over several servers keeps one scan user on all of them). One owner for the
+ * rule: the scanner, `drain --wiki` and `status --wiki` all connect through it. */
+struct scan_endpoint {
+	struct db_endpoint ep; /* db_new(&.ep, .name): keep this struct while the db lives */
+	char host[254];
+	char name[280]; /* for messages: "scan_db" or "scan_db 10.0.0.7:3306" */
+};
+/* Fills *out for a wiki whose db_server is `server` (NULL: [scan_db] as configured).
+ * 0, or -EINVAL when server is not host[:port] (discovery refuses such rows first). */
+int scan_endpoint_for(const struct config *cfg, const char *server, struct scan_endpoint *out);
 
 /* What a scan reads. The oldest ready job and the highest job_id come with every scan;
  * claim times (stale claims are an hour old by definition) are read in a full scan

@@ -1,6 +1,7 @@
-/* scanner.c - see scanner.h. One thread, three connections: the platform database for
- * discovery, the coordination database for the scanner lease and the shared backlog,
- * and the scan endpoint ([scan_db], possibly a replica) for job tables. */
+/* scanner.c - see scanner.h. One thread: a connection to the platform database for
+ * discovery, one to the coordination database for the scanner lease and the shared
+ * backlog, and one per database server the wikis are on for their job tables
+ * ([scan_db], possibly a replica, or the server discovery names: struct server). */
 #include "scanner.h"
 
 #include <errno.h>
@@ -51,38 +52,34 @@ struct scan_tally {
 	size_t with_backlog; /* wikis with ready jobs */
 };
 
-struct scanner {
-	const struct config *_Atomic cfg; /* swapped by scanner_set_config (a reload) */
-	struct sched *sched;
-	pthread_t thread;
-	pthread_mutex_t lock;
-	pthread_cond_t wake;
-	bool stopping;
-	/* Owned by the thread: */
-	struct wiki_list wikis; /* from the last good discovery, sorted by domain */
-	bool discovered;
-	bool schema_ready;
-	struct coord_lease lease; /* the fleet's scanner lease */
-	bool scanning;            /* this sidecar holds it */
-	int64_t confirmed_ms;
-	int64_t next_full_scan; /* monotonic: when a scan reads claims and max ids again */
-	char **unreadable;      /* domains whose job table could not be read last scan */
-	size_t nunreadable;
-	int64_t started_ms;    /* monotonic: when the thread started */
-	int64_t fleet_read_ms; /* monotonic: the last good read of the fleet's figures */
-	double scan_age_s;     /* the scan age read then */
-	bool scan_stopped;     /* the last pass stopped: a database could not be reached */
-	struct binlog *feed;   /* the binary log feed, while this sidecar scans */
-	char **woken;          /* under lock: domains the feed woke, to rescan now */
-	size_t nwoken;
-	char **recheck; /* woken, found empty: read again at recheck_at */
-	size_t nrecheck;
-	int64_t recheck_at;
-	struct coord_clock clock; /* the coordination database's time (coord_time) */
-	bool clock_read;
-	struct pace pace;  /* detection's database budget */
-	struct hotset hot; /* wikis re-read every [scan] interval */
-	int64_t next_hot;  /* monotonic: the hot set's next read */
+/* A run of failures of one kind: logged when it starts, then once a minute, and when
+ * it ends. */
+struct failure_streak {
+	const char *what;
+	enum metric_error_kind metric_kind;
+	struct log_streak run;
+};
+
+/* One database server's detection: the wikis discovery places on it, read over a
+ * connection of their own, within a budget of their own, in a sweep and a hot set of
+ * their own. A slow, broken or unreachable server delays only its own wikis, and a
+ * farm spread over several servers spends [scan] db_budget_percent of each. */
+struct server {
+	char *key;                    /* the wikis' db_server; NULL: [scan_db] as configured */
+	struct scan_endpoint ep;      /* what db connects to */
+	struct db *db;                /* the job tables' connection */
+	struct wiki_list wikis;       /* its wikis (shared with the scanner's list), by domain */
+	bool listed;                  /* seen in the last regroup (servers_regroup) */
+	struct failure_streak streak; /* "scan failed" */
+	bool stopped;                 /* the last pass stopped: the server could not be reached */
+	int64_t next_tick;            /* monotonic: run_tick's next pass */
+	int64_t next_full_scan;       /* monotonic: when a sweep reads claims and max ids again */
+	struct pace pace;             /* its database budget */
+	struct hotset hot;            /* wikis re-read every [scan] interval */
+	int64_t next_hot;             /* monotonic: the hot set's next read */
+	int64_t period_ms;            /* the last complete sweep's length */
+	bool swept;                   /* a complete sweep since this sidecar took the lease */
+	char swept_db[32];            /* its start, coordination clock (fleet_sweep_done) */
 	struct sweep {
 		bool running;
 		char *after;             /* the last wiki read (NULL: none yet) */
@@ -91,10 +88,41 @@ struct scanner {
 		struct scan_tally tally; /* its statements so far */
 		enum scan_depth depth;
 		bool incomplete;    /* some chunk was not written: forget nothing */
-		bool forget_due;    /* a wiki left discovery (or a new holder): rows to forget */
 		bool stretched;     /* the last one took longer than SWEEP_STRETCHED_MS */
 		int64_t next_start; /* monotonic: a small farm is not swept more often */
 	} sweep;
+};
+
+struct scanner {
+	const struct config *_Atomic cfg; /* swapped by scanner_set_config (a reload) */
+	struct sched *sched;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	bool stopping;
+	/* Owned by the thread: */
+	struct wiki_list wikis;  /* from the last good discovery, sorted by domain */
+	struct server **servers; /* the wikis grouped by database server (servers_regroup) */
+	size_t nservers;
+	bool forget_due; /* a wiki left discovery (or a new holder): rows to forget */
+	bool discovered;
+	bool schema_ready;
+	struct coord_lease lease; /* the fleet's scanner lease */
+	bool scanning;            /* this sidecar holds it */
+	int64_t confirmed_ms;
+	char **unreadable; /* domains whose job table could not be read last scan */
+	size_t nunreadable;
+	int64_t started_ms;    /* monotonic: when the thread started */
+	int64_t fleet_read_ms; /* monotonic: the last good read of the fleet's figures */
+	double scan_age_s;     /* the scan age read then */
+	struct binlog *feed;   /* the binary log feed, while this sidecar scans */
+	char **woken;          /* under lock: domains the feed woke, to rescan now */
+	size_t nwoken;
+	char **recheck; /* woken, found empty: read again at recheck_at */
+	size_t nrecheck;
+	int64_t recheck_at;
+	struct coord_clock clock; /* the coordination database's time (coord_time) */
+	bool clock_read;
 };
 
 /* The process's scanner health (scanner.h): written by the scanner thread only. */
@@ -200,14 +228,6 @@ static void sc_note_readability(struct scanner *sc, const struct wiki *w, const 
 	qsort(sc->unreadable, sc->nunreadable, sizeof(*sc->unreadable), str_sort);
 }
 
-/* A run of failures of one kind: logged when it starts, then once a minute, and when
- * it ends. */
-struct failure_streak {
-	const char *what;
-	enum metric_error_kind metric_kind;
-	struct log_streak run;
-};
-
 static void streak_fail(struct failure_streak *s, const char *err, int64_t retry_ms)
 {
 	struct log_line l;
@@ -298,6 +318,136 @@ static bool carry_written(const struct wiki_list *old, struct wiki_list *now)
 	return kept < old->len;
 }
 
+static bool same_server(const char *a, const char *b)
+{
+	return a == NULL ? b == NULL : b != NULL && strcmp(a, b) == 0;
+}
+
+static void server_free(struct server *sv)
+{
+	if (sv == NULL)
+		return;
+	db_free(sv->db);
+	wiki_list_free(&sv->wikis);
+	hotset_release(&sv->hot);
+	free(sv->sweep.after);
+	free(sv->key);
+	free(sv);
+}
+
+/* A server's detection, starting afresh: a full sweep at once, a fresh budget. */
+static void server_restart(struct server *sv, const struct config *cfg, int64_t now)
+{
+	pace_init(&sv->pace, cfg->scan_db_budget_percent / 100.0, now);
+	free(sv->sweep.after);
+	memset(&sv->sweep, 0, sizeof(sv->sweep));
+	sv->next_full_scan = 0;
+	sv->next_hot = now;
+	sv->next_tick = 0;
+	sv->swept = false;
+}
+
+static struct server *server_new(const struct config *cfg, const char *key)
+{
+	struct server *sv = calloc(1, sizeof(*sv));
+
+	if (sv == NULL || (key != NULL && (sv->key = strdup(key)) == NULL) ||
+	    scan_endpoint_for(cfg, sv->key, &sv->ep) != 0 ||
+	    (sv->db = db_new(&sv->ep.ep, sv->ep.name)) == NULL) {
+		server_free(sv);
+		return NULL;
+	}
+	/* A job table locked for minutes must not leave server threads waiting on it. */
+	db_limit_statements(sv->db);
+	sv->streak = (struct failure_streak){ "scan failed", ERROR_SCAN, { 0, 0 } };
+	server_restart(sv, cfg, util_mono_ms());
+	return sv;
+}
+
+/* The server of wikis that name none ([scan_db]), if any wiki is there. */
+static struct server *server_default(const struct scanner *sc)
+{
+	for (size_t i = 0; i < sc->nservers; i++)
+		if (sc->servers[i]->key == NULL)
+			return sc->servers[i];
+	return NULL;
+}
+
+static struct server *server_of(struct scanner *sc, const char *key, bool create)
+{
+	struct server **p, *sv;
+
+	for (size_t i = 0; i < sc->nservers; i++)
+		if (same_server(sc->servers[i]->key, key))
+			return sc->servers[i];
+	if (!create || (p = realloc(sc->servers, (sc->nservers + 1) * sizeof(*p))) == NULL)
+		return NULL;
+	sc->servers = p;
+	if ((sv = server_new(sc->cfg, key)) == NULL)
+		return NULL;
+	if (key != NULL) {
+		struct log_line l;
+		log_begin(&l, LOG_INFO, "database server added to the scan");
+		log_str(&l, "server", key);
+		log_end(&l);
+	}
+	sc->servers[sc->nservers++] = sv;
+	return sv;
+}
+
+/* Groups sc->wikis by their database server: a server keeps its connection, budget,
+ * sweep position and hot set across discoveries; a server no wiki names any more is
+ * closed. -ENOMEM: some wikis are in no group until the next discovery. */
+static int servers_regroup(struct scanner *sc)
+{
+	size_t kept = 0;
+	int rc = 0;
+
+	for (size_t i = 0; i < sc->nservers; i++) {
+		wiki_list_free(&sc->servers[i]->wikis);
+		sc->servers[i]->listed = false;
+	}
+	for (size_t i = 0; i < sc->wikis.len; i++) {
+		struct wiki *w = sc->wikis.items[i];
+		struct server *sv = server_of(sc, w->db_server, true);
+		struct wiki **p;
+		if (sv == NULL ||
+		    (p = realloc(sv->wikis.items, (sv->wikis.len + 1) * sizeof(*p))) == NULL) {
+			rc = -ENOMEM;
+			continue;
+		}
+		sv->wikis.items = p;
+		sv->wikis.items[sv->wikis.len++] = wiki_ref(w);
+		sv->listed = true;
+	}
+	for (size_t i = 0; i < sc->nservers; i++) {
+		struct server *sv = sc->servers[i];
+		if (sv->listed) {
+			sc->servers[kept++] = sv;
+			continue;
+		}
+		if (sv->key != NULL) {
+			struct log_line l;
+			log_begin(&l, LOG_INFO, "database server left the scan: no wiki names it");
+			log_str(&l, "server", sv->key);
+			log_end(&l);
+		}
+		server_free(sv);
+	}
+	sc->nservers = kept;
+	return rc;
+}
+
+/* The binary log feed follows [binlog]'s server: the wikis that name no server of
+ * their own. */
+static int feed_set_wikis(struct scanner *sc)
+{
+	struct server *sv = server_default(sc);
+	struct wiki_list none = { 0 };
+
+	return binlog_set_wikis(sc->feed, sv != NULL ? &sv->wikis : &none);
+}
+
 /* Refreshes sc->wikis (kept for scanning) and the scheduler's copy. Returns when the
  * next discovery is due (monotonic ms). */
 static int64_t run_discovery(struct scanner *sc, struct discovery *disc, struct db *db,
@@ -321,11 +471,14 @@ static int64_t run_discovery(struct scanner *sc, struct discovery *disc, struct 
 		return util_mono_ms() + (int64_t)sc->cfg->discovery_interval * 1000;
 	}
 	if (carry_written(&sc->wikis, &list))
-		sc->sweep.forget_due = true;
+		sc->forget_due = true;
 	wiki_list_free(&sc->wikis);
 	sc->wikis = list;
 	sc->discovered = true;
-	if (sc->feed != NULL && binlog_set_wikis(sc->feed, &sc->wikis) != 0)
+	if (servers_regroup(sc) != 0)
+		log_msg(LOG_ERROR, "discovery: out of memory grouping wikis by database server; "
+				   "some wait for the next discovery");
+	if (sc->feed != NULL && feed_set_wikis(sc) != 0)
 		log_msg(LOG_ERROR, "binary log feed: out of memory; keeping its previous wiki list");
 	metrics_set(METRIC_WIKIS, 0, (double)sc->wikis.len);
 	log_discovery(before, sc->wikis.len, first);
@@ -463,7 +616,7 @@ static void pace_scan(struct scanner *sc, int64_t since, int queries)
 	pthread_mutex_unlock(&sc->lock);
 }
 
-static void run_woken(struct scanner *sc, struct db *scan_db, struct db *coord);
+static void run_woken(struct scanner *sc, struct db *coord);
 
 /* Operators' pauses, for the fleet gauges. */
 static int update_pause_metrics(struct scanner *sc, struct db *coord, char *err, size_t errlen)
@@ -531,13 +684,13 @@ static size_t scan_order(const struct scanner *sc, struct wiki *const *wikis, si
 
 /* What one chunk's scan tells the scanner: readability changes, and which wikis are
  * hot (jobs found: re-read every [scan] interval for a while). */
-static void note_chunk(struct scanner *sc, struct wiki *const *wikis, const struct backlog *b,
-		       size_t n, int64_t now)
+static void note_chunk(struct scanner *sc, struct server *sv, struct wiki *const *wikis,
+		       const struct backlog *b, size_t n, int64_t now)
 {
 	for (size_t i = 0; i < n; i++) {
 		sc_note_readability(sc, wikis[i], &b[i]);
 		if ((b[i].oldest_ready_ms != 0 || b[i].orphaned_claims > 0) &&
-		    hotset_touch(&sc->hot, wikis[i]->domain, now + HOT_KEEP_MS) != 0)
+		    hotset_touch(&sv->hot, wikis[i]->domain, now + HOT_KEEP_MS) != 0)
 			log_msg(LOG_ERROR, "hot set: out of memory; the wiki waits for the sweep");
 	}
 }
@@ -600,7 +753,7 @@ int scanner_scan_publish(struct db *scan_db, struct db *coord, const struct conf
  * wikis as soon as it is read. A chunk whose write fails is skipped (the others are
  * still written) unless the coordination database no longer answers at all. Returns 0,
  * 1 when some chunk was not written, -EIO when the pass must stop (err set). */
-static int scan_part(struct scanner *sc, struct db *scan_db, struct db *coord, struct wiki **wikis,
+static int scan_part(struct scanner *sc, struct server *sv, struct db *coord, struct wiki **wikis,
 		     struct backlog *backlog, size_t n, int per_query, enum scan_depth depth,
 		     const char *started, struct scan_tally *tally, char *err, size_t errlen)
 {
@@ -615,9 +768,9 @@ static int scan_part(struct scanner *sc, struct db *scan_db, struct db *coord, s
 		int64_t group_start;
 		int written;
 		if (sc->feed != NULL)
-			run_woken(sc, scan_db, coord);
+			run_woken(sc, coord);
 		group_start = util_mono_ms();
-		written = scanner_scan_publish(scan_db, coord, cfg, wikis + from, len, per_query,
+		written = scanner_scan_publish(sv->db, coord, cfg, wikis + from, len, per_query,
 					       depth, started, backlog + from, &stats, err, errlen);
 		if (written == -EIO)
 			return -EIO;
@@ -625,9 +778,9 @@ static int scan_part(struct scanner *sc, struct db *scan_db, struct db *coord, s
 		tally->queries += stats.queries;
 		for (size_t i = from; i < from + len; i++)
 			tally->with_backlog += backlog[i].oldest_ready_ms != 0;
-		pace_spend(&sc->pace, util_mono_ms(), stats.db_us);
+		pace_spend(&sv->pace, util_mono_ms(), stats.db_us);
 		pace_scan(sc, group_start, stats.queries);
-		note_chunk(sc, wikis + from, backlog + from, len, util_mono_ms());
+		note_chunk(sc, sv, wikis + from, backlog + from, len, util_mono_ms());
 		if (written == 0)
 			continue;
 		snprintf(why, sizeof(why), "%s", err);
@@ -662,7 +815,7 @@ static int coord_time(struct scanner *sc, struct db *coord, char out[32], char *
 
 /* Scans wikis[0..n) (readable ones grouped, the others one each) and writes their
  * backlog for the fleet. 0, 1 (some chunk not written), -EIO (stop; err set). */
-static int scan_some(struct scanner *sc, struct db *scan_db, struct db *coord,
+static int scan_some(struct scanner *sc, struct server *sv, struct db *coord,
 		     struct wiki *const *wikis, size_t n, enum scan_depth depth,
 		     struct scan_tally *tally, char *err, size_t errlen)
 {
@@ -679,11 +832,11 @@ static int scan_some(struct scanner *sc, struct db *scan_db, struct db *coord,
 	/* Each chunk's own start: a wiki drained after it keeps its "drained" figures. */
 	if (coord_time(sc, coord, started, err, errlen) != 0)
 		goto out;
-	rc = scan_part(sc, scan_db, coord, order, backlog, grouped, sc->cfg->scan_wikis_per_query,
-		       depth, started, tally, err, errlen);
+	rc = scan_part(sc, sv, coord, order, backlog, grouped, sc->cfg->scan_wikis_per_query, depth,
+		       started, tally, err, errlen);
 	if (rc >= 0) {
-		tail = scan_part(sc, scan_db, coord, order + grouped, backlog + grouped,
-				 n - grouped, 1, depth, started, tally, err, errlen);
+		tail = scan_part(sc, sv, coord, order + grouped, backlog + grouped, n - grouped, 1,
+				 depth, started, tally, err, errlen);
 		rc = tail < 0 ? tail : (rc > tail ? rc : tail);
 	}
 out:
@@ -692,24 +845,46 @@ out:
 	return rc;
 }
 
+/* The detection gauges, across the servers: the longest sweep and the most used
+ * budget (what bounds a cold wiki's wait), the hot wikis of all. */
+static void set_detection_metrics(const struct scanner *sc, int64_t now)
+{
+	double used = 0;
+	int64_t period = 0;
+	size_t hot = 0;
+
+	for (size_t i = 0; i < sc->nservers; i++) {
+		const struct server *sv = sc->servers[i];
+		double u = pace_used(&sv->pace, now);
+		used = u > used ? u : used;
+		period = sv->period_ms > period ? sv->period_ms : period;
+		hot += sv->hot.len;
+	}
+	metrics_set(METRIC_SCAN_BUDGET_USED, 0, used);
+	metrics_set(METRIC_SWEEP_SECONDS, 0, (double)period / 1000.0);
+	metrics_set(METRIC_HOT_WIKIS, 0, (double)hot);
+}
+
 /* The sweep took longer than SWEEP_STRETCHED_MS, or is back under it: logged on the
  * change only. */
-static void log_sweep_stretch(struct scanner *sc, int64_t period_ms)
+static void log_sweep_stretch(struct scanner *sc, struct server *sv, int64_t period_ms)
 {
 	bool stretched = period_ms > SWEEP_STRETCHED_MS;
 	struct log_line l;
 
-	if (stretched == sc->sweep.stretched)
+	if (stretched == sv->sweep.stretched)
 		return;
-	sc->sweep.stretched = stretched;
+	sv->sweep.stretched = stretched;
 	log_begin(&l, stretched ? LOG_WARN : LOG_INFO,
 		  stretched ? "database budget stretches the sweep"
 			    : "sweep back within its threshold");
+	if (sv->key != NULL)
+		log_str(&l, "server", sv->key);
 	log_int(&l, "sweep_s", (period_ms + 500) / 1000);
 	log_int(&l, "threshold_s", SWEEP_STRETCHED_MS / 1000);
-	log_int(&l, "db_ms", sc->sweep.tally.cost_us / 1000);
+	log_int(&l, "db_ms", sv->sweep.tally.cost_us / 1000);
 	log_int(&l, "budget_percent", sc->cfg->scan_db_budget_percent);
-	log_int(&l, "wikis", (long long)sc->wikis.len);
+	log_int(&l, "wikis", (long long)sv->wikis.len);
 	if (stretched)
 		log_str(&l, "next",
 			"new jobs on cold wikis wait up to a sweep; raise [scan] "
@@ -717,111 +892,134 @@ static void log_sweep_stretch(struct scanner *sc, int64_t period_ms)
 	log_end(&l);
 }
 
-/* A sweep read every wiki: forget the wikis discovery no longer returns, report. */
-static void sweep_finish(struct scanner *sc, struct db *coord, struct failure_streak *streak)
+/* Every server has completed a sweep since this sidecar took the lease: the fleet's
+ * sweep is recorded as of the oldest of their starts (every row left unchanged since
+ * is at least that fresh), and the wikis gone from discovery are forgotten. One server
+ * (the usual farm): its own sweep, as it finishes. 0, or -EIO (err set). */
+static int fleet_sweep_done(struct scanner *sc, struct db *coord, char *err, size_t errlen)
 {
-	int64_t now = util_mono_ms(), period = now - sc->sweep.started;
+	const char *oldest = NULL;
+	bool more = false;
+
+	for (size_t i = 0; i < sc->nservers; i++) {
+		if (!sc->servers[i]->swept)
+			return 0;
+		if (oldest == NULL || strcmp(sc->servers[i]->swept_db, oldest) < 0)
+			oldest = sc->servers[i]->swept_db;
+	}
+	if (oldest == NULL)
+		return 0;
+	if (coord_note_sweep(coord, sc->cfg, sc->cfg->mw_version, oldest, (long long)sc->wikis.len,
+			     err, errlen) != 0 ||
+	    (sc->forget_due && coord_forget_unseen(coord, sc->cfg, sc->cfg->mw_version, oldest,
+						   (const struct wiki *const *)sc->wikis.items,
+						   sc->wikis.len, &more, err, errlen) != 0))
+		return -EIO;
+	sc->forget_due = more;
+	return 0;
+}
+
+/* A sweep read every wiki of the server: recorded for the fleet, reported. */
+static void sweep_finish(struct scanner *sc, struct server *sv, struct db *coord)
+{
+	int64_t now = util_mono_ms(), period = now - sv->sweep.started;
 	char err[512];
 	struct log_line l;
 
-	sc->sweep.running = false;
-	free(sc->sweep.after);
-	sc->sweep.after = NULL;
+	sv->sweep.running = false;
+	free(sv->sweep.after);
+	sv->sweep.after = NULL;
 	/* The budget is a ceiling, not a target: a farm swept in less than [scan] interval
 	 * waits for it, as the hot set does. */
-	sc->sweep.next_start = sc->sweep.started + (int64_t)sc->cfg->scan_interval * 1000;
-	/* Only after a sweep that wrote every chunk: the sweep is recorded (every row it
-	 * left unchanged is as fresh as its start), and the wikis gone from discovery are
-	 * forgotten. */
-	if (!sc->sweep.incomplete) {
-		bool more = false;
-		if (coord_note_sweep(coord, sc->cfg, sc->cfg->mw_version, sc->sweep.started_db,
-				     (long long)sc->wikis.len, err, sizeof(err)) != 0 ||
-		    (sc->sweep.forget_due &&
-		     coord_forget_unseen(coord, sc->cfg, sc->cfg->mw_version, sc->sweep.started_db,
-					 (const struct wiki *const *)sc->wikis.items, sc->wikis.len,
-					 &more, err, sizeof(err)) != 0)) {
-			streak_fail(streak, err, retry_delay(streak->run.count + 1));
+	sv->sweep.next_start = sv->sweep.started + (int64_t)sc->cfg->scan_interval * 1000;
+	/* Only a sweep that wrote every chunk counts (forget_unseen forgets nothing
+	 * another one missed). */
+	if (!sv->sweep.incomplete) {
+		sv->swept = true;
+		memcpy(sv->swept_db, sv->sweep.started_db, sizeof(sv->swept_db));
+		if (fleet_sweep_done(sc, coord, err, sizeof(err)) != 0) {
+			streak_fail(&sv->streak, err, retry_delay(sv->streak.run.count + 1));
 			return;
 		}
-		sc->sweep.forget_due = more;
-		streak_ok(streak);
+		streak_ok(&sv->streak);
 	}
-	if (sc->sweep.depth == SCAN_FULL)
-		sc->next_full_scan = sc->sweep.started + (int64_t)sc->cfg->scan_full_interval * 1000;
+	if (sv->sweep.depth == SCAN_FULL)
+		sv->next_full_scan = sv->sweep.started + (int64_t)sc->cfg->scan_full_interval * 1000;
+	sv->period_ms = period;
 	metrics_add(METRIC_SCANS, 0, 1);
-	metrics_set(METRIC_SCAN_SECONDS, 0, (double)sc->sweep.tally.cost_us / 1e6);
-	metrics_set(METRIC_SWEEP_SECONDS, 0, (double)period / 1000.0);
-	log_sweep_stretch(sc, period);
+	metrics_set(METRIC_SCAN_SECONDS, 0, (double)sv->sweep.tally.cost_us / 1e6);
+	set_detection_metrics(sc, now);
+	log_sweep_stretch(sc, sv, period);
 	/* "scan", as when one pass read every wiki: what tools and tests count. */
 	log_begin(&l, LOG_DEBUG, "scan");
-	log_int(&l, "wikis", (long long)sc->wikis.len);
-	log_int(&l, "with_backlog", (long long)sc->sweep.tally.with_backlog);
-	log_int(&l, "queries", sc->sweep.tally.queries);
-	log_int(&l, "hot", (long long)sc->hot.len);
-	log_str(&l, "depth", sc->sweep.depth == SCAN_FULL ? "full" : "light");
-	log_int(&l, "db_ms", sc->sweep.tally.cost_us / 1000);
+	if (sv->key != NULL)
+		log_str(&l, "server", sv->key);
+	log_int(&l, "wikis", (long long)sv->wikis.len);
+	log_int(&l, "with_backlog", (long long)sv->sweep.tally.with_backlog);
+	log_int(&l, "queries", sv->sweep.tally.queries);
+	log_int(&l, "hot", (long long)sv->hot.len);
+	log_str(&l, "depth", sv->sweep.depth == SCAN_FULL ? "full" : "light");
+	log_int(&l, "db_ms", sv->sweep.tally.cost_us / 1000);
 	log_int(&l, "ms", period);
 	log_end(&l);
 }
 
-/* Reads the sweep's next chunk ([scan] wikis_per_query wikis after the last one read).
- * 0, or -EIO when the database could not be reached (the sweep resumes there). */
-static int sweep_step(struct scanner *sc, struct db *scan_db, struct db *coord,
-		      struct failure_streak *streak)
+/* Reads the server's sweep's next chunk ([scan] wikis_per_query wikis after the last
+ * one read). 0, or -EIO when a database could not be reached (the sweep resumes
+ * there). */
+static int sweep_step(struct scanner *sc, struct server *sv, struct db *coord)
 {
-	size_t n = sc->wikis.len, from, len;
+	size_t n = sv->wikis.len, from, len;
 	char err[512];
 	int rc;
 
-	if (!sc->sweep.running) {
-		if (coord_now(coord, sc->sweep.started_db, err, sizeof(err)) != 0)
+	if (!sv->sweep.running) {
+		if (coord_now(coord, sv->sweep.started_db, err, sizeof(err)) != 0)
 			goto failed;
-		sc->sweep.running = true;
-		sc->sweep.started = util_mono_ms();
-		memset(&sc->sweep.tally, 0, sizeof(sc->sweep.tally));
-		sc->sweep.incomplete = false;
+		sv->sweep.running = true;
+		sv->sweep.started = util_mono_ms();
+		memset(&sv->sweep.tally, 0, sizeof(sv->sweep.tally));
+		sv->sweep.incomplete = false;
 		/* Claims are read every [scan] full_interval (and in the first sweep). */
-		sc->sweep.depth = sc->sweep.started >= sc->next_full_scan ? SCAN_FULL : SCAN_LIGHT;
+		sv->sweep.depth = sv->sweep.started >= sv->next_full_scan ? SCAN_FULL : SCAN_LIGHT;
 	}
-	from = sweep_position(&sc->wikis, sc->sweep.after);
+	from = sweep_position(&sv->wikis, sv->sweep.after);
 	len = n - from < (size_t)sc->cfg->scan_wikis_per_query
 		      ? n - from
 		      : (size_t)sc->cfg->scan_wikis_per_query;
 	if (len > 0) {
 		char *after;
-		rc = scan_some(sc, scan_db, coord, sc->wikis.items + from, len, sc->sweep.depth,
-			       &sc->sweep.tally, err, sizeof(err));
+		rc = scan_some(sc, sv, coord, sv->wikis.items + from, len, sv->sweep.depth,
+			       &sv->sweep.tally, err, sizeof(err));
 		if (rc < 0)
 			goto failed;
 		if (rc > 0) {
-			sc->sweep.incomplete = true;
-			streak_fail(streak, err, (int64_t)sc->cfg->scan_interval * 1000);
+			sv->sweep.incomplete = true;
+			streak_fail(&sv->streak, err, (int64_t)sc->cfg->scan_interval * 1000);
 		}
-		after = strdup(sc->wikis.items[from + len - 1]->domain);
+		after = strdup(sv->wikis.items[from + len - 1]->domain);
 		if (after == NULL) {
 			snprintf(err, sizeof(err), "out of memory");
 			goto failed;
 		}
-		free(sc->sweep.after);
-		sc->sweep.after = after;
+		free(sv->sweep.after);
+		sv->sweep.after = after;
 	}
-	sc->scan_stopped = false;
+	sv->stopped = false;
 	if (from + len >= n) {
-		sweep_finish(sc, coord, streak);
+		sweep_finish(sc, sv, coord);
 		sched_poke(sc->sched);
 	}
 	return 0;
 failed:
-	sc->scan_stopped = true;
+	sv->stopped = true;
 	if (!scanner_stopping(sc))
-		streak_fail(streak, err, retry_delay(streak->run.count + 1));
+		streak_fail(&sv->streak, err, retry_delay(sv->streak.run.count + 1));
 	return -EIO;
 }
 
-/* Re-reads the hot set (light: no claims). 0 or -EIO. */
-static int scan_hot(struct scanner *sc, struct db *scan_db, struct db *coord,
-		    struct failure_streak *streak, int64_t *cost_us)
+/* Re-reads the server's hot set (light: no claims). 0 or -EIO. */
+static int scan_hot(struct scanner *sc, struct server *sv, struct db *coord, int64_t *cost_us)
 {
 	struct wiki **hot;
 	size_t n;
@@ -829,84 +1027,78 @@ static int scan_hot(struct scanner *sc, struct db *scan_db, struct db *coord,
 	char err[512];
 	int rc = 0;
 
-	hotset_expire(&sc->hot, util_mono_ms());
-	metrics_set(METRIC_HOT_WIKIS, 0, (double)sc->hot.len);
-	if (sc->hot.len == 0)
+	hotset_expire(&sv->hot, util_mono_ms());
+	if (sv->hot.len == 0)
 		return 0;
-	hot = calloc(sc->hot.len, sizeof(*hot));
+	hot = calloc(sv->hot.len, sizeof(*hot));
 	if (hot == NULL)
 		return 0;
-	n = hotset_select(&sc->hot, &sc->wikis, util_mono_ms(), hot);
+	n = hotset_select(&sv->hot, &sv->wikis, util_mono_ms(), hot);
 	if (n > 0)
-		rc = scan_some(sc, scan_db, coord, hot, n, SCAN_LIGHT, &tally, err, sizeof(err));
+		rc = scan_some(sc, sv, coord, hot, n, SCAN_LIGHT, &tally, err, sizeof(err));
 	free(hot);
 	*cost_us = tally.cost_us;
 	if (rc < 0) {
-		sc->scan_stopped = true;
+		sv->stopped = true;
 		if (!scanner_stopping(sc))
-			streak_fail(streak, err, retry_delay(streak->run.count + 1));
+			streak_fail(&sv->streak, err, retry_delay(sv->streak.run.count + 1));
 		return -EIO;
 	}
 	sched_poke(sc->sched);
 	return 0;
 }
 
-/* One pass of detection within the budget: the hot set when due, then the sweep's
- * next chunks while the budget has credit (for at most TICK_MS). Returns when to come
- * back (monotonic ms): after a failure, on the database's retry schedule. (Returning
- * "now" there made the scanner spin on a database that refuses at once, tens of
- * thousands of attempts a second, for as long as its lease was still trusted.) */
-static int64_t run_tick(struct scanner *sc, struct db *scan_db, struct db *coord,
-			struct failure_streak *streak)
+/* One pass of a server's detection within its budget: the hot set when due, then the
+ * sweep's next chunks while the budget has credit (for at most TICK_MS). Returns when
+ * to come back (monotonic ms): after a failure, on the database's retry schedule.
+ * (Returning "now" there made the scanner spin on a database that refuses at once,
+ * tens of thousands of attempts a second, for as long as its lease was still
+ * trusted.) */
+static int64_t run_tick(struct scanner *sc, struct server *sv, struct db *coord)
 {
 	int64_t now = util_mono_ms(), deadline = now + TICK_MS, wait, next, hot_cost = 0;
 
-	if (sc->wikis.len == 0)
+	if (sv->wikis.len == 0)
 		return now + (int64_t)sc->cfg->scan_interval * 1000;
-	if (sc->pace.budget != sc->cfg->scan_db_budget_percent / 100.0) {
+	if (sv->pace.budget != sc->cfg->scan_db_budget_percent / 100.0) {
 		/* Reloaded: the new budget from now on. */
-		pace_set_budget(&sc->pace, sc->cfg->scan_db_budget_percent / 100.0, now);
-		metrics_set(METRIC_SCAN_BUDGET, 0, sc->pace.budget);
+		pace_set_budget(&sv->pace, sc->cfg->scan_db_budget_percent / 100.0, now);
+		metrics_set(METRIC_SCAN_BUDGET, 0, sv->pace.budget);
 	}
-	if (now >= sc->next_hot && pace_wait_ms(&sc->pace, now) == 0) {
-		if (scan_hot(sc, scan_db, coord, streak, &hot_cost) != 0)
-			return now + retry_delay(streak->run.count);
-		sc->next_hot = now + pace_hot_gap_ms(&sc->pace, hot_cost,
+	if (now >= sv->next_hot && pace_wait_ms(&sv->pace, now) == 0) {
+		if (scan_hot(sc, sv, coord, &hot_cost) != 0)
+			return now + retry_delay(sv->streak.run.count);
+		sv->next_hot = now + pace_hot_gap_ms(&sv->pace, hot_cost,
 						     (int64_t)sc->cfg->scan_interval * 1000);
 	}
 	while (!scanner_stopping(sc) && (now = util_mono_ms()) < deadline &&
-	       (sc->sweep.running || now >= sc->sweep.next_start) &&
-	       pace_wait_ms(&sc->pace, now) == 0) {
-		if (sweep_step(sc, scan_db, coord, streak) != 0)
-			return now + retry_delay(streak->run.count);
+	       (sv->sweep.running || now >= sv->sweep.next_start) &&
+	       pace_wait_ms(&sv->pace, now) == 0) {
+		if (sweep_step(sc, sv, coord) != 0)
+			return now + retry_delay(sv->streak.run.count);
 	}
 	now = util_mono_ms();
-	metrics_set(METRIC_SCAN_BUDGET_USED, 0, pace_used(&sc->pace, now));
-	wait = pace_wait_ms(&sc->pace, now);
+	set_detection_metrics(sc, now);
+	wait = pace_wait_ms(&sv->pace, now);
 	/* The sooner of the hot set and the sweep, once the budget has credit again. */
-	next = sc->sweep.running ? now : sc->sweep.next_start;
-	if (sc->next_hot < next)
-		next = sc->next_hot;
+	next = sv->sweep.running ? now : sv->sweep.next_start;
+	if (sv->next_hot < next)
+		next = sv->next_hot;
 	return next > now + wait ? next : now + wait;
 }
 
-/* A new holder of the scanner lease starts a sweep from the start, with a fresh
- * budget (a burst: the first chunks are read at once) and its own hot set. */
+/* A new holder of the scanner lease starts every server's sweep from the start, with a
+ * fresh budget (a burst: the first chunks are read at once) and its own hot set. */
 static void detection_restart(struct scanner *sc)
 {
 	int64_t now = util_mono_ms();
 
-	pace_init(&sc->pace, sc->cfg->scan_db_budget_percent / 100.0, now);
+	for (size_t i = 0; i < sc->nservers; i++)
+		server_restart(sc->servers[i], sc->cfg, now);
 	metrics_set(METRIC_SCAN_BUDGET, 0, sc->cfg->scan_db_budget_percent / 100.0);
-	free(sc->sweep.after);
-	sc->sweep.after = NULL;
-	sc->sweep.running = false;
-	sc->sweep.next_start = 0;
-	sc->next_full_scan = 0;
-	sc->next_hot = now;
 	/* Another holder may have written (or forgotten) rows meanwhile. */
 	forget_written(&sc->wikis);
-	sc->sweep.forget_due = true;
+	sc->forget_due = true;
 }
 
 /* The feed's wake (binlog.h), on its thread: the domain joins the set the scanner
@@ -958,10 +1150,12 @@ static bool any_failed(const struct backlog *b, size_t n)
 
 /* Rescans the wikis the feed woke (and those due for a second look) and writes their
  * backlog for the fleet at once, so that a new job is seen in well under a second
- * rather than at the next scan. Failures are left to the next scan, which logs them. */
-static void run_woken(struct scanner *sc, struct db *scan_db, struct db *coord)
+ * rather than at the next scan. Failures are left to the next scan, which logs them.
+ * The feed follows the default server only (feed_set_wikis): so do its wakes. */
+static void run_woken(struct scanner *sc, struct db *coord)
 {
 	const struct config *cfg = sc->cfg; /* one config for the whole round (a reload) */
+	struct server *sv = server_default(sc);
 	char **domains = NULL, started[32], err[512];
 	size_t nd = 0, n = 0, nrecheck = 0;
 	struct wiki **order = NULL;
@@ -999,10 +1193,10 @@ static void run_woken(struct scanner *sc, struct db *scan_db, struct db *coord)
 	if (order == NULL || backlog == NULL)
 		goto out;
 	for (size_t i = 0; i < nd; i++) {
-		struct wiki **w = sc->wikis.len == 0
+		struct wiki **w = sv == NULL || sv->wikis.len == 0
 					  ? NULL
-					  : bsearch(domains[i], sc->wikis.items, sc->wikis.len,
-						    sizeof(*sc->wikis.items), wiki_domain_cmp);
+					  : bsearch(domains[i], sv->wikis.items, sv->wikis.len,
+						    sizeof(*sv->wikis.items), wiki_domain_cmp);
 		bool dup = false;
 		for (size_t j = 0; w != NULL && j < n; j++)
 			dup = dup || order[j] == *w;
@@ -1018,22 +1212,22 @@ static void run_woken(struct scanner *sc, struct db *scan_db, struct db *coord)
 		/* Full depth: the highest job_id, which unparks a parked wiki. Not
 		 * scanner_scan_publish: a failed wiki is read again before anything is
 		 * written, so the fleet never sees a passing error. */
-		if (scan_run_skipping(scan_db, order + from, len, cfg->scan_wikis_per_query,
+		if (scan_run_skipping(sv->db, order + from, len, cfg->scan_wikis_per_query,
 				      SCAN_FULL, cfg->skip_types, backlog + from, &stats, err,
 				      sizeof(err)) != 0)
 			goto out;
 		if (any_failed(backlog + from, len)) {
 			/* Its table was just written: a failure is most likely the scan
 			 * connection's, lost in a server restart. Once more, reconnected. */
-			pace_spend(&sc->pace, util_mono_ms(), stats.db_us);
-			if (scan_run_skipping(scan_db, order + from, len, cfg->scan_wikis_per_query,
+			pace_spend(&sv->pace, util_mono_ms(), stats.db_us);
+			if (scan_run_skipping(sv->db, order + from, len, cfg->scan_wikis_per_query,
 					      SCAN_FULL, cfg->skip_types, backlog + from, &stats,
 					      err, sizeof(err)) != 0)
 				goto out;
 		}
 		/* Within the budget too: a storm of wakes delays the sweep, not the server. */
-		pace_spend(&sc->pace, util_mono_ms(), stats.db_us);
-		note_chunk(sc, order + from, backlog + from, len, util_mono_ms());
+		pace_spend(&sv->pace, util_mono_ms(), stats.db_us);
+		note_chunk(sc, sv, order + from, backlog + from, len, util_mono_ms());
 		if (publish_changes(coord, cfg, order + from, backlog + from, len, SCAN_FULL,
 				    started, err, sizeof(err)) != 0)
 			goto out;
@@ -1088,7 +1282,7 @@ static void follow_binlog(struct scanner *sc, bool follow)
 				   "scanning only");
 		return;
 	}
-	if (binlog_set_wikis(sc->feed, &sc->wikis) != 0)
+	if (feed_set_wikis(sc) != 0)
 		log_msg(LOG_ERROR, "binary log feed: out of memory for the wiki list");
 }
 
@@ -1110,29 +1304,40 @@ static void note_readiness(struct scanner *sc, struct db *coord, const struct fa
 	note_ready(true, NULL);
 }
 
+/* Each server's detection pass when it is due; returns the soonest next one. */
+static int64_t run_ticks(struct scanner *sc, struct db *coord)
+{
+	int64_t next = INT64_MAX;
+
+	for (size_t i = 0; i < sc->nservers && !scanner_stopping(sc); i++) {
+		struct server *sv = sc->servers[i];
+		if (util_mono_ms() >= sv->next_tick)
+			sv->next_tick = run_tick(sc, sv, coord);
+		if (sv->next_tick < next)
+			next = sv->next_tick;
+	}
+	return next;
+}
+
 static void *scanner_main(void *arg)
 {
 	struct scanner *sc = arg;
 	const struct config *cfg = sc->cfg;
 	struct db *platform = db_new(&cfg->platform, "platform_db");
 	struct db *coord = db_new(&cfg->platform, "coordination");
-	struct db *scan = db_new(&cfg->scan, "scan_db");
 	struct discovery *disc = discovery_new(cfg);
 	struct failure_streak disc_streak = { "discovery failed", ERROR_DISCOVERY, { 0, 0 } };
 	struct failure_streak coord_streak = { "coordination database failed",
 					       ERROR_COORDINATION,
 					       { 0, 0 } };
-	struct failure_streak scan_streak = { "scan failed", ERROR_SCAN, { 0, 0 } };
-	int64_t next_discovery = 0, next_scan = 0, next_tick = 0;
+	int64_t next_discovery = 0, next_scan = 0, next_tick = INT64_MAX;
 
 	db_thread_init();
 	sc->started_ms = util_mono_ms();
-	if (platform == NULL || coord == NULL || scan == NULL || disc == NULL) {
+	if (platform == NULL || coord == NULL || disc == NULL) {
 		log_msg(LOG_ERROR, "scanner: out of memory; no discovery or scans will run");
 		goto out;
 	}
-	/* A job table locked for minutes must not leave server threads waiting on it. */
-	db_limit_statements(scan);
 	pthread_mutex_lock(&sc->lock);
 	while (!sc->stopping) {
 		int64_t wake;
@@ -1145,19 +1350,16 @@ static void *scanner_main(void *arg)
 		if (util_mono_ms() >= next_discovery)
 			next_discovery = run_discovery(sc, disc, platform, &disc_streak);
 		/* Woken by the binary log feed, only its wikis are scanned; a new holder of
-		 * the scanner lease starts a sweep at once. */
+		 * the scanner lease starts every server's sweep at once. */
 		due = util_mono_ms() >= next_scan;
 		was_scanning = sc->scanning;
 		if (ensure_schema(sc, coord, &coord_streak) &&
 		    hold_scanner_lease(sc, coord, &coord_streak)) {
 			follow_binlog(sc, true);
-			if (!was_scanning) {
+			if (!was_scanning)
 				detection_restart(sc);
-				next_tick = 0;
-			}
-			if (util_mono_ms() >= next_tick)
-				next_tick = run_tick(sc, scan, coord, &scan_streak);
-			run_woken(sc, scan, coord);
+			next_tick = run_ticks(sc, coord);
+			run_woken(sc, coord);
 		} else {
 			follow_binlog(sc, false);
 			next_tick = INT64_MAX;
@@ -1171,15 +1373,11 @@ static void *scanner_main(void *arg)
 			wake = sc->recheck_at;
 		if (next_discovery < wake)
 			wake = next_discovery;
-		/* While a database fails, come back on its retry schedule, not a scan
-		 * interval later: prompt recovery whatever [scan] interval is. */
-		if (coord_streak.run.count > 0 || sc->scan_stopped) {
-			int64_t retry = util_mono_ms() +
-					retry_delay(coord_streak.run.count > scan_streak.run.count
-							    ? coord_streak.run.count
-							    : scan_streak.run.count);
-			if (retry < next_tick)
-				next_tick = retry;
+		/* While the coordination database fails, come back on its retry schedule, not
+		 * a scan interval later: prompt recovery whatever [scan] interval is. (A
+		 * server's failed pass already comes back on its own: run_tick.) */
+		if (coord_streak.run.count > 0) {
+			int64_t retry = util_mono_ms() + retry_delay(coord_streak.run.count);
 			if (retry < wake)
 				wake = retry;
 		}
@@ -1197,14 +1395,14 @@ static void *scanner_main(void *arg)
 		coord_release(coord, cfg, &sc->lease, err, sizeof(err));
 	}
 out:
+	for (size_t i = 0; i < sc->nservers; i++)
+		server_free(sc->servers[i]);
+	free(sc->servers);
 	wiki_list_free(&sc->wikis);
 	sc_forget_unreadable(sc);
 	free_domains(sc->woken, sc->nwoken);
 	free_domains(sc->recheck, sc->nrecheck);
-	hotset_release(&sc->hot);
-	free(sc->sweep.after);
 	discovery_free(disc);
-	db_free(scan);
 	db_free(coord);
 	db_free(platform);
 	db_thread_end();

@@ -374,6 +374,7 @@ int steer_status_wiki(const struct config *cfg, const char *domain, bool json)
 	struct scan_type_row *t = NULL;
 	struct wiki *w = NULL;
 	struct db *coord = NULL, *scan = NULL;
+	struct scan_endpoint scan_ep; /* the wiki's own server's, when discovery names one */
 	char err[512], why[1024];
 	size_t np = 0, nt = 0;
 	int64_t now_ms = util_wall_ms();
@@ -388,8 +389,8 @@ int steer_status_wiki(const struct config *cfg, const char *domain, bool json)
 	coord = open_coord(cfg, "status");
 	if (coord == NULL)
 		goto out;
-	scan = db_new(&cfg->scan, "scan_db");
-	if (scan == NULL) {
+	if (scan_endpoint_for(cfg, w->db_server, &scan_ep) != 0 ||
+	    (scan = db_new(&scan_ep.ep, scan_ep.name)) == NULL) {
 		snprintf(err, sizeof(err), "out of memory");
 		goto fail;
 	}

@@ -131,6 +131,24 @@ bool util_is_domain(const char *s)
 	return true;
 }
 
+int util_parse_db_server(const char *s, char *host, size_t hostlen, int *port)
+{
+	const char *colon;
+	size_t len;
+	long long p = 3306;
+
+	if (!util_is_domain(s))
+		return -EINVAL;
+	colon = strchr(s, ':');
+	len = colon ? (size_t)(colon - s) : strlen(s);
+	if (len >= hostlen || (colon != NULL && util_parse_int(colon + 1, 1, 65535, &p) != 0))
+		return -EINVAL;
+	memcpy(host, s, len);
+	host[len] = '\0';
+	*port = (int)p;
+	return 0;
+}
+
 void buf_init(struct buf *b)
 {
 	memset(b, 0, sizeof(*b));

@@ -26,6 +26,10 @@ bool util_is_table_prefix(const char *s);
 /* A host name usable as an HTTP Host header: 1..253 of [A-Za-z0-9.-], optional :port,
  * UTIL_DOMAIN_MAX bytes in all. */
 bool util_is_domain(const char *s);
+/* A database server as discovery names it: "host" or "host:port", a dotted IPv4
+ * address or a host name (util_is_domain's shape; no IPv6). Writes the host into
+ * host[hostlen] (254 bytes hold any) and the port (3306 when absent). 0 or -EINVAL. */
+int util_parse_db_server(const char *s, char *host, size_t hostlen, int *port);
 /* The host part of an http:// URL to the local MediaWiki: a dotted IPv4 address, an
  * IPv6 address in brackets ("[::1]", as URLs write it), or a host name of
  * [A-Za-z0-9.-] (1..253). A bare IPv6 address would make a malformed URL. */

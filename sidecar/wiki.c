@@ -23,25 +23,31 @@ struct wiki *wiki_ref(struct wiki *w)
 
 struct wiki *wiki_dup(const struct wiki *w)
 {
-	const char *from[4] = { w->domain, w->dbname, w->table_prefix, w->secret };
-	size_t len[4], total = sizeof(struct wiki);
+	/* db_server may be NULL ([scan_db]): it stays NULL in the copy. */
+	const char *from[5] = { w->domain, w->dbname, w->table_prefix, w->secret, w->db_server };
+	char **to[5];
+	size_t len[5], total = sizeof(struct wiki);
 	struct wiki *c;
 	char *p;
 
-	for (int i = 0; i < 4; i++) {
-		len[i] = strlen(from[i]) + 1;
+	for (int i = 0; i < 5; i++) {
+		len[i] = from[i] == NULL ? 0 : strlen(from[i]) + 1;
 		total += len[i];
 	}
 	c = calloc(1, total);
 	if (c == NULL)
 		return NULL;
+	to[0] = &c->domain;
+	to[1] = &c->dbname;
+	to[2] = &c->table_prefix;
+	to[3] = &c->secret;
+	to[4] = &c->db_server;
 	p = (char *)(c + 1);
-	for (int i = 0; i < 4; i++) {
+	for (int i = 0; i < 5; i++) {
+		if (from[i] == NULL)
+			continue;
 		memcpy(p, from[i], len[i]);
-		*(i == 0   ? &c->domain
-		  : i == 1 ? &c->dbname
-		  : i == 2 ? &c->table_prefix
-			   : &c->secret) = p;
+		*to[i] = p;
 		p += len[i];
 	}
 	atomic_init(&c->holders, 1);

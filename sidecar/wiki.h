@@ -22,11 +22,13 @@ struct wiki {
 	char *dbname;                /* validated identifier: util_is_db_name */
 	char *table_prefix;          /* validated identifier, MediaWiki's $wgDBprefix */
 	char *secret;                /* $wgSecretKey; never logged */
+	char *db_server;             /* its database server, "host[:port]" (discovery's
+				      * optional fifth column); NULL: [scan_db]'s */
 	struct wiki_written written; /* the scanner's alone (scanner.c); copies start at zero */
 	_Atomic int holders;         /* lists and tickets sharing it: wiki_ref, wiki_free */
 };
 
-/* A new wiki with copies of w's strings (not its `written`), one holder; NULL on
+/* A new wiki with copies of w's strings (not its `written`; db_server may be NULL), one holder; NULL on
  * allocation failure. */
 struct wiki *wiki_dup(const struct wiki *w);
 /* One more holder of w (a second list, a ticket): the same wiki, no copy. Returns w. */

@@ -146,6 +146,29 @@ static void test_is_domain_port_digits_only(void **state)
 	assert_false(util_is_domain("a.b:+80"));
 }
 
+/* Discovery's fifth column: "host" (port 3306) or "host:port"; anything else refused. */
+static void test_parse_db_server(void **state)
+{
+	char host[254], small[4];
+	int port = 0;
+
+	(void)state;
+	assert_int_equal(util_parse_db_server("db2.internal", host, sizeof(host), &port), 0);
+	assert_string_equal(host, "db2.internal");
+	assert_int_equal(port, 3306);
+	assert_int_equal(util_parse_db_server("127.0.0.1:3307", host, sizeof(host), &port), 0);
+	assert_string_equal(host, "127.0.0.1");
+	assert_int_equal(port, 3307);
+	assert_int_equal(util_parse_db_server("", host, sizeof(host), &port), -EINVAL);
+	assert_int_equal(util_parse_db_server("db:0", host, sizeof(host), &port), -EINVAL);
+	assert_int_equal(util_parse_db_server("db:65536", host, sizeof(host), &port), -EINVAL);
+	assert_int_equal(util_parse_db_server("db:", host, sizeof(host), &port), -EINVAL);
+	assert_int_equal(util_parse_db_server("::1", host, sizeof(host), &port), -EINVAL);
+	assert_int_equal(util_parse_db_server("db;DROP", host, sizeof(host), &port), -EINVAL);
+	assert_int_equal(util_parse_db_server("db 2", host, sizeof(host), &port), -EINVAL);
+	assert_int_equal(util_parse_db_server("dbhost", small, sizeof(small), &port), -EINVAL);
+}
+
 struct int_case {
 	const char *s;
 	long long min, max;
@@ -722,6 +745,7 @@ int main(void)
 		cmocka_unit_test(test_is_table_prefix),
 		cmocka_unit_test(test_is_domain),
 		cmocka_unit_test(test_is_domain_port_digits_only),
+		cmocka_unit_test(test_parse_db_server),
 		cmocka_unit_test(test_parse_int),
 		cmocka_unit_test(test_parse_duration),
 		cmocka_unit_test(test_mw_timestamp),
