@@ -13,6 +13,8 @@
 
 int scan_endpoint_for(const struct config *cfg, const char *server, struct scan_endpoint *out)
 {
+	static char none[] = "";
+
 	out->ep = cfg->scan;
 	snprintf(out->name, sizeof(out->name), "scan_db");
 	if (server == NULL)
@@ -20,7 +22,11 @@ int scan_endpoint_for(const struct config *cfg, const char *server, struct scan_
 	if (util_parse_db_server(server, out->host, sizeof(out->host), &out->ep.port) != 0)
 		return -EINVAL;
 	out->ep.host = out->host;
-	out->ep.socket = NULL; /* a server elsewhere: TCP, whatever [scan_db] uses locally */
+	/* A server elsewhere: TCP, whatever [scan_db] uses locally ("" is none), and no
+	 * default database ([scan_db]'s may not exist there: the scan names each table
+	 * with its database). */
+	out->ep.socket = none;
+	out->ep.database = none;
 	snprintf(out->name, sizeof(out->name), "scan_db %s", server);
 	return 0;
 }

@@ -98,6 +98,20 @@ class FarmError(RuntimeError):
 
 
 @dataclasses.dataclass
+class DbServer:
+    """Another MariaDB server of the farm (Farm.add_db_server), for wikis whose database
+    is not on the main one: DIR/mysql-data-<name>, DIR/mysql-<name>.sock, a free port."""
+    name: str
+    port: int
+    socket: str
+
+    @property
+    def address(self):
+        """host:port, as a discovery query's fifth column and $wgDBserver name it."""
+        return "127.0.0.1:%d" % self.port
+
+
+@dataclasses.dataclass
 class Wiki:
     """One wiki as the platform (apidb) and MediaWiki (DIR/wikis/<domain>.json) see it."""
     domain: str
@@ -114,6 +128,7 @@ class Wiki:
     mw_known: bool = True     # MediaWiki serves this Host (False: 404 "no such wiki")
     read_only: str = ""       # $wgReadOnly reason, "" = writable
     sitename: str = ""
+    db_server: str = None     # the name of its Farm.add_db_server server; None: the main one
 
     @property
     def job_table(self):
@@ -260,6 +275,8 @@ class Farm:
         self.wikis = {}          # domain -> Wiki
         self._procs = {}         # name -> Popen, for processes this object spawned
         self._conn = None
+        self.db_servers = {}     # name -> DbServer (add_db_server)
+        self._server_conns = {}  # name -> root connection to that server (sql)
 
     # ---- paths -------------------------------------------------------------------------
 
@@ -310,8 +327,9 @@ class Farm:
             except Exception:  # noqa: BLE001
                 pass
             self._conn = None
+        self._close_server_conns()
         errors = []
-        for name in ("apache2", "mariadbd"):
+        for name in ["apache2", "mariadbd"] + ["mariadbd-" + n for n in self.db_servers]:
             try:
                 self._stop_service(name)
             except Exception as e:  # noqa: BLE001 - stop the others anyway
@@ -336,6 +354,8 @@ class Farm:
         farm.http_port = desc["http"]["port"]
         for w in desc["wikis"]:
             farm.wikis[w["domain"]] = Wiki(**w)
+        for d in desc.get("db_servers", []):
+            farm.db_servers[d["name"]] = DbServer(**d)
         return farm
 
     def describe(self):
@@ -371,8 +391,10 @@ class Farm:
                           "version": mw_version(),
                           "settings": self.path("LocalSettings.php"),
                           "default_version": DEFAULT_VERSION},
-            "pids": {n: self._read_pid(n) for n in ("mariadbd", "apache2")},
+            "pids": {n: self._read_pid(n) for n in ["mariadbd", "apache2"] +
+                     ["mariadbd-" + n for n in self.db_servers]},
             "wikis": [dataclasses.asdict(w) for w in self.wikis.values()],
+            "db_servers": [dataclasses.asdict(d) for d in self.db_servers.values()],
         }
 
     def _save(self):
@@ -499,55 +521,151 @@ class Farm:
                      "--server-id=1"]
         return args
 
-    def _start_mysql(self):
-        data = self.path("mysql-data")
+    @staticmethod
+    def _mariadbd_file_tag(name):
+        """Its pid file and logs: mysql.* for the main server (mariadbd), mysql-<name>.*
+        for an add_db_server server (mariadbd-<name>)."""
+        return "mysql" if name == "mariadbd" else "mysql-" + name[len("mariadbd-"):]
+
+    def _mariadbd_argv(self, datadir, socket, port, name):
+        """mariadbd on datadir, listening on socket and 127.0.0.1:port; its pid file and
+        error log named after the service (mariadbd: the main server's old names)."""
+        tag = self._mariadbd_file_tag(name)
         root = ["--user=root"] if os.geteuid() == 0 else []
-        with open(self.path("logs", "mysql-install.log"), "wb") as log:
-            r = _run(["mariadb-install-db", "--no-defaults", "--datadir=" + data,
+        return ["mariadbd", "--no-defaults", "--datadir=" + datadir, "--socket=" + socket,
+                "--port=%d" % port, "--bind-address=127.0.0.1",
+                "--pid-file=" + self.path(tag + ".pid"),
+                "--log-error=" + self.path("logs", tag + ".err"),
+                "--tmpdir=" + self.path("tmp")] + root + self._mysqld_args()
+
+    def _start_mariadbd(self, name, datadir, socket):
+        """Initialises datadir and starts mariadbd service `name` on a free port;
+        returns the port."""
+        tag = self._mariadbd_file_tag(name)
+        root = ["--user=root"] if os.geteuid() == 0 else []
+        with open(self.path("logs", tag + "-install.log"), "wb") as log:
+            r = _run(["mariadb-install-db", "--no-defaults", "--datadir=" + datadir,
                       "--auth-root-authentication-method=normal",
                       "--skip-test-db"] + root + self._mysqld_args(),
                      stdout=log, stderr=subprocess.STDOUT)
         if r.returncode != 0:
             raise FarmError("mariadb-install-db failed:\n" +
-                            _tail(self.path("logs", "mysql-install.log")))
-        errlog = self.path("logs", "mysql.err")
+                            _tail(self.path("logs", tag + "-install.log")))
+        errlog = self.path("logs", tag + ".err")
         for attempt in range(3):
-            self.mysql_port = free_port()
-            proc = self._spawn("mariadbd", [
-                "mariadbd", "--no-defaults", "--datadir=" + data, "--socket=" + self.socket,
-                "--port=%d" % self.mysql_port, "--bind-address=127.0.0.1",
-                "--pid-file=" + self.path("mysql.pid"), "--log-error=" + errlog,
-                "--tmpdir=" + self.path("tmp")] + root + self._mysqld_args())
+            port = free_port()
+            proc = self._spawn(name, self._mariadbd_argv(datadir, socket, port, name))
             try:
-                _wait_for("mariadbd", lambda: self._root_conn().close() or True,
+                _wait_for(name, lambda: self._root_conn(socket=socket).close() or True,
                           START_TIMEOUT, proc, errlog)
-                return
+                return port
             except FarmError:
                 if attempt < 2 and "already in use" in _tail(errlog, 10):
-                    self._stop_service("mariadbd")  # lost the port race: try another
+                    self._stop_service(name)  # lost the port race: try another
                     continue
                 raise
 
-    def _root_conn(self, db=None):
-        return pymysql.connect(unix_socket=self.socket, user="root", password="",
+    def _start_mysql(self):
+        self.mysql_port = self._start_mariadbd("mariadbd", self.path("mysql-data"),
+                                               self.socket)
+
+    def _root_conn(self, db=None, socket=None):
+        return pymysql.connect(unix_socket=socket or self.socket, user="root", password="",
                                database=db, autocommit=True, charset="utf8mb4",
                                connect_timeout=5)
 
-    def sql(self, query, args=None, db=None):
-        """Run one statement as root (socket); returns all rows as tuples. Uses one cached
-        connection: not for use from several threads at once."""
-        if self._conn is None:
-            self._conn = self._root_conn()
-        else:
-            self._conn.ping(reconnect=True)
-        with self._conn.cursor() as cur:
+    def sql(self, query, args=None, db=None, server=None):
+        """Run one statement as root (socket) on the main server, or on the add_db_server
+        server named `server`; returns all rows as tuples. Uses one cached connection per
+        server: not for use from several threads at once."""
+        with self._server_conn(server).cursor() as cur:
             cur.execute("USE `%s`" % (db or "mysql"))
             cur.execute(query, args)
             return cur.fetchall()
 
+    def _server_conn(self, server):
+        if server is None:
+            if self._conn is None:
+                self._conn = self._root_conn()
+            else:
+                self._conn.ping(reconnect=True)
+            return self._conn
+        conn = self._server_conns.get(server)
+        if conn is None:
+            conn = self._server_conns[server] = self._root_conn(
+                socket=self.db_server(server).socket)
+        else:
+            conn.ping(reconnect=True)
+        return conn
+
+    def _close_server_conns(self, only=None):
+        for name in [only] if only else list(self._server_conns):
+            conn = self._server_conns.pop(name, None)
+            if conn is not None:
+                try:
+                    conn.close()
+                except Exception:  # noqa: BLE001
+                    pass
+
+    def db_server(self, name):
+        try:
+            return self.db_servers[name]
+        except KeyError:
+            raise FarmError("no database server %s in this farm" % name) from None
+
+    def add_db_server(self, name="db2"):
+        """Start another MariaDB server for wikis of their own (add_wiki(db_server=name)),
+        as farms spread wiki databases over several servers. It gets the sidecar's scan
+        grant, MediaWiki's user and the template wiki; returns its DbServer."""
+        if name in self.db_servers or not re.fullmatch(r"[a-z0-9]+", name):
+            raise FarmError("database server name %r: taken or not [a-z0-9]+" % name)
+        socket = self.path("mysql-%s.sock" % name)
+        port = self._start_mariadbd("mariadbd-" + name, self.path("mysql-data-" + name),
+                                    socket)
+        d = self.db_servers[name] = DbServer(name=name, port=port, socket=socket)
+        for host in ("127.0.0.1", "localhost"):
+            for stmt in (
+                "CREATE USER '%s'@'%s' IDENTIFIED BY '%s'" % (SIDECAR_USER, host, SIDECAR_PASSWORD),
+                "GRANT SELECT ON `mwdb\\_%%`.* TO '%s'@'%s'" % (SIDECAR_USER, host),
+                "CREATE USER '%s'@'%s' IDENTIFIED BY '%s'" % (MW_USER, host, MW_PASSWORD),
+                "GRANT ALL ON *.* TO '%s'@'%s' WITH GRANT OPTION" % (MW_USER, host),
+            ):
+                self.sql(stmt.replace("%%", "%"), server=name)
+        # The template wiki, copied table by table: add_wiki clones it on this server.
+        self.sql("CREATE DATABASE `%s` DEFAULT CHARACTER SET binary" % TEMPLATE_DB,
+                 server=name)
+        for t in self._template_table_names():
+            table = "`%s`.`%s_%s`" % (TEMPLATE_DB, TEMPLATE_PREFIX, t)
+            create = self.sql("SHOW CREATE TABLE %s" % table)[0][1]
+            self.sql(create, db=TEMPLATE_DB, server=name)
+            if t in CLONE_SKIP_ROWS:
+                continue
+            rows = self.sql("SELECT * FROM %s" % table)
+            if rows:
+                marks = ", ".join(["%s"] * len(rows[0]))
+                with self._server_conn(name).cursor() as cur:
+                    cur.executemany("INSERT INTO %s VALUES (%s)" % (table, marks), rows)
+        self._save()
+        return d
+
+    def kill_db_server(self, name):
+        """SIGKILL an add_db_server server, as a crash would."""
+        self._close_server_conns(name)
+        self._kill_service("mariadbd-" + name)
+
+    def restart_db_server(self, name):
+        """Start an add_db_server server again on its data directory and port."""
+        d = self.db_server(name)
+        self._restart_mariadbd("mariadbd-" + name, self.path("mysql-data-" + name), d.socket,
+                               d.port, self.path("logs", "mysql-%s.err" % name))
+
     def _create_platform(self):
         for stmt in PLATFORM_SQL:
             self.sql(stmt)
+        # Not wbstack's: the server of a wiki on an add_db_server server, for discovery
+        # queries that return the optional fifth column.
+        self.sql("CREATE TABLE farm_wiki_servers (wiki_id BIGINT UNSIGNED PRIMARY KEY, "
+                 "server VARCHAR(255) NOT NULL)", db=PLATFORM_DB)
         for host in ("127.0.0.1", "localhost"):
             for stmt in (
                 "CREATE USER '%s'@'%s' IDENTIFIED BY '%s'" % (SIDECAR_USER, host, SIDECAR_PASSWORD),
@@ -592,21 +710,28 @@ class Farm:
         if "job" not in self._template_tables or "searchindex" not in self._template_tables:
             raise FarmError("template wiki lacks tables: %s" % self._template_tables)
 
-    def _clone_template(self, dbname, prefix):
+    def _template_table_names(self):
         tables = getattr(self, "_template_tables", None)
         if tables is None:  # a loaded farm: read the template's tables again
             rows = self.sql("SELECT table_name FROM information_schema.tables "
                             "WHERE table_schema = %s", (TEMPLATE_DB,))
             tables = self._template_tables = [r[0][len(TEMPLATE_PREFIX) + 1:] for r in rows]
-        self.sql("CREATE DATABASE `%s` DEFAULT CHARACTER SET binary" % dbname)
+        return tables
+
+    def _clone_template(self, dbname, prefix, server=None):
+        """The template wiki's tables as dbname.prefix_*, on the main server or on the
+        add_db_server server `server` (which holds a copy of the template)."""
+        tables = self._template_table_names()
+        self.sql("CREATE DATABASE `%s` DEFAULT CHARACTER SET binary" % dbname, server=server)
         for t in tables:
             src = "`%s`.`%s_%s`" % (TEMPLATE_DB, TEMPLATE_PREFIX, t)
             dst = "`%s`.`%s_%s`" % (dbname, prefix, t)
-            self.sql("CREATE TABLE %s LIKE %s" % (dst, src))  # keeps engine and indexes
+            # keeps engine and indexes
+            self.sql("CREATE TABLE %s LIKE %s" % (dst, src), server=server)
             if t not in CLONE_SKIP_ROWS:
-                self.sql("INSERT INTO %s SELECT * FROM %s" % (dst, src))
+                self.sql("INSERT INTO %s SELECT * FROM %s" % (dst, src), server=server)
         n = self.sql("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema=%s",
-                     (dbname,))[0][0]
+                     (dbname,), server=server)[0][0]
         if n != len(tables):
             raise FarmError("clone of %s: %d tables, template has %d" % (dbname, n, len(tables)))
 
@@ -624,6 +749,8 @@ class Farm:
         info = {"dbname": w.dbname, "prefix": w.prefix, "dbuser": w.dbuser,
                 "dbpassword": w.dbpassword, "secret": w.mw_secret,
                 "sitename": w.sitename or w.domain, "read_only": w.read_only}
+        if w.db_server is not None:
+            info["dbserver"] = self.db_server(w.db_server).address
         # Holds a DB password and a secret: readable by www-data's group only.
         self._write_atomic(path, json.dumps(info) + "\n", mode=0o640)
         if os.geteuid() == 0:
@@ -703,14 +830,17 @@ class Farm:
     # ---- wikis -------------------------------------------------------------------------------
 
     def add_wiki(self, domain, deleted=False, secret=None, mw_secret=None, create_db=True,
-                 mw_known=None, version=DEFAULT_VERSION, sitename=None, read_only=""):
+                 mw_known=None, version=DEFAULT_VERSION, sitename=None, read_only="",
+                 db_server=None):
         """Create a wiki the wbaas way: apidb rows + database + MediaWiki's view of it.
 
         secret:    platform wgSecretKey (random 64 hex by default);
         mw_secret: the $wgSecretKey MediaWiki gets (default: the same) - "wrong secret" tests;
         create_db: False lists the wiki in apidb but creates no mwdb_ database;
         mw_known:  whether MediaWiki serves this Host (default: not deleted, as wbstack's
-                   API hides soft-deleted wikis from MediaWiki)."""
+                   API hides soft-deleted wikis from MediaWiki);
+        db_server: the add_db_server server holding its database (None: the main one);
+                   recorded in apidb.farm_wiki_servers for discovery's fifth column."""
         domain = domain.lower()
         if domain in self.wikis:
             raise FarmError("wiki %s exists" % domain)
@@ -723,12 +853,16 @@ class Farm:
                  version=version, dbuser="mwu_" + secrets.token_hex(5),
                  dbpassword=secrets.token_hex(12), deleted=deleted, db_exists=create_db,
                  mw_known=(not deleted) if mw_known is None else mw_known,
-                 read_only=read_only, sitename=sitename or domain)
+                 read_only=read_only, sitename=sitename or domain, db_server=db_server)
+        if db_server is not None:
+            self.db_server(db_server)
         if create_db:
-            self._clone_template(w.dbname, w.prefix)
+            self._clone_template(w.dbname, w.prefix, server=db_server)
         for host in ("127.0.0.1", "localhost"):
-            self.sql("CREATE USER '%s'@'%s' IDENTIFIED BY '%s'" % (w.dbuser, host, w.dbpassword))
-            self.sql("GRANT ALL ON `%s`.* TO '%s'@'%s'" % (w.dbname, w.dbuser, host))
+            self.sql("CREATE USER '%s'@'%s' IDENTIFIED BY '%s'" % (w.dbuser, host, w.dbpassword),
+                     server=db_server)
+            self.sql("GRANT ALL ON `%s`.* TO '%s'@'%s'" % (w.dbname, w.dbuser, host),
+                     server=db_server)
         self.sql("INSERT INTO wikis (domain, sitename, deleted_at, created_at, updated_at) "
                  "VALUES (%s, %s, IF(%s, NOW(), NULL), NOW(), NOW())",
                  (w.domain, w.sitename, deleted), db=PLATFORM_DB)
@@ -740,6 +874,9 @@ class Farm:
         self.sql("INSERT INTO wiki_settings (name, value, wiki_id, created_at, updated_at) "
                  "VALUES ('wgSecretKey', %s, %s, NOW(), NOW())", (w.secret, w.wiki_id),
                  db=PLATFORM_DB)
+        if db_server is not None:
+            self.sql("INSERT INTO farm_wiki_servers (wiki_id, server) VALUES (%s, %s)",
+                     (w.wiki_id, self.db_server(db_server).address), db=PLATFORM_DB)
         self._write_wiki_file(w)
         self.wikis[domain] = w
         self._save()
@@ -848,9 +985,7 @@ class Farm:
         ts = time.strftime("%Y%m%d%H%M%S", time.gmtime(queued))
         rows = [(cmd, -1, "Blankpage", ts, p, secrets.randbits(31), secrets.token_hex(16))
                 for p in params]
-        if self._conn is None:
-            self.sql("SELECT 1")
-        with self._conn.cursor() as cur:
+        with self._server_conn(w.db_server).cursor() as cur:
             cur.executemany(
                 "INSERT INTO %s (job_cmd, job_namespace, job_title, job_timestamp, "
                 "job_params, job_random, job_sha1) VALUES (%%s, %%s, %%s, %%s, %%s, %%s, %%s)"
@@ -868,33 +1003,33 @@ class Farm:
 
     def kill_mysql(self):
         """SIGKILL mariadbd, as a crash would: no clean shutdown."""
-        pgid = self._read_pid("mariadbd")
         if self._conn is not None:
             try:
                 self._conn.close()
             except Exception:  # noqa: BLE001
                 pass
             self._conn = None
+        self._kill_service("mariadbd")
+
+    def _kill_service(self, name):
+        pgid = self._read_pid(name)
         for pid in self._members(pgid):
             os.kill(pid, signal.SIGKILL)
-        _wait_for("mariadbd to die", lambda: not self._members(pgid), 20)
-        proc = self._procs.pop("mariadbd", None)
+        _wait_for(name + " to die", lambda: not self._members(pgid), 20)
+        proc = self._procs.pop(name, None)
         if proc is not None:
             proc.wait(timeout=5)
-        os.unlink(self.path("pids", "mariadbd.pid"))
+        os.unlink(self.path("pids", name + ".pid"))
 
     def restart_mysql(self):
         """Start mariadbd again on the same data directory and port (after kill_mysql)."""
-        errlog = self.path("logs", "mysql.err")
-        root = ["--user=root"] if os.geteuid() == 0 else []
-        proc = self._spawn("mariadbd", [
-            "mariadbd", "--no-defaults", "--datadir=" + self.path("mysql-data"),
-            "--socket=" + self.socket, "--port=%d" % self.mysql_port,
-            "--bind-address=127.0.0.1", "--pid-file=" + self.path("mysql.pid"),
-            "--log-error=" + errlog, "--tmpdir=" + self.path("tmp")] + root
-            + self._mysqld_args())
-        _wait_for("mariadbd", lambda: self._root_conn().close() or True, START_TIMEOUT,
-                  proc, errlog)
+        self._restart_mariadbd("mariadbd", self.path("mysql-data"), self.socket,
+                               self.mysql_port, self.path("logs", "mysql.err"))
+
+    def _restart_mariadbd(self, name, datadir, socket, port, errlog):
+        proc = self._spawn(name, self._mariadbd_argv(datadir, socket, port, name))
+        _wait_for(name, lambda: self._root_conn(socket=socket).close() or True,
+                  START_TIMEOUT, proc, errlog)
 
     def edit(self, domain, title, text, summary="farm edit"):
         """A real edit through maintenance/edit.php (queues real jobs as MediaWiki does)."""
@@ -936,13 +1071,14 @@ class Farm:
         if from_namespace is not None:
             q += " AND pl.pl_from_namespace = %s"
             args += (from_namespace,)
-        rows = self.sql(q + " ORDER BY 1", args)
+        rows = self.sql(q + " ORDER BY 1", args, server=w.db_server)
         return [r[0].decode() if isinstance(r[0], bytes) else r[0] for r in rows]
 
     def _has_column(self, w, table, column):
         return bool(self.sql("SELECT 1 FROM information_schema.columns WHERE table_schema = %s "
                              "AND table_name = %s AND column_name = %s",
-                             (w.dbname, "%s_%s" % (w.prefix, table), column)))
+                             (w.dbname, "%s_%s" % (w.prefix, table), column),
+                             server=w.db_server))
 
     def transcluders(self, domain, template):
         """Titles of pages whose templatelinks name Template:<template>."""
@@ -951,23 +1087,27 @@ class Farm:
                         "JOIN %s p ON p.page_id = tl.tl_from WHERE lt.lt_namespace = 10 "
                         "AND lt.lt_title = %%s ORDER BY 1"
                         % (w.table("templatelinks"), w.table("linktarget"), w.table("page")),
-                        (template.replace(" ", "_"),))
+                        (template.replace(" ", "_"),), server=w.db_server)
         return [r[0].decode() if isinstance(r[0], bytes) else r[0] for r in rows]
 
     def ready_jobs(self, domain, cmd=None):
         """Rows with job_token = '' (ready), optionally of one job type."""
         w = self.wiki(domain)
         q = "SELECT COUNT(*) FROM %s WHERE job_token = ''" % w.job_table
-        return self.sql(q + " AND job_cmd = %s", (cmd,))[0][0] if cmd else self.sql(q)[0][0]
+        if cmd:
+            return self.sql(q + " AND job_cmd = %s", (cmd,), server=w.db_server)[0][0]
+        return self.sql(q, server=w.db_server)[0][0]
 
     def total_jobs(self, domain):
-        return self.sql("SELECT COUNT(*) FROM %s" % self.wiki(domain).job_table)[0][0]
+        w = self.wiki(domain)
+        return self.sql("SELECT COUNT(*) FROM %s" % w.job_table, server=w.db_server)[0][0]
 
     def job_counts(self, domain):
         """{job_cmd: {'ready': n, 'claimed': n}} for one wiki."""
         out = {}
+        w = self.wiki(domain)
         rows = self.sql("SELECT job_cmd, job_token = '', COUNT(*) FROM %s GROUP BY 1, 2"
-                        % self.wiki(domain).job_table)
+                        % w.job_table, server=w.db_server)
         for cmd, ready, n in rows:
             cmd = cmd.decode() if isinstance(cmd, bytes) else cmd
             out.setdefault(cmd, {"ready": 0, "claimed": 0})["ready" if ready else "claimed"] = n
@@ -1204,7 +1344,7 @@ $wgScriptPath = '/w';
 $wgResourceBasePath = $wgScriptPath;
 
 $wgDBtype = 'mysql';
-$wgDBserver = @DB_SERVER@;
+$wgDBserver = $farmWiki['dbserver'] ?? @DB_SERVER@;
 $wgDBname = $farmWiki['dbname'];
 $wgDBprefix = $farmWiki['prefix'] . '_';
 $wgDBuser = $farmWiki['dbuser'];

@@ -166,6 +166,35 @@ def test_signed_runjobs_drains_null_jobs_and_real_edits(farm):
     assert farm.links_to(W2, "Somewhere") == ["Smoke_page"]
 
 
+def test_a_wiki_on_a_second_database_server(farm):
+    """Farms spread wikis over several servers: MediaWiki serves this wiki from db2 (its
+    jobs, its edits), the platform names db2 for discovery, the main server has none of
+    it, and db2 survives a crash and restart."""
+    db2 = farm.add_db_server("db2")
+    w = farm.add_wiki("second.farm.test", db_server="db2")
+    farm.push_null_jobs(w.domain, 20)
+    farm.edit(w.domain, "Second page", "Links to [[Elsewhere]].")
+    assert farm.ready_jobs(w.domain, "null") == 20
+    assert farm.sql("SELECT COUNT(*) FROM %s WHERE job_cmd = 'null'" % w.job_table,
+                    server="db2")[0][0] == 20
+    assert not farm.sql("SELECT 1 FROM information_schema.schemata WHERE schema_name = %s",
+                        (w.dbname,))
+    assert farm.sql("SELECT server FROM farm_wiki_servers WHERE wiki_id = %s", (w.wiki_id,),
+                    db="apidb") == ((db2.address,),)
+
+    status, body = post_runjobs(farm, w.domain, w.secret, maxjobs=100)
+    assert status == 200, body[:500]
+    assert json.loads(body)["reached"] == "none-ready"
+    assert farm.total_jobs(w.domain) == 0
+    assert farm.links_to(w.domain, "Elsewhere") == ["Second_page"]
+
+    farm.kill_db_server("db2")
+    farm.restart_db_server("db2")
+    farm.push_null_jobs(w.domain, 3)
+    assert farm.ready_jobs(w.domain) == 3
+    assert farmlib.Farm.load(farm.dir).db_servers["db2"] == db2
+
+
 def test_wrong_or_stale_signature_is_400(farm):
     w = farm.add_wiki("wrongsecret.farm.test", mw_secret="0" * 64)
     farm.push_null_jobs(w.domain, 3)
