@@ -338,11 +338,12 @@ class BenchFarm(Farm):
 class DbStats:
     """Snapshots of MariaDB's counters on a connection of its own (root, via the socket)."""
 
-    def __init__(self, farm):
+    def __init__(self, farm, server=None):
+        """server: a Farm.add_db_server server's name (None: the main one)."""
         self.farm = farm
-        self.conn = farm._root_conn()
+        self.conn = farm._root_conn(socket=farm.db_server(server).socket if server else None)
         self.sql("SET GLOBAL userstat = 1")
-        self.mysqld_pid = farm._read_pid("mariadbd")
+        self.mysqld_pid = farm._read_pid("mariadbd-" + server if server else "mariadbd")
 
     def reattach(self):
         """After a MariaDB restart: a new connection, userstat on again, the new pid."""
@@ -411,13 +412,15 @@ def is_mediawiki_user(u):
     return u.startswith("mwu_") or u == farm_mod.MW_USER
 
 
-def create_scan_user(farm):
+def create_scan_user(farm, server=None):
     """A database user for the sidecars' [scan_db] connection: SELECT on the wikis' job
-    tables only, so USER_STATISTICS shows the backlog scan apart from everything else."""
+    tables only, so USER_STATISTICS shows the backlog scan apart from everything else.
+    server: a Farm.add_db_server server's name (None: the main one)."""
     for host in ("127.0.0.1", "localhost"):
         farm.sql("CREATE USER IF NOT EXISTS '%s'@'%s' IDENTIFIED BY '%s'"
-                 % (SCAN_USER, host, SCAN_PASSWORD))
-        farm.sql("GRANT SELECT ON `mwdb\\_%%`.* TO '%s'@'%s'" % (SCAN_USER, host))
+                 % (SCAN_USER, host, SCAN_PASSWORD), server=server)
+        farm.sql("GRANT SELECT ON `mwdb\\_%%`.* TO '%s'@'%s'" % (SCAN_USER, host),
+                 server=server)
 
 
 class GeneralLog:

@@ -46,11 +46,11 @@ def sweep_done(pod):
     return any(l.get("msg") == "scan" for l in pod.lines())
 
 
-def push_probe(farm, table):
+def push_probe(farm, table, server=None):
     farm.sql("INSERT INTO %s (job_cmd, job_namespace, job_title, job_timestamp, job_params,"
              " job_random, job_sha1) VALUES (%%s, 0, 'Probe',"
              " DATE_FORMAT(UTC_TIMESTAMP(), '%%%%Y%%%%m%%%%d%%%%H%%%%i%%%%s'), 'a:0:{}', 1, '')"
-             % table, (PROBE_CMD,))
+             % table, (PROBE_CMD,), server=server)
     return time.time()
 
 

@@ -778,24 +778,39 @@ class ScanWikis:
     """Wikis that exist only as a job table and platform rows (no MediaWiki install):
     enough for discovery and the backlog scan, which read nothing else."""
 
-    def __init__(self, farm):
+    def __init__(self, farm, server=None, label="sb"):
+        """server: the Farm.add_db_server server holding the job tables (None: the main
+        one); the platform rows stay on the main server, with the server's address in
+        farm_wiki_servers. label: the domains' and databases' prefix (sb00000.scan.test)."""
         self.farm = farm
         self.conn = farm._root_conn()
+        self.server = server
+        self.label = label
+        self.tables_conn = (farm._root_conn(socket=farm.db_server(server).socket)
+                            if server else self.conn)
         self.tables = []   # (db, prefix)
+
+    def domain(self, i):
+        return "%s%05d.scan.test" % (self.label, i)
 
     def grow(self, n, with_jobs_every=10, big_rows=0):
         cur = self.conn.cursor()
+        tcur = self.tables_conn.cursor()
         while len(self.tables) < n:
             i = len(self.tables)
             h = secrets.token_hex(5)
-            db, pre = "mwdb_sb%s" % h, "mwt_sb%s" % h
-            cur.execute("CREATE DATABASE `%s` DEFAULT CHARACTER SET binary" % db)
-            cur.execute("CREATE TABLE `%s`.`%s_job` LIKE `%s`.`%s_job`"
-                        % (db, pre, farm_mod.TEMPLATE_DB, farm_mod.TEMPLATE_PREFIX))
+            db, pre = "mwdb_%s%s" % (self.label, h), "mwt_%s%s" % (self.label, h)
+            tcur.execute("CREATE DATABASE `%s` DEFAULT CHARACTER SET binary" % db)
+            tcur.execute("CREATE TABLE `%s`.`%s_job` LIKE `%s`.`%s_job`"
+                         % (db, pre, farm_mod.TEMPLATE_DB, farm_mod.TEMPLATE_PREFIX))
             cur.execute("INSERT INTO `%s`.wikis (domain, sitename, created_at, updated_at) "
                         "VALUES (%%s, 'scan', NOW(), NOW())" % farm_mod.PLATFORM_DB,
-                        ("sb%05d.scan.test" % i,))
+                        (self.domain(i),))
             wid = cur.lastrowid
+            if self.server:
+                cur.execute("INSERT INTO `%s`.farm_wiki_servers (wiki_id, server) "
+                            "VALUES (%%s, %%s)" % farm_mod.PLATFORM_DB,
+                            (wid, self.farm.db_server(self.server).address))
             cur.execute("INSERT INTO `%s`.wiki_dbs (name, prefix, user, password, version, "
                         "wiki_id, created_at, updated_at) VALUES (%%s, %%s, 'none', 'none', "
                         "%%s, %%s, NOW(), NOW())" % farm_mod.PLATFORM_DB,
@@ -810,7 +825,7 @@ class ScanWikis:
                 rows = 20
             if rows:
                 # Ready rows of two types, as MediaWiki writes them (job_token '').
-                cur.execute(
+                tcur.execute(
                     "INSERT INTO `%s`.`%s_job` (job_cmd, job_namespace, job_title, "
                     "job_timestamp, job_params, job_random, job_sha1) "
                     "SELECT IF(seq %% 2, 'refreshLinks', 'htmlCacheUpdate'), 0, "
@@ -818,8 +833,11 @@ class ScanWikis:
                     "'a:0:{}', seq, LEFT(SHA1(seq), 31) FROM `%s`.seq_1_to_%d" % (db, pre, db, rows))
             self.tables.append((db, pre))
         cur.close()
+        tcur.close()
 
     def close(self):
+        if self.tables_conn is not self.conn:
+            self.tables_conn.close()
         self.conn.close()
 
 
