@@ -71,7 +71,6 @@ struct server {
 	struct wiki_list wikis;       /* its wikis (shared with the scanner's list), by domain */
 	bool listed;                  /* seen in the last regroup (servers_regroup) */
 	struct failure_streak streak; /* "scan failed" */
-	bool stopped;                 /* the last pass stopped: the server could not be reached */
 	int64_t next_tick;            /* monotonic: run_tick's next pass */
 	int64_t next_full_scan;       /* monotonic: when a sweep reads claims and max ids again */
 	struct pace pace;             /* its database budget */
@@ -1005,14 +1004,12 @@ static int sweep_step(struct scanner *sc, struct server *sv, struct db *coord)
 		free(sv->sweep.after);
 		sv->sweep.after = after;
 	}
-	sv->stopped = false;
 	if (from + len >= n) {
 		sweep_finish(sc, sv, coord);
 		sched_poke(sc->sched);
 	}
 	return 0;
 failed:
-	sv->stopped = true;
 	if (!scanner_stopping(sc))
 		streak_fail(&sv->streak, err, retry_delay(sv->streak.run.count + 1));
 	return -EIO;
@@ -1039,7 +1036,6 @@ static int scan_hot(struct scanner *sc, struct server *sv, struct db *coord, int
 	free(hot);
 	*cost_us = tally.cost_us;
 	if (rc < 0) {
-		sv->stopped = true;
 		if (!scanner_stopping(sc))
 			streak_fail(&sv->streak, err, retry_delay(sv->streak.run.count + 1));
 		return -EIO;
