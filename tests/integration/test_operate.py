@@ -2,6 +2,7 @@
 `jobdrainer status` and `jobdrainer drain --wiki`."""
 
 import json
+import re
 import signal
 import subprocess
 import time
@@ -147,7 +148,9 @@ def test_drain_command_is_paced_and_releases_its_lease_on_sigint(farm, tmp_path)
     domain = "wiki1.farm.test"
     farm.push_null_jobs(domain, 300)
     ini = tmp_path / "paced.ini"
-    ini.write_text(farm_ini(farm, sidecar={"holder": "cli-paced"}, mediawiki={"maxjobs": 1},
+    # One job a batch, never grown: the drain must outlast the Ctrl-C.
+    ini.write_text(farm_ini(farm, sidecar={"holder": "cli-paced"},
+                            mediawiki={"maxjobs": 1, "maxjobs_alone": 1},
                             drain={"batches_per_second": 2}))
     t0 = time.time()
 
@@ -177,3 +180,21 @@ def test_drain_command_is_paced_and_releases_its_lease_on_sigint(farm, tmp_path)
     assert len(starts) <= 2 * span + 3, (len(starts), span)
     assert farm.ready_jobs(domain) > 0, "the drain was meant to be cut short"
     farm.run_jobs_php(domain)
+
+
+def test_drain_command_grows_its_batches_like_the_workers(farm, tmp_path):
+    """`drain --wiki` follows the workers' batch size rule: with no other wiki waiting,
+    a backlog's batches double from [mediawiki] maxjobs up to maxjobs_alone while they
+    stay quick, so 1,500 jobs take a few MediaWiki start-ups, not fifteen."""
+    domain = "wiki2.farm.test"
+    farm.push_null_jobs(domain, 1500)
+    ini = tmp_path / "grow.ini"
+    ini.write_text(farm_ini(farm, sidecar={"holder": "cli-grow"},
+                            mediawiki={"maxjobs": 100, "maxjobs_alone": 1000, "maxtime": 15}))
+    r = subprocess.run([BINARY, "--config", str(ini), "drain", "--wiki", domain],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    ran = [int(m) for m in re.findall(r"^batch \d+:.* jobs_ok=(\d+)", r.stdout, re.M)]
+    assert sum(ran) == 1500 and not farm.total_jobs(domain), (ran, r.stdout)
+    assert ran[0] == 100 and max(ran) > 100, ran
+    assert len(ran) < 15, ran
