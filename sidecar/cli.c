@@ -249,9 +249,10 @@ static int drain_leased(const struct config *cfg, struct sched_worker *sw, struc
 			       t->wiki->domain);
 			break;
 		}
-		/* The workers' batch size rule: no other wiki waits on this process, so a
-		 * backlog's batches grow to [mediawiki] maxjobs_alone while they stay quick. */
-		runjobs_set_maxjobs(rj, sched_next_batch_size(sw, t));
+		/* The workers' batch size rule (sched_batch_size). This process serves no
+		 * other wiki, so none waits on it, whatever the fleet's rows say: a backlog's
+		 * batches grow to [mediawiki] maxjobs_alone while they stay quick. */
+		runjobs_set_maxjobs(rj, sched_batch_size(cfg, t, false));
 		runjobs_batch_typed(rj, t->wiki, (unsigned long long)t->lease.token, type, &r);
 		next_type = sched_type_answered(t, cfg, &r);
 		sched_batch_ran(t, &r);
