@@ -33,7 +33,7 @@ import bench_common  # noqa: E402
 from bench_common import (SCAN_PASSWORD, SCAN_USER, BenchFarm, Binary, DbStats, Pod,  # noqa: E402
                           Pods, create_scan_user, free_port, log, new_workdir, percentile,
                           reset_coordination, sidecar_ini, user_statements, write_report)
-from bench_scan_budget import detected, push_probe  # noqa: E402
+from bench_scan_budget import detected, fmt, push_probe  # noqa: E402
 from workloads import SCAN_VERSION, ScanWikis  # noqa: E402
 
 QUERY = """SELECT w.domain, d.name, CONCAT(d.prefix, '_'), s.value, fs.server
@@ -127,10 +127,6 @@ def measure(farm, stats, binary, sets, window, probes, seed):
         "sweep_period_s": metrics.get("jobdrainer_scan_sweep_period_seconds"),
         "budget_used": metrics.get("jobdrainer_scan_db_budget_used_ratio"),
     }
-
-
-def fmt(v, digits=2):
-    return "-" if v is None else ("%.*f" % (digits, v))
 
 
 def report(res, args):
