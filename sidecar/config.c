@@ -120,6 +120,7 @@ static const struct config_key config_keys[] = {
 	{ "scan", "queries_per_second", KEY_INT, O(scan_queries_per_second), "50", 0, 10000, NULL },
 	{ "scan", "full_interval", KEY_INT, O(scan_full_interval), "60", 1, 3600, NULL },
 	{ "scan", "db_budget_percent", KEY_INT, O(scan_db_budget_percent), "5", 1, 100, NULL },
+	{ "scan", "max_sweep_seconds", KEY_INT, O(scan_max_sweep_seconds), "120", 0, 86400, NULL },
 
 	{ "drain", "time_slice", KEY_INT, O(time_slice), "60", 1, 86400, NULL },
 	{ "drain", "backoff_base", KEY_INT, O(backoff_base), "5", 1, 86400, NULL },

@@ -73,6 +73,7 @@ struct config {
 	int scan_queries_per_second; /* 0: unlimited */
 	int scan_full_interval;      /* seconds between full scans */
 	int scan_db_budget_percent;  /* share of one database core detection may use */
+	int scan_max_sweep_seconds;  /* a sweep's longest period, over the budget; 0: none */
 
 	/* [drain] */
 	int time_slice;

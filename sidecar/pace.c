@@ -75,6 +75,18 @@ int64_t pace_sweep_ms(const struct pace *p, int64_t cost_us)
 	return (int64_t)((double)cost_us / 1000.0 / p->budget);
 }
 
+double pace_sweep_budget(double budget, int64_t sweep_cost_us, int64_t max_sweep_ms)
+{
+	double needed;
+
+	if (max_sweep_ms <= 0 || sweep_cost_us <= 0)
+		return budget;
+	needed = (double)sweep_cost_us / 1000.0 / (double)max_sweep_ms * 1.1;
+	if (needed > PACE_SWEEP_SHARE_MAX)
+		needed = PACE_SWEEP_SHARE_MAX;
+	return needed > budget ? needed : budget;
+}
+
 int64_t pace_hot_gap_ms(const struct pace *p, int64_t cost_us, int64_t interval_ms)
 {
 	int64_t gap = (int64_t)((double)cost_us / 1000.0 / (p->budget * PACE_HOT_SHARE));

@@ -50,6 +50,15 @@ int64_t pace_wait_ms(struct pace *p, int64_t now_ms);
 double pace_used(const struct pace *p, int64_t now_ms);
 /* How long a sweep whose statements cost cost_us takes within the budget (ms). */
 int64_t pace_sweep_ms(const struct pace *p, int64_t cost_us);
+/* The most a sweep is ever allowed to use to keep within [scan] max_sweep_seconds: a
+ * quarter of a core. A database too slow even for that gets a longer sweep. */
+#define PACE_SWEEP_SHARE_MAX 0.25
+/* The share of one database core the sweep runs at: `budget`, or more when a sweep
+ * costing sweep_cost_us would take longer than max_sweep_ms within it (the 3-minute
+ * promise beats the budget: a job on a cold wiki is seen within max_sweep_ms), with a
+ * tenth more for the hot set's rounds, up to PACE_SWEEP_SHARE_MAX (never below
+ * budget). max_sweep_ms 0, or no estimate (sweep_cost_us 0): budget. */
+double pace_sweep_budget(double budget, int64_t sweep_cost_us, int64_t max_sweep_ms);
 /* The hot set takes at most this share of the budget, so that the sweep always moves
  * (a farm where many wikis keep a backlog would otherwise starve the cold ones). */
 #define PACE_HOT_SHARE 0.5

@@ -77,6 +77,8 @@ struct server {
 	struct hotset hot;            /* wikis re-read every [scan] interval */
 	int64_t next_hot;             /* monotonic: the hot set's next read */
 	int64_t period_ms;            /* the last complete sweep's length */
+	int64_t sweep_cost_us;        /* the last complete sweep's database time */
+	bool budget_raised;           /* set_server_budget raised it over the setting */
 	bool swept;                   /* a complete sweep since this sidecar took the lease */
 	char swept_db[32];            /* its start, coordination clock (fleet_sweep_done) */
 	struct sweep {
@@ -337,6 +339,7 @@ static void server_free(struct server *sv)
 /* A server's detection, starting afresh: a full sweep at once, a fresh budget. */
 static void server_restart(struct server *sv, const struct config *cfg, int64_t now)
 {
+	/* The last sweep's cost (sweep_cost_us) is kept: it sizes the next one's share. */
 	pace_init(&sv->pace, cfg->scan_db_budget_percent / 100.0, now);
 	free(sv->sweep.after);
 	memset(&sv->sweep, 0, sizeof(sv->sweep));
@@ -886,8 +889,9 @@ static void log_sweep_stretch(struct scanner *sc, struct server *sv, int64_t per
 	log_int(&l, "wikis", (long long)sv->wikis.len);
 	if (stretched)
 		log_str(&l, "next",
-			"new jobs on cold wikis wait up to a sweep; raise [scan] "
-			"db_budget_percent or enable [binlog]");
+			"new jobs on cold wikis wait up to a sweep (at most [scan] "
+			"max_sweep_seconds while the database keeps up); enable [binlog] for "
+			"sub-second detection");
 	log_end(&l);
 }
 
@@ -945,6 +949,7 @@ static void sweep_finish(struct scanner *sc, struct server *sv, struct db *coord
 	if (sv->sweep.depth == SCAN_FULL)
 		sv->next_full_scan = sv->sweep.started + (int64_t)sc->cfg->scan_full_interval * 1000;
 	sv->period_ms = period;
+	sv->sweep_cost_us = sv->sweep.tally.cost_us;
 	metrics_add(METRIC_SCANS, 0, 1);
 	metrics_set(METRIC_SCAN_SECONDS, 0, (double)sv->sweep.tally.cost_us / 1e6);
 	set_detection_metrics(sc, now);
@@ -1044,6 +1049,61 @@ static int scan_hot(struct scanner *sc, struct server *sv, struct db *coord, int
 	return 0;
 }
 
+/* What the server's next sweep is expected to cost: the last complete sweep's, or the
+ * running sweep's so far extrapolated to all the server's wikis when that is more (a
+ * first sweep, a farm that grew, a database that slowed down). 0: no estimate yet. */
+static int64_t sweep_cost_estimate(const struct server *sv)
+{
+	int64_t est = sv->sweep_cost_us;
+	size_t done;
+
+	if (!sv->sweep.running || sv->sweep.after == NULL)
+		return est;
+	done = sweep_position(&sv->wikis, sv->sweep.after);
+	if (done > 0 && done <= sv->wikis.len) {
+		int64_t projected = sv->sweep.tally.cost_us * (int64_t)sv->wikis.len / (int64_t)done;
+		if (projected > est)
+			est = projected;
+	}
+	return est;
+}
+
+/* The server's share of a database core from now on: [scan] db_budget_percent, or more
+ * while a sweep would outlast [scan] max_sweep_seconds within it (pace_sweep_budget:
+ * the 3-minute promise beats the budget, up to a quarter of a core). A reload's new
+ * settings apply here too. Logged when raised and when back, on the change only. */
+static void set_server_budget(struct scanner *sc, struct server *sv, int64_t now)
+{
+	double budget = sc->cfg->scan_db_budget_percent / 100.0;
+	int64_t est = sweep_cost_estimate(sv);
+	double share =
+		pace_sweep_budget(budget, est, (int64_t)sc->cfg->scan_max_sweep_seconds * 1000);
+	bool raised = share > budget;
+	struct log_line l;
+
+	if (share != sv->pace.budget)
+		pace_set_budget(&sv->pace, share, now);
+	if (raised == sv->budget_raised)
+		return;
+	sv->budget_raised = raised;
+	log_begin(&l, raised ? LOG_WARN : LOG_INFO,
+		  raised ? "database budget raised to keep the sweep short"
+			 : "database budget back to its setting");
+	if (sv->key != NULL)
+		log_str(&l, "server", sv->key);
+	log_int(&l, "budget_percent", sc->cfg->scan_db_budget_percent);
+	log_int(&l, "sweep_budget_percent", (long long)(share * 100 + 0.999));
+	log_int(&l, "sweep_db_ms", est / 1000);
+	log_int(&l, "max_sweep_s", sc->cfg->scan_max_sweep_seconds);
+	log_int(&l, "wikis", (long long)sv->wikis.len);
+	if (raised)
+		log_str(&l, "next",
+			"a sweep costs more than the budget allows in max_sweep_seconds at this "
+			"farm's size; enable [binlog], give the server table caches for its "
+			"tables, or set max_sweep_seconds = 0 to keep the budget");
+	log_end(&l);
+}
+
 /* One pass of a server's detection within its budget: the hot set when due, then the
  * sweep's next chunks while the budget has credit (for at most TICK_MS). Returns when
  * to come back (monotonic ms): after a failure, on the database's retry schedule.
@@ -1056,11 +1116,8 @@ static int64_t run_tick(struct scanner *sc, struct server *sv, struct db *coord)
 
 	if (sv->wikis.len == 0)
 		return now + (int64_t)sc->cfg->scan_interval * 1000;
-	if (sv->pace.budget != sc->cfg->scan_db_budget_percent / 100.0) {
-		/* Reloaded: the new budget from now on. */
-		pace_set_budget(&sv->pace, sc->cfg->scan_db_budget_percent / 100.0, now);
-		metrics_set(METRIC_SCAN_BUDGET, 0, sv->pace.budget);
-	}
+	set_server_budget(sc, sv, now);
+	metrics_set(METRIC_SCAN_BUDGET, 0, sc->cfg->scan_db_budget_percent / 100.0);
 	if (now >= sv->next_hot && pace_wait_ms(&sv->pace, now) == 0) {
 		if (scan_hot(sc, sv, coord, &hot_cost) != 0)
 			return now + retry_delay(sv->streak.run.count);

@@ -12,6 +12,10 @@ What it starts, all in one farm directory DIR, all on 127.0.0.1 ports picked fre
   - `jobdrainer`, empty, for the sidecar's own tables;
   - users: root (socket, no password), `jobdrainer`/`jdpass` (SELECT on apidb and
     mwdb_%, ALL on jobdrainer), `mediawiki`/`mwpass` (all privileges).
+- on request (add_db_server), more private mariadbd servers (DIR/mysql-data-<name>, socket
+  DIR/mysql-<name>.sock, own port) holding the wikis added with add_wiki(db_server=name):
+  the same two users (`jobdrainer` with SELECT on mwdb_% only) and a copy of the template;
+  apidb.farm_wiki_servers maps such a wiki to its server's 127.0.0.1:PORT.
 - **Apache httpd** (prefork MPM + mod_php 8.2, private config DIR/httpd.conf) serving
   Debian's MediaWiki at /w: 1.39 (Debian 12's package) or, with FARM_MW=1.43 (`up --mw 1.43`),
   Debian 13's 1.43 unpacked by scripts/fetch-mediawiki.sh. The generated DIR/LocalSettings.php picks the wiki from
@@ -329,13 +333,24 @@ class Farm:
             self._conn = None
         self._close_server_conns()
         errors = []
-        for name in ["apache2", "mariadbd"] + ["mariadbd-" + n for n in self.db_servers]:
+        for name in ["apache2", "mariadbd"] + self._db_server_services():
             try:
                 self._stop_service(name)
             except Exception as e:  # noqa: BLE001 - stop the others anyway
                 errors.append("%s: %s" % (name, e))
         if errors:
             raise FarmError("stop: " + "; ".join(errors))
+
+    def _db_server_services(self):
+        """mariadbd-<name> of every add_db_server server with a pid file, listed in
+        farm.json or not: an add_db_server that failed half-way leaves its mariadbd running
+        before the farm records the server."""
+        try:
+            files = os.listdir(self.path("pids"))
+        except FileNotFoundError:
+            return []
+        return sorted(f[:-len(".pid")] for f in files
+                      if f.startswith("mariadbd-") and f.endswith(".pid"))
 
     def __enter__(self):
         return self

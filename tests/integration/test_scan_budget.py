@@ -5,6 +5,7 @@ paced, yet a job queued on the cold wiki is still found and run; /metrics export
 budget's gauges; a wiki with jobs joins the hot set. Sweeps over idle wikis write no
 coordination rows."""
 
+import datetime
 import json
 import secrets
 import subprocess
@@ -148,3 +149,53 @@ def test_unchanged_wikis_cost_no_coordination_writes(budget_farm, sidecars):
                what="the returning wiki's row written again")
     assert not [l for l in pod.lines() if l.get("level") in ("error", "ERROR")], \
         [l for l in pod.lines() if l.get("level") in ("error", "ERROR")][:3]
+
+
+def sweep_shares(pod):
+    """The share of a database core the sweeps used, one figure per complete sweep after
+    the first: its statements' database time over the time since the previous sweep's
+    end (both from the "scan" log lines)."""
+    sweeps = [l for l in pod.lines() if l.get("msg") == "scan"]
+    ends = [datetime.datetime.fromisoformat(l["ts"].replace("Z", "+00:00")) for l in sweeps]
+    return [int(sweeps[i]["db_ms"]) / 1000 / max((ends[i] - ends[i - 1]).total_seconds(), 0.001)
+            for i in range(1, len(sweeps))]
+
+
+def test_a_sweep_too_long_for_the_budget_gets_more_within_max_sweep(budget_farm, sidecars):
+    """[scan] max_sweep_seconds beats the budget: with 400 more wikis, at 1% of a core
+    and one wiki per statement, a sweep here takes a few seconds; with
+    max_sweep_seconds = 1 the scanner raises its share to fit (logged, with the
+    figures), and the sweeps use more than 1%. The same farm with max_sweep_seconds = 0
+    keeps the budget. Last in the module: it adds wikis."""
+    for i in range(400):
+        add_table_only_wiki(budget_farm, "b%03d.farm.test" % i)
+    wikis = 1 + len(FILLERS) + 400
+    scan = {"db_budget_percent": 1, "wikis_per_query": 1, "interval": 1,
+            "full_interval": 3600, "queries_per_second": 0}
+
+    kept = sidecars("pod-kept", farm_ini(
+        budget_farm, sidecar={"log_level": "debug"}, discovery={"interval": 3600},
+        scan=dict(scan, max_sweep_seconds=0)))
+    wait_until(lambda: len(sweep_shares(kept)) >= 5, timeout=240, what="six sweeps at 1%")
+    kept_shares = sweep_shares(kept)
+    kept.stop()
+    assert not [l for l in kept.lines() if l.get("msg", "").startswith("database budget raised")]
+
+    raised = sidecars("pod-raised", farm_ini(
+        budget_farm, sidecar={"log_level": "debug"}, discovery={"interval": 3600},
+        scan=dict(scan, max_sweep_seconds=1)))
+    line = raised.wait_for(
+        lambda l: l.get("msg") == "database budget raised to keep the sweep short",
+        timeout=120, what="the budget raised")
+    assert int(line["budget_percent"]) == 1, line
+    assert int(line["sweep_budget_percent"]) > 1, line
+    assert int(line["max_sweep_s"]) == 1 and int(line["wikis"]) == wikis, line
+    assert "max_sweep_seconds" in line["next"], line
+    wait_until(lambda: len(sweep_shares(raised)) >= 5, timeout=120, what="six raised sweeps")
+    raised_shares = sweep_shares(raised)
+    # The first sweeps of each run on the starting burst; the later ones show the pace.
+    kept_later, raised_later = sorted(kept_shares[2:]), sorted(raised_shares[2:])
+    assert kept_later[len(kept_later) // 2] <= 0.015, kept_shares
+    assert raised_later[len(raised_later) // 2] > 0.02, raised_shares
+    # The gauge keeps the setting; the share used shows the raise.
+    assert raised.metrics()["jobdrainer_scan_db_budget_ratio"] == pytest.approx(0.01)

@@ -133,6 +133,34 @@ static void test_sweep_estimate(void **state)
 	assert_int_equal(pace_sweep_ms(&p, 2000000), 2000);
 }
 
+/* The sweep's share: the budget while a sweep fits max_sweep_ms within it, more when
+ * it would not (up to a quarter of a core), never less than the budget. */
+static void test_sweep_budget(void **state)
+{
+	static const struct {
+		const char *name;
+		double budget;
+		int64_t cost_us, max_ms;
+		double want;
+	} cases[] = {
+		{ "a sweep that fits keeps the budget", 0.05, 2000000, 120000, 0.05 },
+		{ "20,000 cold tables at 1 ms: 20 s per sweep needs 18.3% for 120 s", 0.05,
+		  20000000, 120000, 20.0 / 120 * 1.1 },
+		{ "a database too slow even for a quarter of a core", 0.05, 100000000, 120000,
+		  PACE_SWEEP_SHARE_MAX },
+		{ "a budget above the cap is kept", 0.5, 100000000, 120000, 0.5 },
+		{ "max_sweep_seconds = 0: the budget always", 0.05, 100000000, 0, 0.05 },
+		{ "no estimate yet: the budget", 0.05, 0, 120000, 0.05 },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+		double got = pace_sweep_budget(cases[i].budget, cases[i].cost_us, cases[i].max_ms);
+		if (got < cases[i].want - 1e-9 || got > cases[i].want + 1e-9)
+			fail_msg("%s: %.6f, want %.6f", cases[i].name, got, cases[i].want);
+	}
+}
+
 /* The hot set's rounds: every interval while cheap, spaced out when they would take
  * more than half the budget. */
 static void test_hot_gap(void **state)
@@ -276,7 +304,7 @@ int main(void)
 		cmocka_unit_test(test_budget),         cmocka_unit_test(test_budget_holds),
 		cmocka_unit_test(test_set_budget),     cmocka_unit_test(test_sweep_estimate),
 		cmocka_unit_test(test_hot_gap),        cmocka_unit_test(test_hotset),
-		cmocka_unit_test(test_sweep_position),
+		cmocka_unit_test(test_sweep_position), cmocka_unit_test(test_sweep_budget),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
