@@ -70,6 +70,7 @@ struct server {
 	struct db *db;                /* the job tables' connection */
 	struct wiki_list wikis;       /* its wikis (shared with the scanner's list), by domain */
 	bool listed;                  /* seen in the last regroup (servers_regroup) */
+	size_t room;                  /* servers_regroup: its wikis, counted before allocating */
 	struct failure_streak streak; /* "scan failed" */
 	int64_t next_tick;            /* monotonic: run_tick's next pass */
 	int64_t next_full_scan;       /* monotonic: when a sweep reads claims and max ids again */
@@ -399,7 +400,8 @@ static struct server *server_of(struct scanner *sc, const char *key, bool create
 
 /* Groups sc->wikis by their database server: a server keeps its connection, budget,
  * sweep position and hot set across discoveries; a server no wiki names any more is
- * closed. -ENOMEM: some wikis are in no group until the next discovery. */
+ * closed. Each server's list is counted first and allocated once. -ENOMEM: some wikis
+ * are in no group until the next discovery. */
 static int servers_regroup(struct scanner *sc)
 {
 	size_t kept = 0;
@@ -408,17 +410,26 @@ static int servers_regroup(struct scanner *sc)
 	for (size_t i = 0; i < sc->nservers; i++) {
 		wiki_list_free(&sc->servers[i]->wikis);
 		sc->servers[i]->listed = false;
+		sc->servers[i]->room = 0;
+	}
+	for (size_t i = 0; i < sc->wikis.len; i++) {
+		struct server *sv = server_of(sc, sc->wikis.items[i]->db_server, true);
+		if (sv == NULL)
+			rc = -ENOMEM;
+		else
+			sv->room++;
+	}
+	for (size_t i = 0; i < sc->nservers; i++) {
+		struct server *sv = sc->servers[i];
+		if (sv->room > 0 &&
+		    (sv->wikis.items = calloc(sv->room, sizeof(struct wiki *))) == NULL)
+			rc = -ENOMEM;
 	}
 	for (size_t i = 0; i < sc->wikis.len; i++) {
 		struct wiki *w = sc->wikis.items[i];
-		struct server *sv = server_of(sc, w->db_server, true);
-		struct wiki **p;
-		if (sv == NULL ||
-		    (p = realloc(sv->wikis.items, (sv->wikis.len + 1) * sizeof(*p))) == NULL) {
-			rc = -ENOMEM;
+		struct server *sv = server_of(sc, w->db_server, false);
+		if (sv == NULL || sv->wikis.items == NULL || sv->wikis.len == sv->room)
 			continue;
-		}
-		sv->wikis.items = p;
 		sv->wikis.items[sv->wikis.len++] = wiki_ref(w);
 		sv->listed = true;
 	}
