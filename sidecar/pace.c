@@ -81,16 +81,19 @@ double pace_sweep_budget(double budget, int64_t sweep_cost_us, int64_t max_sweep
 
 	if (max_sweep_ms <= 0 || sweep_cost_us <= 0)
 		return budget;
-	needed = (double)sweep_cost_us / 1000.0 / (double)max_sweep_ms * 1.1;
+	needed = (double)sweep_cost_us / 1000.0 / (double)max_sweep_ms + budget * PACE_HOT_SHARE;
 	if (needed > PACE_SWEEP_SHARE_MAX)
 		needed = PACE_SWEEP_SHARE_MAX;
 	return needed > budget ? needed : budget;
 }
 
-int64_t pace_hot_gap_ms(const struct pace *p, int64_t cost_us, int64_t interval_ms)
+int64_t pace_hot_gap_ms(double budget, int64_t cost_us, int64_t interval_ms)
 {
-	int64_t gap = (int64_t)((double)cost_us / 1000.0 / (p->budget * PACE_HOT_SHARE));
+	int64_t gap;
 
+	if (!(budget > 0 && budget <= 1))
+		budget = 1;
+	gap = (int64_t)((double)cost_us / 1000.0 / (budget * PACE_HOT_SHARE));
 	return gap > interval_ms ? gap : interval_ms;
 }
 

@@ -53,18 +53,21 @@ int64_t pace_sweep_ms(const struct pace *p, int64_t cost_us);
 /* The most a sweep is ever allowed to use to keep within [scan] max_sweep_seconds: a
  * quarter of a core. A database too slow even for that gets a longer sweep. */
 #define PACE_SWEEP_SHARE_MAX 0.25
-/* The share of one database core the sweep runs at: `budget`, or more when a sweep
+/* The share of one database core detection runs at: `budget`, or more when a sweep
  * costing sweep_cost_us would take longer than max_sweep_ms within it (the 3-minute
- * promise beats the budget: a job on a cold wiki is seen within max_sweep_ms), with a
- * tenth more for the hot set's rounds, up to PACE_SWEEP_SHARE_MAX (never below
- * budget). max_sweep_ms 0, or no estimate (sweep_cost_us 0): budget. */
+ * promise beats the budget: a job on a cold wiki is seen within max_sweep_ms). The
+ * raise goes to the sweep alone: the hot set keeps its part of `budget`
+ * (pace_hot_gap_ms is given the setting), so the share is what the sweep needs plus
+ * that part, up to PACE_SWEEP_SHARE_MAX (never below budget). max_sweep_ms 0, or no
+ * estimate (sweep_cost_us 0): budget. */
 double pace_sweep_budget(double budget, int64_t sweep_cost_us, int64_t max_sweep_ms);
 /* The hot set takes at most this share of the budget, so that the sweep always moves
  * (a farm where many wikis keep a backlog would otherwise starve the cold ones). */
 #define PACE_HOT_SHARE 0.5
 /* When the hot set may be read again after a round that cost cost_us: after
- * interval_ms, or later when that round would take more than PACE_HOT_SHARE. */
-int64_t pace_hot_gap_ms(const struct pace *p, int64_t cost_us, int64_t interval_ms);
+ * interval_ms, or later when that round would take more than PACE_HOT_SHARE of budget
+ * (the setting, [scan] db_budget_percent: not a share raised for the sweep). */
+int64_t pace_hot_gap_ms(double budget, int64_t cost_us, int64_t interval_ms);
 
 /* Wikis with recent jobs or activity, by domain, each hot until a time. */
 struct hotset {

@@ -1081,7 +1081,8 @@ static int64_t sweep_cost_estimate(const struct server *sv)
 
 /* The server's share of a database core from now on: [scan] db_budget_percent, or more
  * while a sweep would outlast [scan] max_sweep_seconds within it (pace_sweep_budget:
- * the 3-minute promise beats the budget, up to a quarter of a core). A reload's new
+ * the 3-minute promise beats the budget, up to a quarter of a core; the hot set keeps
+ * its part of the setting, the raise goes to the sweep). A reload's new
  * settings apply here too. Logged when raised and when back, on the change only. */
 static void set_server_budget(struct scanner *sc, struct server *sv, int64_t now)
 {
@@ -1132,7 +1133,8 @@ static int64_t run_tick(struct scanner *sc, struct server *sv, struct db *coord)
 	if (now >= sv->next_hot && pace_wait_ms(&sv->pace, now) == 0) {
 		if (scan_hot(sc, sv, coord, &hot_cost) != 0)
 			return now + retry_delay(sv->streak.run.count);
-		sv->next_hot = now + pace_hot_gap_ms(&sv->pace, hot_cost,
+		sv->next_hot = now + pace_hot_gap_ms(sc->cfg->scan_db_budget_percent / 100.0,
+						     hot_cost,
 						     (int64_t)sc->cfg->scan_interval * 1000);
 	}
 	while (!scanner_stopping(sc) && (now = util_mono_ms()) < deadline &&

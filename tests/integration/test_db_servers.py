@@ -4,7 +4,9 @@ wiki's server in its optional fifth column. One sidecar scans each server over a
 connection of its own and drains every wiki; `status --wiki` and `drain --wiki` read a
 wiki's job table on its own server; a bad server value skips that wiki alone; and with
 the second server killed, the first server's wikis keep being found and drained while
-the second's failures are retried on schedule, until it is back."""
+the second's failures are retried on schedule, until it is back. The same faults
+together: the second server dies during a whole-MediaWiki outage, and every job on both
+servers is still run once each is back."""
 
 import json
 import subprocess
@@ -12,7 +14,9 @@ import time
 
 import pytest
 
+from faults import FaultProxy
 from farm import temporary_farm
+from outage import Outage
 from sidecar import BINARY, farm_ini, wait_until
 
 MAIN = ["main1.farm.test", "main2.farm.test"]
@@ -44,11 +48,12 @@ def two_servers():
         yield f, db2
 
 
-def ini(farm):
+def ini(farm, mediawiki_port=None):
     return farm_ini(
         farm, sidecar={"log_level": "debug"},
         discovery={"query": QUERY, "interval": 2},
-        mediawiki={"maxjobs": 10, "maxtime": 5, "timeout_allowance": 5},
+        mediawiki={"maxjobs": 10, "maxtime": 5, "timeout_allowance": 5,
+                   "port": mediawiki_port or farm.http_port},
         scan_db={"query_timeout": 3},
         scan={"interval": 1, "full_interval": 2},
         drain={"time_slice": 1, "backoff_base": 1, "backoff_max": 5})
@@ -126,3 +131,58 @@ def test_wikis_on_two_servers_are_scanned_and_drained_each_on_its_own(two_server
     assert r.returncode == 0, (r.stdout, r.stderr)
     assert "has ready jobs" in r.stdout, r.stdout
     assert not farm.job_counts(SECOND[0])
+
+
+def test_second_server_dies_during_a_mediawiki_outage(two_servers, sidecars):
+    """Faults together: MediaWiki as a whole refuses (Apache stopped) and, during that
+    outage, the second database server is SIGKILLed, with the bad-server wiki still in
+    discovery. Nothing is lost and nothing spins: once MediaWiki is back the main
+    server's wikis are drained while db2 is still down (its wikis' MediaWiki requests
+    fail and are backed off, its scan retried on schedule), and once db2 is back its
+    wikis' jobs, queued before it died, are run too."""
+    farm, db2 = two_servers
+    proxy = FaultProxy(upstream_port=farm.http_port)
+    try:
+        check_outage_with_server_down(farm, db2, proxy, sidecars)
+    finally:
+        proxy.close()
+
+
+def check_outage_with_server_down(farm, db2, proxy, sidecars):
+    pod = sidecars("pod-servers-outage", ini(farm, mediawiki_port=proxy.port))
+    wait_until(lambda: pod.metrics().get("jobdrainer_scans_total", 0) >= 2, timeout=60,
+               what="both servers swept")
+    outage = Outage(proxy, farm, "refused")
+    outage.begin()
+    t_outage = time.monotonic()
+    for d in MAIN + SECOND:
+        farm.push_null_jobs(d, 12)
+    pod.wait_for(lambda l: str(l.get("msg", "")).startswith("mediawiki breaker open"),
+                 timeout=60, what="the breaker open during the outage")
+    farm.kill_db_server("db2")
+    errors_before = pod.metrics().get('jobdrainer_errors_total{kind="scan"}', 0)
+    time.sleep(max(0, t_outage + 30 - time.monotonic()))
+    assert pod.proc.poll() is None, pod.raw()[-3000:]
+    # Nothing could run: the main server's jobs are all still there.
+    assert all(farm.job_counts(d) for d in MAIN), [farm.job_counts(d) for d in MAIN]
+    errors = pod.metrics().get('jobdrainer_errors_total{kind="scan"}', 0) - errors_before
+    assert errors < 100, errors
+
+    # MediaWiki back, db2 still dead: the main server's wikis drain.
+    outage.end()
+    wait_until(lambda: all(not farm.job_counts(d) for d in MAIN), timeout=120,
+               what="main-server wikis drained with db2 still down")
+    pod.wait_for(lambda l: str(l.get("msg", "")).startswith("mediawiki breaker closed"),
+                 timeout=60, what="the breaker closed")
+    assert pod.wait_for(lambda l: l.get("msg") == "scan failed"
+                        and db2.address in l.get("error", ""), timeout=30,
+                        what="db2's scan failure logged")
+
+    # db2 back: the jobs queued on it before it died are found and run.
+    farm.restart_db_server("db2")
+    wait_until(lambda: all(not farm.job_counts(d) for d in SECOND), timeout=120,
+               what="db2's wikis drained after it is back")
+    assert pod.proc.poll() is None
+    skipped = [l for l in pod.lines() if l.get("msg") == "discovery: wiki skipped"]
+    assert skipped and all(l.get("wiki") == BAD for l in skipped), skipped
+    assert pod.get("/readyz")[0] == 200
