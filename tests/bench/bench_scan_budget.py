@@ -14,7 +14,11 @@ and jd_wiki is polled every 100 ms for them.
 
     nice -n 19 /usr/bin/python3 tests/bench/bench_scan_budget.py --before OLD --after NEW
         [--counts 500,5000] [--window 120] [--probes 12]
-        [--out tests/bench/results/scan_budget.md]
+        [--out tests/bench/results/scan_budget.md] [--after-binlog]
+
+With --after-binlog, MariaDB runs with log_bin (ROW) and the after run follows the
+binary log too: pass the same binary twice to compare detection without and with the
+feed.
 """
 
 import argparse
@@ -64,7 +68,19 @@ def detected(farm, domains):
     return {r[0] for r in rows}
 
 
-def measure(farm, db, binary, sw, n, window, probes, seed):
+FEED_USER, FEED_PASSWORD = "jdbinlog", "blpass"
+
+
+def create_feed_user(farm):
+    """The binary log feed's user ([binlog], README: the grants it needs)."""
+    for host in ("127.0.0.1", "localhost"):
+        farm.sql("CREATE USER IF NOT EXISTS '%s'@'%s' IDENTIFIED BY '%s'"
+                 % (FEED_USER, host, FEED_PASSWORD))
+        farm.sql("GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO '%s'@'%s'"
+                 % (FEED_USER, host))
+
+
+def measure(farm, db, binary, sw, n, window, probes, seed, feed=False):
     reset_coordination(farm)
     for db_name, pre in sw.tables:
         farm.sql("DELETE FROM `%s`.`%s_job` WHERE job_cmd = %%s" % (db_name, pre), (PROBE_CMD,))
@@ -73,7 +89,9 @@ def measure(farm, db, binary, sw, n, window, probes, seed):
         "sidecar": {"workers": 1, "log_level": "debug"},
         "mediawiki": {"port": free_port()},
         "discovery": {"version": SCAN_VERSION, "interval": 3600},
-        "scan_db": {"user": SCAN_USER, "password": SCAN_PASSWORD, "database": ""}})
+        "scan_db": {"user": SCAN_USER, "password": SCAN_PASSWORD, "database": ""},
+        "binlog": ({"enabled": "true", "user": FEED_USER, "password": FEED_PASSWORD}
+                   if feed else {})})
     rng = random.Random(seed)
     # Cold: no jobs of their own (ScanWikis gives every 10th wiki 20, the first --big).
     cold = [i for i in range(n) if i != 0 and i % 10 != 1]
@@ -192,16 +210,22 @@ def main():
     ap.add_argument("--probes", type=int, default=12)
     ap.add_argument("--big", type=int, default=10000)
     ap.add_argument("--out", default=os.path.join(HERE, "results", "scan_budget.md"))
+    ap.add_argument("--after-binlog", action="store_true",
+                    help="MariaDB runs with log_bin (ROW) for both runs, and the after run "
+                         "also follows the binary log ([binlog] enabled)")
     args = ap.parse_args()
     counts = [int(c) for c in args.counts.split(",")]
     binaries = [("before", Binary(args.before)), ("after", Binary(args.after))]
     workdir = new_workdir("jdscanbudget-")
-    farm = BenchFarm(os.path.join(workdir, "farm"))
+    farm = BenchFarm(os.path.join(workdir, "farm"),
+                     binlog_format="ROW" if args.after_binlog else None)
     res = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
            "counts": counts, "runs": []}
     try:
         farm.start()
         create_scan_user(farm)
+        if args.after_binlog:
+            create_feed_user(farm)
         db = DbStats(farm)
         res["server_variables"] = dict(db.sql(
             "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('table_open_cache', "
@@ -212,7 +236,8 @@ def main():
             sw.grow(n, big_rows=args.big)
             log("%d wikis created in %.0fs", n, time.monotonic() - t)
             for label, b in binaries:
-                r = measure(farm, db, b, sw, n, args.window, args.probes, seed=n)
+                r = measure(farm, db, b, sw, n, args.window, args.probes, seed=n,
+                            feed=args.after_binlog and label == "after")
                 r["label"] = label
                 res["runs"].append(r)
                 log("%d wikis, %s: %.3f DB s/min, %d/%d found, p50 %s max %s", n, label,
