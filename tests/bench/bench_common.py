@@ -117,7 +117,7 @@ class Binary:
 PROBE_VALUES = {"listen": "127.0.0.1:0", "log_format": "json", "log_level": "info",
                 "host": "127.0.0.1", "user": "x", "database": "x", "holder": "x",
                 "version": "x", "path": "/w/index.php", "socket": "", "password": "x",
-                "query": "SELECT 1", "coord_db": "x"}
+                "query": "SELECT 1", "coord_db": "x", "enabled": "true"}
 
 
 def sidecar_ini(binary, farm, overrides=None, defaults_only=False):
