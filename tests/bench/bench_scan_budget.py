@@ -15,6 +15,7 @@ and jd_wiki is polled every 100 ms for them.
     nice -n 19 /usr/bin/python3 tests/bench/bench_scan_budget.py --before OLD --after NEW
         [--counts 500,5000] [--window 120] [--probes 12]
         [--out tests/bench/results/scan_budget.md] [--after-binlog]
+        [--after-set SECTION.KEY=VALUE ...]
 
 With --after-binlog, MariaDB runs with log_bin (ROW) and the after run follows the
 binary log too: pass the same binary twice to compare detection without and with the
@@ -80,18 +81,21 @@ def create_feed_user(farm):
                  % (FEED_USER, host))
 
 
-def measure(farm, db, binary, sw, n, window, probes, seed, feed=False):
+def measure(farm, db, binary, sw, n, window, probes, seed, feed=False, extra=None):
     reset_coordination(farm)
     for db_name, pre in sw.tables:
         farm.sql("DELETE FROM `%s`.`%s_job` WHERE job_cmd = %%s" % (db_name, pre), (PROBE_CMD,))
     bench_common.sidecar_mod.BINARY = binary.path
-    text, dropped = sidecar_ini(binary, farm, {
+    overrides = {
         "sidecar": {"workers": 1, "log_level": "debug"},
         "mediawiki": {"port": free_port()},
         "discovery": {"version": SCAN_VERSION, "interval": 3600},
         "scan_db": {"user": SCAN_USER, "password": SCAN_PASSWORD, "database": ""},
         "binlog": ({"enabled": "true", "user": FEED_USER, "password": FEED_PASSWORD}
-                   if feed else {})})
+                   if feed else {})}
+    for section, keys in (extra or {}).items():
+        overrides.setdefault(section, {}).update(keys)
+    text, dropped = sidecar_ini(binary, farm, overrides)
     rng = random.Random(seed)
     # Cold: no jobs of their own (ScanWikis gives every 10th wiki 20, the first --big).
     cold = [i for i in range(n) if i != 0 and i % 10 != 1]
@@ -213,7 +217,17 @@ def main():
     ap.add_argument("--after-binlog", action="store_true",
                     help="MariaDB runs with log_bin (ROW) for both runs, and the after run "
                          "also follows the binary log ([binlog] enabled)")
+    ap.add_argument("--after-set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="an INI setting for the after run only (repeatable), e.g. "
+                         "scan.max_sweep_seconds=0")
     args = ap.parse_args()
+    after_extra = {}
+    for item in args.after_set:
+        key, _, value = item.partition("=")
+        section, _, name = key.partition(".")
+        if not section or not name or not _:
+            ap.error("--after-set %r: SECTION.KEY=VALUE" % item)
+        after_extra.setdefault(section, {})[name] = value
     counts = [int(c) for c in args.counts.split(",")]
     binaries = [("before", Binary(args.before)), ("after", Binary(args.after))]
     workdir = new_workdir("jdscanbudget-")
@@ -237,7 +251,8 @@ def main():
             log("%d wikis created in %.0fs", n, time.monotonic() - t)
             for label, b in binaries:
                 r = measure(farm, db, b, sw, n, args.window, args.probes, seed=n,
-                            feed=args.after_binlog and label == "after")
+                            feed=args.after_binlog and label == "after",
+                            extra=after_extra if label == "after" else None)
                 r["label"] = label
                 res["runs"].append(r)
                 log("%d wikis, %s: %.3f DB s/min, %d/%d found, p50 %s max %s", n, label,
