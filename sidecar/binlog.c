@@ -321,7 +321,8 @@ struct binlog {
 	/* Under the lock: */
 	bool stopping;
 	struct binlog_map *map;
-	MYSQL *conn; /* while connected: binlog_stop cuts its socket */
+	MYSQL *conn;    /* while connected: binlog_stop cuts its socket */
+	bool following; /* binlog_following */
 	/* Owned by the thread: */
 	uint32_t server_id;
 	bool checksum;
@@ -585,6 +586,21 @@ static void log_following(struct binlog *b, const char *format)
 	b->failures = 0;
 	b->last_logged = NULL;
 	metrics_set(METRIC_BINLOG_FOLLOWING, 0, 1);
+	pthread_mutex_lock(&b->lock);
+	b->following = true;
+	pthread_mutex_unlock(&b->lock);
+}
+
+bool binlog_following(struct binlog *b)
+{
+	bool following;
+
+	if (b == NULL)
+		return false;
+	pthread_mutex_lock(&b->lock);
+	following = b->following;
+	pthread_mutex_unlock(&b->lock);
+	return following;
 }
 
 static void handle_event(struct binlog *b, const MARIADB_RPL_EVENT *ev)
@@ -685,6 +701,9 @@ static int follow(struct binlog *b, struct feed_error *e)
 	}
 out:
 	metrics_set(METRIC_BINLOG_FOLLOWING, 0, 0);
+	pthread_mutex_lock(&b->lock);
+	b->following = false;
+	pthread_mutex_unlock(&b->lock);
 	if (rpl != NULL)
 		mariadb_rpl_close(rpl);
 	feed_disconnect(b, m);

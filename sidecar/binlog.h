@@ -37,6 +37,10 @@ struct binlog *binlog_start(const struct config *cfg, binlog_wake_fn wake, void 
 /* Stops the thread (cutting a fetch in progress) and frees. Accepts NULL. */
 void binlog_stop(struct binlog *b);
 
+/* True while the feed follows the binary log (from its first event after connecting
+ * until it stops or fails): new jobs on its wikis wake them at once. Any thread; false
+ * for NULL. */
+bool binlog_following(struct binlog *b);
 /* The wikis whose job tables wake them (a copy is kept; call after each discovery).
  * Returns 0 or -ENOMEM (the previous list stays). */
 int binlog_set_wikis(struct binlog *b, const struct wiki_list *list);

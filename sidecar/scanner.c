@@ -1088,8 +1088,13 @@ static void set_server_budget(struct scanner *sc, struct server *sv, int64_t now
 {
 	double budget = sc->cfg->scan_db_budget_percent / 100.0;
 	int64_t est = sweep_cost_estimate(sv);
-	double share =
-		pace_sweep_budget(budget, est, (int64_t)sc->cfg->scan_max_sweep_seconds * 1000);
+	/* While the binary log feed follows this server's wikis (the default server's:
+	 * feed_set_wikis), it sees their new jobs at once: the sweep is only the safety net
+	 * for what the feed cannot see (delayed jobs, expired claims), and keeps the
+	 * budget. Measured at 20,000 wikis: the floor cost 13 % of a core for nothing. */
+	bool fed = sv->key == NULL && binlog_following(sc->feed);
+	double share = pace_sweep_budget(budget, est,
+					 fed ? 0 : (int64_t)sc->cfg->scan_max_sweep_seconds * 1000);
 	bool raised = share > budget;
 	struct log_line l;
 
@@ -1108,6 +1113,8 @@ static void set_server_budget(struct scanner *sc, struct server *sv, int64_t now
 	log_int(&l, "sweep_db_ms", est / 1000);
 	log_int(&l, "max_sweep_s", sc->cfg->scan_max_sweep_seconds);
 	log_int(&l, "wikis", (long long)sv->wikis.len);
+	if (!raised && fed)
+		log_str(&l, "why", "the binary log feed follows: it sees new jobs at once");
 	if (raised)
 		log_str(&l, "next",
 			"a sweep costs more than the budget allows in max_sweep_seconds at this "

@@ -244,3 +244,32 @@ def test_binlog_off_is_logged_once_and_scanning_goes_on(bl_farm, sidecars):
         farm.kill_mysql()
         farm.binlog_format = "ROW"
         farm.restart_mysql()
+
+
+def test_a_following_feed_keeps_the_sweep_within_the_budget(bl_farm, sidecars):
+    """[scan] max_sweep_seconds raises detection's share only while nothing else sees
+    new jobs. With 400 more wikis at 1 % of a core, one wiki per statement and
+    max_sweep_seconds = 1: a sidecar whose feed follows sweeps within 1 % (a raise made
+    before the feed followed is taken back, with the feed as the reason); one whose feed
+    cannot log in raises the share. Last in the module: it adds wikis."""
+    from test_scan_budget import add_table_only_wiki, sweep_shares
+
+    for i in range(400):
+        add_table_only_wiki(bl_farm, "b%03d.farm.test" % i)
+    scan = {"db_budget_percent": 1, "wikis_per_query": 1, "interval": 1,
+            "full_interval": 3600, "queries_per_second": 0, "max_sweep_seconds": 1}
+    fed = start_following(sidecars, bl_farm, name="pod-fed", scan=scan)
+    wait_until(lambda: len(sweep_shares(fed)) >= 5, timeout=240, what="six sweeps")
+    shares = sorted(sweep_shares(fed)[2:])
+    assert shares[len(shares) // 2] <= 0.015, sweep_shares(fed)
+    raised = msgs(fed, "database budget raised to keep the sweep short")
+    back = msgs(fed, "database budget back to its setting")
+    if raised:
+        assert back and "binary log feed" in back[-1].get("why", ""), (raised, back)
+    fed.stop()
+
+    unfed = sidecars("pod-unfed", ini(bl_farm, scan=scan, binlog={"password": "wrong"}))
+    line = unfed.wait_for(lambda l: l.get("msg") == "database budget raised to keep the "
+                          "sweep short", timeout=120, what="the budget raised without a feed")
+    assert int(line["sweep_budget_percent"]) > 1, line
+    assert msgs(unfed, FOLLOWING) == []
