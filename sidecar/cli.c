@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -210,59 +211,92 @@ static void catch_drain_signals(void)
 	sigaction(SIGTERM, &sa, NULL);
 }
 
-static void print_batch(int n, const struct batch_result *r, const struct health_verdict *v)
+/* One lane of `drain --wiki`: a lease slot of the wiki, its own coordination
+ * connection, RunJobs client and ticket; the lanes share the pod's limiter. */
+struct drain_lane {
+	const struct config *cfg;
+	struct sched *s;
+	struct limiter *lim;
+	struct wiki *wiki;
+	int slot;
+	int lanes; /* how many the operator asked for: the lanes' cap */
+	pthread_t thread;
+	bool started;
+	int rc;
+	int jobs_ok, jobs_failed;
+};
+
+/* "lane N: " before a line when there are several lanes, else "". */
+static const char *lane_prefix(const struct drain_lane *ln, char *buf, size_t len)
 {
-	printf("batch %d:%s%s outcome=%s reached=%s jobs_ok=%d jobs_failed=%d http_status=%ld "
+	if (ln->lanes <= 1)
+		return "";
+	snprintf(buf, len, "lane %d: ", ln->slot + 1);
+	return buf;
+}
+
+static void print_batch(const struct drain_lane *ln, int n, const struct batch_result *r,
+			const struct health_verdict *v)
+{
+	char pfx[32];
+
+	printf("%sbatch %d:%s%s outcome=%s reached=%s jobs_ok=%d jobs_failed=%d http_status=%ld "
 	       "ms=%lld%s%s%s%s\n",
-	       n, r->type[0] ? " type=" : "", r->type, outcome_name(r->outcome),
-	       r->reached[0] ? r->reached : "-", r->jobs_ok, r->jobs_failed, r->http_status,
-	       r->took_ms, r->detail[0] ? " detail=" : "", r->detail,
+	       lane_prefix(ln, pfx, sizeof(pfx)), n, r->type[0] ? " type=" : "", r->type,
+	       outcome_name(r->outcome), r->reached[0] ? r->reached : "-", r->jobs_ok,
+	       r->jobs_failed, r->http_status, r->took_ms, r->detail[0] ? " detail=" : "", r->detail,
 	       v->fault != FAULT_NONE ? " why=" : "", v->fault != FAULT_NONE ? v->why : "");
 	fflush(stdout);
 }
 
 /* The same batch loop as a daemon worker (pacing, a lease confirmed right before each
- * batch, the evidence rules, the report policy), on one wiki, in the foreground. */
-static int drain_leased(const struct config *cfg, struct sched_worker *sw, struct limiter *lim,
-			struct runjobs *rj, struct sched_ticket *t)
+ * batch, the evidence rules, the lanes' contention rule, the report policy), on one
+ * wiki, in the foreground. */
+static int drain_leased(struct drain_lane *ln, struct sched_worker *sw, struct runjobs *rj,
+			struct sched_ticket *t)
 {
+	const struct config *cfg = ln->cfg;
 	struct health_verdict v = { .fault = FAULT_NONE };
 	struct batch_result r = { .outcome = OUTCOME_ABORTED };
-	int ok = 0, failed = 0;
 	int64_t t0 = util_mono_ms(), backoff = 0;
 	bool more = true, interrupted = false, next_type;
-	char type[JOBTYPE_MAX + 1];
+	char type[JOBTYPE_MAX + 1], pfx[32];
 
+	lane_prefix(ln, pfx, sizeof(pfx));
+	t->lanes_cap = ln->lanes;
 	while (more) {
-		if (atomic_load(&drain_stop) || limiter_pace(lim) != 0 || atomic_load(&drain_stop)) {
+		if (atomic_load(&drain_stop) || limiter_pace(ln->lim) != 0 ||
+		    atomic_load(&drain_stop)) {
 			interrupted = true;
 			break;
 		}
 		if (!sched_confirm(sw, t)) {
-			printf("%s: lease lost or unconfirmed; stopping\n", t->wiki->domain);
+			printf("%s%s: lease lost or unconfirmed; stopping\n", pfx, t->wiki->domain);
 			break;
 		}
 		/* The job-type lists hold here too ([drain] priority_types, skip_types). */
 		if (!sched_batch_type(sw, t, type, sizeof(type))) {
 			sched_only_skipped_types(t, &r);
-			printf("%s: only job types of [drain] skip_types are ready\n",
+			printf("%s%s: only job types of [drain] skip_types are ready\n", pfx,
 			       t->wiki->domain);
 			break;
 		}
 		/* The workers' batch size rule (sched_batch_size). This process serves no
 		 * other wiki, so none waits on it, whatever the fleet's rows say: a backlog's
-		 * batches grow to [mediawiki] maxjobs_alone while they stay quick. */
+		 * batches grow toward maxjobs_alone while they fit the target. */
 		runjobs_set_maxjobs(rj, sched_batch_size(cfg, t, false));
 		runjobs_batch_typed(rj, t->wiki, (unsigned long long)t->lease.token, type, &r);
 		next_type = sched_type_answered(t, cfg, &r);
 		sched_batch_ran(t, &r);
-		ok += r.jobs_ok;
-		failed += r.jobs_failed;
-		limiter_report(lim, &r, t->wiki->domain, false, &v);
-		print_batch(t->batches, &r, &v);
+		sched_lanes_after_batch(sw, t, &r);
+		ln->jobs_ok += r.jobs_ok;
+		ln->jobs_failed += r.jobs_failed;
+		limiter_report(ln->lim, &r, t->wiki->domain, false, &v);
+		print_batch(ln, t->batches, &r, &v);
 		/* The workers' rule, without the time slice: the operator asked for this wiki. */
-		more = sched_keep_draining(t, &r, &v, limiter_breaker_open(lim)) ||
-		       (next_type && !limiter_breaker_open(lim));
+		more = (sched_keep_draining(t, &r, &v, limiter_breaker_open(ln->lim)) ||
+			(next_type && !limiter_breaker_open(ln->lim))) &&
+		       sched_lane_fits(sw, t);
 		/* The wiki's interval in short steps: a signal handler cannot wake sched_hold. */
 		for (int64_t left = cfg->wiki_min_interval_ms; more && left > 0; left -= 200)
 			more = !atomic_load(&drain_stop) &&
@@ -271,12 +305,13 @@ static int drain_leased(const struct config *cfg, struct sched_worker *sw, struc
 	if (atomic_load(&drain_stop))
 		interrupted = true;
 	sched_done(sw, t, &r, t->batches > 0 ? v.fault : FAULT_NONE, &backoff);
-	printf("%s: %d batches, %d jobs ok, %d failed, %.1f s, last outcome %s%s%s\n",
-	       t->wiki->domain, t->batches, ok, failed, (double)(util_mono_ms() - t0) / 1000.0,
-	       outcome_name(r.outcome), r.outcome == OUTCOME_DRAINED ? " (queue drained)" : "",
+	printf("%s%s: %d batches, %d jobs ok, %d failed, %.1f s, last outcome %s%s%s\n", pfx,
+	       t->wiki->domain, t->batches, ln->jobs_ok, ln->jobs_failed,
+	       (double)(util_mono_ms() - t0) / 1000.0, outcome_name(r.outcome),
+	       r.outcome == OUTCOME_DRAINED ? " (queue drained)" : "",
 	       interrupted ? " (interrupted; lease released)" : "");
 	if (backoff > 0)
-		printf("%s: backed off for %llds\n", t->wiki->domain,
+		printf("%s%s: backed off for %llds\n", pfx, t->wiki->domain,
 		       (long long)(backoff + 999) / 1000);
 	if (interrupted)
 		return CLI_OK;
@@ -285,17 +320,116 @@ static int drain_leased(const struct config *cfg, struct sched_worker *sw, struc
 		       : CLI_FAILED;
 }
 
-int cli_drain(const struct config *cfg, const char *domain)
+/* Takes the lane's lease slot: 1 taken (t filled), or ln->rc says why not (said). */
+static int drain_lane_take(struct drain_lane *ln, struct sched_worker *sw, struct sched_ticket *t)
+{
+	char err[512], pfx[32];
+
+	lane_prefix(ln, pfx, sizeof(pfx));
+	switch (sched_take(sw, ln->wiki, ln->slot, t, err, sizeof(err))) {
+	case 1:
+		printf("%s%s: lease taken (slot %d, token %llu) as %s\n", pfx, ln->wiki->domain,
+		       ln->slot, (unsigned long long)t->lease.token, ln->cfg->holder);
+		fflush(stdout);
+		return 1;
+	case 0:
+		if (ln->slot == 0)
+			snprintf(err, sizeof(err),
+				 "another sidecar holds its lease; try again later");
+		else
+			snprintf(err, sizeof(err), "another sidecar holds lease slot %d", ln->slot);
+		ln->rc = CLI_BUSY;
+		break;
+	default:
+		ln->rc = CLI_FAILED;
+		break;
+	}
+	fprintf(stderr, "jobdrainer drain: %s%s: %s\n", pfx, ln->wiki->domain, err);
+	return 0;
+}
+
+/* One lane from start to end: ln->rc says how it went. */
+static void drain_lane_run(struct drain_lane *ln, void (*once_taken)(struct drain_lane *))
+{
+	struct sched_worker *sw = sched_worker_new(ln->s, ln->slot);
+	struct runjobs *rj = runjobs_new(ln->cfg, &drain_abort);
+	struct sched_ticket t;
+
+	ln->rc = CLI_FAILED;
+	if (sw == NULL || rj == NULL)
+		fprintf(stderr, "jobdrainer drain: %s: out of memory\n", ln->wiki->domain);
+	else if (drain_lane_take(ln, sw, &t) == 1) {
+		if (once_taken != NULL)
+			once_taken(ln);
+		ln->rc = drain_leased(ln, sw, rj, &t);
+	}
+	runjobs_free(rj);
+	sched_worker_free(sw);
+}
+
+static void *drain_lane_main(void *arg)
+{
+	db_thread_init();
+	drain_lane_run(arg, NULL);
+	db_thread_end();
+	return NULL;
+}
+
+/* Once lane 1 holds slot 0: the other lanes, each in a thread of its own. */
+static void start_other_lanes(struct drain_lane *first)
+{
+	for (int i = 1; i < first->lanes; i++) {
+		first[i].started =
+			pthread_create(&first[i].thread, NULL, drain_lane_main, &first[i]) == 0;
+		if (!first[i].started)
+			fprintf(stderr, "jobdrainer drain: lane %d: could not start a thread\n",
+				i + 1);
+	}
+}
+
+/* Lane 1 takes slot 0 in this thread first: a busy slot 0 means another sidecar drains
+ * the wiki, and then no lane starts. Then the others start, each under its own slot;
+ * one that cannot take its slot (a daemon's extra lane holds it) says so and leaves
+ * the rest running. */
+static int drain_lanes(const struct config *cfg, struct sched *s, struct limiter *lim,
+		       struct wiki *w, int lanes)
+{
+	struct drain_lane *ln = calloc((size_t)lanes, sizeof(*ln));
+	int ok = 0, failed = 0, rc;
+
+	if (ln == NULL) {
+		fprintf(stderr, "jobdrainer drain: %s: out of memory\n", w->domain);
+		return CLI_FAILED;
+	}
+	for (int i = 0; i < lanes; i++)
+		ln[i] = (struct drain_lane){
+			.cfg = cfg, .s = s, .lim = lim, .wiki = w, .slot = i, .lanes = lanes
+		};
+	drain_lane_run(&ln[0], start_other_lanes);
+	rc = ln[0].rc;
+	for (int i = 0; i < lanes; i++) {
+		if (i > 0 && ln[i].started) {
+			pthread_join(ln[i].thread, NULL);
+			if (rc == CLI_OK && ln[i].rc == CLI_FAILED)
+				rc = CLI_FAILED;
+		}
+		ok += ln[i].jobs_ok;
+		failed += ln[i].jobs_failed;
+	}
+	if (lanes > 1)
+		printf("%s: %d lanes, %d jobs ok, %d failed\n", w->domain, lanes, ok, failed);
+	free(ln);
+	return rc;
+}
+
+int cli_drain(const struct config *cfg, const char *domain, int lanes)
 {
 	struct db *platform = db_new(&cfg->platform, "platform_db");
 	struct db *coord = db_new(&cfg->platform, "coordination");
 	struct db *scan = NULL; /* at the wiki's own server: after find_wiki */
 	struct scan_endpoint scan_ep;
-	struct runjobs *rj = runjobs_new(cfg, &drain_abort);
 	struct limiter *lim = limiter_new(cfg);
 	struct sched *s = sched_new(cfg);
-	struct sched_worker *sw = s ? sched_worker_new(s, 0) : NULL;
-	struct sched_ticket t;
 	struct backlog backlog = { 0 };
 	struct scan_stats stats;
 	struct wiki *w = NULL;
@@ -303,7 +437,7 @@ int cli_drain(const struct config *cfg, const char *domain)
 	int rc = CLI_FAILED;
 
 	catch_drain_signals();
-	if (platform == NULL || coord == NULL || rj == NULL || lim == NULL || sw == NULL) {
+	if (platform == NULL || coord == NULL || lim == NULL || s == NULL) {
 		snprintf(err, sizeof(err), "out of memory");
 		goto fail;
 	}
@@ -337,29 +471,15 @@ int cli_drain(const struct config *cfg, const char *domain)
 	}
 	printf("%s: %s\n", domain,
 	       backlog.oldest_ready_ms ? "has ready jobs" : "no ready jobs found by the scan");
-	switch (sched_take(sw, w, &t, err, sizeof(err))) {
-	case 1:
-		break;
-	case 0:
-		snprintf(err, sizeof(err), "another sidecar holds its lease; try again later");
-		rc = CLI_BUSY;
-		goto fail;
-	default:
-		goto fail;
-	}
-	printf("%s: lease taken (token %llu) as %s\n", domain, (unsigned long long)t.lease.token,
-	       cfg->holder);
 	fflush(stdout);
-	rc = drain_leased(cfg, sw, lim, rj, &t);
+	rc = drain_lanes(cfg, s, lim, w, lanes);
 	goto out;
 fail:
 	fprintf(stderr, "jobdrainer drain: %s: %s\n", domain, err);
 out:
 	wiki_free(w);
-	sched_worker_free(sw);
 	sched_free(s);
 	limiter_free(lim);
-	runjobs_free(rj);
 	db_free(scan);
 	db_free(coord);
 	db_free(platform);

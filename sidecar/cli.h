@@ -1,6 +1,7 @@
 /* cli.h - operator commands, run next to the daemon (kubectl exec ... jobdrainer ...):
  *   status [--json] [--all]  the fleet's view from the coordination tables;
- *   drain --wiki DOMAIN      drain one wiki now, under its lease, and say what happened.
+ *   drain --wiki DOMAIN [--lanes N]  drain one wiki now, under its lease (N lanes: N
+ *                            lease slots, each a thread), and say what happened.
  * They print to stdout and return the process exit code. */
 #ifndef JD_CLI_H
 #define JD_CLI_H
@@ -18,6 +19,9 @@ enum {
 };
 
 int cli_status(const struct config *cfg, bool json, bool all);
-int cli_drain(const struct config *cfg, const char *domain);
+/* drain --lanes: at most as many as a lease slot number holds in this release. */
+#define CLI_LANES_MAX 64
+
+int cli_drain(const struct config *cfg, const char *domain, int lanes);
 
 #endif

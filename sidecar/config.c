@@ -125,7 +125,7 @@ static const struct config_key config_keys[] = {
 	{ "drain", "time_slice", KEY_INT, O(time_slice), "60", 1, 86400, NULL },
 	{ "drain", "backoff_base", KEY_INT, O(backoff_base), "5", 1, 86400, NULL },
 	{ "drain", "backoff_max", KEY_INT, O(backoff_max), "600", 1, 86400, NULL },
-	{ "drain", "max_workers_per_wiki", KEY_INT, O(max_workers_per_wiki), "1", 1, 64, NULL },
+	{ "drain", "max_workers_per_wiki", KEY_INT, O(max_workers_per_wiki), "4", 1, 64, NULL },
 	{ "drain", "park_interval", KEY_INT, O(park_interval), "600", 10, 86400, NULL },
 	{ "drain", "batches_per_second", KEY_INT, O(batches_per_second), "10", 0, 1000, NULL },
 	{ "drain", "wiki_min_interval_ms", KEY_INT, O(wiki_min_interval_ms), "0", 0, 3600000, NULL },

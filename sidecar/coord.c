@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "db.h"
+#include "lanes.h"
 #include "metrics.h"
 #include "util.h"
 
@@ -106,6 +107,9 @@ static int query_row(struct db *db, struct buf *sql, MYSQL_RES **res, MYSQL_ROW 
 	" ready_type_names VARCHAR(255) NULL,"                                                     \
 	" abandoned_jobs INT UNSIGNED NOT NULL DEFAULT 0,"                                         \
 	" recent_drains TEXT NULL,"                                                                \
+	" lanes_reduced TINYINT UNSIGNED NULL,"                                                    \
+	" lanes_why VARCHAR(16) NULL,"                                                             \
+	" lanes_changed_at DATETIME(6) NULL,"                                                      \
 	" PRIMARY KEY (scope, domain),"                                                            \
 	" KEY backlog (scope, oldest_ready_at)"                                                    \
 	") ENGINE=InnoDB DEFAULT CHARSET=ascii COLLATE=ascii_bin"
@@ -197,7 +201,9 @@ int coord_ensure_schema(struct db *db, const struct config *cfg, char *err, size
 	 * (the CREATE above has them for a new database; the ALTER is idempotent). Version
 	 * 3 adds jd_pause (CREATE TABLE IF NOT EXISTS above) and jd_wiki's ready_type_names
 	 * (the job types a scan saw ready, for the job-type lists), abandoned_jobs and
-	 * recent_drains (for status --wiki). A later release adds
+	 * recent_drains (for status --wiki); within version 3 (a release before it
+	 * neither reads nor writes them) the lanes_* columns (a wiki's lanes reduced after
+	 * contention, lanes.h). A later release adds
 	 * "ALTER ...; version = 4" steps here. */
 	buf_reset(&sql);
 	buf_addf(&sql,
@@ -206,7 +212,10 @@ int coord_ensure_schema(struct db *db, const struct config *cfg, char *err, size
 		 " ADD COLUMN IF NOT EXISTS oldest_claim_at DATETIME(6) NULL,"
 		 " ADD COLUMN IF NOT EXISTS ready_type_names VARCHAR(255) NULL,"
 		 " ADD COLUMN IF NOT EXISTS abandoned_jobs INT UNSIGNED NOT NULL DEFAULT 0,"
-		 " ADD COLUMN IF NOT EXISTS recent_drains TEXT NULL",
+		 " ADD COLUMN IF NOT EXISTS recent_drains TEXT NULL,"
+		 " ADD COLUMN IF NOT EXISTS lanes_reduced TINYINT UNSIGNED NULL,"
+		 " ADD COLUMN IF NOT EXISTS lanes_why VARCHAR(16) NULL,"
+		 " ADD COLUMN IF NOT EXISTS lanes_changed_at DATETIME(6) NULL",
 		 d);
 	if (db_query(db, sql.data, &res, &code, err, errlen) != 0)
 		goto out;
@@ -921,6 +930,60 @@ int coord_wiki_failures(struct db *db, const struct config *cfg, const char *sco
 	if (res != NULL)
 		mysql_free_result(res);
 	return 0;
+}
+
+int coord_wiki_lanes(struct db *db, const struct config *cfg, const char *scope, const char *domain,
+		     struct lanes_state *st, char *err, size_t errlen)
+{
+	MYSQL_RES *res;
+	MYSQL_ROW row;
+	long long v;
+
+	st->reduced = -1;
+	st->since_change_ms = 0;
+	st->why = LANES_ELASTIC;
+	if (wiki_row(db, cfg, scope, domain,
+		     "lanes_reduced, TIMESTAMPDIFF(MICROSECOND, lanes_changed_at, NOW(6)) DIV 1000,"
+		     " lanes_why",
+		     &res, &row, err, errlen) != 0)
+		return -EIO;
+	if (row != NULL && row[0] != NULL && row[1] != NULL &&
+	    util_parse_int(row[0], 0, 255, &v) == 0) {
+		st->reduced = (int)v;
+		if (util_parse_int(row[1], LLONG_MIN, LLONG_MAX, &v) == 0)
+			st->since_change_ms = v < 0 ? 0 : v;
+		st->why = lanes_why_parse(row[2]);
+	}
+	if (res != NULL)
+		mysql_free_result(res);
+	return 0;
+}
+
+int coord_reduce_lanes(struct db *db, const struct config *cfg, const char *scope,
+		       const char *domain, int lanes, enum lanes_why why, char *err, size_t errlen)
+{
+	const char *name = lanes_why_name(why);
+	struct buf sql;
+	unsigned long long matched;
+
+	buf_init(&sql);
+	buf_addf(&sql,
+		 "UPDATE `%s`.jd_wiki SET lanes_reduced = %d, lanes_why = '%s',"
+		 " lanes_changed_at = NOW(6) WHERE scope = ",
+		 cfg->coord_db, lanes, name != NULL ? name : "locks");
+	if (lit(db, &sql, scope, err, errlen) != 0 ||
+	    (buf_adds(&sql, " AND domain = "), lit(db, &sql, domain, err, errlen)) != 0) {
+		buf_release(&sql);
+		return -EIO;
+	}
+	/* The hold, in the statement: of the lanes that saw one episode, one halves. */
+	buf_addf(&sql,
+		 " AND (lanes_changed_at IS NULL OR lanes_changed_at <= NOW(6) - INTERVAL %d"
+		 " MICROSECOND)",
+		 LANES_DECREASE_HOLD_MS * 1000);
+	if (exec(db, &sql, &matched, err, errlen) != 0)
+		return -EIO;
+	return matched > 0 ? 1 : 0;
 }
 
 int coord_renew_wiki(struct db *db, const struct config *cfg, const struct coord_lease *l,

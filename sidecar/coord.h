@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "lanes.h"
 #include "response.h"
 #include "scan.h"
 #include "wiki.h"
@@ -89,6 +90,16 @@ int coord_clear_outage_backoffs(struct db *db, const struct config *cfg, const c
 int coord_wiki_failures(struct db *db, const struct config *cfg, const char *scope,
 			const char *domain, int *failures, long long *ready_age_ms, char *err,
 			size_t errlen);
+
+/* The wiki's lane reduction (lanes.h) as its jd_wiki row holds it; st->reduced -1 when
+ * there is none (or no row). */
+int coord_wiki_lanes(struct db *db, const struct config *cfg, const char *scope, const char *domain,
+		     struct lanes_state *st, char *err, size_t errlen);
+
+/* Records that the wiki may use `lanes` lanes from now, for `why`, unless another
+ * reduction happened within LANES_DECREASE_HOLD_MS: 1 recorded, 0 held, -EIO. */
+int coord_reduce_lanes(struct db *db, const struct config *cfg, const char *scope,
+		       const char *domain, int lanes, enum lanes_why why, char *err, size_t errlen);
 
 /* Wikis whose lease `slot` is free, with a backlog, not backed off, not parked, in
  * order: the longest wait first, where a wiki's wait starts at the later of its oldest

@@ -45,7 +45,7 @@ static void usage(FILE *out)
 	fprintf(out,
 		"usage: jobdrainer [--config FILE] [--check-config]\n"
 		"       jobdrainer [--config FILE] status [--json] [--all | --wiki DOMAIN]\n"
-		"       jobdrainer [--config FILE] drain --wiki DOMAIN\n"
+		"       jobdrainer [--config FILE] drain --wiki DOMAIN [--lanes N]\n"
 		"       jobdrainer [--config FILE] pause (--wiki DOMAIN | --all)\n"
 		"                  [--for DURATION] [--reason TEXT]\n"
 		"       jobdrainer [--config FILE] resume (--wiki DOMAIN | --all)\n"
@@ -65,7 +65,9 @@ static void usage(FILE *out)
 		"                      most urgent first (--all: every wiki; --json); with\n"
 		"                      --wiki DOMAIN, that wiki by job type, its lease, state\n"
 		"                      and recent drains\n"
-		"  drain --wiki DOMAIN drain one wiki now, under its lease, printing each batch\n"
+		"  drain --wiki DOMAIN drain one wiki now, under its lease, printing each batch;\n"
+		"                      --lanes N (1-64): N batches at once, each under a lease\n"
+		"                      slot of its own (default 1)\n"
 		"  pause               stop draining one wiki (--wiki) or every wiki (--all)\n"
 		"                      fleet-wide, at each pod's next batch; --for 30m|2h|1d\n"
 		"                      ends it by itself, --reason says why (shown in status)\n"
@@ -85,6 +87,7 @@ struct options {
 	bool all;
 	long long for_s; /* pause --for; 0: until resumed */
 	const char *reason;
+	int lanes; /* drain --lanes; 0: not given */
 };
 
 static bool is_command(const struct options *o, const char *name)
@@ -124,6 +127,10 @@ static int check_command(const struct options *o)
 				"status, pause or resume\n");
 		return EXIT_USAGE;
 	}
+	if (o->lanes > 0 && !is_command(o, "drain")) {
+		fprintf(stderr, "jobdrainer: --lanes goes with the drain command\n");
+		return EXIT_USAGE;
+	}
 	if (is_command(o, "status") && o->wiki != NULL && o->all) {
 		fprintf(stderr, "jobdrainer: status takes --wiki DOMAIN or --all, not both\n");
 		return EXIT_USAGE;
@@ -142,6 +149,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "wiki", required_argument, NULL, 'w' },
 		{ "for", required_argument, NULL, 'f' },
 		{ "reason", required_argument, NULL, 'r' },
+		{ "lanes", required_argument, NULL, 'l' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -179,6 +187,17 @@ static int parse_args(int argc, char **argv, struct options *o)
 		case 'r':
 			o->reason = optarg;
 			break;
+		case 'l': {
+			long long n;
+			if (util_parse_int(optarg, 1, CLI_LANES_MAX, &n) != 0) {
+				fprintf(stderr,
+					"jobdrainer: --lanes '%s' is not a number of 1 to %d\n",
+					optarg, CLI_LANES_MAX);
+				return EXIT_USAGE;
+			}
+			o->lanes = (int)n;
+			break;
+		}
 		case 'V':
 			printf("jobdrainer %s\n", JD_VERSION);
 			return EXIT_OK;
@@ -249,7 +268,7 @@ static int run_command(struct config *cfg, const struct options *o)
 	else if (strcmp(o->command, "resume") == 0)
 		rc = steer_resume(cfg, o->wiki, o->all);
 	else
-		rc = cli_drain(cfg, o->wiki);
+		rc = cli_drain(cfg, o->wiki, o->lanes > 0 ? o->lanes : 1);
 	curl_global_cleanup();
 	mysql_library_end();
 	config_free(cfg);

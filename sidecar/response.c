@@ -101,6 +101,24 @@ static void classify_status(long status, const char *body, size_t len, struct ba
 		set(r, OUTCOME_BAD_RESPONSE, "unexpected HTTP status: %s", text);
 }
 
+bool response_is_contention(const char *job_error)
+{
+	/* As MediaWiki and MariaDB word them (RefreshLinksJob; errors 1205 and 1213 inside a
+	 * DBQueryError's message), matched without regard to case. */
+	static const char *const signs[] = {
+		"already running for this page",
+		"lock wait timeout exceeded",
+		"deadlock found",
+	};
+
+	if (job_error == NULL)
+		return false;
+	for (size_t i = 0; i < sizeof(signs) / sizeof(signs[0]); i++)
+		if (strcasestr(job_error, signs[i]) != NULL)
+			return true;
+	return false;
+}
+
 static int count_jobs(json_t *jobs, struct batch_result *r)
 {
 	size_t i;
@@ -111,10 +129,13 @@ static int count_jobs(json_t *jobs, struct batch_result *r)
 		const char *status = json_string_value(json_object_get(job, "status"));
 		if (!json_is_object(job) || status == NULL)
 			return -1;
-		if (strcmp(status, "ok") == 0)
+		if (strcmp(status, "ok") == 0) {
 			r->jobs_ok++;
-		else
+		} else {
 			r->jobs_failed++;
+			if (response_is_contention(json_string_value(json_object_get(job, "error"))))
+				r->jobs_contended++;
+		}
 	}
 	return 0;
 }
@@ -184,7 +205,7 @@ void response_classify(long http_status, const char *body, size_t len, bool over
 {
 	r->http_status = http_status;
 	r->reached[0] = '\0';
-	r->jobs_ok = r->jobs_failed = r->backoff_types = 0;
+	r->jobs_ok = r->jobs_failed = r->jobs_contended = r->backoff_types = 0;
 	r->elapsed_ms = -1;
 	r->detail[0] = '\0';
 	if (over_cap) {

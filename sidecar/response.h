@@ -48,12 +48,19 @@ struct batch_result {
 	char reached[24]; /* MediaWiki's "reached", or "" */
 	int jobs_ok;
 	int jobs_failed;
+	int jobs_contended;   /* of jobs_failed: lock errors (response_is_contention) */
 	int backoff_types;    /* job types MediaWiki reports as backed off */
 	long long elapsed_ms; /* MediaWiki's own "elapsed", -1 when absent */
 	long long took_ms;    /* measured around the HTTP call */
 	char detail[200];     /* why, for the log; never a secret */
 	char type[64];        /* the job type the batch asked for; "" for any */
 };
+
+/* Whether a failed job's error says it lost a race for a lock that another runner of
+ * the same wiki held: RefreshLinksJob's per-page lock ("LinksUpdate already running for
+ * this page"), a lock wait timeout or a deadlock in the database. Several lanes on one
+ * wiki cause these; a lane fewer makes them rarer (lanes.h). */
+bool response_is_contention(const char *job_error);
 
 /* Fills r (outcome, reached, job counts, detail) from an HTTP answer. over_cap: the body
  * was cut at the size cap. */

@@ -16,6 +16,7 @@
 
 #include "db.h"
 #include "jobtype.h"
+#include "lanes.h"
 #include "lease.h"
 #include "log.h"
 #include "metrics.h"
@@ -233,6 +234,7 @@ static void ticket_started(struct sched_worker *w, struct sched_ticket *t, int64
 	long long age_ms;
 
 	metrics_add(METRIC_LEASES_HELD, 0, 1);
+	t->lanes_cap = cfg->max_workers_per_wiki;
 	/* Trust runs from before the statement was sent: the database's expiry is later. */
 	t->started_ms = sent;
 	t->confirmed_ms = sent;
@@ -353,10 +355,11 @@ static int refuse_paused(struct sched_worker *w, const char *domain, char *err, 
 	return n > 0 ? -EPERM : 0;
 }
 
-int sched_take(struct sched_worker *w, struct wiki *wiki, struct sched_ticket *t, char *err,
-	       size_t errlen)
+int sched_take(struct sched_worker *w, struct wiki *wiki, int slot, struct sched_ticket *t,
+	       char *err, size_t errlen)
 {
 	struct sched *s = w->s;
+	const char *names[] = { wiki->domain };
 	int64_t sent = util_mono_ms();
 	int rc;
 
@@ -365,7 +368,11 @@ int sched_take(struct sched_worker *w, struct wiki *wiki, struct sched_ticket *t
 		return -EPERM;
 	t->lease.scope = s->scope;
 	t->lease.name = wiki->domain;
+	t->lease.slot = slot;
 	t->lease.holder = s->cfg->holder;
+	if (slot > 0 &&
+	    coord_add_lease_rows(w->db, s->cfg, s->scope, names, 1, slot, err, errlen) != 0)
+		return -EIO;
 	rc = coord_acquire(w->db, s->cfg, &t->lease, err, errlen);
 	if (rc != 1)
 		return rc;
@@ -374,7 +381,19 @@ int sched_take(struct sched_worker *w, struct wiki *wiki, struct sched_ticket *t
 	return 1;
 }
 
-/* Spare capacity: when no wiki waits, help a busy wiki in an extra lease slot. */
+/* The lanes `domain` may use now (lanes.h), read from its jd_wiki row; st filled. On a
+ * database error, one: no extra lane on what cannot be read. */
+static int lanes_now(struct sched_worker *w, const char *domain, int cap, struct lanes_state *st)
+{
+	char err[512];
+
+	if (coord_wiki_lanes(w->db, w->s->cfg, w->s->scope, domain, st, err, sizeof(err)) != 0)
+		return 1;
+	return lanes_allowed(cap, st);
+}
+
+/* Spare capacity: when no wiki waits, help a busy wiki in an extra lease slot, within
+ * the lanes it may use now. */
 static int try_extra_slot(struct sched_worker *w, struct sched_ticket *t)
 {
 	struct sched *s = w->s;
@@ -404,7 +423,9 @@ static int try_extra_slot(struct sched_worker *w, struct sched_ticket *t)
 		pthread_mutex_unlock(&s->lock);
 		if (copy == NULL)
 			continue;
-		for (int slot = 1; slot < s->cfg->max_workers_per_wiki && rc != 1; slot++) {
+		struct lanes_state st;
+		int lanes = lanes_now(w, domain, s->cfg->max_workers_per_wiki, &st);
+		for (int slot = 1; slot < lanes && rc != 1; slot++) {
 			const char *names[] = { domain };
 			if (coord_add_lease_rows(w->db, s->cfg, s->scope, names, 1, slot, err,
 						 sizeof(err)) != 0)
@@ -514,8 +535,27 @@ int sched_next(struct sched_worker *w, const struct sched_prefer *prefer, struct
 	return -ECANCELED;
 }
 
-/* Another wiki of this scope is waiting for a worker (refreshing the view if stale). */
-static bool others_waiting(struct sched_worker *w)
+/* With the lock held: whether the candidate list (what is left of it) names a wiki this
+ * pod serves other than `own`. A candidate this pod does not serve (a jd_wiki row that
+ * discovery no longer lists, another pod's wiki) waits for no worker of ours, and the
+ * wiki a worker drains is no other wiki: counting either kept a lone wiki's batches at
+ * maxjobs for as long as such a row stayed runnable. */
+static bool another_known_candidate(struct sched *s, const char *own)
+{
+	size_t off = s->next;
+
+	for (int i = 0; i < s->ncandidates && off < s->candidates.len; i++) {
+		const char *c = s->candidates.data + off;
+		if (strcmp(c, own) != 0 && find_wiki(s, c) != NULL)
+			return true;
+		off += strlen(c) + 1;
+	}
+	return false;
+}
+
+/* Another wiki of this scope that this pod serves is waiting for a worker (refreshing
+ * the view if stale). */
+static bool others_waiting(struct sched_worker *w, const struct sched_ticket *t)
 {
 	struct sched *s = w->s;
 	bool stale, refresh = false;
@@ -530,7 +570,7 @@ static bool others_waiting(struct sched_worker *w)
 	if (refresh)
 		refresh_candidates(w);
 	pthread_mutex_lock(&s->lock);
-	stale = s->ncandidates > 0;
+	stale = another_known_candidate(s, t->wiki->domain);
 	pthread_mutex_unlock(&s->lock);
 	return stale;
 }
@@ -564,6 +604,7 @@ void sched_batch_ran(struct sched_ticket *t, const struct batch_result *r)
 {
 	t->batches++;
 	t->last_ms = r->took_ms;
+	t->last_jobs = r->jobs_ok + r->jobs_failed;
 	t->jobs_run += r->jobs_ok + r->jobs_failed;
 	t->no_progress = health_no_progress(r) ? t->no_progress + 1 : 0;
 }
@@ -584,12 +625,68 @@ bool sched_may_continue(struct sched_worker *w, struct sched_ticket *t)
 
 	if (stopping(s))
 		return false;
-	/* An extra slot only uses otherwise idle capacity. */
-	if (t->lease.slot > 0 && others_waiting(w))
+	/* An extra lane only uses otherwise idle capacity, and only while the wiki may
+	 * have that many lanes (contention takes lanes away: the highest slots go). */
+	if (t->lease.slot > 0 && (others_waiting(w, t) || !sched_lane_fits(w, t)))
 		return false;
-	if (sched_slice_over(cfg, t, util_mono_ms()) && others_waiting(w))
+	if (sched_slice_over(cfg, t, util_mono_ms()) && others_waiting(w, t))
 		return false;
 	return true;
+}
+
+bool sched_lane_fits(struct sched_worker *w, struct sched_ticket *t)
+{
+	struct lanes_state st;
+
+	if (t->lease.slot == 0)
+		return true;
+	if (t->lease.slot < lanes_now(w, t->wiki->domain, t->lanes_cap, &st))
+		return true;
+	log_lease(LOG_INFO, "lane handed back", t, NULL,
+		  lanes_why_text(lanes_reason(t->lanes_cap, &st)));
+	return false;
+}
+
+void sched_lanes_after_batch(struct sched_worker *w, struct sched_ticket *t,
+			     const struct batch_result *r)
+{
+	const struct config *cfg = w->s->cfg;
+	struct lanes_state st;
+	enum lanes_why why;
+	struct log_line l;
+	int before, after;
+	char err[512];
+	int rc;
+
+	if (t->lanes_cap <= 1 || !lanes_contention(r, &why))
+		return;
+	before = lanes_now(w, t->wiki->domain, t->lanes_cap, &st);
+	after = lanes_after_contention(before);
+	if (after == before)
+		return; /* one lane already: nothing to take away */
+	rc = coord_reduce_lanes(w->db, cfg, w->s->scope, t->wiki->domain, after, why, err,
+				sizeof(err));
+	if (rc < 0) {
+		log_db_error(w->s, "coordination database failed", err,
+			     "the wiki keeps its lanes until it answers");
+		return;
+	}
+	if (rc == 0)
+		return; /* another lane of the wiki recorded this episode already */
+	log_begin(&l, LOG_WARN, "lanes reduced");
+	log_str(&l, "wiki", t->wiki->domain);
+	log_int(&l, "lanes_before", before);
+	log_int(&l, "lanes", after);
+	log_str(&l, "why", lanes_why_text(why));
+	if (why == LANES_REPLICA)
+		log_str(&l, "reached", r->reached);
+	else
+		log_int(&l, "jobs_contended", r->jobs_contended);
+	log_int(&l, "recover_every_s", LANES_RECOVER_MS / 1000);
+	log_str(&l, "next",
+		"the highest lanes leave after their batch; one comes back per "
+		"recovery interval without new contention");
+	log_end(&l);
 }
 
 /* A renew did not match: if an operator's pause is why, says so and returns true. */
@@ -618,14 +715,28 @@ static bool log_if_paused(struct sched_worker *w, const struct sched_ticket *t)
 	return true;
 }
 
+int sched_batch_target_ms(const struct config *cfg)
+{
+	return cfg->maxtime * 1000 / 3;
+}
+
 int sched_batch_size(const struct config *cfg, struct sched_ticket *t, bool others_wait)
 {
 	int cap = cfg->maxjobs_alone > cfg->maxjobs ? cfg->maxjobs_alone : cfg->maxjobs;
+	long long target = sched_batch_target_ms(cfg), fits;
 
-	if (others_wait || t->maxjobs <= 0)
+	if (others_wait || t->maxjobs <= 0 || t->last_jobs <= 0) {
 		t->maxjobs = cfg->maxjobs;
-	else if (t->last_ms < SCHED_GROW_BELOW_MS)
-		t->maxjobs = t->maxjobs > cap / 2 ? cap : 2 * t->maxjobs;
+		return t->maxjobs;
+	}
+	/* What the last batch's pace fits in the target, at most twice the last size (one
+	 * quick batch of easy jobs is weak evidence), never below maxjobs. */
+	fits = t->last_ms > 0 ? (long long)t->last_jobs * target / t->last_ms : cap;
+	if (fits > 2LL * t->last_jobs)
+		fits = 2LL * t->last_jobs;
+	if (fits > cap)
+		fits = cap;
+	t->maxjobs = fits < cfg->maxjobs ? cfg->maxjobs : (int)fits;
 	return t->maxjobs;
 }
 
@@ -636,7 +747,7 @@ int sched_next_batch_size(struct sched_worker *w, struct sched_ticket *t)
 	/* Nothing to ask the database when the rule cannot grow the batch anyway. */
 	if (cfg->maxjobs_alone <= cfg->maxjobs)
 		return sched_batch_size(cfg, t, true);
-	return sched_batch_size(cfg, t, t->maxjobs > 0 && others_waiting(w));
+	return sched_batch_size(cfg, t, t->maxjobs > 0 && others_waiting(w, t));
 }
 
 bool sched_slice_over(const struct config *cfg, const struct sched_ticket *t, int64_t now)

@@ -48,6 +48,10 @@ struct sched_ticket {
 	/* Batch growth ([mediawiki] maxjobs_alone): */
 	int maxjobs;     /* what the last batch asked for (0: none yet) */
 	int64_t last_ms; /* how long the last batch took */
+	int last_jobs;   /* how many jobs it ran, ok or failed */
+	/* Lanes (lanes.h): the most this wiki may have; [drain] max_workers_per_wiki, or
+	 * drain --lanes. */
+	int lanes_cap;
 };
 
 /* Batches in a row without progress after which a wiki backs off. */
@@ -102,11 +106,12 @@ void sched_worker_free(struct sched_worker *w);
  * sched_stop was called. */
 int sched_next(struct sched_worker *w, const struct sched_prefer *prefer, struct sched_ticket *t);
 
-/* The operator's `drain --wiki`: takes the wiki's lease now, whatever its backoff or
- * parking (but never from a holder). t->wiki = wiki (the caller still owns it). 1 got
- * it, 0 another holder has it, -EIO (message in err). */
-int sched_take(struct sched_worker *w, struct wiki *wiki, struct sched_ticket *t, char *err,
-	       size_t errlen);
+/* The operator's `drain --wiki`: takes the wiki's lease in `slot` now (0: its first
+ * lane; more with --lanes), whatever its backoff or parking (but never from a holder).
+ * t->wiki = wiki (the caller still owns it). 1 got it, 0 another holder has it, -EPERM
+ * paused, -EIO (message in err). */
+int sched_take(struct sched_worker *w, struct wiki *wiki, int slot, struct sched_ticket *t,
+	       char *err, size_t errlen);
 
 /* After each batch, in the daemon's workers and `drain --wiki` alike: counts it in the
  * ticket (batches, jobs run, batches in a row without progress, how long it took). */
@@ -119,31 +124,44 @@ void sched_batch_ran(struct sched_ticket *t, const struct batch_result *r);
 bool sched_keep_draining(const struct sched_ticket *t, const struct batch_result *r,
 			 const struct health_verdict *v, bool breaker_open);
 
-/* A batch shorter than this may be followed by a bigger one (sched_batch_size). */
-#define SCHED_GROW_BELOW_MS 1000
-
 /* The one rule for a batch's size (RunJobs maxjobs), before each batch: [mediawiki]
- * maxjobs on the ticket's first batch and whenever another wiki waits for a worker;
- * while none waits, twice the last batch's (up to maxjobs_alone) if that one took less
- * than SCHED_GROW_BELOW_MS, else the same. Every batch pays a MediaWiki start-up (tens
- * of ms), a large share of a short batch only: so a lone backlog of quick jobs drains
- * in fewer, bigger batches, while a batch in flight when a wiki starts waiting lasts
- * about 2 s at most (or one maxjobs batch, if that is longer), and the next is small
- * again. maxtime still ends every batch, so the lease check (sched_confirm) is the
- * same whatever the size. Records the size in t. Pure. */
+ * maxjobs on the ticket's first batch, after a batch that ran no job, and whenever
+ * another wiki this pod serves waits for a worker; while none waits, as many jobs as
+ * the last batch's pace fits in sched_batch_target_ms (a third of maxtime), at most
+ * twice the last batch's and at most maxjobs_alone, never fewer than maxjobs. Every
+ * batch pays a MediaWiki start-up (tens of ms): a lone backlog drains in fewer, bigger
+ * batches, slow jobs included (100 jobs of 20 ms take 2 s: the next asks for 200),
+ * while a batch in flight when a wiki starts waiting lasts about the target (or one
+ * maxjobs batch, if that is longer), and the next is maxjobs again. A third of maxtime
+ * leaves room for jobs that slow down threefold before maxtime, not the size, ends a
+ * batch. Records the size in t. Pure. */
 int sched_batch_size(const struct config *cfg, struct sched_ticket *t, bool others_wait);
+
+/* The duration sched_batch_size aims a lone wiki's batches at: maxtime / 3, in ms. */
+int sched_batch_target_ms(const struct config *cfg);
 
 /* sched_batch_size for a daemon worker: whether others wait comes from the pod's
  * candidate list (refreshed at most every poll_interval_ms). */
 int sched_next_batch_size(struct sched_worker *w, struct sched_ticket *t);
+
+/* After each batch (both drain loops): if it tells of contention on its wiki (lanes.h),
+ * reduces the lanes the wiki may use, fleet-wide, and logs it with why. */
+void sched_lanes_after_batch(struct sched_worker *w, struct sched_ticket *t,
+			     const struct batch_result *r);
+
+/* Whether an extra lane (slot > 0) is still within the lanes its wiki may use now
+ * (lanes_allowed of t->lanes_cap); when not, logs that it hands the lane back. Slot 0
+ * always fits. */
+bool sched_lane_fits(struct sched_worker *w, struct sched_ticket *t);
 
 /* Whether the ticket's time slice ([sidecar] time_slice from its start) is over at
  * now (monotonic ms). Pure. */
 bool sched_slice_over(const struct config *cfg, const struct sched_ticket *t, int64_t now);
 
 /* After a batch: whether another batch on the same wiki may follow. False when
- * stopping, or when the time slice is over (or this is an extra slot) and another
- * wiki is waiting. */
+ * stopping, when the time slice is over (or this is an extra lane) and another wiki is
+ * waiting, or when this extra lane's slot is no longer within the lanes the wiki may
+ * use (lanes.h; logged). */
 bool sched_may_continue(struct sched_worker *w, struct sched_ticket *t);
 
 /* Waits ms (wiki_min_interval_ms) keeping the lease: renewed whenever renew_interval

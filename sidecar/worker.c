@@ -162,6 +162,7 @@ static void drain(struct worker *w, struct sched_worker *sw, struct runjobs *rj,
 		next_type = sched_type_answered(t, pool->cfg, &r);
 		count_batch(&r);
 		sched_batch_ran(t, &r);
+		sched_lanes_after_batch(sw, t, &r);
 		limiter_report(pool->limiter, &r, t->wiki->domain, probe && t->batches == 1, &v);
 		if (v.closed)
 			sched_clear_outage(sw, v.outage_since);

@@ -306,9 +306,40 @@ static void test_stale_signature_is_not_a_wrong_secret(void **state)
 	}
 }
 
+/* Lock errors of several lanes on one wiki are told apart from other failures: they
+ * take lanes away (lanes.h), a job's own bug does not. */
+static void test_contention_errors(void **state)
+{
+	static const char body[] =
+		"{\"jobs\":["
+		"{\"type\":\"refreshLinks\",\"status\":\"failed\",\"error\":"
+		"\"LinksUpdate already running for this page, try again later.\",\"time\":1},"
+		"{\"type\":\"refreshLinks\",\"status\":\"failed\",\"error\":\"Wikimedia\\\\Rdbms"
+		"\\\\DBQueryError: Error 1213: Deadlock found when trying to get lock\",\"time\":2},"
+		"{\"type\":\"null\",\"status\":\"failed\",\"error\":\"Exception: boom\",\"time\":3},"
+		"{\"type\":\"null\",\"status\":\"failed\",\"error\":null,\"time\":3},"
+		"{\"type\":\"null\",\"status\":\"ok\",\"error\":null,\"time\":3}],"
+		"\"reached\":\"job-limit\",\"backoffs\":[],\"elapsed\":40}";
+	struct batch_result r;
+
+	(void)state;
+	memset(&r, 0, sizeof(r));
+	response_classify(200, body, strlen(body), false, &r);
+	assert_int_equal(r.outcome, OUTCOME_MORE);
+	assert_int_equal(r.jobs_ok, 1);
+	assert_int_equal(r.jobs_failed, 4);
+	assert_int_equal(r.jobs_contended, 2);
+	assert_true(response_is_contention("Lock wait timeout exceeded; try restarting"));
+	assert_true(response_is_contention("LOCK WAIT TIMEOUT EXCEEDED"));
+	assert_false(response_is_contention("Exception: boom"));
+	assert_false(response_is_contention(""));
+	assert_false(response_is_contention(NULL));
+}
+
 int main(void)
 {
 	static const struct CMUnitTest fixed[] = {
+		cmocka_unit_test(test_contention_errors),
 		cmocka_unit_test(test_html_excerpt),
 		cmocka_unit_test(test_long_error_page),
 		cmocka_unit_test(test_body_not_terminated),

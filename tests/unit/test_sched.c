@@ -177,29 +177,36 @@ struct size_step {
 
 struct size_case {
 	const char *name;
-	int maxjobs, alone;
+	int maxjobs, alone, maxtime;
 	struct size_step steps[10];
 };
 
 /* clang-format off */
 static const struct size_case size_cases[] = {
-	{ "a lone wiki's quick batches double up to maxjobs_alone", 100, 1000,
+	{ "a lone wiki's quick batches double up to maxjobs_alone", 100, 1000, 15,
 	  { { 0, false, 100 }, { 100, false, 200 }, { 250, false, 400 }, { 550, false, 800 },
 	    { 1100, false, 1000 }, { 1900, false, 1000 }, { -1, false, 0 } } },
-	{ "the first batch is small even when nobody waits", 100, 1000,
+	{ "the first batch is small even when nobody waits", 100, 1000, 15,
 	  { { 0, false, 100 }, { -1, false, 0 } } },
-	{ "someone waiting shrinks the next batch at once, growth starts over", 100, 1000,
+	{ "someone waiting shrinks the next batch at once, growth starts over", 100, 1000, 15,
 	  { { 0, false, 100 }, { 100, false, 200 }, { 250, false, 400 }, { 550, true, 100 },
 	    { 650, true, 100 }, { 750, false, 200 }, { 900, false, 400 }, { -1, false, 0 } } },
-	{ "a batch of a second or more stops the growth, without shrinking", 100, 1000,
-	  { { 0, false, 100 }, { 300, false, 200 }, { 900, false, 400 }, { 2100, false, 400 },
-	    { 3300, false, 400 }, { 4000, false, 800 }, { 4100, true, 100 }, { -1, false, 0 } } },
-	{ "slow jobs: a maxjobs batch of a second or more never grows", 100, 1000,
-	  { { 0, false, 100 }, { 2000, false, 100 }, { 4000, false, 100 }, { -1, false, 0 } } },
-	{ "a cap that is no multiple of maxjobs is reached, not passed", 30, 100,
+	{ "batches of a second or more still grow toward a third of maxtime", 100, 1000, 15,
+	  { { 0, false, 100 }, { 300, false, 200 }, { 900, false, 400 }, { 2100, false, 800 },
+	    { 4500, false, 1000 }, { 9500, false, 1000 }, { 9600, true, 100 },
+	    { -1, false, 0 } } },
+	{ "slow jobs (20 ms): batches grow past maxjobs to what fits 5 s", 100, 1000, 15,
+	  { { 0, false, 100 }, { 2000, false, 200 }, { 6000, false, 250 },
+	    { 11000, false, 250 }, { -1, false, 0 } } },
+	{ "batches that overran the target shrink, never below maxjobs", 100, 1000, 15,
+	  { { 0, false, 100 }, { 100, false, 200 }, { 250, false, 400 },
+	    { 10250, false, 200 }, { 20250, false, 100 }, { -1, false, 0 } } },
+	{ "maxtime 3: the target is 1 s, a 1 s batch keeps its size", 100, 1000, 3,
+	  { { 0, false, 100 }, { 1000, false, 100 }, { 1500, false, 200 }, { -1, false, 0 } } },
+	{ "a cap that is no multiple of maxjobs is reached, not passed", 30, 100, 15,
 	  { { 0, false, 30 }, { 100, false, 60 }, { 300, false, 100 }, { 700, false, 100 },
 	    { -1, false, 0 } } },
-	{ "maxjobs_alone at or below maxjobs: no growth", 100, 50,
+	{ "maxjobs_alone at or below maxjobs: no growth", 100, 50, 15,
 	  { { 0, false, 100 }, { 100, false, 100 }, { 200, false, 100 }, { -1, false, 0 } } },
 };
 /* clang-format on */
@@ -214,6 +221,7 @@ static void test_size_case(void **state)
 	config_defaults(&cfg);
 	cfg.maxjobs = c->maxjobs;
 	cfg.maxjobs_alone = c->alone;
+	cfg.maxtime = c->maxtime;
 	memset(&t, 0, sizeof(t));
 	t.started_ms = 1000000;
 	for (const struct size_step *s = c->steps; s->at >= 0; s++) {
