@@ -1213,11 +1213,14 @@ int coord_wiki_detail(struct db *db, const struct config *cfg, const char *scope
 		 " TIMESTAMPDIFF(SECOND, w.last_batch_at, NOW(6)), w.orphaned_claims,"
 		 " w.abandoned_jobs, w.recent_drains,"
 		 " IF(l.expires_at > NOW(6), l.holder, NULL), TIMESTAMPDIFF(SECOND, NOW(6), l.expires_at),"
-		 " l.token, TIMESTAMPDIFF(SECOND, l.acquired_at, NOW(6))"
+		 " l.token, TIMESTAMPDIFF(SECOND, l.acquired_at, NOW(6)),"
+		 " (SELECT COUNT(*) FROM `%s`.jd_lease x WHERE x.scope = w.scope"
+		 " AND x.name = w.domain AND x.expires_at > NOW(6)), w.lanes_reduced,"
+		 " TIMESTAMPDIFF(MICROSECOND, w.lanes_changed_at, NOW(6)) DIV 1000, w.lanes_why"
 		 " FROM `%s`.jd_wiki w LEFT JOIN `%s`.jd_lease l"
 		 " ON l.scope = w.scope AND l.name = w.domain AND l.slot = 0"
 		 " LEFT JOIN `%s`.jd_scan s ON s.scope = w.scope WHERE w.scope = ",
-		 d, d, d);
+		 d, d, d, d);
 	if (lit(db, &sql, scope, err, errlen) != 0 ||
 	    (buf_adds(&sql, " AND w.domain = "), lit(db, &sql, domain, err, errlen)) != 0) {
 		buf_release(&sql);
@@ -1245,6 +1248,10 @@ int coord_wiki_detail(struct db *db, const struct config *cfg, const char *scope
 		out->lease_s = row[14] ? row_num(row[15], 0) : 0;
 		out->lease_token = row_num(row[16], 0);
 		out->lease_age_s = row[14] ? row_num(row[17], 0) : 0;
+		out->lanes_held = (int)row_num(row[18], 0);
+		out->lanes.reduced = row[19] && row[20] ? (int)row_num(row[19], -1) : -1;
+		out->lanes.since_change_ms = row_num(row[20], 0);
+		out->lanes.why = lanes_why_parse(row[21]);
 	}
 	if (res != NULL)
 		mysql_free_result(res);

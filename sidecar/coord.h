@@ -213,6 +213,8 @@ struct coord_wiki_detail {
 	char recent_drains[2048]; /* "time holder outcome batches jobs ms;...", newest first */
 	char holder[256];         /* "" unless the slot-0 lease is held */
 	long long lease_s, lease_token, lease_age_s;
+	int lanes_held;           /* lease slots held now (its lanes in use) */
+	struct lanes_state lanes; /* its reduction, if any (lanes.h) */
 };
 int coord_wiki_detail(struct db *db, const struct config *cfg, const char *scope,
 		      const char *domain, struct coord_wiki_detail *out, char *err, size_t errlen);

@@ -14,6 +14,7 @@
 #include "cli.h"
 #include "coord.h"
 #include "discovery.h"
+#include "lanes.h"
 #include "scan.h"
 #include "util.h"
 
@@ -308,9 +309,30 @@ static json_t *types_json(const struct scan_type_row *t, size_t n, int64_t now_m
 	return arr;
 }
 
-static void print_wiki_text(const char *domain, const char *state, const char *why,
-			    const struct coord_wiki_detail *d, const struct coord_pause *p,
-			    size_t np, const struct scan_type_row *t, size_t nt, int64_t now_ms)
+/* "lanes: 2 in use of 4 allowed (elastic, max_workers_per_wiki = 4)", or with a
+ * reduction, when it was made and when the next lane comes back. */
+static void print_lanes(const struct config *cfg, const struct coord_wiki_detail *d)
+{
+	int cap = cfg->max_workers_per_wiki, allowed = lanes_allowed(cap, &d->lanes);
+	enum lanes_why why = lanes_reason(cap, &d->lanes);
+	char a[48], b[48];
+
+	printf("  lanes: %d in use of %d allowed (%s, max_workers_per_wiki = %d)", d->lanes_held,
+	       allowed, lanes_why_text(why), cap);
+	if (why == LANES_LOCKS || why == LANES_REPLICA) {
+		duration_text(d->lanes.since_change_ms / 1000, a, sizeof(a));
+		duration_text((LANES_RECOVER_MS - d->lanes.since_change_ms % LANES_RECOVER_MS +
+			       999) / 1000,
+			      b, sizeof(b));
+		printf("; reduced %s ago, one more in %s", a, b);
+	}
+	putchar('\n');
+}
+
+static void print_wiki_text(const struct config *cfg, const char *domain, const char *state,
+			    const char *why, const struct coord_wiki_detail *d,
+			    const struct coord_pause *p, size_t np, const struct scan_type_row *t,
+			    size_t nt, int64_t now_ms)
 {
 	char a[48], b[48];
 
@@ -324,6 +346,7 @@ static void print_wiki_text(const char *domain, const char *state, const char *w
 		printf("  lease: free%s%s\n", d->last_holder[0] ? "; last held by " : "",
 		       d->last_holder);
 	}
+	print_lanes(cfg, d);
 	if (d->last_batch_s >= 0) {
 		duration_text(d->last_batch_s, a, sizeof(a));
 		printf("  last drain ended %s ago: %s; %d failure(s) in a row\n", a,
@@ -427,6 +450,14 @@ int steer_status_wiki(const struct config *cfg, const char *domain, bool json)
 			(json_int_t)d.orphaned_claims, "abandoned_jobs",
 			(json_int_t)d.abandoned_jobs, "types", types_json(t, nt, now_ms),
 			"recent_drains", drains_json(d.recent_drains));
+		if (root != NULL)
+			json_object_set_new(
+				root, "lanes",
+				json_pack("{s:i, s:i, s:i, s:s}", "in_use", d.lanes_held, "allowed",
+					  lanes_allowed(cfg->max_workers_per_wiki, &d.lanes), "max",
+					  cfg->max_workers_per_wiki, "why",
+					  lanes_why_text(lanes_reason(cfg->max_workers_per_wiki,
+								      &d.lanes))));
 		if (root == NULL) {
 			snprintf(err, sizeof(err), "out of memory");
 			goto fail;
@@ -435,7 +466,7 @@ int steer_status_wiki(const struct config *cfg, const char *domain, bool json)
 		putchar('\n');
 		json_decref(root);
 	} else {
-		print_wiki_text(domain, state, why, &d, p, np, t, nt, now_ms);
+		print_wiki_text(cfg, domain, state, why, &d, p, np, t, nt, now_ms);
 	}
 	rc = CLI_OK;
 	goto out;

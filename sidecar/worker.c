@@ -90,6 +90,7 @@ static void log_batch(const struct worker *w, const struct sched_ticket *t,
 	log_int(&l, "http_status", r->http_status);
 	log_int(&l, "ms", r->took_ms);
 	log_int(&l, "worker", w->id);
+	log_int(&l, "lane", t->lease.slot + 1);
 	if (r->detail[0] != '\0')
 		log_str(&l, "detail", r->detail);
 	if (failed)

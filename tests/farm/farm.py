@@ -1006,14 +1006,16 @@ class Farm:
                 "job_params, job_random, job_sha1) VALUES (%%s, %%s, %%s, %%s, %%s, %%s, %%s)"
                 % w.job_table, rows)
 
-    def insert_probe_jobs(self, domain, count, tag="", queued=None):
+    def insert_probe_jobs(self, domain, count, tag="", queued=None, usleep_us=0, seq0=0):
         """Queue `count` farmProbe jobs by SQL, as JobQueueDB would store them (fast:
         no PHP start-up per push, for tests that queue jobs on many wikis often).
         Each records its queue time in its params; probe_runs() shows when it ran.
-        queued: their unix queue time (default now; earlier for jobs already waiting)."""
+        queued: their unix queue time (default now; earlier for jobs already waiting).
+        usleep_us: how long each waits when run (an I/O-bound job); seq0: the first
+        job's seq (a bot queuing in rounds numbers its jobs on)."""
         now = time.time() if queued is None else queued
-        params = [_php_serialize({"tag": tag, "seq": seq, "pushed": now}).encode()
-                  for seq in range(count)]
+        params = [_php_serialize({"tag": tag, "seq": seq, "pushed": now, "usleep": usleep_us})
+                  .encode() for seq in range(seq0, seq0 + count)]
         self._insert_job_rows(domain, "farmProbe", params, now)
 
     def kill_mysql(self):
