@@ -68,7 +68,7 @@ MW_FULL  ?= 1.43
 MW_SMOKE ?= 1.39
 MW_SMOKE_TESTS := tests/farm tests/integration/test_drain.py tests/integration/test_cli.py
 integration: $(BUILD)/jobdrainer
-	FARM_MW=$(MW_FULL) JOBDRAINER=$(abspath $(BUILD)/jobdrainer) /usr/bin/python3 -m pytest -v -p no:cacheprovider tests/farm tests/integration tests/chart tests/docker tests/monitoring
+	FARM_MW=$(MW_FULL) JOBDRAINER=$(abspath $(BUILD)/jobdrainer) /usr/bin/python3 -m pytest -v -p no:cacheprovider tests/farm tests/integration tests/chart tests/docker tests/monitoring tests/docs
 	$(if $(MW_SMOKE),FARM_MW=$(MW_SMOKE) JOBDRAINER=$(abspath $(BUILD)/jobdrainer) /usr/bin/python3 -m pytest -v -p no:cacheprovider $(MW_SMOKE_TESTS))
 
 test: deps

@@ -375,13 +375,19 @@ def test_multiline_query_becomes_continuation_lines(renderer, patched, tmp_path)
     assert "\n    FROM wikis w\n" in r.ini()
 
 
-def test_checksum_annotation_follows_the_configmap(renderer, patched, tmp_path, example):
+ROLL = {"jobdrainer": {"onConfigChange": "roll"}}
+
+
+def test_checksum_annotation_follows_the_configmap(renderer, patched, tmp_path):
+    """With onConfigChange: roll, the pod template carries the ConfigMap's hash."""
     def checksum(r, which="backend"):
         return r.deployment(which)["spec"]["template"]["metadata"]["annotations"][
             "checksum/jobdrainer-config"]
-    c0 = checksum(example)
-    assert re.fullmatch(r"[0-9a-f]{64}", c0)
     ex = example_values()
+    ex["jobdrainer"]["onConfigChange"] = "roll"
+    rolled = render(renderer, patched, tmp_path, ex)
+    c0 = checksum(rolled)
+    assert re.fullmatch(r"[0-9a-f]{64}", c0)
     # Same values, same checksum; a change to the INI changes it; a change elsewhere
     # (replicas) does not.
     assert checksum(render(renderer, patched, tmp_path, ex)) == c0
@@ -392,7 +398,7 @@ def test_checksum_annotation_follows_the_configmap(renderer, patched, tmp_path, 
                            {"replicaCount": {"backend": 3}})) == c0
     # It is the hash of the ConfigMap as Helm's include renders it: the template's own
     # output, whose first and last line breaks `helm template` trims off.
-    cm_text = example.text.split("# Source: mediawiki/templates/configmap-jobdrainer.yaml\n",
+    cm_text = rolled.text.split("# Source: mediawiki/templates/configmap-jobdrainer.yaml\n",
                                  1)[1].split("\n---", 1)[0]
     assert hashlib.sha256(("\n" + cm_text + "\n").encode()).hexdigest() == c0
 
@@ -420,8 +426,10 @@ def test_existing_pod_spec_is_untouched(example, base):
     """Take the sidecar's additions out again and the backend equals the unpatched one."""
     dep = copy.deepcopy(example.deployment("backend"))
     pod = dep["spec"]["template"]
-    annotations = pod["metadata"].pop("annotations")
-    assert list(annotations) == ["checksum/jobdrainer-config"]
+    # The default, onConfigChange: reload, adds no annotation; the label is the only
+    # change to the pod's metadata.
+    assert "annotations" not in pod["metadata"]
+    assert pod["metadata"]["labels"].pop("jobdrainer/sidecar") == "true"
     spec = pod["spec"]
     spec["containers"] = [c for c in spec["containers"] if c["name"] != "jobdrainer"]
     assert [v["name"] for v in spec.pop("volumes")] == ["jobdrainer-config"]
@@ -446,7 +454,7 @@ def test_enabled_for_web_too(renderer, patched, tmp_path):
     for d in ("backend", "web"):
         dep = r.deployment(d)
         assert container(dep, "jobdrainer") is not None, d
-        assert "checksum/jobdrainer-config" in dep["spec"]["template"]["metadata"]["annotations"]
+        assert dep["spec"]["template"]["metadata"]["labels"]["jobdrainer/sidecar"] == "true"
     for d in ("api", "alpha"):
         assert container(r.deployment(d), "jobdrainer") is None, d
     assert len(r.objects("ConfigMap")) == 1
@@ -604,6 +612,80 @@ def test_prometheus_rule_and_network_policy_off_by_default(renderer, patched, tm
     assert not {d["kind"] for d in r.docs} & {"PrometheusRule", "NetworkPolicy"}
 
 
+def test_monitor_off_by_default(renderer, patched, tmp_path, example):
+    for r in (render(renderer, patched, tmp_path, enabled()), example,
+              render(renderer, patched, tmp_path, {"jobdrainer": {"monitor": {"enabled": True}}})):
+        kinds = {d["kind"] for d in r.docs}
+        assert not kinds & {"ServiceMonitor", "PodMonitor"}
+        assert not [d for d in r.objects("Service") if d["metadata"]["name"].endswith("-jobdrainer")]
+
+
+def selects(selector, labels):
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def test_service_monitor_with_the_labels_given(renderer, patched, tmp_path):
+    """kube-prometheus-stack selects ServiceMonitors by label (Wikibase Cloud: release:
+    kube-prometheus-stack): the labels and interval given, on a headless Service that
+    selects exactly the pods carrying the sidecar."""
+    r = render(renderer, patched, tmp_path, enabled(
+        deployments=["backend", "web"],
+        monitor={"enabled": True, "labels": {"release": "kube-prometheus-stack", "team": "wbaas"},
+                 "interval": "15s", "scrapeTimeout": "5s"}))
+    sm = r.get("ServiceMonitor", "-jobdrainer")
+    assert sm["apiVersion"] == "monitoring.coreos.com/v1"
+    assert sm["metadata"]["name"] == "mediawiki-143-jobdrainer"
+    assert sm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert sm["metadata"]["labels"]["team"] == "wbaas"
+    assert sm["spec"]["endpoints"] == [
+        {"port": "jobdrainer", "path": "/metrics", "interval": "15s", "scrapeTimeout": "5s"}]
+    assert not r.objects("PodMonitor")
+    services = [s for s in r.objects("Service")
+                if selects(sm["spec"]["selector"]["matchLabels"], s["metadata"]["labels"])]
+    assert [s["metadata"]["name"] for s in services] == ["mediawiki-143-jobdrainer"]
+    svc = services[0]["spec"]
+    assert svc["clusterIP"] == "None"
+    assert svc["ports"] == [{"name": "jobdrainer", "port": 9180, "targetPort": "jobdrainer",
+                             "protocol": "TCP"}]
+    for d in DEPLOYMENTS:
+        pod = r.deployment(d)["spec"]["template"]
+        assert selects(svc["selector"], pod["metadata"]["labels"]) == (d in ("backend", "web")), d
+    # The port the Service names is the sidecar's container port.
+    ports = container(r.deployment("backend"), "jobdrainer")["ports"]
+    assert [p["name"] for p in ports] == ["jobdrainer"]
+
+
+def test_service_monitor_defaults(renderer, patched, tmp_path):
+    r = render(renderer, patched, tmp_path, enabled(monitor={"enabled": True},
+                                                    http={"port": 9200}))
+    sm = r.get("ServiceMonitor", "-jobdrainer")
+    assert sm["spec"]["endpoints"] == [{"port": "jobdrainer", "path": "/metrics",
+                                        "interval": "30s"}]
+    assert "release" not in sm["metadata"]["labels"]
+    assert r.get("Service", "-jobdrainer")["spec"]["ports"][0]["port"] == 9200
+
+
+def test_pod_monitor(renderer, patched, tmp_path):
+    r = render(renderer, patched, tmp_path, enabled(
+        deployments=["web"], monitor={"enabled": True, "kind": "PodMonitor",
+                                      "labels": {"release": "kube-prometheus-stack"},
+                                      "interval": "1m"}))
+    pm = r.get("PodMonitor", "-jobdrainer")
+    assert pm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert pm["spec"]["podMetricsEndpoints"] == [
+        {"port": "jobdrainer", "path": "/metrics", "interval": "1m"}]
+    for d in DEPLOYMENTS:
+        labels = r.deployment(d)["spec"]["template"]["metadata"]["labels"]
+        assert selects(pm["spec"]["selector"]["matchLabels"], labels) == (d == "web"), d
+    # No Service: a PodMonitor finds the pods itself.
+    assert not r.objects("ServiceMonitor")
+    assert not [s for s in r.objects("Service") if s["metadata"]["name"].endswith("-jobdrainer")]
+    bad = render_raw(renderer, patched, tmp_path,
+                     enabled(monitor={"enabled": True, "kind": "Monitor"}))
+    assert bad.returncode != 0
+    assert 'jobdrainer.monitor.kind must be ServiceMonitor or PodMonitor, not "Monitor"' in bad.stderr
+
+
 def test_prometheus_rule_carries_the_alert_rules_file(renderer, patched, tmp_path):
     r = render(renderer, patched, tmp_path,
                enabled(prometheusRule={"enabled": True, "labels": {"release": "kps"}}))
@@ -648,16 +730,20 @@ def test_network_policy_refuses_to_admit_nobody(renderer, patched, tmp_path):
 
 
 def test_on_config_change_reload_keeps_the_pods(renderer, patched, tmp_path, example):
-    """onConfigChange: reload leaves the pod template alone on an INI change (no checksum
-    annotation): the kubelet updates the mounted directory in place and the sidecar
-    re-reads it. The default, roll, keeps today's checksum."""
-    def annotations(r):
-        return r.deployment("backend")["spec"]["template"]["metadata"].get("annotations") or {}
-    assert "checksum/jobdrainer-config" in annotations(example)
+    """onConfigChange: reload, the default, leaves the pod template alone on an INI change
+    (no checksum annotation, on any deployment): the kubelet updates the mounted
+    directory in place and the sidecar re-reads it. roll keeps the checksum."""
+    def annotations(r, which="backend"):
+        return r.deployment(which)["spec"]["template"]["metadata"].get("annotations") or {}
+    everywhere = list(DEPLOYMENTS)
+    for r in (example, render(renderer, patched, tmp_path, enabled(deployments=everywhere))):
+        for d in everywhere if r is not example else ["backend"]:
+            assert not any(k.startswith("checksum/") for k in annotations(r, d)), d
     roll = render(renderer, patched, tmp_path, enabled(onConfigChange="roll"))
     assert "checksum/jobdrainer-config" in annotations(roll)
     reload = render(renderer, patched, tmp_path, enabled(onConfigChange="reload"))
-    assert "checksum/jobdrainer-config" not in annotations(reload)
+    assert annotations(reload) == {}
+    assert reload.text == render(renderer, patched, tmp_path, enabled()).text
     more = render(renderer, patched, tmp_path,
                   enabled(onConfigChange="reload", config={"mediawiki": {"maxjobs": 300}}))
     assert more.deployment("backend")["spec"]["template"] == \

@@ -23,7 +23,9 @@ TOOLS = pathlib.Path(os.environ.get("JOBDRAINER_TOOLS", ROOT / "build" / "tools"
 EVERYTHING = enabled(deployments=["backend", "web"],
                      readinessProbe={"enabled": True},
                      prometheusRule={"enabled": True, "labels": {"release": "kps"}},
-                     networkPolicy={"enabled": True, "nodeCIDRs": ["10.128.0.0/20"]})
+                     networkPolicy={"enabled": True, "nodeCIDRs": ["10.128.0.0/20"]},
+                     monitor={"enabled": True, "labels": {"release": "kube-prometheus-stack"},
+                              "interval": "15s", "scrapeTimeout": "10s"})
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +50,9 @@ def helm_template(helm, repo, tmp_path, *values):
 
 
 VALUE_SETS = {"defaults": (), "example": (EXAMPLE,), "everything": (EVERYTHING,),
-              "reload": (enabled(onConfigChange="reload"),)}
+              "roll": (enabled(onConfigChange="roll"),),
+              "podmonitor": (enabled(monitor={"enabled": True, "kind": "PodMonitor",
+                                              "labels": {"release": "kube-prometheus-stack"}}),)}
 
 
 @pytest.mark.parametrize("name", sorted(VALUE_SETS))
@@ -71,7 +75,10 @@ def test_helm_template_equals_the_go_renderer(helm, renderer, patched, tmp_path,
     assert h.stdout == g.stdout
     kinds = [d["kind"] for d in yaml.safe_load_all(h.stdout) if d]
     if name == "everything":
-        assert {"NetworkPolicy", "PrometheusRule", "ConfigMap"} <= set(kinds)
+        assert {"NetworkPolicy", "PrometheusRule", "ConfigMap", "ServiceMonitor",
+                "Service"} <= set(kinds)
+    if name == "podmonitor":
+        assert "PodMonitor" in kinds
 
 
 @pytest.mark.parametrize("over, message", [
@@ -81,6 +88,8 @@ def test_helm_template_equals_the_go_renderer(helm, renderer, patched, tmp_path,
     ({"terminationGracePeriodSeconds": 20}, "must be above [sidecar] shutdown_timeout (25)"),
     ({"networkPolicy": {"enabled": True, "prometheus": None}}, "jobdrainer.networkPolicy: set"),
     ({"onConfigChange": "restart"}, "jobdrainer.onConfigChange must be roll or reload"),
+    ({"monitor": {"enabled": True, "kind": "Monitor"}},
+     "jobdrainer.monitor.kind must be ServiceMonitor or PodMonitor"),
 ])
 def test_helm_refuses_bad_values(helm, patched, tmp_path, over, message):
     r = helm_template(helm, patched, tmp_path, enabled(**over))
@@ -120,9 +129,12 @@ def test_schema_check_refuses_broken_objects(helm, tools, patched, tmp_path):
     sidecar["resources"]["limits"]["memory"] = "lots"
     objects["NetworkPolicy"]["spec"]["policyTypes"] = ["Inbound"]
     objects["PrometheusRule"]["spec"]["groups"][0]["rules"][0]["for"] = "2 minutes"
-    r = validate_schemas(tools, [dep, objects["NetworkPolicy"], objects["PrometheusRule"]])
+    objects["ServiceMonitor"]["spec"]["endpoints"][0]["interval"] = "every 15s"
+    r = validate_schemas(tools, [dep, objects["NetworkPolicy"], objects["PrometheusRule"],
+                                 objects["ServiceMonitor"]])
     assert r.returncode == 1
     assert "containers/1/ports/0/containerPort must be integer" in r.stdout
     assert "containers/1/resources/limits/memory must match format \"quantity\"" in r.stdout
     assert "policyTypes/0 must be equal to one of the allowed values" in r.stdout
     assert "rules/0/for must match pattern" in r.stdout
+    assert "endpoints/0/interval must match pattern" in r.stdout
