@@ -207,16 +207,21 @@ def test_lock_errors_take_lanes_away_and_lose_no_job(farm12, sidecars):
         row = farm.sql("SELECT lanes_reduced, lanes_why FROM jobdrainer.jd_wiki"
                        " WHERE domain = %s", (wiki,))
         assert row[0][0] is not None and row[0][0] < 4 and row[0][1] == "locks", row
-        # The failed claims come back after claimTTL when a runner next pops the type:
-        # one more edit queues a refreshLinks job, and its batch recycles them.
+        # The failed claims come back after claimTTL when a runner next pops the type
+        # and finds none ready: one more template edit queues refreshLinks jobs again,
+        # whose batches end with such a pop.
         time.sleep(11)  # claimTTL (10 s) must pass before MediaWiki recycles a claim
-        farm.edit(wiki, "LaneLinks nudge", "{{LaneLinks}}")
-        wait_until(lambda: farm.links_to(wiki, links["new_target"]) == links["pages"]
-                   + ["LaneLinks_nudge"], timeout=120, interval=1,
-                   what="every page's links updated")
-        left = farm.sql("SELECT job_cmd, job_attempts, job_token FROM %s"
-                        % farm.wiki(wiki).job_table)
-        assert all(r[2] in ("", b"") for r in left), left  # nothing claimed and stuck
+        farm.edit(wiki, links["template"], "See [[%s]] (again)." % links["new_target"])
+        try:
+            wait_until(lambda: farm.total_jobs(wiki) == 0
+                       and farm.links_to(wiki, links["new_target"]) == links["pages"],
+                       timeout=120, interval=1,
+                       what="every job run (none stuck claimed) and every page updated")
+        except AssertionError:
+            raise AssertionError("links to the new target: %s; job rows: %s" % (
+                farm.links_to(wiki, links["new_target"]),
+                farm.sql("SELECT job_id, job_cmd, job_title, job_attempts, job_token,"
+                         " job_token_timestamp FROM %s" % farm.wiki(wiki).job_table)))
         assert pod.stop() == 0
     finally:
         farm.set_settings_override(None)
