@@ -64,7 +64,7 @@ def main():
         say("backlogs queued: " + ", ".join("%s=%d" % (d, farm.ready_jobs(d)) for d in domains))
 
         for name in ("pod-a", "pod-b"):
-            ini = farm_ini(farm, sidecar={"log_format": "text", "workers": 2})
+            ini = farm_ini(farm, sidecar={"log_format": "text", "log_level": "info", "workers": 2})
             pods.append(Sidecar(os.path.join(workdir, "pods"), name, ini).start())
         say("two sidecars running (pod-a, pod-b); their logs:")
 

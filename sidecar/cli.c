@@ -13,8 +13,8 @@
 #include "coord.h"
 #include "db.h"
 #include "discovery.h"
+#include "drain.h"
 #include "limiter.h"
-#include "jobtype.h"
 #include "log.h"
 #include "runjobs.h"
 #include "scan.h"
@@ -188,33 +188,68 @@ static int find_wiki(const struct config *cfg, struct db *platform, const char *
 	return rc;
 }
 
-/* SIGINT/SIGTERM during `drain`: the first stops after the batch in flight (the lease
- * is released as usual), a second cuts the batch short. */
-static atomic_bool drain_stop, drain_abort;
+/* SIGINT/SIGTERM during `drain`, handled as the daemon handles them: blocked in every
+ * thread and taken by one with sigwait. The first stops every lane after its batch in
+ * flight (sched_stop: the leases are released as usual), a second cuts the batches
+ * short (drain_abort, which each lane's RunJobs client watches). */
+static atomic_bool drain_abort;
 
-static void on_drain_signal(int sig)
+struct drain_signals {
+	pthread_t thread;
+	bool started;
+	atomic_bool done; /* the lanes have finished: the thread leaves */
+	struct sched *s;
+	struct limiter *lim;
+	sigset_t set;
+};
+
+static void *drain_signal_main(void *arg)
 {
-	(void)sig;
-	if (atomic_load(&drain_stop))
-		atomic_store(&drain_abort, true);
-	atomic_store(&drain_stop, true);
+	struct drain_signals *ds = arg;
+	struct timespec tick = { 0, 200 * 1000000L };
+	int stops = 0;
+
+	while (!atomic_load(&ds->done)) {
+		int sig = sigtimedwait(&ds->set, NULL, &tick);
+		if (sig != SIGINT && sig != SIGTERM)
+			continue; /* the tick: look at done again */
+		if (stops++ == 0) {
+			fprintf(stderr, "jobdrainer drain: stopping after the batches in flight "
+					"(again to cut them short)\n");
+			sched_stop(ds->s);
+			limiter_stop(ds->lim);
+		} else {
+			atomic_store(&drain_abort, true);
+		}
+	}
+	return NULL;
 }
 
-static void catch_drain_signals(void)
+/* Blocks the signals in this thread (so in the lanes it starts) and starts the one
+ * that takes them. */
+static void drain_signals_start(struct drain_signals *ds, struct sched *s, struct limiter *lim)
 {
-	struct sigaction sa;
+	memset(ds, 0, sizeof(*ds));
+	ds->s = s;
+	ds->lim = lim;
+	sigemptyset(&ds->set);
+	sigaddset(&ds->set, SIGINT);
+	sigaddset(&ds->set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &ds->set, NULL);
+	ds->started = pthread_create(&ds->thread, NULL, drain_signal_main, ds) == 0;
+}
 
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_drain_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
+static void drain_signals_stop(struct drain_signals *ds)
+{
+	atomic_store(&ds->done, true);
+	if (ds->started)
+		pthread_join(ds->thread, NULL);
 }
 
 /* One lane of `drain --wiki`: a lease slot of the wiki, its own coordination
  * connection, RunJobs client and ticket; the lanes share the pod's limiter. */
 struct drain_lane {
-	const struct config *cfg;
+	const struct config *_Atomic cfg;
 	struct sched *s;
 	struct limiter *lim;
 	struct wiki *wiki;
@@ -235,87 +270,64 @@ static const char *lane_prefix(const struct drain_lane *ln, char *buf, size_t le
 	return buf;
 }
 
-static void print_batch(const struct drain_lane *ln, int n, const struct batch_result *r,
-			const struct health_verdict *v)
+/* drain.h's hook: every batch, as it ends. */
+static void print_batch(void *arg, const struct sched_ticket *t, const struct batch_result *r,
+			const struct health_verdict *v, bool more)
 {
 	char pfx[32];
 
+	(void)more;
 	printf("%sbatch %d:%s%s outcome=%s reached=%s jobs_ok=%d jobs_failed=%d http_status=%ld "
-	       "ms=%lld%s%s%s%s\n",
-	       lane_prefix(ln, pfx, sizeof(pfx)), n, r->type[0] ? " type=" : "", r->type,
+	       "ms=%lld maxjobs=%d%s%s%s%s\n",
+	       lane_prefix(arg, pfx, sizeof(pfx)), t->batches, r->type[0] ? " type=" : "", r->type,
 	       outcome_name(r->outcome), r->reached[0] ? r->reached : "-", r->jobs_ok,
-	       r->jobs_failed, r->http_status, r->took_ms, r->detail[0] ? " detail=" : "", r->detail,
-	       v->fault != FAULT_NONE ? " why=" : "", v->fault != FAULT_NONE ? v->why : "");
+	       r->jobs_failed, r->http_status, r->took_ms, t->maxjobs,
+	       r->detail[0] ? " detail=" : "", r->detail, v->fault != FAULT_NONE ? " why=" : "",
+	       v->fault != FAULT_NONE ? v->why : "");
 	fflush(stdout);
 }
 
-/* The same batch loop as a daemon worker (pacing, a lease confirmed right before each
- * batch, the evidence rules, the lanes' contention rule, the report policy), on one
- * wiki, in the foreground. */
+/* The daemon's drain loop (drain.h) on one wiki, in the foreground, without the fleet's
+ * rules: the operator asked for this wiki. Prints each batch and how the drain ended. */
 static int drain_leased(struct drain_lane *ln, struct sched_worker *sw, struct runjobs *rj,
 			struct sched_ticket *t)
 {
-	const struct config *cfg = ln->cfg;
-	struct health_verdict v = { .fault = FAULT_NONE };
-	struct batch_result r = { .outcome = OUTCOME_ABORTED };
-	int64_t t0 = util_mono_ms(), backoff = 0;
-	bool more = true, interrupted = false, next_type;
-	char type[JOBTYPE_MAX + 1], pfx[32];
+	struct drain_params p = {
+		.cfg = &ln->cfg,
+		.sw = sw,
+		.rj = rj,
+		.lim = ln->lim,
+		.fleet = false,
+		.batch_done = print_batch,
+		.arg = ln,
+	};
+	struct drain_result d;
+	char pfx[32];
+	bool skipped;
 
 	lane_prefix(ln, pfx, sizeof(pfx));
 	t->lanes_cap = ln->lanes;
-	while (more) {
-		if (atomic_load(&drain_stop) || limiter_pace(ln->lim) != 0 ||
-		    atomic_load(&drain_stop)) {
-			interrupted = true;
-			break;
-		}
-		if (!sched_confirm(sw, t)) {
-			printf("%s%s: lease lost or unconfirmed; stopping\n", pfx, t->wiki->domain);
-			break;
-		}
-		/* The job-type lists hold here too ([drain] priority_types, skip_types). */
-		if (!sched_batch_type(sw, t, type, sizeof(type))) {
-			sched_only_skipped_types(t, &r);
-			printf("%s%s: only job types of [drain] skip_types are ready\n", pfx,
-			       t->wiki->domain);
-			break;
-		}
-		/* The workers' batch size rule (sched_batch_size). This process serves no
-		 * other wiki, so none waits on it, whatever the fleet's rows say: a backlog's
-		 * batches grow toward maxjobs_alone while they fit the target. */
-		runjobs_set_maxjobs(rj, sched_batch_size(cfg, t, false));
-		runjobs_batch_typed(rj, t->wiki, (unsigned long long)t->lease.token, type, &r);
-		next_type = sched_type_answered(t, cfg, &r);
-		sched_batch_ran(t, &r);
-		sched_lanes_after_batch(sw, t, &r);
-		ln->jobs_ok += r.jobs_ok;
-		ln->jobs_failed += r.jobs_failed;
-		limiter_report(ln->lim, &r, t->wiki->domain, false, &v);
-		print_batch(ln, t->batches, &r, &v);
-		/* The workers' rule, without the time slice: the operator asked for this wiki. */
-		more = (sched_keep_draining(t, &r, &v, limiter_breaker_open(ln->lim)) ||
-			(next_type && !limiter_breaker_open(ln->lim))) &&
-		       sched_lane_fits(sw, t);
-		/* The wiki's interval in short steps: a signal handler cannot wake sched_hold. */
-		for (int64_t left = cfg->wiki_min_interval_ms; more && left > 0; left -= 200)
-			more = !atomic_load(&drain_stop) &&
-			       sched_hold(sw, t, left < 200 ? left : 200);
-	}
-	if (atomic_load(&drain_stop))
-		interrupted = true;
-	sched_done(sw, t, &r, t->batches > 0 ? v.fault : FAULT_NONE, &backoff);
+	drain_wiki(&p, t, &d);
+	ln->jobs_ok = d.jobs_ok;
+	ln->jobs_failed = d.jobs_failed;
+	skipped = t->batches == 0 && d.last.outcome == OUTCOME_DRAINED;
+	if (skipped)
+		printf("%s%s: only job types of [drain] skip_types are ready\n", pfx,
+		       t->wiki->domain);
+	else if (t->batches == 0 && !d.stopped)
+		printf("%s%s: lease lost or unconfirmed; stopping\n", pfx, t->wiki->domain);
 	printf("%s%s: %d batches, %d jobs ok, %d failed, %.1f s, last outcome %s%s%s\n", pfx,
-	       t->wiki->domain, t->batches, ln->jobs_ok, ln->jobs_failed,
-	       (double)(util_mono_ms() - t0) / 1000.0, outcome_name(r.outcome),
-	       r.outcome == OUTCOME_DRAINED ? " (queue drained)" : "",
-	       interrupted ? " (interrupted; lease released)" : "");
-	if (backoff > 0)
+	       t->wiki->domain, t->batches, d.jobs_ok, d.jobs_failed, (double)d.ms / 1000.0,
+	       outcome_name(d.last.outcome),
+	       d.last.outcome == OUTCOME_DRAINED ? " (queue drained)" : "",
+	       d.stopped ? " (interrupted; lease released)" : "");
+	if (d.backoff_ms > 0)
 		printf("%s%s: backed off for %llds\n", pfx, t->wiki->domain,
-		       (long long)(backoff + 999) / 1000);
-	if (interrupted)
+		       (long long)(d.backoff_ms + 999) / 1000);
+	if (d.stopped || skipped)
 		return CLI_OK;
-	return (r.outcome == OUTCOME_DRAINED || r.outcome == OUTCOME_MORE) && v.fault == FAULT_NONE
+	return (d.last.outcome == OUTCOME_DRAINED || d.last.outcome == OUTCOME_MORE) &&
+			       d.verdict.fault == FAULT_NONE
 		       ? CLI_OK
 		       : CLI_FAILED;
 }
@@ -395,6 +407,7 @@ static int drain_lanes(const struct config *cfg, struct sched *s, struct limiter
 		       struct wiki *w, int lanes)
 {
 	struct drain_lane *ln = calloc((size_t)lanes, sizeof(*ln));
+	struct drain_signals ds;
 	int ok = 0, failed = 0, rc;
 
 	if (ln == NULL) {
@@ -405,6 +418,7 @@ static int drain_lanes(const struct config *cfg, struct sched *s, struct limiter
 		ln[i] = (struct drain_lane){
 			.cfg = cfg, .s = s, .lim = lim, .wiki = w, .slot = i, .lanes = lanes
 		};
+	drain_signals_start(&ds, s, lim);
 	drain_lane_run(&ln[0], start_other_lanes);
 	rc = ln[0].rc;
 	for (int i = 0; i < lanes; i++) {
@@ -418,6 +432,7 @@ static int drain_lanes(const struct config *cfg, struct sched *s, struct limiter
 	}
 	if (lanes > 1)
 		printf("%s: %d lanes, %d jobs ok, %d failed\n", w->domain, lanes, ok, failed);
+	drain_signals_stop(&ds);
 	free(ln);
 	return rc;
 }
@@ -436,7 +451,6 @@ int cli_drain(const struct config *cfg, const char *domain, int lanes)
 	char err[512], started[32];
 	int rc = CLI_FAILED;
 
-	catch_drain_signals();
 	if (platform == NULL || coord == NULL || lim == NULL || s == NULL) {
 		snprintf(err, sizeof(err), "out of memory");
 		goto fail;

@@ -40,99 +40,192 @@
 
 enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
 
-static void usage(FILE *out)
-{
-	fprintf(out,
-		"usage: jobdrainer [--config FILE] [--check-config]\n"
-		"       jobdrainer [--config FILE] status [--json] [--all | --wiki DOMAIN]\n"
-		"       jobdrainer [--config FILE] drain --wiki DOMAIN [--lanes N]\n"
-		"       jobdrainer [--config FILE] pause (--wiki DOMAIN | --all)\n"
-		"                  [--for DURATION] [--reason TEXT]\n"
-		"       jobdrainer [--config FILE] resume (--wiki DOMAIN | --all)\n"
-		"       jobdrainer --version | --help\n"
-		"\n"
-		"Drains every wiki's MediaWiki job queue through signed Special:RunJobs\n"
-		"requests to the local MediaWiki. Without a command it runs the daemon.\n"
-		"\n"
-		"  -c, --config FILE   configuration (default " CONFIG_DEFAULT_PATH ")\n"
-		"      --check-config  validate the configuration, print it with secrets\n"
-		"                      masked, and exit\n"
-		"  -V, --version       print the version and exit\n"
-		"  -h, --help          print this help and exit\n"
-		"\n"
-		"Commands:\n"
-		"  status              the fleet's wikis with a backlog, a lease or trouble,\n"
-		"                      most urgent first (--all: every wiki; --json); with\n"
-		"                      --wiki DOMAIN, that wiki by job type, its lease, state\n"
-		"                      and recent drains\n"
-		"  drain --wiki DOMAIN drain one wiki now, under its lease, printing each batch;\n"
-		"                      --lanes N (1-64): N batches at once, each under a lease\n"
-		"                      slot of its own (default 1)\n"
-		"  pause               stop draining one wiki (--wiki) or every wiki (--all)\n"
-		"                      fleet-wide, at each pod's next batch; --for 30m|2h|1d\n"
-		"                      ends it by itself, --reason says why (shown in status)\n"
-		"  resume              lift a pause (--all lifts the pause of every wiki)\n"
-		"\n"
-		"Exit status: 0 ok (also after SIGTERM/SIGINT), 1 could not start or a\n"
-		"command failed, 2 bad command line or configuration, 3 drain: another\n"
-		"sidecar holds the wiki's lease, 4 drain: no such wiki.\n");
-}
+/* Options a command may take (struct command's masks). */
+enum {
+	OPT_JSON = 1 << 0,
+	OPT_ALL = 1 << 1,
+	OPT_WIKI = 1 << 2,
+	OPT_FOR = 1 << 3,
+	OPT_REASON = 1 << 4,
+	OPT_LANES = 1 << 5,
+};
+
+static const struct {
+	unsigned bit;
+	const char *name;
+} option_names[] = {
+	{ OPT_JSON, "--json" }, { OPT_ALL, "--all" },       { OPT_WIKI, "--wiki" },
+	{ OPT_FOR, "--for" },   { OPT_REASON, "--reason" }, { OPT_LANES, "--lanes" },
+};
+#define NOPTIONS (sizeof(option_names) / sizeof(option_names[0]))
 
 struct options {
 	const char *config_path;
 	bool check_only;
 	const char *command; /* NULL: run the daemon */
+	unsigned given;      /* OPT_* bits seen on the command line */
 	const char *wiki;
-	bool json;
-	bool all;
 	long long for_s; /* pause --for; 0: until resumed */
 	const char *reason;
-	int lanes; /* drain --lanes; 0: not given */
+	int lanes; /* drain --lanes; 1 when not given */
 };
 
-static bool is_command(const struct options *o, const char *name)
+static int run_status(const struct config *cfg, const struct options *o)
 {
-	return o->command != NULL && strcmp(o->command, name) == 0;
+	if (o->wiki != NULL)
+		return steer_status_wiki(cfg, o->wiki, o->given & OPT_JSON);
+	return cli_status(cfg, o->given & OPT_JSON, o->given & OPT_ALL);
 }
 
-/* Which options go with which command. Returns -1 to go on, or an exit code. */
+static int run_drain(const struct config *cfg, const struct options *o)
+{
+	return cli_drain(cfg, o->wiki, o->lanes);
+}
+
+static int run_pause(const struct config *cfg, const struct options *o)
+{
+	return steer_pause(cfg, o->wiki, o->given & OPT_ALL, o->for_s, o->reason);
+}
+
+static int run_resume(const struct config *cfg, const struct options *o)
+{
+	return steer_resume(cfg, o->wiki, o->given & OPT_ALL);
+}
+
+/* The operator commands: the one place that says which exist, what each takes and
+ * does, and which function runs it. --help, the checks of a command line and the
+ * dispatch all come from it, and tests/docs/test_docs.py holds the README,
+ * docs/operations.md and the man page to --help. (PgBouncer's admin.c table.) */
+static const struct command {
+	const char *name;
+	const char *synopsis; /* after "jobdrainer [--config FILE] " in --help */
+	const char *label;    /* its name in --help's list of commands */
+	const char *help;     /* what it does: lines of --help's list, '\n'-separated */
+	unsigned takes;       /* the options it allows */
+	unsigned one_of;      /* of these, exactly one is needed (0: none) */
+	unsigned at_most_one; /* of these, one at most */
+	int (*run)(const struct config *cfg, const struct options *o);
+} commands[] = {
+	{ "status", "status [--json] [--all | --wiki DOMAIN]", "status",
+	  "the fleet's wikis with a backlog, a lease or trouble,\n"
+	  "most urgent first (--all: every wiki; --json); with\n"
+	  "--wiki DOMAIN, that wiki by job type, its lease, state,\n"
+	  "lanes and recent drains",
+	  OPT_JSON | OPT_ALL | OPT_WIKI, 0, OPT_ALL | OPT_WIKI, run_status },
+	{ "drain", "drain --wiki DOMAIN [--lanes N]", "drain --wiki DOMAIN",
+	  "drain one wiki now, under its lease, printing each batch;\n"
+	  "--lanes N (1-64): N batches at once, each under a lease\n"
+	  "slot of its own (default 1)",
+	  OPT_WIKI | OPT_LANES, OPT_WIKI, 0, run_drain },
+	{ "pause",
+	  "pause (--wiki DOMAIN | --all)\n                  [--for DURATION] [--reason TEXT]",
+	  "pause",
+	  "stop draining one wiki (--wiki) or every wiki (--all)\n"
+	  "fleet-wide, at each pod's next batch; --for 30m|2h|1d\n"
+	  "ends it by itself, --reason says why (shown in status)",
+	  OPT_WIKI | OPT_ALL | OPT_FOR | OPT_REASON, OPT_WIKI | OPT_ALL, 0, run_pause },
+	{ "resume", "resume (--wiki DOMAIN | --all)", "resume",
+	  "lift a pause (--all lifts the pause of every wiki)", OPT_WIKI | OPT_ALL,
+	  OPT_WIKI | OPT_ALL, 0, run_resume },
+};
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static const struct command *find_command(const char *name)
+{
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		if (strcmp(commands[i].name, name) == 0)
+			return &commands[i];
+	return NULL;
+}
+
+static void usage(FILE *out)
+{
+	fprintf(out, "usage: jobdrainer [--config FILE] [--check-config]\n");
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		fprintf(out, "       jobdrainer [--config FILE] %s\n", commands[i].synopsis);
+	fprintf(out, "       jobdrainer --version | --help\n"
+		     "\n"
+		     "Drains every wiki's MediaWiki job queue through signed Special:RunJobs\n"
+		     "requests to the local MediaWiki. Without a command it runs the daemon.\n"
+		     "\n"
+		     "  -c, --config FILE   configuration (default " CONFIG_DEFAULT_PATH ")\n"
+		     "      --check-config  validate the configuration, print it with secrets\n"
+		     "                      masked, and exit\n"
+		     "  -V, --version       print the version and exit\n"
+		     "  -h, --help          print this help and exit\n"
+		     "\n"
+		     "Commands:\n");
+	for (size_t i = 0; i < NCOMMANDS; i++) {
+		const char *line = commands[i].help;
+		const char *label = commands[i].label;
+		while (*line != '\0') {
+			size_t n = strcspn(line, "\n");
+			fprintf(out, "  %-19s %.*s\n", label, (int)n, line);
+			label = "";
+			line += n + (line[n] == '\n');
+		}
+	}
+	fprintf(out, "\n"
+		     "Exit status: 0 ok (also after SIGTERM/SIGINT), 1 could not start or a\n"
+		     "command failed, 2 bad command line or configuration, 3 drain: another\n"
+		     "sidecar holds the wiki's lease, 4 drain, status --wiki, pause, resume:\n"
+		     "no such wiki.\n");
+}
+
+/* "--all" or "--wiki or --all": the options of mask, for messages. */
+static void option_list(unsigned mask, const char *joint, char *out, size_t len)
+{
+	size_t used = 0;
+	int left = __builtin_popcount(mask);
+
+	out[0] = '\0';
+	for (size_t i = 0; i < NOPTIONS && used < len; i++) {
+		if (!(mask & option_names[i].bit))
+			continue;
+		left--;
+		used += (size_t)snprintf(out + used, len - used, "%s%s", option_names[i].name,
+					 left == 0   ? ""
+					 : left == 1 ? joint
+						     : ", ");
+	}
+}
+
+/* Which options go with which command, from the table. Returns -1 to go on, or an
+ * exit code. */
 static int check_command(const struct options *o)
 {
-	bool steer = is_command(o, "pause") || is_command(o, "resume");
+	const struct command *c = o->command ? find_command(o->command) : NULL;
+	char names[128];
 
-	if (o->command != NULL && !is_command(o, "status") && !is_command(o, "drain") && !steer) {
+	if (o->command != NULL && c == NULL) {
 		fprintf(stderr, "jobdrainer: unknown command '%s'\n", o->command);
 		usage(stderr);
 		return EXIT_USAGE;
 	}
-	if (o->json && !is_command(o, "status")) {
-		fprintf(stderr, "jobdrainer: --json goes with the status command\n");
+	for (size_t i = 0; i < NOPTIONS; i++) {
+		unsigned bit = option_names[i].bit;
+		size_t used = 0;
+		if (!(o->given & bit) || (c != NULL && (c->takes & bit)))
+			continue;
+		for (size_t k = 0; k < NCOMMANDS; k++)
+			if (commands[k].takes & bit)
+				used += (size_t)snprintf(names + used, sizeof(names) - used, "%s%s",
+							 used ? ", " : "", commands[k].name);
+		fprintf(stderr, "jobdrainer: %s goes with the %s command%s\n", option_names[i].name,
+			names, strchr(names, ',') ? "s" : "");
 		return EXIT_USAGE;
 	}
-	if (o->all && !is_command(o, "status") && !steer) {
-		fprintf(stderr, "jobdrainer: --all goes with status, pause and resume\n");
+	if (c == NULL)
+		return -1;
+	if (c->one_of && __builtin_popcount(o->given & c->one_of) != 1) {
+		option_list(c->one_of, " or ", names, sizeof(names));
+		fprintf(stderr, "jobdrainer: %s needs %s%s\n", c->name, names,
+			__builtin_popcount(c->one_of) > 1 ? " (one of them)" : "");
 		return EXIT_USAGE;
 	}
-	if ((o->for_s > 0 || o->reason != NULL) && !is_command(o, "pause")) {
-		fprintf(stderr, "jobdrainer: --for and --reason go with the pause command\n");
-		return EXIT_USAGE;
-	}
-	if (steer && (o->wiki != NULL) == o->all) {
-		fprintf(stderr, "jobdrainer: %s needs --wiki DOMAIN or --all (one of them)\n",
-			o->command);
-		return EXIT_USAGE;
-	}
-	if ((o->wiki != NULL) != is_command(o, "drain") && !steer && !is_command(o, "status")) {
-		fprintf(stderr, "jobdrainer: drain needs --wiki DOMAIN, and --wiki needs drain, "
-				"status, pause or resume\n");
-		return EXIT_USAGE;
-	}
-	if (o->lanes > 0 && !is_command(o, "drain")) {
-		fprintf(stderr, "jobdrainer: --lanes goes with the drain command\n");
-		return EXIT_USAGE;
-	}
-	if (is_command(o, "status") && o->wiki != NULL && o->all) {
-		fprintf(stderr, "jobdrainer: status takes --wiki DOMAIN or --all, not both\n");
+	if (__builtin_popcount(o->given & c->at_most_one) > 1) {
+		option_list(c->at_most_one, " or ", names, sizeof(names));
+		fprintf(stderr, "jobdrainer: %s takes %s, not both\n", c->name, names);
 		return EXIT_USAGE;
 	}
 	return -1;
@@ -158,6 +251,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 
 	memset(o, 0, sizeof(*o));
 	o->config_path = CONFIG_DEFAULT_PATH;
+	o->lanes = 1;
 	while ((c = getopt_long(argc, argv, "c:Vh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
@@ -167,15 +261,17 @@ static int parse_args(int argc, char **argv, struct options *o)
 			o->check_only = true;
 			break;
 		case 'j':
-			o->json = true;
+			o->given |= OPT_JSON;
 			break;
 		case 'a':
-			o->all = true;
+			o->given |= OPT_ALL;
 			break;
 		case 'w':
+			o->given |= OPT_WIKI;
 			o->wiki = optarg;
 			break;
 		case 'f':
+			o->given |= OPT_FOR;
 			if (util_parse_duration(optarg, STEER_PAUSE_MAX_S, &o->for_s) != 0) {
 				fprintf(stderr,
 					"jobdrainer: --for '%s' is not a duration of 1s to "
@@ -185,6 +281,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 			}
 			break;
 		case 'r':
+			o->given |= OPT_REASON;
 			o->reason = optarg;
 			break;
 		case 'l': {
@@ -195,6 +292,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 					optarg, CLI_LANES_MAX);
 				return EXIT_USAGE;
 			}
+			o->given |= OPT_LANES;
 			o->lanes = (int)n;
 			break;
 		}
@@ -259,16 +357,7 @@ static int run_command(struct config *cfg, const struct options *o)
 		config_free(cfg);
 		return EXIT_RUNTIME;
 	}
-	if (strcmp(o->command, "status") == 0 && o->wiki != NULL)
-		rc = steer_status_wiki(cfg, o->wiki, o->json);
-	else if (strcmp(o->command, "status") == 0)
-		rc = cli_status(cfg, o->json, o->all);
-	else if (strcmp(o->command, "pause") == 0)
-		rc = steer_pause(cfg, o->wiki, o->all, o->for_s, o->reason);
-	else if (strcmp(o->command, "resume") == 0)
-		rc = steer_resume(cfg, o->wiki, o->all);
-	else
-		rc = cli_drain(cfg, o->wiki, o->lanes > 0 ? o->lanes : 1);
+	rc = find_command(o->command)->run(cfg, o);
 	curl_global_cleanup();
 	mysql_library_end();
 	config_free(cfg);

@@ -618,13 +618,20 @@ bool sched_keep_draining(const struct sched_ticket *t, const struct batch_result
 	return !(v->fault == FAULT_WIKI && t->no_progress >= SCHED_NO_PROGRESS_LIMIT);
 }
 
-bool sched_may_continue(struct sched_worker *w, struct sched_ticket *t)
+bool sched_worker_stopping(struct sched_worker *w)
+{
+	return stopping(w->s);
+}
+
+bool sched_may_continue(struct sched_worker *w, struct sched_ticket *t, bool fleet)
 {
 	struct sched *s = w->s;
 	const struct config *cfg = s->cfg;
 
 	if (stopping(s))
 		return false;
+	if (!fleet)
+		return sched_lane_fits(w, t);
 	/* An extra lane only uses otherwise idle capacity, and only while the wiki may
 	 * have that many lanes (contention takes lanes away: the highest slots go). */
 	if (t->lease.slot > 0 && (others_waiting(w, t) || !sched_lane_fits(w, t)))

@@ -159,10 +159,13 @@ bool sched_lane_fits(struct sched_worker *w, struct sched_ticket *t);
 bool sched_slice_over(const struct config *cfg, const struct sched_ticket *t, int64_t now);
 
 /* After a batch: whether another batch on the same wiki may follow. False when
- * stopping, when the time slice is over (or this is an extra lane) and another wiki is
- * waiting, or when this extra lane's slot is no longer within the lanes the wiki may
- * use (lanes.h; logged). */
-bool sched_may_continue(struct sched_worker *w, struct sched_ticket *t);
+ * stopping, when this extra lane's slot is no longer within the lanes the wiki may use
+ * (lanes.h; logged), and with the fleet's rules (fleet: a daemon worker) when the time
+ * slice is over (or this is an extra lane) and another wiki is waiting. */
+bool sched_may_continue(struct sched_worker *w, struct sched_ticket *t, bool fleet);
+
+/* Whether sched_stop was called: the drain that ends now ends for a stop. */
+bool sched_worker_stopping(struct sched_worker *w);
 
 /* Waits ms (wiki_min_interval_ms) keeping the lease: renewed whenever renew_interval
  * passes. Returns early with false on sched_stop, or when the lease is lost or cannot

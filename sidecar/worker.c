@@ -1,5 +1,6 @@
 /* worker.c - see worker.h. Each thread owns its RunJobs client (and so its HTTP
- * connection); the only shared state is the scheduler. Logs one line per batch. */
+ * connection); the only shared state is the scheduler. Logs one line per drain at info
+ * (and every failed batch); one per batch at debug. */
 #include "worker.h"
 
 #include <errno.h>
@@ -10,9 +11,8 @@
 #include <time.h>
 
 #include "db.h"
-#include "jobtype.h"
+#include "drain.h"
 #include "log.h"
-#include "metrics.h"
 #include "runjobs.h"
 #include "util.h"
 
@@ -38,85 +38,101 @@ struct workers {
 	struct worker *threads;
 };
 
-static enum log_level batch_level(enum batch_outcome o)
+/* A failed batch's line: an error where someone must act (a refused request: that
+ * wiki's configuration), a warning otherwise. */
+static enum log_level failed_level(enum batch_outcome o)
 {
-	if (o == OUTCOME_BAD_REQUEST)
-		return LOG_ERROR; /* a configuration problem of that wiki: someone must act */
-	return outcome_is_failure(o) ? LOG_WARN : LOG_INFO;
+	return o == OUTCOME_BAD_REQUEST ? LOG_ERROR : LOG_WARN;
 }
 
-/* What happens next, as the log says it. */
-static void next_text(const struct batch_result *r, const struct health_verdict *v,
-		      int64_t backoff_ms, bool keep_going, char *next, size_t len)
+/* The fields a batch line and a drain line share: the batch (the drain's last) and its
+ * verdict. */
+static void log_batch_fields(struct log_line *l, const struct worker *w,
+			     const struct sched_ticket *t, const struct batch_result *r,
+			     const struct health_verdict *v, bool failed)
 {
-	if (backoff_ms > 0)
-		snprintf(next, len, "backoff %llds", (long long)(backoff_ms + 999) / 1000);
-	else if (r->outcome == OUTCOME_ABORTED)
-		snprintf(next, len, "shutting down");
-	else if (v->fault == FAULT_POD && v->pause_ms > 0)
-		snprintf(next, len, "released to other pods; breaker probes in %llds",
-			 (long long)(v->pause_ms + 999) / 1000);
-	else if (v->fault == FAULT_POD)
-		snprintf(next, len, "released to other pods, no backoff");
-	else if (keep_going)
-		snprintf(next, len, "next batch");
-	else if (v->fault == FAULT_WIKI && health_no_progress(r))
-		snprintf(next, len, "one more try");
-	else if (r->outcome == OUTCOME_MORE)
-		snprintf(next, len, "yield to waiting wikis");
-	else
-		snprintf(next, len, "idle until the next scan finds jobs");
+	log_str(l, "wiki", t->wiki->domain);
+	if (r->type[0] != '\0')
+		log_str(l, "type", r->type);
+	log_str(l, "outcome", outcome_name(r->outcome));
+	log_int(l, "maxjobs", t->maxjobs);
+	log_int(l, "jobs_ok", r->jobs_ok);
+	log_int(l, "jobs_failed", r->jobs_failed);
+	log_str(l, "reached", r->reached);
+	log_int(l, "http_status", r->http_status);
+	log_int(l, "ms", r->took_ms);
+	log_int(l, "worker", w->id);
+	log_int(l, "lane", t->lease.slot + 1);
+	if (r->detail[0] != '\0')
+		log_str(l, "detail", r->detail);
+	if (failed)
+		log_str(l, "fault", v->fault == FAULT_POD ? "pod" : "wiki");
+	if (failed && v->why != NULL)
+		log_str(l, "why", v->why);
 }
 
+static bool batch_failed(const struct batch_result *r, const struct health_verdict *v)
+{
+	return outcome_is_failure(r->outcome) || v->fault != FAULT_NONE;
+}
+
+/* A batch with another to follow: at debug, unless it failed (every failure is said). */
 static void log_batch(const struct worker *w, const struct sched_ticket *t,
-		      const struct batch_result *r, const struct health_verdict *v,
-		      int64_t backoff_ms, bool keep_going)
+		      const struct batch_result *r, const struct health_verdict *v)
 {
-	bool failed = outcome_is_failure(r->outcome) || v->fault != FAULT_NONE;
+	bool failed = batch_failed(r, v);
 	struct log_line l;
 	char next[80];
 
-	log_begin(&l,
-		  failed && r->outcome != OUTCOME_BAD_REQUEST ? LOG_WARN : batch_level(r->outcome),
+	log_begin(&l, failed ? failed_level(r->outcome) : LOG_DEBUG,
 		  failed ? "batch failed" : "batch");
-	log_str(&l, "wiki", t->wiki->domain);
-	if (r->type[0] != '\0')
-		log_str(&l, "type", r->type);
-	log_str(&l, "outcome", outcome_name(r->outcome));
-	log_int(&l, "maxjobs", t->maxjobs);
-	log_int(&l, "jobs_ok", r->jobs_ok);
-	log_int(&l, "jobs_failed", r->jobs_failed);
-	log_str(&l, "reached", r->reached);
-	log_int(&l, "http_status", r->http_status);
-	log_int(&l, "ms", r->took_ms);
-	log_int(&l, "worker", w->id);
-	log_int(&l, "lane", t->lease.slot + 1);
-	if (r->detail[0] != '\0')
-		log_str(&l, "detail", r->detail);
-	if (failed)
-		log_str(&l, "fault", v->fault == FAULT_POD ? "pod" : "wiki");
-	if (failed && v->why != NULL)
-		log_str(&l, "why", v->why);
-	next_text(r, v, backoff_ms, keep_going, next, sizeof(next));
+	log_batch_fields(&l, w, t, r, v, failed);
+	drain_next_text(r, v, 0, true, next, sizeof(next));
 	log_str(&l, "next", next);
 	log_end(&l);
 }
 
-static void count_batch(const struct batch_result *r)
+/* The drain's one line: at info ("drain") what the whole drain did and how it ended,
+ * after its last batch's own line at debug; or, when that last batch failed, one
+ * "batch failed" line (warn, error for a refused request) with the batch's figures and
+ * the drain's. */
+static void log_drain(const struct worker *w, const struct sched_ticket *t,
+		      const struct drain_result *d)
 {
-	metrics_add(METRIC_BATCHES, (int)r->outcome, 1);
-	metrics_add(METRIC_JOBS, JOBS_OK, r->jobs_ok);
-	metrics_add(METRIC_JOBS, JOBS_FAILED, r->jobs_failed);
+	bool failed = batch_failed(&d->last, &d->verdict);
+	struct log_line l;
+	char next[80];
+
+	drain_next_text(&d->last, &d->verdict, d->backoff_ms, false, next, sizeof(next));
+	if (failed) {
+		log_begin(&l, failed_level(d->last.outcome), "batch failed");
+		log_batch_fields(&l, w, t, &d->last, &d->verdict, true);
+	} else {
+		log_begin(&l, LOG_DEBUG, "batch");
+		log_batch_fields(&l, w, t, &d->last, &d->verdict, false);
+		log_str(&l, "next", next);
+		log_end(&l);
+		log_begin(&l, LOG_INFO, "drain");
+		log_str(&l, "wiki", t->wiki->domain);
+		log_int(&l, "lane", t->lease.slot + 1);
+		log_int(&l, "worker", w->id);
+		log_str(&l, "last_outcome", outcome_name(d->last.outcome));
+		log_str(&l, "reached", d->last.reached);
+		log_int(&l, "maxjobs", t->maxjobs);
+	}
+	log_int(&l, "batches", t->batches);
+	log_int(&l, "drain_jobs_ok", d->jobs_ok);
+	log_int(&l, "drain_jobs_failed", d->jobs_failed);
+	log_int(&l, "drain_ms", d->ms);
+	log_str(&l, "next", next);
+	log_end(&l);
 }
 
-/* As the batch goes out: how long its wiki's oldest ready job has waited, as the last
- * scan saw that job. The batch's jobs were ready then or came later (or that job is
- * gone and the rest are younger), so this bounds their wait from above. */
-static void observe_wait(const struct sched_ticket *t)
+static void batch_done(void *arg, const struct sched_ticket *t, const struct batch_result *r,
+		       const struct health_verdict *v, bool more)
 {
-	if (t->ready_age_ms >= 0)
-		metrics_observe(METRIC_BATCH_WAIT,
-				(double)(t->ready_age_ms + util_mono_ms() - t->started_ms) / 1000);
+	if (more)
+		log_batch(arg, t, r, v);
 }
 
 /* Sleeps ms, whole: after a failed allocation only (short). */
@@ -128,55 +144,25 @@ static void pause_ms(int ms)
 		;
 }
 
-/* Drains one leased wiki until it is done, fails, or must let go. Every wait (the
- * wiki's interval, the pod's batch rate) comes before the lease check, so each batch
- * goes out right after the database confirmed its lease. */
+/* Drains one leased wiki by the fleet's rules (drain.h), then says how it went. */
 static void drain(struct worker *w, struct sched_worker *sw, struct runjobs *rj,
 		  struct sched_ticket *t, bool probe)
 {
-	struct workers *pool = w->pool;
-	int64_t gap;
-	struct health_verdict v = { .fault = FAULT_NONE };
-	struct batch_result r;
-	int64_t backoff = 0;
-	bool more = false, next_type;
-	char type[JOBTYPE_MAX + 1];
+	struct drain_params p = {
+		.cfg = &w->pool->cfg,
+		.sw = sw,
+		.rj = rj,
+		.lim = w->pool->limiter,
+		.fleet = true,
+		.probe = probe,
+		.batch_done = batch_done,
+		.arg = w,
+	};
+	struct drain_result d;
 
-	memset(&r, 0, sizeof(r));
-	r.outcome = OUTCOME_ABORTED;
-	do {
-		gap = pool->cfg->wiki_min_interval_ms;
-		if (more && gap > 0 && !sched_hold(sw, t, gap))
-			break;
-		if (limiter_pace(pool->limiter) != 0 || !sched_confirm(sw, t))
-			break;                     /* nothing ran: the last outcome stands */
-		runjobs_set_config(rj, pool->cfg); /* a reload applies from the next batch */
-		if (!sched_batch_type(sw, t, type, sizeof(type))) {
-			sched_only_skipped_types(t, &r);
-			break;
-		}
-		observe_wait(t);
-		runjobs_set_maxjobs(rj, sched_next_batch_size(sw, t));
-		metrics_add(METRIC_IN_FLIGHT, 0, 1);
-		runjobs_batch_typed(rj, t->wiki, (unsigned long long)t->lease.token, type, &r);
-		metrics_add(METRIC_IN_FLIGHT, 0, -1);
-		next_type = sched_type_answered(t, pool->cfg, &r);
-		count_batch(&r);
-		sched_batch_ran(t, &r);
-		sched_lanes_after_batch(sw, t, &r);
-		limiter_report(pool->limiter, &r, t->wiki->domain, probe && t->batches == 1, &v);
-		if (v.closed)
-			sched_clear_outage(sw, v.outage_since);
-		/* A typed batch that found its type empty goes on with the next type. */
-		more = (sched_keep_draining(t, &r, &v, limiter_breaker_open(pool->limiter)) ||
-			(next_type && !limiter_breaker_open(pool->limiter))) &&
-		       sched_may_continue(sw, t);
-		if (more)
-			log_batch(w, t, &r, &v, 0, true);
-	} while (more);
-	sched_done(sw, t, &r, t->batches > 0 ? v.fault : FAULT_NONE, &backoff);
+	drain_wiki(&p, t, &d);
 	if (t->batches > 0)
-		log_batch(w, t, &r, &v, backoff, false);
+		log_drain(w, t, &d);
 	wiki_free(t->wiki);
 }
 

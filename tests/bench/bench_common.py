@@ -126,7 +126,8 @@ def sidecar_ini(binary, farm, overrides=None, defaults_only=False):
     in conf/jobdrainer.ini). Keys this binary does not know are dropped and returned.
     Returns (text, dropped)."""
     sections = {
-        "sidecar": {"log_format": "json"},
+        # debug: benchmarks read each batch's line (at info, one line per drain).
+        "sidecar": {"log_format": "json", "log_level": "debug"},
         # Several sidecars share this machine: metrics endpoints on free ports.
         "http": {"listen": "127.0.0.1:0"},
         "mediawiki": {"host": "127.0.0.1", "port": farm.http_port},

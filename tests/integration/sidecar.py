@@ -33,7 +33,9 @@ def farm_ini(farm, **sections):
     """An INI for a sidecar of `farm`: its MariaDB, its Apache, fast test timings.
     sections: {"section": {"key": value}} overrides and additions."""
     base = {
-        "sidecar": {"workers": 2, "log_format": "json", "shutdown_timeout": 20},
+        # debug: the tests read each batch's line (at info a pod logs one line per drain).
+        "sidecar": {"workers": 2, "log_format": "json", "log_level": "debug",
+                    "shutdown_timeout": 20},
         # Many sidecars share this machine: each gets a free port for its endpoints.
         "http": {"listen": "127.0.0.1:0"},
         "mediawiki": {"host": "127.0.0.1", "port": farm.http_port, "maxjobs": 100,

@@ -9,12 +9,15 @@ any machine, because each job sleeps 20 ms and one lane runs its jobs one after 
 
 import calendar
 import hashlib
+import json
+import signal
+import subprocess
 import time
 
 import pymysql
 import pytest
 
-from sidecar import farm_ini, wait_until
+from sidecar import BINARY, farm_ini, wait_until
 
 BOT_RATE = 80          # jobs a second: more than one lane's 50 at most
 BOT_SECONDS = 60       # long enough for lanes to join and several batches to overlap
@@ -225,3 +228,90 @@ def test_lock_errors_take_lanes_away_and_lose_no_job(farm12, sidecars):
         assert pod.stop() == 0
     finally:
         farm.set_settings_override(None)
+
+
+def run_cli(ini_path, *args, **kw):
+    return subprocess.run([BINARY, "--config", str(ini_path)] + list(args),
+                          capture_output=True, text=True, timeout=kw.get("timeout", 180))
+
+
+def test_drain_with_lanes_and_status_shows_them(farm12, sidecars, tmp_path):
+    """The operator's lever: `drain --wiki D --lanes 3` runs three lease slots at once;
+    `status --wiki` says how many lanes the wiki has and why."""
+    farm = farm12
+    wiki = "wiki6.farm.test"
+    ini = tmp_path / "cli.ini"
+    ini.write_text(shipped(farm))
+    farm.insert_probe_jobs(wiki, 600, tag="cli", usleep_us=JOB_US)
+    r = run_cli(ini, "status", "--wiki", wiki)
+    assert r.returncode == 0, r.stderr
+    assert "lanes: 0 in use of 4 allowed (elastic, max_workers_per_wiki = 4)" in r.stdout, \
+        r.stdout
+    doc = json.loads(run_cli(ini, "status", "--wiki", wiki, "--json").stdout)
+    assert doc["lanes"] == {"in_use": 0, "allowed": 4, "max": 4, "why": "elastic"}, doc
+    t0 = time.time()
+    r = run_cli(ini, "drain", "--wiki", wiki, "--lanes", "3")
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    for lane in (1, 2, 3):
+        assert "lane %d: %s: lease taken (slot %d" % (lane, wiki, lane - 1) in r.stdout, r.stdout
+    assert "%s: 3 lanes, 600 jobs ok, 0 failed" % wiki in r.stdout, r.stdout
+    assert farm.ready_jobs(wiki) == 0
+    # The three lanes' batches overlapped at MediaWiki (Apache's log: start, duration).
+    reqs = sorted((e["start"], e["start"] + e["duration_us"] / 1e6)
+                  for e in farm.access_log_entries() if e["host"] == wiki and e["start"] >= t0)
+    assert max(sum(1 for s, e in reqs if s <= t < e) for t, _ in reqs) >= 2, reqs[:10]
+    # A reduction shows with its reason.
+    farm.sql("UPDATE jobdrainer.jd_wiki SET lanes_reduced = 1, lanes_why = 'replica',"
+             " lanes_changed_at = NOW(6) WHERE domain = %s", (wiki,))
+    r = run_cli(ini, "status", "--wiki", wiki)
+    assert "lanes: 0 in use of 1 allowed (reduced after replica lag, " in r.stdout, r.stdout
+    r = run_cli(ini, "drain", "--wiki", wiki, "--lanes", "0")
+    assert r.returncode == 2 and "--lanes '0'" in r.stderr, r.stderr
+    r = run_cli(ini, "status", "--lanes", "2")
+    assert r.returncode == 2 and "--lanes goes with the drain command" in r.stderr, r.stderr
+
+
+def test_drain_command_stops_on_sigint_after_the_batches_in_flight(farm12, tmp_path):
+    """SIGINT is taken the way the daemon takes SIGTERM: every lane ends after its batch
+    in flight and releases its lease; nothing is left claimed."""
+    farm = farm12
+    wiki = "wiki7.farm.test"
+    ini = tmp_path / "cli.ini"
+    ini.write_text(shipped(farm))
+    farm.insert_probe_jobs(wiki, 3000, tag="sigint", usleep_us=JOB_US)
+    proc = subprocess.Popen([BINARY, "--config", str(ini), "drain", "--wiki", wiki,
+                             "--lanes", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    wait_until(lambda: farm.ready_jobs(wiki) < 2900, timeout=60, what="the drain under way")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, (out, err)
+    assert out.count("(interrupted; lease released)") == 2, out
+    assert farm.ready_jobs(wiki) > 0, "stopped before the end"
+    held = farm.sql("SELECT COUNT(*) FROM jobdrainer.jd_lease WHERE name = %s"
+                    " AND expires_at > NOW(6)", (wiki,))[0][0]
+    assert held == 0
+    claimed = farm.sql("SELECT COUNT(*) FROM %s WHERE job_token != ''"
+                       % farm.wiki(wiki).job_table)[0][0]
+    assert claimed == 0
+    farm.sql("DELETE FROM %s" % farm.wiki(wiki).job_table)
+
+
+def test_a_pod_at_info_logs_one_line_per_drain(farm12, sidecars):
+    """At the shipped log_level (info) a busy pod says one line per drain of a wiki, not
+    one per batch; every failure is still said (test_bad_input checks those)."""
+    farm = farm12
+    wiki = "wiki8.farm.test"
+    farm.insert_probe_jobs(wiki, 1500, tag="quiet")
+    pod = sidecars("quiet", shipped(farm, sidecar={"log_level": "info", "workers": 1},
+                                    mediawiki={"maxjobs_alone": 100}))
+    wait_until(lambda: farm.ready_jobs(wiki) == 0, timeout=120, what="drained")
+    drains = pod.wait_for(lambda l: l.get("msg") == "drain" and l.get("wiki") == wiki,
+                          timeout=30, what="the drain's line") and \
+        [l for l in pod.lines() if l.get("msg") == "drain" and l.get("wiki") == wiki]
+    assert sum(int(d["drain_jobs_ok"]) for d in drains) == 1500, drains
+    assert sum(int(d["batches"]) for d in drains) >= 15, drains
+    assert len(drains) < sum(int(d["batches"]) for d in drains), drains
+    assert drains[-1]["last_outcome"] == "drained" and drains[-1]["lane"] == 1, drains
+    assert pod.batches(wiki) == [], "per-batch lines at info"
+    assert pod.stop() == 0
