@@ -265,8 +265,9 @@ struct drain_lane {
 static const char *lane_prefix(const struct drain_lane *ln, char *buf, size_t len)
 {
 	if (ln->lanes <= 1)
-		return "";
-	snprintf(buf, len, "lane %d: ", ln->slot + 1);
+		buf[0] = '\0';
+	else
+		snprintf(buf, len, "lane %d: ", ln->slot + 1);
 	return buf;
 }
 

@@ -530,19 +530,95 @@ int coord_candidates(struct db *db, const struct config *cfg, const char *scope,
 	return collect_names(db, &sql, out, count, err, errlen);
 }
 
-int coord_busy_wikis(struct db *db, const struct config *cfg, const char *scope, int limit,
-		     struct buf *out, int *count, char *err, size_t errlen)
+/* A number of a status row; dflt when NULL (or not a number). */
+static long long row_num(const char *s, long long dflt)
 {
+	long long v = dflt;
+
+	if (s != NULL && util_parse_int(s, INT64_MIN, INT64_MAX, &v) != 0)
+		v = dflt;
+	return v;
+}
+
+/* Copies a column into a fixed buffer ("" for NULL). */
+static void col(char *out, size_t len, const char *v)
+{
+	snprintf(out, len, "%s", v ? v : "");
+}
+
+/* The lanes columns of a jd_wiki row, as selected by LANES_COLUMNS. */
+#define LANES_COLUMNS                                                                              \
+	" w.lanes_reduced, TIMESTAMPDIFF(MICROSECOND, w.lanes_changed_at, NOW(6)) DIV 1000,"       \
+	" w.lanes_why"
+
+/* cols NULL: no row, so no reduction. */
+static void lanes_from_row(MYSQL_ROW cols, struct lanes_state *st)
+{
+	long long v;
+
+	st->reduced = -1;
+	st->since_change_ms = 0;
+	st->why = LANES_ELASTIC;
+	if (cols == NULL || cols[0] == NULL || cols[1] == NULL ||
+	    util_parse_int(cols[0], 0, 255, &v) != 0)
+		return;
+	st->reduced = (int)v;
+	if (util_parse_int(cols[1], LLONG_MIN, LLONG_MAX, &v) == 0)
+		st->since_change_ms = v < 0 ? 0 : v;
+	st->why = lanes_why_parse(cols[2]);
+}
+
+/* The count of a wiki's lease slots held now, for row w. */
+#define LANES_HELD                                                                                 \
+	" (SELECT COUNT(*) FROM `%s`.jd_lease x WHERE x.scope = w.scope AND x.name = w.domain"     \
+	" AND x.expires_at > NOW(6))"
+
+int coord_busy_wikis(struct db *db, const struct config *cfg, const char *scope, int limit,
+		     struct coord_busy_wiki *out, int *count, char *err, size_t errlen)
+{
+	const char *d = cfg->coord_db;
+	MYSQL_RES *res;
+	MYSQL_ROW row;
+	unsigned code;
 	struct buf sql;
 
+	*count = 0;
 	buf_init(&sql);
-	if (select_runnable(db, cfg, scope, 0, &sql, err, errlen) != 0) {
+	buf_addf(&sql,
+		 "SELECT w.domain," LANES_HELD "," LANES_COLUMNS " FROM `%s`.jd_wiki w JOIN"
+		 " `%s`.jd_lease l ON l.scope = w.scope AND l.name = w.domain AND l.slot = 0"
+		 " WHERE w.scope = ",
+		 d, d, d);
+	if (lit(db, &sql, scope, err, errlen) != 0) {
 		buf_release(&sql);
 		return -EIO;
 	}
-	buf_addf(&sql, " AND l.expires_at >= NOW(6) ORDER BY w.oldest_ready_at, w.domain LIMIT %d",
-		 limit);
-	return collect_names(db, &sql, out, count, err, errlen);
+	buf_addf(&sql,
+		 " AND" WIKI_RUNNABLE WIKI_NOT_PAUSED
+		 " AND l.expires_at >= NOW(6) ORDER BY w.oldest_ready_at, w.domain LIMIT %d",
+		 d, limit);
+	if (sql.failed) {
+		buf_release(&sql);
+		snprintf(err, errlen, "out of memory");
+		return -EIO;
+	}
+	if (db_query(db, sql.data, &res, &code, err, errlen) != 0) {
+		buf_release(&sql);
+		return -EIO;
+	}
+	buf_release(&sql);
+	while (res != NULL && *count < limit && (row = mysql_fetch_row(res)) != NULL) {
+		struct coord_busy_wiki *b = &out[*count];
+		if (row[0] == NULL)
+			continue;
+		snprintf(b->domain, sizeof(b->domain), "%s", row[0]);
+		b->lanes_held = (int)row_num(row[1], 0);
+		lanes_from_row(row + 2, &b->lanes);
+		(*count)++;
+	}
+	if (res != NULL)
+		mysql_free_result(res);
+	return 0;
 }
 
 int coord_add_lease_rows(struct db *db, const struct config *cfg, const char *scope,
@@ -937,23 +1013,10 @@ int coord_wiki_lanes(struct db *db, const struct config *cfg, const char *scope,
 {
 	MYSQL_RES *res;
 	MYSQL_ROW row;
-	long long v;
 
-	st->reduced = -1;
-	st->since_change_ms = 0;
-	st->why = LANES_ELASTIC;
-	if (wiki_row(db, cfg, scope, domain,
-		     "lanes_reduced, TIMESTAMPDIFF(MICROSECOND, lanes_changed_at, NOW(6)) DIV 1000,"
-		     " lanes_why",
-		     &res, &row, err, errlen) != 0)
+	if (wiki_row(db, cfg, scope, domain, LANES_COLUMNS, &res, &row, err, errlen) != 0)
 		return -EIO;
-	if (row != NULL && row[0] != NULL && row[1] != NULL &&
-	    util_parse_int(row[0], 0, 255, &v) == 0) {
-		st->reduced = (int)v;
-		if (util_parse_int(row[1], LLONG_MIN, LLONG_MAX, &v) == 0)
-			st->since_change_ms = v < 0 ? 0 : v;
-		st->why = lanes_why_parse(row[2]);
-	}
+	lanes_from_row(row, st);
 	if (res != NULL)
 		mysql_free_result(res);
 	return 0;
@@ -1178,22 +1241,6 @@ int coord_wiki_types(struct db *db, const struct config *cfg, const char *scope,
 	return 0;
 }
 
-/* A number of a status row; dflt when NULL (or not a number). */
-static long long row_num(const char *s, long long dflt)
-{
-	long long v = dflt;
-
-	if (s != NULL && util_parse_int(s, INT64_MIN, INT64_MAX, &v) != 0)
-		v = dflt;
-	return v;
-}
-
-/* Copies a column into a fixed buffer ("" for NULL). */
-static void col(char *out, size_t len, const char *v)
-{
-	snprintf(out, len, "%s", v ? v : "");
-}
-
 int coord_wiki_detail(struct db *db, const struct config *cfg, const char *scope,
 		      const char *domain, struct coord_wiki_detail *out, char *err, size_t errlen)
 {
@@ -1213,11 +1260,8 @@ int coord_wiki_detail(struct db *db, const struct config *cfg, const char *scope
 		 " TIMESTAMPDIFF(SECOND, w.last_batch_at, NOW(6)), w.orphaned_claims,"
 		 " w.abandoned_jobs, w.recent_drains,"
 		 " IF(l.expires_at > NOW(6), l.holder, NULL), TIMESTAMPDIFF(SECOND, NOW(6), l.expires_at),"
-		 " l.token, TIMESTAMPDIFF(SECOND, l.acquired_at, NOW(6)),"
-		 " (SELECT COUNT(*) FROM `%s`.jd_lease x WHERE x.scope = w.scope"
-		 " AND x.name = w.domain AND x.expires_at > NOW(6)), w.lanes_reduced,"
-		 " TIMESTAMPDIFF(MICROSECOND, w.lanes_changed_at, NOW(6)) DIV 1000, w.lanes_why"
-		 " FROM `%s`.jd_wiki w LEFT JOIN `%s`.jd_lease l"
+		 " l.token, TIMESTAMPDIFF(SECOND, l.acquired_at, NOW(6))," LANES_HELD
+		 "," LANES_COLUMNS " FROM `%s`.jd_wiki w LEFT JOIN `%s`.jd_lease l"
 		 " ON l.scope = w.scope AND l.name = w.domain AND l.slot = 0"
 		 " LEFT JOIN `%s`.jd_scan s ON s.scope = w.scope WHERE w.scope = ",
 		 d, d, d, d);
@@ -1229,6 +1273,7 @@ int coord_wiki_detail(struct db *db, const struct config *cfg, const char *scope
 	if (query_row(db, &sql, &res, &row, err, errlen) != 0)
 		return -EIO;
 	out->found = row != NULL;
+	lanes_from_row(NULL, &out->lanes); /* no row: no reduction */
 	if (row != NULL) {
 		out->oldest_ready_age_s = row_num(row[0], -1);
 		out->ready_types = (int)row_num(row[1], 0);
@@ -1249,9 +1294,7 @@ int coord_wiki_detail(struct db *db, const struct config *cfg, const char *scope
 		out->lease_token = row_num(row[16], 0);
 		out->lease_age_s = row[14] ? row_num(row[17], 0) : 0;
 		out->lanes_held = (int)row_num(row[18], 0);
-		out->lanes.reduced = row[19] && row[20] ? (int)row_num(row[19], -1) : -1;
-		out->lanes.since_change_ms = row_num(row[20], 0);
-		out->lanes.why = lanes_why_parse(row[21]);
+		lanes_from_row(row + 19, &out->lanes);
 	}
 	if (res != NULL)
 		mysql_free_result(res);

@@ -108,10 +108,17 @@ int coord_reduce_lanes(struct db *db, const struct config *cfg, const char *scop
 int coord_candidates(struct db *db, const struct config *cfg, const char *scope, int slot,
 		     int limit, struct buf *out, int *count, char *err, size_t errlen);
 
-/* Runnable wikis (as for candidates) whose slot-0 lease is held: where spare workers
- * may help. */
+/* A wiki an idle worker may join in an extra lane (lanes.h). */
+struct coord_busy_wiki {
+	char domain[256];
+	int lanes_held;           /* its lease slots held now */
+	struct lanes_state lanes; /* its reduction, if any */
+};
+
+/* Runnable wikis (as for candidates) whose slot-0 lease is held, the oldest backlog
+ * first: where spare workers may help. Fills up to `limit` of out, *count of them. */
 int coord_busy_wikis(struct db *db, const struct config *cfg, const char *scope, int limit,
-		     struct buf *out, int *count, char *err, size_t errlen);
+		     struct coord_busy_wiki *out, int *count, char *err, size_t errlen);
 
 /* Ensures lease rows exist for these names and slot (INSERT IGNORE). */
 int coord_add_lease_rows(struct db *db, const struct config *cfg, const char *scope,

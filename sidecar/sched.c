@@ -392,42 +392,43 @@ static int lanes_now(struct sched_worker *w, const char *domain, int cap, struct
 	return lanes_allowed(cap, st);
 }
 
+/* Busy wikis read per look for one to join: more than the lanes a pod can start. */
+#define BUSY_WIKIS 8
+
 /* Spare capacity: when no wiki waits, help a busy wiki in an extra lease slot, within
- * the lanes it may use now. */
+ * the lanes it may use now. One query tells which busy wikis have a lane to spare, so a
+ * fleet of idle workers costs the database one statement per pod and poll while every
+ * lane is taken. */
 static int try_extra_slot(struct sched_worker *w, struct sched_ticket *t)
 {
 	struct sched *s = w->s;
-	struct buf busy;
+	const struct config *cfg = s->cfg;
+	struct coord_busy_wiki busy[BUSY_WIKIS];
 	char err[512];
 	int n = 0;
 	int rc = 0;
-	size_t off = 0;
 
-	if (s->cfg->max_workers_per_wiki <= 1)
+	if (cfg->max_workers_per_wiki <= 1)
 		return 0;
-	buf_init(&busy);
-	if (coord_busy_wikis(w->db, s->cfg, s->scope, 8, &busy, &n, err, sizeof(err)) != 0) {
-		buf_release(&busy);
+	if (coord_busy_wikis(w->db, cfg, s->scope, BUSY_WIKIS, busy, &n, err, sizeof(err)) != 0)
 		return -EIO;
-	}
 	for (int i = 0; i < n && rc != 1; i++) {
-		const char *domain = busy.data + off;
+		int lanes = lanes_allowed(cfg->max_workers_per_wiki, &busy[i].lanes);
+		const char *names[] = { busy[i].domain };
 		struct wiki *copy = NULL;
-		off += strlen(domain) + 1;
+		if (busy[i].lanes_held >= lanes)
+			continue;
 		pthread_mutex_lock(&s->lock);
 		{
-			struct wiki **found = find_wiki(s, domain);
+			struct wiki **found = find_wiki(s, busy[i].domain);
 			if (found != NULL)
 				copy = wiki_ref(*found);
 		}
 		pthread_mutex_unlock(&s->lock);
 		if (copy == NULL)
 			continue;
-		struct lanes_state st;
-		int lanes = lanes_now(w, domain, s->cfg->max_workers_per_wiki, &st);
 		for (int slot = 1; slot < lanes && rc != 1; slot++) {
-			const char *names[] = { domain };
-			if (coord_add_lease_rows(w->db, s->cfg, s->scope, names, 1, slot, err,
+			if (coord_add_lease_rows(w->db, cfg, s->scope, names, 1, slot, err,
 						 sizeof(err)) != 0)
 				break;
 			rc = try_lease(w, copy, slot, t);
@@ -435,7 +436,6 @@ static int try_extra_slot(struct sched_worker *w, struct sched_ticket *t)
 		if (rc != 1)
 			wiki_free(copy);
 	}
-	buf_release(&busy);
 	return rc == 1 ? 1 : 0;
 }
 

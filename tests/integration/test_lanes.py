@@ -303,8 +303,8 @@ def test_a_pod_at_info_logs_one_line_per_drain(farm12, sidecars):
     farm = farm12
     wiki = "wiki8.farm.test"
     farm.insert_probe_jobs(wiki, 1500, tag="quiet")
-    pod = sidecars("quiet", shipped(farm, sidecar={"log_level": "info", "workers": 1},
-                                    mediawiki={"maxjobs_alone": 100}))
+    pod = sidecars("quiet", farm_ini(farm, sidecar={"log_level": "info", "workers": 1},
+                                     mediawiki={"maxjobs": 100, "maxjobs_alone": 100}))
     wait_until(lambda: farm.ready_jobs(wiki) == 0, timeout=120, what="drained")
     drains = pod.wait_for(lambda l: l.get("msg") == "drain" and l.get("wiki") == wiki,
                           timeout=30, what="the drain's line") and \
