@@ -439,18 +439,25 @@ static int try_extra_slot(struct sched_worker *w, struct sched_ticket *t)
 	return rc == 1 ? 1 : 0;
 }
 
-/* With the lock held: is domain in the current candidate list? */
-static bool is_candidate(const struct sched *s, const char *domain)
+/* With the lock held: whether a candidate not yet taken satisfies match(s, c, arg). */
+static bool any_candidate(struct sched *s,
+			  bool (*match)(struct sched *, const char *, const char *), const char *arg)
 {
 	size_t off = s->next;
 
 	for (int i = 0; i < s->ncandidates && off < s->candidates.len; i++) {
 		const char *c = s->candidates.data + off;
-		if (strcmp(c, domain) == 0)
+		if (match(s, c, arg))
 			return true;
 		off += strlen(c) + 1;
 	}
 	return false;
+}
+
+static bool same_domain(struct sched *s, const char *c, const char *domain)
+{
+	(void)s;
+	return strcmp(c, domain) == 0;
 }
 
 /* The probe: lease the first preferred wiki the fresh candidate list holds (one with
@@ -471,7 +478,7 @@ static int try_preferred(struct sched_worker *w, const struct sched_prefer *pref
 		struct wiki **found;
 		struct wiki *copy;
 		int rc;
-		if (!is_candidate(s, prefer->domains[i]) ||
+		if (!any_candidate(s, same_domain, prefer->domains[i]) ||
 		    (found = find_wiki(s, prefer->domains[i])) == NULL)
 			continue;
 		copy = wiki_ref(*found);
@@ -535,22 +542,13 @@ int sched_next(struct sched_worker *w, const struct sched_prefer *prefer, struct
 	return -ECANCELED;
 }
 
-/* With the lock held: whether the candidate list (what is left of it) names a wiki this
- * pod serves other than `own`. A candidate this pod does not serve (a jd_wiki row that
- * discovery no longer lists, another pod's wiki) waits for no worker of ours, and the
- * wiki a worker drains is no other wiki: counting either kept a lone wiki's batches at
+/* A candidate this pod serves, other than `own`. One this pod does not serve (a
+ * jd_wiki row that discovery no longer lists) waits for no worker of ours, and the wiki
+ * a worker drains is no other wiki: counting either kept a lone wiki's batches at
  * maxjobs for as long as such a row stayed runnable. */
-static bool another_known_candidate(struct sched *s, const char *own)
+static bool served_other(struct sched *s, const char *c, const char *own)
 {
-	size_t off = s->next;
-
-	for (int i = 0; i < s->ncandidates && off < s->candidates.len; i++) {
-		const char *c = s->candidates.data + off;
-		if (strcmp(c, own) != 0 && find_wiki(s, c) != NULL)
-			return true;
-		off += strlen(c) + 1;
-	}
-	return false;
+	return strcmp(c, own) != 0 && find_wiki(s, c) != NULL;
 }
 
 /* Another wiki of this scope that this pod serves is waiting for a worker (refreshing
@@ -570,7 +568,7 @@ static bool others_waiting(struct sched_worker *w, const struct sched_ticket *t)
 	if (refresh)
 		refresh_candidates(w);
 	pthread_mutex_lock(&s->lock);
-	stale = another_known_candidate(s, t->wiki->domain);
+	stale = any_candidate(s, served_other, t->wiki->domain);
 	pthread_mutex_unlock(&s->lock);
 	return stale;
 }

@@ -52,7 +52,7 @@ def batches_of(pods, wiki):
     for p in pods:
         for b in p.batches(wiki):
             end = log_time(b)
-            out.append((end - int(b["ms"]) / 1000.0, end, int(b["lane"]), int(b["maxjobs"]),
+            out.append((end - int(b["ms"]) / 1000.0, end, int(b.get("lane", 1)), int(b["maxjobs"]),
                         p.name))
     return sorted(out)
 
@@ -314,4 +314,37 @@ def test_a_pod_at_info_logs_one_line_per_drain(farm12, sidecars):
     assert len(drains) < sum(int(d["batches"]) for d in drains), drains
     assert drains[-1]["last_outcome"] == "drained" and drains[-1]["lane"] == 1, drains
     assert pod.batches(wiki) == [], "per-batch lines at info"
+    assert pod.stop() == 0
+
+
+def test_a_row_no_pod_serves_does_not_keep_a_lone_wikis_batches_small(farm12, sidecars):
+    """A jd_wiki row with a backlog that no pod serves (a wiki discovery dropped, rows of
+    an earlier farm) is no wiki waiting for a worker: it must not hold a lone wiki's
+    batches at maxjobs (the rule before counted it, and a drain stayed at 100 a batch)."""
+    farm = farm12
+    wiki = "wiki9.farm.test"
+    farm.insert_probe_jobs(wiki, 3000, tag="ghost")
+    pod = sidecars("ghost", shipped(farm, sidecar={"workers": 1}))
+    wait_until(lambda: farm.sql("SELECT 1 FROM jobdrainer.jd_schema"), timeout=30,
+               what="the coordination schema")
+
+    def ghost_and_drained():
+        # The scanner forgets rows discovery does not list: put it back each time.
+        farm.sql("INSERT INTO jobdrainer.jd_wiki (scope, domain, oldest_ready_at,"
+                 " ready_types, seen_at) VALUES ('', 'ghost.farm.test',"
+                 " NOW(6) - INTERVAL 1 HOUR, 1, NOW(6)) ON DUPLICATE KEY UPDATE"
+                 " oldest_ready_at = VALUES(oldest_ready_at), seen_at = NOW(6)")
+        farm.sql("INSERT IGNORE INTO jobdrainer.jd_lease (scope, name, slot) VALUES"
+                 " ('', 'ghost.farm.test', 0)")
+        return farm.ready_jobs(wiki) == 0
+
+    try:
+        wait_until(ghost_and_drained, timeout=180, interval=0.1, what="drained")
+        sizes = [b[3] for b in batches_of([pod], wiki)]
+        # The rule before grew once (100, 200), then fell back to 100 for the rest.
+        grown = [x for x in sizes[1:] if x > 100]
+        assert len(grown) >= len(sizes[1:]) / 2, sizes
+    finally:
+        farm.sql("DELETE FROM jobdrainer.jd_wiki WHERE domain = 'ghost.farm.test'")
+        farm.sql("DELETE FROM jobdrainer.jd_lease WHERE name = 'ghost.farm.test'")
     assert pod.stop() == 0
