@@ -11,9 +11,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cli.h"
 #include "coord.h"
 #include "discovery.h"
+#include "exitcode.h"
 #include "lanes.h"
 #include "scan.h"
 #include "util.h"
