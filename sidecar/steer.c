@@ -70,6 +70,26 @@ static struct db *open_coord(const struct config *cfg, const char *cmd)
 	return db;
 }
 
+/* The wiki as discovery lists it (discovery_find: byte for byte), for a command about
+ * it: CLI_OK with *out set (the caller frees it), CLI_NOT_FOUND when discovery does not
+ * list it, CLI_FAILED when discovery failed; err says why. */
+static int find_listed(const struct config *cfg, const char *domain, struct wiki **out, char *err,
+		       size_t errlen)
+{
+	struct db *platform = db_new(&cfg->platform, "platform_db");
+	struct discovery *disc = discovery_new(cfg);
+	int rc = -ENOMEM;
+
+	*out = NULL;
+	if (platform != NULL && disc != NULL)
+		rc = discovery_find(disc, platform, domain, out, err, errlen);
+	else
+		snprintf(err, errlen, "out of memory");
+	discovery_free(disc);
+	db_free(platform);
+	return rc == 0 ? CLI_OK : rc == -ENOENT ? CLI_NOT_FOUND : CLI_FAILED;
+}
+
 static void print_pause(const struct coord_pause *p)
 {
 	char until[96], left[48];
@@ -92,6 +112,7 @@ int steer_pause(const struct config *cfg, const char *domain, bool all, long lon
 {
 	const char *name = all ? COORD_ALL_WIKIS : domain;
 	struct coord_pause *p = NULL;
+	struct wiki *w = NULL;
 	struct db *db;
 	char by[300], err[512];
 	size_t n = 0;
@@ -105,6 +126,14 @@ int steer_pause(const struct config *cfg, const char *domain, bool all, long lon
 		fprintf(stderr, "jobdrainer pause: --reason is longer than 255 bytes\n");
 		return CLI_USAGE;
 	}
+	/* A pause under a name no sidecar drains (a typo, another case) would report
+	 * success while the real wiki keeps draining. */
+	if (!all && (rc = find_listed(cfg, domain, &w, err, sizeof(err))) != CLI_OK) {
+		fprintf(stderr, "jobdrainer pause: %s\n", err);
+		return rc;
+	}
+	wiki_free(w);
+	rc = CLI_FAILED;
 	db = open_coord(cfg, "pause");
 	if (db == NULL)
 		return CLI_FAILED;
@@ -132,12 +161,24 @@ int steer_resume(const struct config *cfg, const char *domain, bool all)
 {
 	const char *name = all ? COORD_ALL_WIKIS : domain;
 	struct coord_pause *p = NULL;
+	struct wiki *w = NULL;
 	struct db *db;
-	char err[512];
+	char err[512], unlisted[512] = "";
 	bool was = false;
 	size_t n = 0;
 	int rc = CLI_FAILED;
 
+	if (!all) {
+		rc = find_listed(cfg, domain, &w, unlisted, sizeof(unlisted));
+		wiki_free(w);
+		if (rc == CLI_FAILED) {
+			fprintf(stderr, "jobdrainer resume: %s\n", unlisted);
+			return rc;
+		}
+		if (rc == CLI_OK)
+			unlisted[0] = '\0';
+		rc = CLI_FAILED;
+	}
 	db = open_coord(cfg, "resume");
 	if (db == NULL)
 		return CLI_FAILED;
@@ -147,11 +188,21 @@ int steer_resume(const struct config *cfg, const char *domain, bool all)
 		fprintf(stderr, "jobdrainer resume: %s\n", err);
 		goto out;
 	}
+	/* A pause outlives its wiki's listing (deleted, or moved to another version): its
+	 * own row is lifted all the same; any other unlisted name is refused. */
+	if (unlisted[0] && !was) {
+		fprintf(stderr, "jobdrainer resume: %s\n", unlisted);
+		rc = CLI_NOT_FOUND;
+		goto out;
+	}
 	if (all)
 		printf("%s\n", was ? "resumed: the pause of every wiki is lifted"
 				   : "every wiki was not paused; nothing to lift");
 	else
-		printf("%s: %s\n", domain, was ? "resumed" : "was not paused on its own");
+		printf("%s: %s%s\n", domain, was ? "resumed" : "was not paused on its own",
+		       unlisted[0]
+			       ? " (discovery does not list it: its pause is lifted all the same)"
+			       : "");
 	/* What still holds: the scope's pause over this wiki, or wikis paused one by one
 	 * (resume --all lifts only the scope's pause: those were paused for a reason). */
 	if (n > 0)
@@ -210,28 +261,6 @@ json_t *steer_pauses_json(struct db *db, const struct config *cfg)
 }
 
 /* ---- status --wiki ------------------------------------------------------------------ */
-
-/* The wiki's entry from discovery (db, prefix), or NULL with why in err. */
-static struct wiki *discover(const struct config *cfg, const char *domain, char *err, size_t errlen)
-{
-	struct db *platform = db_new(&cfg->platform, "platform_db");
-	struct discovery *disc = discovery_new(cfg);
-	struct wiki_list list = { 0 };
-	struct wiki *found = NULL;
-
-	if (platform != NULL && disc != NULL &&
-	    discovery_run(disc, platform, &list, err, errlen) == 0) {
-		for (size_t i = 0; i < list.len && found == NULL; i++)
-			if (strcmp(list.items[i]->domain, domain) == 0)
-				found = wiki_dup(list.items[i]);
-		if (found == NULL)
-			snprintf(err, errlen, "discovery does not list %s", domain);
-	}
-	wiki_list_free(&list);
-	discovery_free(disc);
-	db_free(platform);
-	return found;
-}
 
 /* The wiki's state and why, from its books and pauses (one word, one reason). */
 static const char *wiki_state(const struct coord_wiki_detail *d, const struct coord_pause *p,
@@ -404,11 +433,10 @@ int steer_status_wiki(const struct config *cfg, const char *domain, bool json)
 	const char *state;
 	int rc = CLI_FAILED;
 
-	w = discover(cfg, domain, err, sizeof(err));
-	if (w == NULL) {
-		rc = strstr(err, "does not list") ? CLI_NOT_FOUND : CLI_FAILED;
+	rc = find_listed(cfg, domain, &w, err, sizeof(err));
+	if (rc != CLI_OK)
 		goto fail;
-	}
+	rc = CLI_FAILED;
 	coord = open_coord(cfg, "status");
 	if (coord == NULL)
 		goto out;

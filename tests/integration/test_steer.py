@@ -148,6 +148,44 @@ def test_pause_command_line_errors(farm, sidecars):
     assert r.returncode == 2 and "not a wiki domain" in r.stderr
 
 
+def pause_rows(farm):
+    # The schema may not exist yet on a fresh farm: no table, no pause.
+    try:
+        return farm.sql("SELECT domain FROM jobdrainer.jd_pause")
+    except Exception:
+        return ()
+
+
+def test_pause_and_resume_refuse_a_wiki_discovery_does_not_list(farm, sidecars):
+    pod = sidecars("steer-unknown", farm_ini(farm), start=False)
+    before = pause_rows(farm)
+    # Unknown, and a spelling of W1 that discovery does not list (domains match byte
+    # for byte, as discovery lists them): exit 4, no jd_pause row, the listed name said.
+    for domain in ("nosuch.farm.test", W1.upper(), W1 + "."):
+        r = cli(pod, "pause", "--wiki", domain, "--reason", "typo")
+        assert r.returncode == 4 and "discovery does not list " + domain in r.stderr, r.stderr
+        assert "paused" not in r.stdout
+        if domain != "nosuch.farm.test":
+            assert "it lists " + W1 in r.stderr, r.stderr
+        r = cli(pod, "resume", "--wiki", domain)
+        assert r.returncode == 4 and "does not list" in r.stderr, r.stderr
+    assert pause_rows(farm) == before
+    # --all names no wiki: unaffected.
+    assert cli(pod, "pause", "--all", "--for", "60s").returncode == 0
+    assert cli(pod, "resume", "--all").returncode == 0
+    # A pause outlives its wiki's listing: once W1 is no longer listed (deleted), its own
+    # pause can still be lifted.
+    assert cli(pod, "pause", "--wiki", W1).returncode == 0
+    farm.set_deleted(W1)
+    try:
+        r = cli(pod, "resume", "--wiki", W1)
+        assert r.returncode == 0 and "lifted all the same" in r.stdout, r.stdout + r.stderr
+        assert cli(pod, "resume", "--wiki", W1).returncode == 4
+    finally:
+        farm.set_deleted(W1, False)
+    assert pause_rows(farm) == before
+
+
 def probe_runs(farm, tag):
     try:
         return [p for p in farm.probe_runs() if p.get("tag") == tag]
