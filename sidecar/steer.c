@@ -17,6 +17,7 @@
 #include "lanes.h"
 #include "scan.h"
 #include "util.h"
+#include "wikistate.h"
 
 /* Who paused: the operator's user name and where the command ran (the pod). */
 static void operator_name(char *out, size_t len)
@@ -262,41 +263,24 @@ json_t *steer_pauses_json(struct db *db, const struct config *cfg)
 
 /* ---- status --wiki ------------------------------------------------------------------ */
 
-/* The wiki's state and why, from its books and pauses (one word, one reason). */
+/* The wiki's state and why, from its books and pauses: the rule `status` uses too. */
 static const char *wiki_state(const struct coord_wiki_detail *d, const struct coord_pause *p,
 			      size_t np, char *why, size_t len)
 {
-	why[0] = '\0';
-	if (d->scan_error[0]) {
-		snprintf(why, len, "its job table cannot be read: %s", d->scan_error);
-		return "unreadable";
-	}
-	if (np > 0) {
-		snprintf(why, len, "paused by %s%s%s", p[0].by, p[0].reason[0] ? ": " : "",
-			 p[0].reason);
-		return "paused";
-	}
-	if (d->holder[0]) {
-		snprintf(why, len, "%s holds its lease", d->holder);
-		return "draining";
-	}
-	if (d->backoff_s > 0) {
-		snprintf(why, len, "%d failure(s) in a row, last outcome %s", d->failures,
-			 d->last_outcome);
-		return "backoff";
-	}
-	if (d->parked_s > 0) {
-		snprintf(why, len,
-			 "MediaWiki ran none of its ready jobs (types it does not run); "
-			 "until a new job arrives");
-		return "parked";
-	}
-	if (d->oldest_ready_age_s >= 0) {
-		snprintf(why, len, "ready jobs, waiting for a worker");
-		return "waiting";
-	}
-	snprintf(why, len, "no ready job at the last scan");
-	return "idle";
+	struct wikistate_facts f = {
+		.scan_error = d->scan_error,
+		.paused = np > 0,
+		.paused_by = np > 0 ? p[0].by : NULL,
+		.pause_reason = np > 0 ? p[0].reason : NULL,
+		.holder = d->holder,
+		.backoff_s = d->backoff_s,
+		.failures = d->failures,
+		.last_outcome = d->last_outcome,
+		.parked = d->parked_s > 0,
+		.oldest_ready_age_s = d->oldest_ready_age_s,
+	};
+
+	return wikistate_name(wikistate_of(&f, why, len));
 }
 
 static json_t *drains_json(const char *recent)

@@ -285,6 +285,7 @@ def test_status_wiki_by_type_with_claimed_and_abandoned_rows(farm, sidecars):
     pod.wait_for(lambda l: l.get("msg", "").startswith("wiki parked"), timeout=60, what="parked")
     view = json.loads(cli(pod, "status", "--wiki", W2, "--json").stdout)
     assert view["state"] == "parked" and "does not run" in view["why"], view
+    assert agreed_states(pod).get(W2) == "parked"
     assert view["lease"]["holder"] is None and view["last_holder"].startswith("steer-view:")
     assert view["recent_drains"] and view["recent_drains"][0]["holder"].startswith("steer-view:")
     assert sum(d["jobs"] for d in view["recent_drains"]) >= 30
@@ -299,3 +300,75 @@ def test_status_wiki_by_type_with_claimed_and_abandoned_rows(farm, sidecars):
     assert r.returncode == 4 and "does not list" in r.stderr
     assert pod.stop() == 0
     farm.sql("DELETE FROM %s" % jt)
+
+
+def fleet_states(pod):
+    return {w["wiki"]: w["state"] for w in status_json(pod)["wikis_shown"]}
+
+
+def agreed_states(pod):
+    """Each wiki's state as `status` and `status --wiki` give it: {wiki: state} for the
+    wikis whose `status` state held while both were read (a state that changed meanwhile
+    gives no verdict). Asserts that the two views agree on every one of them."""
+    first = fleet_states(pod)
+    detail = {}
+    for wiki in first:
+        r = cli(pod, "status", "--wiki", wiki, "--json")
+        assert r.returncode == 0, r.stderr
+        detail[wiki] = json.loads(r.stdout)
+    again = fleet_states(pod)
+    out = {}
+    for wiki, state in first.items():
+        if again.get(wiki) == state:
+            assert detail[wiki]["state"] == state, (wiki, state, detail[wiki])
+            out[wiki] = state
+    return out
+
+
+def test_status_views_agree_on_every_state(farm, sidecars):
+    for w in (W1, W2, W3):
+        farm.sql("DELETE FROM %s" % farm.wiki(w).job_table)
+    # W1: MediaWiki answers 423 (read-only, as during Wikibase Cloud's upgrade job); W2:
+    # paused with a backlog (`status` used to call it waiting); W3: a wrong secret, so
+    # its batches fail (backoff).
+    farm.push_null_jobs(W1, 20)
+    farm.set_read_only(W1)
+    farm.push_null_jobs(W2, 20)
+    farm.push_null_jobs(W3, 20)
+    farm.set_mw_secret(W3, "not-the-platform-secret")
+    pod = sidecars("steer-states", farm_ini(farm, mediawiki={"maxjobs": 5, "maxjobs_alone": 5},
+                                            drain={"time_slice": 3600, "backoff_base": 1,
+                                                   "backoff_max": 3}), start=False)
+    assert cli(pod, "pause", "--wiki", W2, "--reason", "states test").returncode == 0
+    try:
+        pod.start()
+        want = {W1: "read-only", W2: "paused", W3: "backoff"}
+        wait_until(lambda: want.items() <= agreed_states(pod).items(), timeout=60,
+                   what="read-only, paused and backoff in both views")
+        view = json.loads(cli(pod, "status", "--wiki", W1, "--json").stdout)
+        assert "read-only" in view["why"] and view["last_outcome"] == "read_only", view
+        assert farm.ready_jobs(W1) == 20 and farm.ready_jobs(W2) == 20
+
+        # W3 fixed, with slow jobs: a sidecar holds it (draining) for a while.
+        farm.push_null_jobs(W3, 100, usleep_us=300000)
+        farm.set_mw_secret(W3, farm.wiki(W3).secret)
+        wait_until(lambda: agreed_states(pod).get(W3) == "draining", timeout=60,
+                   what=W3 + " draining in both views")
+        # Stopped mid-drain: W3 keeps a backlog and nobody holds it (waiting).
+        assert pod.stop() == 0
+        assert farm.ready_jobs(W3) > 0
+        want = {W1: "read-only", W2: "paused", W3: "waiting"}
+        assert agreed_states(pod) == want
+        # The text views say the same.
+        text = cli(pod, "status").stdout
+        for wiki, state in want.items():
+            [row] = [l for l in text.splitlines() if l.startswith(wiki + " ")]
+            assert row.split()[1] == state, row
+            first = cli(pod, "status", "--wiki", wiki).stdout.splitlines()[0]
+            assert first.startswith("%s: %s (" % (wiki, state)), first
+    finally:
+        farm.set_read_only(W1, "")
+        farm.set_mw_secret(W3, farm.wiki(W3).secret)
+        cli(pod, "resume", "--wiki", W2)
+        for w in (W1, W2, W3):
+            farm.sql("DELETE FROM %s" % farm.wiki(w).job_table)
