@@ -1231,6 +1231,9 @@ int coord_wiki_detail(struct db *db, const struct config *cfg, const char *scope
 	if (query_row(db, &sql, &res, &row, err, errlen) != 0)
 		return -EIO;
 	out->found = row != NULL;
+	/* A wiki not scanned yet has no row: nothing ready, never drained, no reduction. */
+	out->oldest_ready_age_s = out->scan_age_s = out->last_batch_s = -1;
+	out->lanes.reduced = -1;
 	if (row != NULL) {
 		out->oldest_ready_age_s = row_num(row[0], -1);
 		out->ready_types = (int)row_num(row[1], 0);

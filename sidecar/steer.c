@@ -15,6 +15,7 @@
 #include "discovery.h"
 #include "exitcode.h"
 #include "lanes.h"
+#include "mwmaint.h"
 #include "scan.h"
 #include "util.h"
 #include "wikistate.h"
@@ -342,14 +343,92 @@ static void print_lanes(const struct config *cfg, const struct coord_wiki_detail
 	putchar('\n');
 }
 
-static void print_wiki_text(const struct config *cfg, const char *domain, const char *state,
+/* ---- requeueing abandoned jobs -------------------------------------------------------- */
+
+/* The releases to spell manageJobs for: the one [discovery] version names, or, when it
+ * names none, both forms (1.40 and later first). Returns how many (1 or 2). */
+static int requeue_releases(const struct config *cfg, int out[2])
+{
+	out[0] = mwmaint_release(cfg->mw_version);
+	if (out[0] >= 0)
+		return 1;
+	out[0] = MWMAINT_RUN_PHP_SINCE;
+	out[1] = MWMAINT_RUN_PHP_SINCE - 1;
+	return 2;
+}
+
+static const char *release_text(int release, int n)
+{
+	if (n == 1)
+		return "";
+	return release >= MWMAINT_RUN_PHP_SINCE ? "MediaWiki 1.40 and later: " : "MediaWiki 1.39: ";
+}
+
+/* Per type with abandoned rows: MediaWiki's command that pushes them again. */
+static void print_requeue(const struct config *cfg, const struct wiki *w,
+			  const struct scan_type_row *t, size_t nt)
+{
+	char id[200], cmd[512];
+	int rel[2], nrel = requeue_releases(cfg, rel);
+	bool any = false;
+
+	mwmaint_wiki_id(w, id, sizeof(id));
+	for (size_t i = 0; i < nt; i++) {
+		if (t[i].abandoned <= 0)
+			continue;
+		if (!any)
+			printf("\n  to run its abandoned jobs again (MediaWiki's manageJobs, in a MediaWiki "
+			       "container of its release; once per type):\n");
+		any = true;
+		for (int r = 0; r < nrel; r++) {
+			mwmaint_requeue(cmd, sizeof(cmd), rel[r], id, t[i].type);
+			printf("    %s%s\n", release_text(rel[r], nrel), cmd);
+		}
+	}
+	if (any)
+		printf("  (--wiki is its wiki ID; where the settings pick the wiki by domain, as on "
+		       "Wikibase Cloud, run it as env WBS_DOMAIN=%s php ... without --wiki; see "
+		       "docs/operations.md)\n",
+		       w->domain);
+}
+
+static json_t *requeue_json(const struct config *cfg, const struct wiki *w,
+			    const struct scan_type_row *t, size_t nt)
+{
+	json_t *arr = json_array();
+	char id[200], cmd[512];
+	int rel[2], nrel = requeue_releases(cfg, rel);
+
+	mwmaint_wiki_id(w, id, sizeof(id));
+	for (size_t i = 0; i < nt && arr != NULL; i++) {
+		json_t *cmds = json_array();
+		if (t[i].abandoned <= 0 || cmds == NULL) {
+			json_decref(cmds);
+			continue;
+		}
+		for (int r = 0; r < nrel; r++) {
+			mwmaint_requeue(cmd, sizeof(cmd), rel[r], id, t[i].type);
+			json_array_append_new(cmds,
+					      json_pack("{s:s, s:s}", "mediawiki",
+							rel[r] >= MWMAINT_RUN_PHP_SINCE ? "1.40+"
+											: "1.39",
+							"command", cmd));
+		}
+		json_array_append_new(arr,
+				      json_pack("{s:s, s:I, s:o}", "type", t[i].type, "abandoned",
+						(json_int_t)t[i].abandoned, "commands", cmds));
+	}
+	return arr;
+}
+
+static void print_wiki_text(const struct config *cfg, const struct wiki *w, const char *state,
 			    const char *why, const struct coord_wiki_detail *d,
 			    const struct coord_pause *p, size_t np, const struct scan_type_row *t,
 			    size_t nt, int64_t now_ms)
 {
 	char a[48], b[48];
 
-	printf("%s: %s (%s)\n", domain, state, why);
+	printf("%s: %s (%s)\n", w->domain, state, why);
 	if (d->holder[0]) {
 		duration_text(d->lease_age_s, a, sizeof(a));
 		duration_text(d->lease_s, b, sizeof(b));
@@ -394,6 +473,7 @@ static void print_wiki_text(const struct config *cfg, const char *domain, const 
 	}
 	if (nt == 0)
 		printf("  (no rows in its job table)\n");
+	print_requeue(cfg, w, t, nt);
 	if (d->recent_drains[0]) {
 		char copy[2048], *save = NULL;
 		printf("\n  recent drains (newest first): time holder outcome batches jobs ms\n");
@@ -463,6 +543,8 @@ int steer_status_wiki(const struct config *cfg, const char *domain, bool json)
 			(json_int_t)d.abandoned_jobs, "types", types_json(t, nt, now_ms),
 			"recent_drains", drains_json(d.recent_drains));
 		if (root != NULL)
+			json_object_set_new(root, "requeue_abandoned", requeue_json(cfg, w, t, nt));
+		if (root != NULL)
 			json_object_set_new(
 				root, "lanes",
 				json_pack("{s:i, s:i, s:i, s:s}", "in_use", d.lanes_held, "allowed",
@@ -478,7 +560,7 @@ int steer_status_wiki(const struct config *cfg, const char *domain, bool json)
 		putchar('\n');
 		json_decref(root);
 	} else {
-		print_wiki_text(cfg, domain, state, why, &d, p, np, t, nt, now_ms);
+		print_wiki_text(cfg, w, state, why, &d, p, np, t, nt, now_ms);
 	}
 	rc = CLI_OK;
 	goto out;
@@ -522,7 +604,7 @@ void steer_print_abandoned(struct db *db, const struct config *cfg)
 		return;
 	if (n > 0)
 		printf("abandoned jobs (claimed, at MediaWiki's retry limit of %d attempts; never "
-		       "run again; status --wiki DOMAIN shows their types):\n",
+		       "run again; status --wiki DOMAIN shows their types and how to run them again):\n",
 		       SCAN_MAX_ATTEMPTS);
 	for (int i = 0; i < n; i++) {
 		const char *e = names.data + off;

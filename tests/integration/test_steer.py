@@ -2,7 +2,10 @@
 against real MariaDB and real MediaWiki, with two sidecars standing in for two pods."""
 
 import json
+import shlex
 import subprocess
+
+from farm import MW_DIR, PHP_BIN, mw_at_least
 
 from sidecar import BINARY, farm_ini, wait_until
 
@@ -299,6 +302,37 @@ def test_status_wiki_by_type_with_claimed_and_abandoned_rows(farm, sidecars):
     r = cli(pod, "status", "--wiki", "nosuch.farm.test")
     assert r.returncode == 4 and "does not list" in r.stderr
     assert pod.stop() == 0
+
+    # What to do about them: MediaWiki's own command, spelled for this wiki and type. No
+    # [discovery] version names the release: both forms, 1.40 and later first.
+    w = farm.wiki(W2)
+    wiki_id = "%s-%s_" % (w.dbname, w.prefix)
+    [req] = view["requeue_abandoned"]
+    assert (req["type"], req["abandoned"]) == ("null", 2)
+    assert req["commands"] == [
+        {"mediawiki": "1.40+", "command": "php maintenance/run.php manageJobs --wiki %s "
+         "--type null --action repush-abandoned" % wiki_id},
+        {"mediawiki": "1.39", "command": "php maintenance/manageJobs.php --wiki %s "
+         "--type null --action repush-abandoned" % wiki_id}]
+    text = cli(pod, "status", "--wiki", W2).stdout
+    assert "MediaWiki 1.40 and later: " + req["commands"][0]["command"] in text, text
+    assert "env WBS_DOMAIN=" + W2 in text
+    # With the release named, only its form.
+    named = sidecars("steer-view-139", farm_ini(farm, discovery={"version": w.version}),
+                     start=False)
+    view = json.loads(cli(named, "status", "--wiki", W2, "--json").stdout)
+    assert [c["mediawiki"] for c in view["requeue_abandoned"][0]["commands"]] == \
+        (["1.39"] if "1.39" in w.version else ["1.40+"])
+    # The command works: run in MediaWiki's directory (the farm picks the wiki by
+    # WBS_DOMAIN, like wbstack), it queues the 2 abandoned jobs again.
+    [cmd] = [c["command"] for c in req["commands"]
+             if c["mediawiki"] == ("1.40+" if mw_at_least("1.40") else "1.39")]
+    argv = shlex.split(cmd)
+    assert argv[0] == "php"
+    r = subprocess.run([PHP_BIN] + argv[1:], cwd=MW_DIR, env=farm.php_env(W2),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert farm.ready_jobs(W2, cmd="null") == 2
     farm.sql("DELETE FROM %s" % jt)
 
 
