@@ -22,20 +22,23 @@
 #include "sched.h"
 #include "steer.h"
 #include "util.h"
+#include "wikistate.h"
 
+/* The one rule both status views share (wikistate.h). */
 static const char *state_of(const struct coord_wiki_status *w)
 {
-	if (w->scan_error != NULL)
-		return "unreadable";
-	if (w->lease_s > 0)
-		return "draining";
-	if (w->backoff_s > 0)
-		return "backoff";
-	if (w->parked)
-		return "parked";
-	if (w->age_s >= 0)
-		return "waiting";
-	return "idle";
+	struct wikistate_facts f = {
+		.scan_error = w->scan_error,
+		.paused = w->paused,
+		.holder = w->holder,
+		.backoff_s = w->backoff_s,
+		.failures = w->failures,
+		.last_outcome = w->last_outcome,
+		.parked = w->parked,
+		.oldest_ready_age_s = w->age_s,
+	};
+
+	return wikistate_name(wikistate_of(&f, NULL, 0));
 }
 
 static void age_text(long long s, char *out, size_t len)

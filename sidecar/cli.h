@@ -9,14 +9,7 @@
 #include <stdbool.h>
 
 #include "config.h"
-
-enum {
-	CLI_OK = 0,
-	CLI_FAILED = 1, /* the database or MediaWiki failed */
-	CLI_USAGE = 2,
-	CLI_BUSY = 3,      /* drain: another sidecar holds the wiki's lease */
-	CLI_NOT_FOUND = 4, /* drain: discovery does not list that wiki */
-};
+#include "exitcode.h" /* the exit codes the commands return */
 
 int cli_status(const struct config *cfg, bool json, bool all);
 /* drain --lanes: at most as many as a lease slot number holds in this release. */

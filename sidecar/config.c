@@ -353,6 +353,21 @@ static int on_pair(void *user, const char *section, const char *name, const char
 	return 1;
 }
 
+/* Adds " name" to the shape's sections, once. */
+static void note_shape_section(struct config_file_shape *shape, const char *name)
+{
+	size_t have = strlen(shape->sections), n = strlen(name);
+	const char *p = shape->sections;
+
+	while ((p = strstr(p, name)) != NULL) {
+		if (p[-1] == ' ' && (p[n] == ' ' || p[n] == '\0'))
+			return;
+		p += n;
+	}
+	if (have + 1 + n < sizeof(shape->sections))
+		snprintf(shape->sections + have, sizeof(shape->sections) - have, " %s", name);
+}
+
 /* Remembers "[name]" lines so errors can name the section, and checks the name. */
 static void note_section(struct loader *ld, const char *line)
 {
@@ -372,6 +387,8 @@ static void note_section(struct loader *ld, const char *line)
 	ld->key[0] = '\0';
 	if (!ld->section_known)
 		add_error(ld, ld->lineno, ld->section, NULL, "unknown section");
+	else
+		note_shape_section(&ld->cfg->shape, ld->section);
 }
 
 /* Remembers the key of a "key = value" line, for errors on its continuation lines. */
@@ -461,6 +478,8 @@ static char *read_line(char *str, int num, void *stream)
 		return NULL;
 	ld->lineno++;
 	len = (size_t)n;
+	ld->cfg->shape.lines = ld->lineno;
+	ld->cfg->shape.final_newline = ld->line[len - 1] == '\n';
 	while (len > 0 && (ld->line[len - 1] == '\n' || ld->line[len - 1] == '\r'))
 		len--;
 	ld->line[len] = '\0';
@@ -810,6 +829,7 @@ int config_load(const char *path, struct config **out, struct buf *errors)
 	ld.cfg = cfg;
 	ld.errors = errors;
 	cfg->path = strdup(path);
+	cfg->shape.final_newline = true;
 
 	for (size_t i = 0; i < NKEYS; i++) {
 		const char *why = set_value(cfg, &config_keys[i], config_keys[i].def, false);
@@ -842,6 +862,8 @@ int config_load(const char *path, struct config **out, struct buf *errors)
 	else if (rc < 0)
 		add_error(&ld, 0, NULL, NULL, "inih failed (%d)", rc);
 
+	for (size_t i = 0; i < NKEYS; i++)
+		cfg->shape.keys += ld.set_line[i] != 0;
 	if (ld.nerrors == 0) {
 		resolve_password(&ld, "platform_db", &cfg->platform);
 		resolve_password(&ld, "scan_db", &cfg->scan);

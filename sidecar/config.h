@@ -8,6 +8,7 @@
 #ifndef JD_CONFIG_H
 #define JD_CONFIG_H
 
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "log.h"
@@ -30,8 +31,18 @@ struct db_endpoint {
 	int query_timeout;   /* seconds, read and write */
 };
 
+/* How the file looked when it was read: not settings, but what a reload compares to
+ * tell a file caught half-written from an edit (reload.h). */
+struct config_file_shape {
+	int keys;           /* keys the file set */
+	int lines;          /* lines read */
+	bool final_newline; /* its last line ended with a newline (true when it had none) */
+	char sections[192]; /* its [section] headers of known sections, each " name" */
+};
+
 struct config {
 	char *path;
+	struct config_file_shape shape;
 
 	/* [sidecar] */
 	int workers;

@@ -149,11 +149,13 @@ static int query_row(struct db *db, struct buf *sql, MYSQL_RES **res, MYSQL_ROW 
 	" wikis INT UNSIGNED NOT NULL DEFAULT 0"                                                   \
 	") ENGINE=InnoDB DEFAULT CHARSET=ascii COLLATE=ascii_bin"
 
-/* No pause in force for jd_wiki row w: neither its own nor the scope's. */
-#define WIKI_NOT_PAUSED                                                                            \
-	" AND NOT EXISTS (SELECT 1 FROM `%s`.jd_pause p WHERE p.scope = w.scope"                   \
+/* A pause in force holds jd_wiki row w: its own or the scope's. */
+#define WIKI_PAUSED                                                                                \
+	" EXISTS (SELECT 1 FROM `%s`.jd_pause p WHERE p.scope = w.scope"                           \
 	" AND p.domain IN (w.domain, '" COORD_ALL_WIKIS "')"                                       \
 	" AND (p.until_at IS NULL OR p.until_at > NOW(6)))"
+/* No pause in force for jd_wiki row w: neither its own nor the scope's. */
+#define WIKI_NOT_PAUSED " AND NOT" WIKI_PAUSED
 
 int coord_ensure_schema(struct db *db, const struct config *cfg, char *err, size_t errlen)
 {
@@ -1273,7 +1275,9 @@ int coord_wiki_detail(struct db *db, const struct config *cfg, const char *scope
 	if (query_row(db, &sql, &res, &row, err, errlen) != 0)
 		return -EIO;
 	out->found = row != NULL;
-	lanes_from_row(NULL, &out->lanes); /* no row: no reduction */
+	/* A wiki not scanned yet has no row: nothing ready, never drained, no reduction. */
+	out->oldest_ready_age_s = out->scan_age_s = out->last_batch_s = -1;
+	lanes_from_row(NULL, &out->lanes);
 	if (row != NULL) {
 		out->oldest_ready_age_s = row_num(row[0], -1);
 		out->ready_types = (int)row_num(row[1], 0);
@@ -1337,10 +1341,10 @@ int coord_fleet_status(struct db *db, const struct config *cfg, const char *scop
 		 " TIMESTAMPDIFF(SECOND, NOW(6), w.backoff_until), w.parked_until > NOW(6),"
 		 " w.failures, w.last_outcome, w.last_holder,"
 		 " TIMESTAMPDIFF(SECOND, w.last_batch_at, NOW(6)), w.scan_error,"
-		 " w.orphaned_claims, TIMESTAMPDIFF(SECOND, w.oldest_claim_at, NOW(6))"
+		 " w.orphaned_claims, TIMESTAMPDIFF(SECOND, w.oldest_claim_at, NOW(6))," WIKI_PAUSED
 		 " FROM `%s`.jd_wiki w LEFT JOIN `%s`.jd_lease l"
 		 " ON l.scope = w.scope AND l.name = w.domain AND l.slot = 0 WHERE w.scope = ",
-		 cfg->coord_db, cfg->coord_db);
+		 cfg->coord_db, cfg->coord_db, cfg->coord_db);
 	if (lit(db, &sql, scope, err, errlen) != 0) {
 		buf_release(&sql);
 		return -EIO;
@@ -1372,6 +1376,7 @@ int coord_fleet_status(struct db *db, const struct config *cfg, const char *scop
 			.scan_error = row[11],
 			.orphans = orphans,
 			.orphan_age_s = orphans > 0 ? row_num(row[13], -1) : -1,
+			.paused = row[14] && strcmp(row[14], "1") == 0,
 		};
 		each(&w, arg);
 	}

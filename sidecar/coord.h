@@ -259,6 +259,7 @@ struct coord_wiki_status {
 	long long orphans;      /* rows claimed > SCAN_ORPHAN_AFTER_SECONDS ago */
 	long long orphan_age_s; /* the oldest of them */
 	bool parked;
+	bool paused; /* a pause in force holds it (its own or the scope's) */
 };
 /* Calls each() for every wiki of the scope, most urgent first: work waiting the
  * longest, then trouble (backoff, unreadable), then the rest. The row is valid during

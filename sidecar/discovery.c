@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "db.h"
 #include "log.h"
@@ -244,4 +245,51 @@ out:
 	d->reported = now.items;
 	d->nreported = now.len;
 	return 0;
+}
+
+/* The same host name to DNS (case, one trailing dot), though not the same wiki key. */
+static bool same_host(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+
+	if (la > 0 && a[la - 1] == '.')
+		la--;
+	if (lb > 0 && b[lb - 1] == '.')
+		lb--;
+	return la == lb && strncasecmp(a, b, la) == 0;
+}
+
+int discovery_find(struct discovery *d, struct db *db, const char *domain, struct wiki **out,
+		   char *err, size_t errlen)
+{
+	struct wiki_list list = { 0 };
+	const char *near = NULL;
+	int rc = -ENOENT;
+
+	*out = NULL;
+	if (discovery_run(d, db, &list, err, errlen) != 0)
+		return -EIO;
+	for (size_t i = 0; i < list.len && rc == -ENOENT; i++) {
+		if (strcmp(list.items[i]->domain, domain) != 0) {
+			if (near == NULL && same_host(list.items[i]->domain, domain))
+				near = list.items[i]->domain;
+			continue;
+		}
+		*out = wiki_dup(list.items[i]);
+		rc = *out != NULL ? 0 : -ENOMEM;
+	}
+	if (rc == -ENOENT && near != NULL)
+		snprintf(err, errlen,
+			 "discovery does not list %s; it lists %s (domains match exactly, as "
+			 "discovery lists them)",
+			 domain, near);
+	else if (rc == -ENOENT)
+		snprintf(err, errlen,
+			 "discovery does not list %s (unknown, deleted, bad row, or another "
+			 "MediaWiki version)",
+			 domain);
+	else if (rc == -ENOMEM)
+		snprintf(err, errlen, "out of memory");
+	wiki_list_free(&list);
+	return rc;
 }

@@ -23,4 +23,13 @@ void discovery_free(struct discovery *d);
 int discovery_run(struct discovery *d, struct db *db, struct wiki_list *out, char *err,
 		  size_t errlen);
 
+/* Runs the query and finds one wiki in it, for a command about that wiki: 0 and *out (a
+ * copy; the caller frees it with wiki_free), -ENOENT when the query does not list that
+ * domain, -EIO when the query failed, -ENOMEM; err says which. Domains match byte for
+ * byte, as discovery lists them (the Host header sent, the coordination tables' key):
+ * a spelling that differs only in case or a trailing dot is refused, and err names the
+ * listed one. */
+int discovery_find(struct discovery *d, struct db *db, const char *domain, struct wiki **out,
+		   char *err, size_t errlen);
+
 #endif

@@ -128,12 +128,60 @@ static void log_refused(const char *path, const char *why, const char *errors)
 	log_end(&l);
 }
 
+/* Whether " name" is a word of a shape's sections. */
+static bool has_section(const char *sections, const char *name, size_t n)
+{
+	for (const char *p = sections; (p = strchr(p, ' ')) != NULL; p++)
+		if (strncmp(p + 1, name, n) == 0 && (p[n + 1] == ' ' || p[n + 1] == '\0'))
+			return true;
+	return false;
+}
+
+bool reload_looks_cut(const struct config_file_shape *cur, const struct config_file_shape *next,
+		      char *why, size_t len)
+{
+	struct buf gone;
+	bool cut = false;
+
+	if (next->keys == 0 && cur->keys > 0) {
+		snprintf(why, len,
+			 "the file sets no key (the one in force set %d): empty, or "
+			 "caught while being written",
+			 cur->keys);
+		return true;
+	}
+	if (!next->final_newline && cur->final_newline) {
+		snprintf(why, len,
+			 "its last line (%d) has no newline, though the file in force "
+			 "ended with one: cut off mid-line while being written",
+			 next->lines);
+		return true;
+	}
+	buf_init(&gone);
+	for (const char *p = cur->sections; (p = strchr(p, ' ')) != NULL;) {
+		const char *name = p + 1, *end = strchr(name, ' ');
+		size_t n = end ? (size_t)(end - name) : strlen(name);
+		if (!has_section(next->sections, name, n))
+			buf_addf(&gone, "%s[%.*s]", gone.len ? ", " : "", (int)n, name);
+		p = name + n;
+	}
+	if (gone.len > 0) {
+		snprintf(why, len,
+			 "%s %s gone from the file, which the file in force had: cut off "
+			 "while being written? (to return a section to its defaults, keep its header)",
+			 gone.data, strchr(gone.data, ',') ? "are" : "is");
+		cut = true;
+	}
+	buf_release(&gone);
+	return cut;
+}
+
 const struct config *reload_now(struct reload *r, const char *why)
 {
 	const struct config *cur = reload_current(r);
 	struct config *next = NULL, **grown;
 	struct buf errors, kept, changed;
-	char *before = NULL, *after = NULL;
+	char *before = NULL, *after = NULL, cut[512];
 	struct log_line l;
 	int rc;
 
@@ -142,6 +190,19 @@ const struct config *reload_now(struct reload *r, const char *why)
 	buf_init(&kept);
 	buf_init(&changed);
 	rc = config_load(cur->path, &next, &errors);
+	if (rc == 0 && reload_looks_cut(&cur->shape, &next->shape, cut, sizeof(cut))) {
+		log_begin(&l, LOG_ERROR, "configuration reload refused: the file looks cut short");
+		log_str(&l, "config", cur->path);
+		log_str(&l, "trigger", why);
+		log_str(&l, "why", cut);
+		log_str(&l, "next",
+			"the configuration in force stays; a complete file is loaded "
+			"when it changes again");
+		log_end(&l);
+		config_free(next);
+		next = NULL;
+		goto out;
+	}
 	if (rc == 0)
 		rc = config_keep_static(next, cur, &kept, &errors);
 	if (rc != 0) {

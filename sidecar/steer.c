@@ -11,12 +11,14 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cli.h"
 #include "coord.h"
 #include "discovery.h"
+#include "exitcode.h"
 #include "lanes.h"
+#include "mwmaint.h"
 #include "scan.h"
 #include "util.h"
+#include "wikistate.h"
 
 /* Who paused: the operator's user name and where the command ran (the pod). */
 static void operator_name(char *out, size_t len)
@@ -70,6 +72,26 @@ static struct db *open_coord(const struct config *cfg, const char *cmd)
 	return db;
 }
 
+/* The wiki as discovery lists it (discovery_find: byte for byte), for a command about
+ * it: CLI_OK with *out set (the caller frees it), CLI_NOT_FOUND when discovery does not
+ * list it, CLI_FAILED when discovery failed; err says why. */
+static int find_listed(const struct config *cfg, const char *domain, struct wiki **out, char *err,
+		       size_t errlen)
+{
+	struct db *platform = db_new(&cfg->platform, "platform_db");
+	struct discovery *disc = discovery_new(cfg);
+	int rc = -ENOMEM;
+
+	*out = NULL;
+	if (platform != NULL && disc != NULL)
+		rc = discovery_find(disc, platform, domain, out, err, errlen);
+	else
+		snprintf(err, errlen, "out of memory");
+	discovery_free(disc);
+	db_free(platform);
+	return rc == 0 ? CLI_OK : rc == -ENOENT ? CLI_NOT_FOUND : CLI_FAILED;
+}
+
 static void print_pause(const struct coord_pause *p)
 {
 	char until[96], left[48];
@@ -92,6 +114,7 @@ int steer_pause(const struct config *cfg, const char *domain, bool all, long lon
 {
 	const char *name = all ? COORD_ALL_WIKIS : domain;
 	struct coord_pause *p = NULL;
+	struct wiki *w = NULL;
 	struct db *db;
 	char by[300], err[512];
 	size_t n = 0;
@@ -105,6 +128,14 @@ int steer_pause(const struct config *cfg, const char *domain, bool all, long lon
 		fprintf(stderr, "jobdrainer pause: --reason is longer than 255 bytes\n");
 		return CLI_USAGE;
 	}
+	/* A pause under a name no sidecar drains (a typo, another case) would report
+	 * success while the real wiki keeps draining. */
+	if (!all && (rc = find_listed(cfg, domain, &w, err, sizeof(err))) != CLI_OK) {
+		fprintf(stderr, "jobdrainer pause: %s\n", err);
+		return rc;
+	}
+	wiki_free(w);
+	rc = CLI_FAILED;
 	db = open_coord(cfg, "pause");
 	if (db == NULL)
 		return CLI_FAILED;
@@ -132,12 +163,24 @@ int steer_resume(const struct config *cfg, const char *domain, bool all)
 {
 	const char *name = all ? COORD_ALL_WIKIS : domain;
 	struct coord_pause *p = NULL;
+	struct wiki *w = NULL;
 	struct db *db;
-	char err[512];
+	char err[512], unlisted[512] = "";
 	bool was = false;
 	size_t n = 0;
 	int rc = CLI_FAILED;
 
+	if (!all) {
+		rc = find_listed(cfg, domain, &w, unlisted, sizeof(unlisted));
+		wiki_free(w);
+		if (rc == CLI_FAILED) {
+			fprintf(stderr, "jobdrainer resume: %s\n", unlisted);
+			return rc;
+		}
+		if (rc == CLI_OK)
+			unlisted[0] = '\0';
+		rc = CLI_FAILED;
+	}
 	db = open_coord(cfg, "resume");
 	if (db == NULL)
 		return CLI_FAILED;
@@ -147,11 +190,21 @@ int steer_resume(const struct config *cfg, const char *domain, bool all)
 		fprintf(stderr, "jobdrainer resume: %s\n", err);
 		goto out;
 	}
+	/* A pause outlives its wiki's listing (deleted, or moved to another version): its
+	 * own row is lifted all the same; any other unlisted name is refused. */
+	if (unlisted[0] && !was) {
+		fprintf(stderr, "jobdrainer resume: %s\n", unlisted);
+		rc = CLI_NOT_FOUND;
+		goto out;
+	}
 	if (all)
 		printf("%s\n", was ? "resumed: the pause of every wiki is lifted"
 				   : "every wiki was not paused; nothing to lift");
 	else
-		printf("%s: %s\n", domain, was ? "resumed" : "was not paused on its own");
+		printf("%s: %s%s\n", domain, was ? "resumed" : "was not paused on its own",
+		       unlisted[0]
+			       ? " (discovery does not list it: its pause is lifted all the same)"
+			       : "");
 	/* What still holds: the scope's pause over this wiki, or wikis paused one by one
 	 * (resume --all lifts only the scope's pause: those were paused for a reason). */
 	if (n > 0)
@@ -211,63 +264,24 @@ json_t *steer_pauses_json(struct db *db, const struct config *cfg)
 
 /* ---- status --wiki ------------------------------------------------------------------ */
 
-/* The wiki's entry from discovery (db, prefix), or NULL with why in err. */
-static struct wiki *discover(const struct config *cfg, const char *domain, char *err, size_t errlen)
-{
-	struct db *platform = db_new(&cfg->platform, "platform_db");
-	struct discovery *disc = discovery_new(cfg);
-	struct wiki_list list = { 0 };
-	struct wiki *found = NULL;
-
-	if (platform != NULL && disc != NULL &&
-	    discovery_run(disc, platform, &list, err, errlen) == 0) {
-		for (size_t i = 0; i < list.len && found == NULL; i++)
-			if (strcmp(list.items[i]->domain, domain) == 0)
-				found = wiki_dup(list.items[i]);
-		if (found == NULL)
-			snprintf(err, errlen, "discovery does not list %s", domain);
-	}
-	wiki_list_free(&list);
-	discovery_free(disc);
-	db_free(platform);
-	return found;
-}
-
-/* The wiki's state and why, from its books and pauses (one word, one reason). */
+/* The wiki's state and why, from its books and pauses: the rule `status` uses too. */
 static const char *wiki_state(const struct coord_wiki_detail *d, const struct coord_pause *p,
 			      size_t np, char *why, size_t len)
 {
-	why[0] = '\0';
-	if (d->scan_error[0]) {
-		snprintf(why, len, "its job table cannot be read: %s", d->scan_error);
-		return "unreadable";
-	}
-	if (np > 0) {
-		snprintf(why, len, "paused by %s%s%s", p[0].by, p[0].reason[0] ? ": " : "",
-			 p[0].reason);
-		return "paused";
-	}
-	if (d->holder[0]) {
-		snprintf(why, len, "%s holds its lease", d->holder);
-		return "draining";
-	}
-	if (d->backoff_s > 0) {
-		snprintf(why, len, "%d failure(s) in a row, last outcome %s", d->failures,
-			 d->last_outcome);
-		return "backoff";
-	}
-	if (d->parked_s > 0) {
-		snprintf(why, len,
-			 "MediaWiki ran none of its ready jobs (types it does not run); "
-			 "until a new job arrives");
-		return "parked";
-	}
-	if (d->oldest_ready_age_s >= 0) {
-		snprintf(why, len, "ready jobs, waiting for a worker");
-		return "waiting";
-	}
-	snprintf(why, len, "no ready job at the last scan");
-	return "idle";
+	struct wikistate_facts f = {
+		.scan_error = d->scan_error,
+		.paused = np > 0,
+		.paused_by = np > 0 ? p[0].by : NULL,
+		.pause_reason = np > 0 ? p[0].reason : NULL,
+		.holder = d->holder,
+		.backoff_s = d->backoff_s,
+		.failures = d->failures,
+		.last_outcome = d->last_outcome,
+		.parked = d->parked_s > 0,
+		.oldest_ready_age_s = d->oldest_ready_age_s,
+	};
+
+	return wikistate_name(wikistate_of(&f, why, len));
 }
 
 static json_t *drains_json(const char *recent)
@@ -329,14 +343,92 @@ static void print_lanes(const struct config *cfg, const struct coord_wiki_detail
 	putchar('\n');
 }
 
-static void print_wiki_text(const struct config *cfg, const char *domain, const char *state,
+/* ---- requeueing abandoned jobs -------------------------------------------------------- */
+
+/* The releases to spell manageJobs for: the one [discovery] version names, or, when it
+ * names none, both forms (1.40 and later first). Returns how many (1 or 2). */
+static int requeue_releases(const struct config *cfg, int out[2])
+{
+	out[0] = mwmaint_release(cfg->mw_version);
+	if (out[0] >= 0)
+		return 1;
+	out[0] = MWMAINT_RUN_PHP_SINCE;
+	out[1] = MWMAINT_RUN_PHP_SINCE - 1;
+	return 2;
+}
+
+static const char *release_text(int release, int n)
+{
+	if (n == 1)
+		return "";
+	return release >= MWMAINT_RUN_PHP_SINCE ? "MediaWiki 1.40 and later: " : "MediaWiki 1.39: ";
+}
+
+/* Per type with abandoned rows: MediaWiki's command that pushes them again. */
+static void print_requeue(const struct config *cfg, const struct wiki *w,
+			  const struct scan_type_row *t, size_t nt)
+{
+	char id[200], cmd[512];
+	int rel[2], nrel = requeue_releases(cfg, rel);
+	bool any = false;
+
+	mwmaint_wiki_id(w, id, sizeof(id));
+	for (size_t i = 0; i < nt; i++) {
+		if (t[i].abandoned <= 0)
+			continue;
+		if (!any)
+			printf("\n  to run its abandoned jobs again (MediaWiki's manageJobs, in a MediaWiki "
+			       "container of its release; once per type):\n");
+		any = true;
+		for (int r = 0; r < nrel; r++) {
+			mwmaint_requeue(cmd, sizeof(cmd), rel[r], id, t[i].type);
+			printf("    %s%s\n", release_text(rel[r], nrel), cmd);
+		}
+	}
+	if (any)
+		printf("  (--wiki is its wiki ID; where the settings pick the wiki by domain, as on "
+		       "Wikibase Cloud, run it as env WBS_DOMAIN=%s php ... without --wiki; see "
+		       "docs/operations.md)\n",
+		       w->domain);
+}
+
+static json_t *requeue_json(const struct config *cfg, const struct wiki *w,
+			    const struct scan_type_row *t, size_t nt)
+{
+	json_t *arr = json_array();
+	char id[200], cmd[512];
+	int rel[2], nrel = requeue_releases(cfg, rel);
+
+	mwmaint_wiki_id(w, id, sizeof(id));
+	for (size_t i = 0; i < nt && arr != NULL; i++) {
+		json_t *cmds = json_array();
+		if (t[i].abandoned <= 0 || cmds == NULL) {
+			json_decref(cmds);
+			continue;
+		}
+		for (int r = 0; r < nrel; r++) {
+			mwmaint_requeue(cmd, sizeof(cmd), rel[r], id, t[i].type);
+			json_array_append_new(cmds,
+					      json_pack("{s:s, s:s}", "mediawiki",
+							rel[r] >= MWMAINT_RUN_PHP_SINCE ? "1.40+"
+											: "1.39",
+							"command", cmd));
+		}
+		json_array_append_new(arr,
+				      json_pack("{s:s, s:I, s:o}", "type", t[i].type, "abandoned",
+						(json_int_t)t[i].abandoned, "commands", cmds));
+	}
+	return arr;
+}
+
+static void print_wiki_text(const struct config *cfg, const struct wiki *w, const char *state,
 			    const char *why, const struct coord_wiki_detail *d,
 			    const struct coord_pause *p, size_t np, const struct scan_type_row *t,
 			    size_t nt, int64_t now_ms)
 {
 	char a[48], b[48];
 
-	printf("%s: %s (%s)\n", domain, state, why);
+	printf("%s: %s (%s)\n", w->domain, state, why);
 	if (d->holder[0]) {
 		duration_text(d->lease_age_s, a, sizeof(a));
 		duration_text(d->lease_s, b, sizeof(b));
@@ -381,6 +473,7 @@ static void print_wiki_text(const struct config *cfg, const char *domain, const 
 	}
 	if (nt == 0)
 		printf("  (no rows in its job table)\n");
+	print_requeue(cfg, w, t, nt);
 	if (d->recent_drains[0]) {
 		char copy[2048], *save = NULL;
 		printf("\n  recent drains (newest first): time holder outcome batches jobs ms\n");
@@ -404,11 +497,10 @@ int steer_status_wiki(const struct config *cfg, const char *domain, bool json)
 	const char *state;
 	int rc = CLI_FAILED;
 
-	w = discover(cfg, domain, err, sizeof(err));
-	if (w == NULL) {
-		rc = strstr(err, "does not list") ? CLI_NOT_FOUND : CLI_FAILED;
+	rc = find_listed(cfg, domain, &w, err, sizeof(err));
+	if (rc != CLI_OK)
 		goto fail;
-	}
+	rc = CLI_FAILED;
 	coord = open_coord(cfg, "status");
 	if (coord == NULL)
 		goto out;
@@ -451,6 +543,8 @@ int steer_status_wiki(const struct config *cfg, const char *domain, bool json)
 			(json_int_t)d.abandoned_jobs, "types", types_json(t, nt, now_ms),
 			"recent_drains", drains_json(d.recent_drains));
 		if (root != NULL)
+			json_object_set_new(root, "requeue_abandoned", requeue_json(cfg, w, t, nt));
+		if (root != NULL)
 			json_object_set_new(
 				root, "lanes",
 				json_pack("{s:i, s:i, s:i, s:s}", "in_use", d.lanes_held, "allowed",
@@ -466,7 +560,7 @@ int steer_status_wiki(const struct config *cfg, const char *domain, bool json)
 		putchar('\n');
 		json_decref(root);
 	} else {
-		print_wiki_text(cfg, domain, state, why, &d, p, np, t, nt, now_ms);
+		print_wiki_text(cfg, w, state, why, &d, p, np, t, nt, now_ms);
 	}
 	rc = CLI_OK;
 	goto out;
@@ -510,7 +604,7 @@ void steer_print_abandoned(struct db *db, const struct config *cfg)
 		return;
 	if (n > 0)
 		printf("abandoned jobs (claimed, at MediaWiki's retry limit of %d attempts; never "
-		       "run again; status --wiki DOMAIN shows their types):\n",
+		       "run again; status --wiki DOMAIN shows their types and how to run them again):\n",
 		       SCAN_MAX_ATTEMPTS);
 	for (int i = 0; i < n; i++) {
 		const char *e = names.data + off;

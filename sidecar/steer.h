@@ -3,8 +3,9 @@
  *   pause --wiki DOMAIN | --all [--for DURATION] [--reason TEXT]
  *   resume --wiki DOMAIN | --all
  *   status --wiki DOMAIN [--json]   one wiki's view, by job type
- * and the pause and abandoned-jobs sections of `status`. Every pod honours a pause at its next batch. They
- * print to stdout, errors to stderr, and return the process exit code (cli.h). */
+ * and the pause and abandoned-jobs sections of `status`. Every pod honours a pause at its
+ * next batch. They print to stdout, errors to stderr, and return the process exit code
+ * (exitcode.h). */
 #ifndef JD_STEER_H
 #define JD_STEER_H
 

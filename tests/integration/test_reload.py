@@ -113,3 +113,37 @@ def test_unchanged_file_and_sighup(farm, sidecars):
                         "threads started", timeout=30, what="the workers warning")
     assert (line["workers"], line["threads"]) == (3, 1)
     assert pod.stop() == 0
+
+
+def test_a_file_cut_short_is_refused_and_the_old_limits_hold(farm, sidecars):
+    # skip_types is what a cut file used to reset silently: left out, it falls back to
+    # its default (run every type).
+    full = ini(farm, skip_types="farm*")
+    pod = sidecars("reload-cut", full)
+    cuts = [
+        # A non-atomic write caught between sections: [drain] is gone.
+        (full[:full.index("[drain]")], "[drain] is gone"),
+        # Caught mid-line: "skip_types = fa" parses, but the line has no newline.
+        (full[:full.index("skip_types = farm*") + len("skip_types = fa")], "has no newline"),
+        # Caught right after the truncation.
+        ("", "sets no key"),
+    ]
+    for text, why in cuts:
+        rewrite(pod, text)
+        line = pod.wait_for(lambda l, w=why: l.get("msg") == "configuration reload refused: "
+                            "the file looks cut short" and w in l.get("why", ""), timeout=30,
+                            what="the refusal: " + why)
+        assert line["trigger"] == "file changed" and line["severity"] == "ERROR", line
+    assert not [l for l in pod.lines() if l.get("msg", "").startswith("configuration reloaded")]
+    # The limits in force held: the skipped type is still left alone.
+    farm.push_null_jobs(WIKI, 30)
+    farm.push_probe_jobs(WIKI, 3, tag="reload-cut")
+    wait_until(lambda: farm.ready_jobs(WIKI, cmd="null") == 0, timeout=90, what="nulls drained")
+    assert farm.ready_jobs(WIKI, cmd="farmProbe") == 3
+    # The write completes: the whole file is loaded.
+    rewrite(pod, full.replace("skip_types = farm*", "skip_types = farm*, nosuch"))
+    line = pod.wait_for(lambda l: l.get("msg") == "configuration reloaded", timeout=30,
+                        what="the complete file reloaded")
+    assert line["changed"] == "[drain] skip_types", line
+    assert pod.stop() == 0
+    farm.sql("DELETE FROM %s" % farm.wiki(WIKI).job_table)

@@ -2,7 +2,10 @@
 against real MariaDB and real MediaWiki, with two sidecars standing in for two pods."""
 
 import json
+import shlex
 import subprocess
+
+from farm import MW_DIR, PHP_BIN, mw_at_least
 
 from sidecar import BINARY, farm_ini, wait_until
 
@@ -148,6 +151,44 @@ def test_pause_command_line_errors(farm, sidecars):
     assert r.returncode == 2 and "not a wiki domain" in r.stderr
 
 
+def pause_rows(farm):
+    # The schema may not exist yet on a fresh farm: no table, no pause.
+    try:
+        return farm.sql("SELECT domain FROM jobdrainer.jd_pause")
+    except Exception:
+        return ()
+
+
+def test_pause_and_resume_refuse_a_wiki_discovery_does_not_list(farm, sidecars):
+    pod = sidecars("steer-unknown", farm_ini(farm), start=False)
+    before = pause_rows(farm)
+    # Unknown, and a spelling of W1 that discovery does not list (domains match byte
+    # for byte, as discovery lists them): exit 4, no jd_pause row, the listed name said.
+    for domain in ("nosuch.farm.test", W1.upper(), W1 + "."):
+        r = cli(pod, "pause", "--wiki", domain, "--reason", "typo")
+        assert r.returncode == 4 and "discovery does not list " + domain in r.stderr, r.stderr
+        assert "paused" not in r.stdout
+        if domain != "nosuch.farm.test":
+            assert "it lists " + W1 in r.stderr, r.stderr
+        r = cli(pod, "resume", "--wiki", domain)
+        assert r.returncode == 4 and "does not list" in r.stderr, r.stderr
+    assert pause_rows(farm) == before
+    # --all names no wiki: unaffected.
+    assert cli(pod, "pause", "--all", "--for", "60s").returncode == 0
+    assert cli(pod, "resume", "--all").returncode == 0
+    # A pause outlives its wiki's listing: once W1 is no longer listed (deleted), its own
+    # pause can still be lifted.
+    assert cli(pod, "pause", "--wiki", W1).returncode == 0
+    farm.set_deleted(W1)
+    try:
+        r = cli(pod, "resume", "--wiki", W1)
+        assert r.returncode == 0 and "lifted all the same" in r.stdout, r.stdout + r.stderr
+        assert cli(pod, "resume", "--wiki", W1).returncode == 4
+    finally:
+        farm.set_deleted(W1, False)
+    assert pause_rows(farm) == before
+
+
 def probe_runs(farm, tag):
     try:
         return [p for p in farm.probe_runs() if p.get("tag") == tag]
@@ -247,6 +288,7 @@ def test_status_wiki_by_type_with_claimed_and_abandoned_rows(farm, sidecars):
     pod.wait_for(lambda l: l.get("msg", "").startswith("wiki parked"), timeout=60, what="parked")
     view = json.loads(cli(pod, "status", "--wiki", W2, "--json").stdout)
     assert view["state"] == "parked" and "does not run" in view["why"], view
+    assert agreed_states(pod).get(W2) == "parked"
     assert view["lease"]["holder"] is None and view["last_holder"].startswith("steer-view:")
     assert view["recent_drains"] and view["recent_drains"][0]["holder"].startswith("steer-view:")
     assert sum(d["jobs"] for d in view["recent_drains"]) >= 30
@@ -260,4 +302,107 @@ def test_status_wiki_by_type_with_claimed_and_abandoned_rows(farm, sidecars):
     r = cli(pod, "status", "--wiki", "nosuch.farm.test")
     assert r.returncode == 4 and "does not list" in r.stderr
     assert pod.stop() == 0
+
+    # What to do about them: MediaWiki's own command, spelled for this wiki and type. No
+    # [discovery] version names the release: both forms, 1.40 and later first.
+    w = farm.wiki(W2)
+    wiki_id = "%s-%s_" % (w.dbname, w.prefix)
+    [req] = view["requeue_abandoned"]
+    assert (req["type"], req["abandoned"]) == ("null", 2)
+    assert req["commands"] == [
+        {"mediawiki": "1.40+", "command": "php maintenance/run.php manageJobs --wiki %s "
+         "--type null --action repush-abandoned" % wiki_id},
+        {"mediawiki": "1.39", "command": "php maintenance/manageJobs.php --wiki %s "
+         "--type null --action repush-abandoned" % wiki_id}]
+    text = cli(pod, "status", "--wiki", W2).stdout
+    assert "MediaWiki 1.40 and later: " + req["commands"][0]["command"] in text, text
+    assert "env WBS_DOMAIN=" + W2 in text
+    # With the release named, only its form.
+    named = sidecars("steer-view-139", farm_ini(farm, discovery={"version": w.version}),
+                     start=False)
+    view = json.loads(cli(named, "status", "--wiki", W2, "--json").stdout)
+    assert [c["mediawiki"] for c in view["requeue_abandoned"][0]["commands"]] == \
+        (["1.39"] if "1.39" in w.version else ["1.40+"])
+    # The command works: run in MediaWiki's directory (the farm picks the wiki by
+    # WBS_DOMAIN, like wbstack), it queues the 2 abandoned jobs again.
+    [cmd] = [c["command"] for c in req["commands"]
+             if c["mediawiki"] == ("1.40+" if mw_at_least("1.40") else "1.39")]
+    argv = shlex.split(cmd)
+    assert argv[0] == "php"
+    r = subprocess.run([PHP_BIN] + argv[1:], cwd=MW_DIR, env=farm.php_env(W2),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert farm.ready_jobs(W2, cmd="null") == 2
     farm.sql("DELETE FROM %s" % jt)
+
+
+def fleet_states(pod):
+    return {w["wiki"]: w["state"] for w in status_json(pod)["wikis_shown"]}
+
+
+def agreed_states(pod):
+    """Each wiki's state as `status` and `status --wiki` give it: {wiki: state} for the
+    wikis whose `status` state held while both were read (a state that changed meanwhile
+    gives no verdict). Asserts that the two views agree on every one of them."""
+    first = fleet_states(pod)
+    detail = {}
+    for wiki in first:
+        r = cli(pod, "status", "--wiki", wiki, "--json")
+        assert r.returncode == 0, r.stderr
+        detail[wiki] = json.loads(r.stdout)
+    again = fleet_states(pod)
+    out = {}
+    for wiki, state in first.items():
+        if again.get(wiki) == state:
+            assert detail[wiki]["state"] == state, (wiki, state, detail[wiki])
+            out[wiki] = state
+    return out
+
+
+def test_status_views_agree_on_every_state(farm, sidecars):
+    for w in (W1, W2, W3):
+        farm.sql("DELETE FROM %s" % farm.wiki(w).job_table)
+    # W1: MediaWiki answers 423 (read-only, as during Wikibase Cloud's upgrade job); W2:
+    # paused with a backlog (`status` used to call it waiting); W3: a wrong secret, so
+    # its batches fail (backoff).
+    farm.push_null_jobs(W1, 20)
+    farm.set_read_only(W1)
+    farm.push_null_jobs(W2, 20)
+    farm.push_null_jobs(W3, 20)
+    farm.set_mw_secret(W3, "not-the-platform-secret")
+    pod = sidecars("steer-states", farm_ini(farm, mediawiki={"maxjobs": 5, "maxjobs_alone": 5},
+                                            drain={"time_slice": 3600, "backoff_base": 1,
+                                                   "backoff_max": 3}), start=False)
+    assert cli(pod, "pause", "--wiki", W2, "--reason", "states test").returncode == 0
+    try:
+        pod.start()
+        want = {W1: "read-only", W2: "paused", W3: "backoff"}
+        wait_until(lambda: want.items() <= agreed_states(pod).items(), timeout=60,
+                   what="read-only, paused and backoff in both views")
+        view = json.loads(cli(pod, "status", "--wiki", W1, "--json").stdout)
+        assert "read-only" in view["why"] and view["last_outcome"] == "read_only", view
+        assert farm.ready_jobs(W1) == 20 and farm.ready_jobs(W2) == 20
+
+        # W3 fixed, with slow jobs: a sidecar holds it (draining) for a while.
+        farm.push_null_jobs(W3, 100, usleep_us=300000)
+        farm.set_mw_secret(W3, farm.wiki(W3).secret)
+        wait_until(lambda: agreed_states(pod).get(W3) == "draining", timeout=60,
+                   what=W3 + " draining in both views")
+        # Stopped mid-drain: W3 keeps a backlog and nobody holds it (waiting).
+        assert pod.stop() == 0
+        assert farm.ready_jobs(W3) > 0
+        want = {W1: "read-only", W2: "paused", W3: "waiting"}
+        assert agreed_states(pod) == want
+        # The text views say the same.
+        text = cli(pod, "status").stdout
+        for wiki, state in want.items():
+            [row] = [l for l in text.splitlines() if l.startswith(wiki + " ")]
+            assert row.split()[1] == state, row
+            first = cli(pod, "status", "--wiki", wiki).stdout.splitlines()[0]
+            assert first.startswith("%s: %s (" % (wiki, state)), first
+    finally:
+        farm.set_read_only(W1, "")
+        farm.set_mw_secret(W3, farm.wiki(W3).secret)
+        cli(pod, "resume", "--wiki", W2)
+        for w in (W1, W2, W3):
+            farm.sql("DELETE FROM %s" % farm.wiki(w).job_table)

@@ -995,6 +995,32 @@ static int group_teardown(void **state)
 	return 0;
 }
 
+/* What a reload compares (reload_looks_cut): the file's keys, last newline and known
+ * section headers, an empty header included. */
+static void test_file_shape(void **state)
+{
+	struct config *cfg;
+
+	(void)state;
+	cfg = load_ok("; comment\n[drain]\nskip_types = farm*\n[scan]\n[drain]\n"
+		      "time_slice = 30\n[mediawiki]\nmaxjobs = 5\n");
+	assert_int_equal(cfg->shape.keys, 3);
+	assert_int_equal(cfg->shape.lines, 8);
+	assert_true(cfg->shape.final_newline);
+	assert_string_equal(cfg->shape.sections, " drain scan mediawiki");
+	config_free(cfg);
+	cfg = load_ok("[drain]\nskip_types = farm*\n[mediawiki]\nmaxjobs = 1");
+	assert_false(cfg->shape.final_newline);
+	assert_int_equal(cfg->shape.keys, 2);
+	config_free(cfg);
+	cfg = load_ok("");
+	assert_int_equal(cfg->shape.keys, 0);
+	assert_int_equal(cfg->shape.lines, 0);
+	assert_true(cfg->shape.final_newline);
+	assert_string_equal(cfg->shape.sections, "");
+	config_free(cfg);
+}
+
 int main(void)
 {
 	static const struct CMUnitTest fixed[] = {
@@ -1018,6 +1044,7 @@ int main(void)
 		cmocka_unit_test(test_every_number_key_refuses_bad_values),
 		cmocka_unit_test(test_print_round_trip),
 		cmocka_unit_test(test_print_masks_secrets),
+		cmocka_unit_test(test_file_shape),
 	};
 	const size_t nfixed = sizeof(fixed) / sizeof(fixed[0]);
 	struct CMUnitTest *tests = calloc(NERROR_CASES + nfixed, sizeof(*tests));
