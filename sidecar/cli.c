@@ -155,38 +155,20 @@ out:
 	return rc;
 }
 
-/* Finds one wiki through discovery: 0 (*out set, the caller frees it), -ENOENT when
- * discovery does not list it, -EIO when discovery failed, -ENOMEM; err says which. */
+/* Finds one wiki as discovery lists it (discovery_find): 0 (*out set, the caller
+ * frees it), -ENOENT when discovery does not list it, -EIO, -ENOMEM; err says which. */
 static int find_wiki(const struct config *cfg, struct db *platform, const char *domain,
 		     struct wiki **out, char *err, size_t errlen)
 {
 	struct discovery *disc = discovery_new(cfg);
-	struct wiki_list list = { 0 };
-	int rc = -ENOENT;
+	int rc;
 
 	*out = NULL;
 	if (disc == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	if (discovery_run(disc, platform, &list, err, errlen) != 0) {
-		discovery_free(disc);
-		return -EIO;
-	}
-	for (size_t i = 0; i < list.len && rc == -ENOENT; i++) {
-		if (strcmp(list.items[i]->domain, domain) != 0)
-			continue;
-		*out = wiki_dup(list.items[i]);
-		rc = *out != NULL ? 0 : -ENOMEM;
-	}
-	if (rc == -ENOENT)
-		snprintf(err, errlen,
-			 "discovery does not list %s (unknown, deleted, bad row, or "
-			 "another MediaWiki version)",
-			 domain);
-	else if (rc == -ENOMEM)
-		snprintf(err, errlen, "out of memory");
-	wiki_list_free(&list);
+	rc = discovery_find(disc, platform, domain, out, err, errlen);
 	discovery_free(disc);
 	return rc;
 }
