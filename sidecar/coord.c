@@ -596,9 +596,10 @@ int coord_busy_wikis(struct db *db, const struct config *cfg, const char *scope,
 		return -EIO;
 	}
 	buf_addf(&sql,
-		 " AND" WIKI_RUNNABLE WIKI_NOT_PAUSED
-		 " AND l.expires_at >= NOW(6) ORDER BY w.oldest_ready_at, w.domain LIMIT %d",
-		 d, limit);
+		 " AND" WIKI_RUNNABLE WIKI_NOT_PAUSED " AND l.expires_at >= NOW(6)"
+		 " AND w.oldest_ready_at <= NOW(6) - INTERVAL %d MICROSECOND"
+		 " ORDER BY w.oldest_ready_at, w.domain LIMIT %d",
+		 d, LANES_JOIN_AGE_MS * 1000, limit);
 	if (sql.failed) {
 		buf_release(&sql);
 		snprintf(err, errlen, "out of memory");

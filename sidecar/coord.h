@@ -115,8 +115,9 @@ struct coord_busy_wiki {
 	struct lanes_state lanes; /* its reduction, if any */
 };
 
-/* Runnable wikis (as for candidates) whose slot-0 lease is held, the oldest backlog
- * first: where spare workers may help. Fills up to `limit` of out, *count of them. */
+/* Runnable wikis (as for candidates) whose slot-0 lease is held and whose oldest ready
+ * job has waited LANES_JOIN_AGE_MS, the oldest backlog first: where spare workers may
+ * help. Fills up to `limit` of out, *count of them. */
 int coord_busy_wikis(struct db *db, const struct config *cfg, const char *scope, int limit,
 		     struct coord_busy_wiki *out, int *count, char *err, size_t errlen);
 

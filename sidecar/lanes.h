@@ -3,7 +3,8 @@
  * A wiki's first lane is its slot-0 lease (sched.h). While no other wiki waits, idle
  * workers anywhere in the fleet may join a wiki with a backlog in further lease slots,
  * up to [drain] max_workers_per_wiki lanes, and leave after their batch as soon as another
- * wiki waits. JobQueueDB's default (random) claim order makes concurrent runners of one
+ * wiki waits; a wiki gets a second lane only once its first is behind (its oldest ready
+ * job has waited LANES_JOIN_AGE_MS). JobQueueDB's default (random) claim order makes concurrent runners of one
  * wiki safe; what they can still cost is contention, which MediaWiki reports: a batch
  * that stops at replica-lag-limit, or jobs that fail on a lock another lane holds
  * (response_is_contention). Then the wiki gets fewer lanes for a while: additive
@@ -21,6 +22,11 @@
 
 #include "response.h"
 
+/* An idle worker joins a wiki only once its oldest ready job (as the last scan saw it)
+ * has waited this long: the first lane is behind. A wiki whose few jobs one batch clears
+ * gets no second lane, whose batch would find nothing left and cost a MediaWiki
+ * start-up. */
+#define LANES_JOIN_AGE_MS 5000
 /* A reduction's halving holds this long before another can halve again. */
 #define LANES_DECREASE_HOLD_MS 10000
 /* One lane comes back each time this passes without a new reduction. */
