@@ -57,7 +57,8 @@ struct backlog {
 	int orphaned_claims;     /* rows claimed > SCAN_ORPHAN_AFTER_SECONDS ago (-1: not read) */
 	int64_t oldest_claim_ms; /* wall-clock ms of the oldest such claim; 0: none */
 	int abandoned;           /* of those, rows at MediaWiki's retry limit (full scan) */
-	char types[256];         /* its ready job types, blank-separated, as many as fit */
+	char types[256];         /* its ready job types (their list form, jobtype.h), blank-
+				  * separated, as many as fit */
 	bool failed;             /* this wiki's job table could not be read */
 	char error[160];         /* why, when failed */
 };
