@@ -23,7 +23,9 @@
 	X(ERROR_LEASE_LOST, "lease_lost")
 #define METRIC_LEASE_OPS(X)                                                                        \
 	X(LEASE_OP_ACQUIRE, "acquire") X(LEASE_OP_RENEW, "renew") X(LEASE_OP_RELEASE, "release")
-#define METRIC_SCAN_ROWS(X) X(SCAN_ROW_WRITTEN, "written") X(SCAN_ROW_UNCHANGED, "unchanged")
+#define METRIC_SCAN_ROWS(X)                                                                        \
+	X(SCAN_ROW_WRITTEN, "written")                                                             \
+	X(SCAN_ROW_UNCHANGED, "unchanged") X(SCAN_ROW_REFUSED, "refused")
 
 #define METRIC_LABEL_ID(id, value) id,
 #define METRIC_LABEL_VALUE(id, value) value,
