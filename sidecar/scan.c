@@ -497,8 +497,12 @@ int scan_wiki_types(struct db *db, const struct wiki *w, struct scan_type_row **
 	count = 0;
 	while (res != NULL && count < SCAN_VIEW_TYPES && (row = mysql_fetch_row(res)) != NULL) {
 		struct scan_type_row *r = &rows[count++];
+		unsigned long *lengths = mysql_fetch_lengths(res);
 		long long v;
-		snprintf(r->type, sizeof(r->type), "%s", row[0] ? row[0] : "");
+		/* Shown as the lists hold it: any job_cmd prints and goes into JSON. */
+		if (row[0] == NULL || lengths == NULL ||
+		    jobtype_encode(row[0], lengths[0], r->type, sizeof(r->type)) < 0)
+			snprintf(r->type, sizeof(r->type), "?");
 		r->ready = row[1] && util_parse_int(row[1], 0, INT64_MAX, &v) == 0 ? v : 0;
 		r->oldest_ready_ms = scan_parse_mw_timestamp(row[2]);
 		r->claimed = row[3] && util_parse_int(row[3], 0, INT64_MAX, &v) == 0 ? v : 0;

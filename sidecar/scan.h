@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "jobtype.h"
 #include "wiki.h"
 
 struct db; /* db.h */
@@ -85,11 +86,11 @@ int scan_run_skipping(struct db *db, struct wiki *const *wikis, size_t n, int wi
 /* One job type of one wiki, for status --wiki. Counts stop at the caps below (a
  * count equal to its cap means "at least"). */
 struct scan_type_row {
-	char type[64];
-	long long ready;         /* job_token = '' */
-	long long claimed;       /* job_token <> '' */
-	long long abandoned;     /* of the claimed rows looked at: attempts at the limit */
-	int64_t oldest_ready_ms; /* wall-clock ms (UTC) the oldest ready row was queued; 0 */
+	char type[3 * JOBTYPE_MAX + 1]; /* its list form (jobtype.h) */
+	long long ready;                /* job_token = '' */
+	long long claimed;              /* job_token <> '' */
+	long long abandoned;            /* of the claimed rows looked at: attempts at the limit */
+	int64_t oldest_ready_ms;        /* wall-clock ms (UTC) the oldest ready row was queued; 0 */
 };
 #define SCAN_VIEW_TYPES 100
 #define SCAN_VIEW_READY_CAP 100000

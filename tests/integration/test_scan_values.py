@@ -3,12 +3,13 @@ real farm: job types (job_cmd, any 60 bytes) with bytes >= 0x80, with a blank, a
 that is not even UTF-8, in the same scan chunk as healthy wikis; and a jd_wiki row the
 coordination database refuses (a trigger stands in for any value it cannot store)."""
 
+import subprocess
 import time
 
 import pytest
 
 from farm import _php_serialize, temporary_farm
-from sidecar import farm_ini, wait_until
+from sidecar import BINARY, farm_ini, wait_until
 
 HEALTHY = ["ok%d.farm.test" % i for i in range(1, 5)]
 # wiki: its job type, as job_cmd bytes
@@ -118,6 +119,11 @@ def test_odd_job_types_stay_with_their_wiki(values_farm, sidecars):
         [l for l in lines if l.get("msg") == "scan failed"][:3]
     m = pod.metrics()
     assert m.get('jobdrainer_scan_rows_total{row="refused"}', 0) == 0, m
+    # status --wiki shows the type as the lists hold it (printable, valid JSON).
+    r = subprocess.run([BINARY, "--config", pod.ini, "status", "--wiki", NOT_UTF8[0], "--json"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "%E9t%E9" in r.stdout, r.stdout
     assert pod.stop() == 0
 
 
