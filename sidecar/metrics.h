@@ -83,6 +83,9 @@ enum metric_scan_row { METRIC_SCAN_ROWS(METRIC_LABEL_ID) SCAN_ROW_COUNT };
 	X(BREAKER_OPEN, "jobdrainer_mediawiki_breaker_open", "gauge",                              \
 	  "1 while local MediaWiki is considered down and draining is paused", "", LABELS_NONE)    \
 	X(WIKIS, "jobdrainer_wikis", "gauge", "Wikis discovery returned", "", LABELS_NONE)         \
+	X(WIKIS_SKIPPED, "jobdrainer_wikis_skipped", "gauge",                                      \
+	  "Discovery rows skipped (a bad value, a server not allowed): see the log", "",           \
+	  LABELS_NONE)                                                                             \
 	X(WIKIS_BACKLOG, "jobdrainer_wikis_with_backlog", "gauge",                                 \
 	  "Wikis of this scope with ready jobs (fleet view)", "", LABELS_NONE)                     \
 	X(WIKIS_BACKOFF, "jobdrainer_wikis_backed_off", "gauge",                                   \

@@ -14,12 +14,16 @@
 int scan_endpoint_for(const struct config *cfg, const char *server, struct scan_endpoint *out)
 {
 	static char none[] = "";
+	char canon[UTIL_DB_SERVER_MAX];
 
 	out->ep = cfg->scan;
 	snprintf(out->name, sizeof(out->name), "scan_db");
 	if (server == NULL)
 		return 0;
-	if (util_parse_db_server(server, out->host, sizeof(out->host), &out->ep.port) != 0)
+	/* Discovery skips such rows first; this is the only way to a connection. */
+	if (util_canon_db_server(server, canon, sizeof(canon)) != 0 ||
+	    !config_server_allowed(cfg, canon) ||
+	    util_parse_db_server(canon, out->host, sizeof(out->host), &out->ep.port) != 0)
 		return -EINVAL;
 	out->ep.host = out->host;
 	/* A server elsewhere: TCP, whatever [scan_db] uses locally ("" is none), and no

@@ -43,7 +43,8 @@ struct scan_endpoint {
 	char name[280]; /* for messages: "scan_db" or "scan_db 10.0.0.7:3306" */
 };
 /* Fills *out for a wiki whose db_server is `server` (NULL: [scan_db] as configured).
- * 0, or -EINVAL when server is not host[:port] (discovery refuses such rows first). */
+ * 0, or -EINVAL when server is not host[:port] or not allowed (config_server_allowed;
+ * discovery skips such rows first). */
 int scan_endpoint_for(const struct config *cfg, const char *server, struct scan_endpoint *out);
 
 /* What a scan reads. The oldest ready job and the highest job_id come with every scan;

@@ -494,6 +494,7 @@ static int64_t run_discovery(struct scanner *sc, struct discovery *disc, struct 
 	if (sc->feed != NULL && feed_set_wikis(sc) != 0)
 		log_msg(LOG_ERROR, "binary log feed: out of memory; keeping its previous wiki list");
 	metrics_set(METRIC_WIKIS, 0, (double)sc->wikis.len);
+	metrics_set(METRIC_WIKIS_SKIPPED, 0, (double)discovery_skipped(disc));
 	log_discovery(before, sc->wikis.len, first);
 	/* The old list and libmariadb's copy of the result were freed among the new
 	 * list's blocks: give the free pages back, so that the resident set stays the size
