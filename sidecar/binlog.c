@@ -25,6 +25,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "db.h"
 #include "log.h"
 #include "metrics.h"
 #include "util.h"
@@ -480,6 +481,12 @@ static MYSQL *feed_connect(struct binlog *b, struct feed_error *e)
 	if (m == NULL) {
 		snprintf(e->msg, sizeof(e->msg), "mysql_init");
 		e->why = WHY_MEMORY;
+		return NULL;
+	}
+	if (db_guard_auth(m) != 0) {
+		snprintf(e->msg, sizeof(e->msg), "cannot restrict authentication plugins");
+		e->why = WHY_REFUSED;
+		mysql_close(m);
 		return NULL;
 	}
 	mysql_options(m, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);

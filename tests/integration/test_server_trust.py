@@ -20,6 +20,8 @@ from test_db_servers import QUERY
 MAIN = ["trust1.farm.test", "trust2.farm.test"]
 ELSEWHERE = "elsewhere.farm.test"  # its row names a server nobody allowed
 HOSTILE = "hostile.farm.test"  # its row names an allowed server that asks for the password
+SCAN_PASSWORD = b"jdpass"  # farm_ini's [platform_db] password, which [scan_db] inherits
+FEED_PASSWORD = b"feed-secret-4711"
 SKIPPED = "discovery: wiki skipped"
 
 
@@ -196,3 +198,42 @@ def test_a_server_nobody_allowed_is_never_connected_to(trust_farm, sidecars):
     # The listener does record a connection: its silence above means something.
     socket.create_connection(("127.0.0.1", listener.port)).close()
     wait_until(lambda: listener.count == 1, timeout=10, what="the check connection")
+
+
+def test_a_server_asking_for_the_password_in_clear_never_gets_it(trust_farm, sidecars):
+    farm, listener, hostile = trust_farm
+    before = hostile.count
+    pod = sidecars("trust-hostile", ini(
+        farm, scan={"allowed_servers": "127.0.0.1:%d" % hostile.port},
+        # The binary log feed's own connection, pointed at the same server.
+        binlog={"enabled": "true", "host": "127.0.0.1", "port": hostile.port,
+                "user": "feed", "password": FEED_PASSWORD.decode(), "retry_interval": 1}))
+    wait_until(lambda: hostile.count >= before + 6 and
+               hostile.modes_seen() == set(HostileServer.MODES), timeout=90,
+               what="the scan and the feed tried the hostile server in each of its ways")
+    wait_until(lambda: len(hostile.received) >= before + 6, timeout=30,
+               what="those connections ended")
+    with hostile.lock:
+        received = list(hostile.received)
+    for mode, got in received:
+        assert SCAN_PASSWORD not in got and FEED_PASSWORD not in got, (mode, got)
+        # Nothing after the refused request: the client hung up.
+        if mode != "greet_clear":
+            n = got[0] | got[1] << 8 | got[2] << 16
+            assert len(got) == 4 + n, (mode, got)
+    failed = [l for l in pod.lines() if l.get("msg") == "scan failed"
+              and "127.0.0.1:%d" % hostile.port in l.get("error", "")]
+    assert failed, pod.raw()[-3000:]
+    # libmariadb's refusal (error 5010; it misprints the plugin's name after a switch).
+    assert "restricted_auth" in failed[0]["error"], failed[0]
+    # The feed's connection was refused the same way (the rule is db_guard_auth's).
+    feed = pod.wait_for(lambda l: l.get("msg") == "binary log feed stopped"
+                        and "restricted_auth" in l.get("error", ""), timeout=30,
+                        what="the feed's refusal logged")
+    assert feed, feed
+    # The other wikis are not held by it.
+    for d in MAIN:
+        farm.insert_probe_jobs(d, 5)
+    wait_until(lambda: all(farm.ready_jobs(d) == 0 for d in MAIN), timeout=120,
+               what="the default server's wikis drained beside the hostile one")
+    assert pod.stop() == 0
