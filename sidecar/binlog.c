@@ -14,9 +14,11 @@
 
 #include <errno.h>
 #include <errmsg.h>
+#include <fcntl.h>
 #include <mysql.h> /* before mariadb_rpl.h, which uses its types */
 #include <mariadb_rpl.h>
 #include <mysqld_error.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -24,6 +26,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "db.h"
 #include "log.h"
@@ -323,6 +326,7 @@ struct binlog {
 	bool stopping;
 	struct binlog_map *map;
 	MYSQL *conn;    /* while connected: binlog_stop cuts its socket */
+	int stop_fd[2]; /* binlog_stop writes a byte: ends a login in progress */
 	bool following; /* binlog_following */
 	/* Owned by the thread: */
 	uint32_t server_id;
@@ -470,6 +474,51 @@ static int read_server_state(struct binlog *b, MYSQL *m, char *format, size_t fo
 	return 0;
 }
 
+/* mysql_real_connect, but over libmariadb's non-blocking API: there is no socket to
+ * cut until the login is done, so it waits on the server and on binlog_stop's pipe at
+ * once. A server that accepts and never answers would otherwise hold the exit for
+ * connect_timeout. 0, or -1 (the error on m, or stopping). */
+static int login(struct binlog *b, MYSQL *m, const struct db_endpoint *ep)
+{
+	MYSQL *ret = NULL;
+	int status;
+
+	if (mysql_options(m, MYSQL_OPT_NONBLOCK, 0) != 0)
+		return -1;
+	status = mysql_real_connect_start(&ret, m, ep->socket[0] ? NULL : ep->host, ep->user,
+					  ep->password[0] ? ep->password : NULL, NULL,
+					  (unsigned)ep->port, ep->socket[0] ? ep->socket : NULL, 0);
+	while (status != 0) {
+		struct pollfd fds[2] = {
+			{ .fd = mysql_get_socket(m),
+			  .events = (short)((status & MYSQL_WAIT_READ ? POLLIN : 0) |
+					    (status & MYSQL_WAIT_WRITE ? POLLOUT : 0) |
+					    (status & MYSQL_WAIT_EXCEPT ? POLLPRI : 0)) },
+			{ .fd = b->stop_fd[0], .events = POLLIN },
+		};
+		int wait = status & MYSQL_WAIT_TIMEOUT ? (int)mysql_get_timeout_value_ms(m) : -1;
+		int n = poll(fds, 2, wait);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		if (fds[1].revents != 0)
+			return -1; /* stopping: mysql_close abandons the login */
+		status = 0;
+		if (n == 0)
+			status |= MYSQL_WAIT_TIMEOUT;
+		if (fds[0].revents & (POLLIN | POLLHUP | POLLERR))
+			status |= MYSQL_WAIT_READ;
+		if (fds[0].revents & POLLOUT)
+			status |= MYSQL_WAIT_WRITE;
+		if (fds[0].revents & POLLPRI)
+			status |= MYSQL_WAIT_EXCEPT;
+		status = mysql_real_connect_cont(&ret, m, status);
+	}
+	return ret != NULL ? 0 : -1;
+}
+
 static MYSQL *feed_connect(struct binlog *b, struct feed_error *e)
 {
 	const struct db_endpoint *ep = &b->cfg->binlog;
@@ -493,10 +542,9 @@ static MYSQL *feed_connect(struct binlog *b, struct feed_error *e)
 	mysql_options(m, MYSQL_OPT_READ_TIMEOUT, &rw);
 	mysql_options(m, MYSQL_OPT_WRITE_TIMEOUT, &rw);
 	mysql_options(m, MYSQL_SET_CHARSET_NAME, "utf8mb4");
-	if (mysql_real_connect(m, ep->socket[0] ? NULL : ep->host, ep->user,
-			       ep->password[0] ? ep->password : NULL, NULL, (unsigned)ep->port,
-			       ep->socket[0] ? ep->socket : NULL, 0) == NULL) {
-		set_error(e, m, "connecting");
+	if (login(b, m, ep) != 0) {
+		if (!feed_stopping(b))
+			set_error(e, m, "connecting");
 		mysql_close(m);
 		return NULL;
 	}
@@ -793,9 +841,15 @@ struct binlog *binlog_start(const struct config *cfg, binlog_wake_fn wake, void 
 	b->arg = arg;
 	b->server_id = cfg->binlog_server_id > 0 ? (uint32_t)cfg->binlog_server_id
 						 : derive_server_id(cfg->holder);
+	if (pipe2(b->stop_fd, O_CLOEXEC | O_NONBLOCK) != 0) {
+		free(b);
+		return NULL;
+	}
 	pthread_mutex_init(&b->lock, NULL);
 	util_cond_init(&b->cond);
 	if (pthread_create(&b->thread, NULL, feed_main, b) != 0) {
+		close(b->stop_fd[0]);
+		close(b->stop_fd[1]);
 		pthread_cond_destroy(&b->cond);
 		pthread_mutex_destroy(&b->lock);
 		free(b);
@@ -816,9 +870,15 @@ void binlog_stop(struct binlog *b)
 		if (fd >= 0)
 			shutdown(fd, SHUT_RDWR);
 	}
+	/* ... and a login in progress (login()). */
+	if (write(b->stop_fd[1], "x", 1) < 0) {
+		/* The pipe holds a byte already: the login sees it. */
+	}
 	pthread_cond_broadcast(&b->cond);
 	pthread_mutex_unlock(&b->lock);
 	pthread_join(b->thread, NULL);
+	close(b->stop_fd[0]);
+	close(b->stop_fd[1]);
 	metrics_set(METRIC_BINLOG_FOLLOWING, 0, 0);
 	binlog_map_free(b->map);
 	pthread_cond_destroy(&b->cond);

@@ -10,6 +10,7 @@ speaks the handshake and records every byte it receives)."""
 import socket
 import struct
 import threading
+import time
 
 import pytest
 
@@ -54,6 +55,23 @@ class Listener:
     def close(self):
         self.closed = True
         self.sock.close()
+
+
+class HungServer(Listener):
+    """Accepts connections and never says a word (a server stopped mid-way, or a
+    black hole behind a proxy)."""
+
+    def __init__(self):
+        self.held = []
+        super().__init__()
+
+    def handle(self, conn, n):
+        self.held.append(conn)
+
+    def close(self):
+        super().close()
+        for conn in self.held:
+            conn.close()
 
 
 def packet(seq, payload):
@@ -237,3 +255,25 @@ def test_a_server_asking_for_the_password_in_clear_never_gets_it(trust_farm, sid
     wait_until(lambda: all(farm.ready_jobs(d) == 0 for d in MAIN), timeout=120,
                what="the default server's wikis drained beside the hostile one")
     assert pod.stop() == 0
+
+
+def test_a_hung_feed_server_does_not_hold_the_exit(trust_farm, sidecars):
+    """The binary log feed's connection is cut at shutdown, also while it is still
+    logging in: a server that accepts and never answers does not hold the exit for
+    [binlog] connect_timeout."""
+    farm = trust_farm[0]
+    hung = HungServer()
+    try:
+        pod = sidecars("trust-hung-feed", ini(
+            farm, sidecar={"shutdown_timeout": 3},
+            binlog={"enabled": "true", "host": "127.0.0.1", "port": hung.port,
+                    "connect_timeout": 120}))
+        wait_until(lambda: hung.count >= 1, timeout=60, what="the feed logging in")
+        t0 = time.monotonic()
+        assert pod.stop(timeout=150) == 0
+        took = time.monotonic() - t0
+    finally:
+        hung.close()
+    # shutdown_timeout (3 s) + the 2 s of the shutdown path's statements + slack for a
+    # shared CPU; without the cut, the feed's login waited out connect_timeout (120 s).
+    assert took < 3 + 2 + 4, took
