@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <errmsg.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <mysql.h> /* before mariadb_rpl.h, which uses its types */
 #include <mariadb_rpl.h>
 #include <mysqld_error.h>
@@ -38,6 +39,10 @@
 /* Table maps remembered per transaction: a job insert maps one table; triggers or
  * multi-table statements map a few more. */
 #define RECENT_MAPS 16
+/* libmariadb keeps a connection's read buffers at the size of the largest packet it
+ * read (a 15 MB row event anywhere on the server left the feed at 60 MB for good): after
+ * an event larger than this the feed reconnects at the next event, which frees them. */
+#define FEED_BIG_EVENT_BYTES (1024 * 1024)
 
 /* ---- (database, table) -> wiki ---- */
 
@@ -336,6 +341,7 @@ struct binlog {
 	struct recent_map recent[RECENT_MAPS];
 	int nrecent;
 	int failures;
+	bool resuming; /* reconnecting after a big event (FEED_BIG_EVENT_BYTES): quietly */
 	const char *last_logged; /* the `why` of the last failure logged */
 	int64_t last_logged_ms;
 };
@@ -629,7 +635,7 @@ static void log_following(struct binlog *b, const char *format)
 {
 	struct log_line l;
 
-	log_begin(&l, LOG_INFO, "binary log feed following");
+	log_begin(&l, b->resuming ? LOG_DEBUG : LOG_INFO, "binary log feed following");
 	log_str(&l, "file", b->file);
 	log_int(&l, "position", (long long)b->pos);
 	log_str(&l, "binlog_format", format);
@@ -640,6 +646,7 @@ static void log_following(struct binlog *b, const char *format)
 	log_end(&l);
 	b->failures = 0;
 	b->last_logged = NULL;
+	b->resuming = false;
 	metrics_set(METRIC_BINLOG_FOLLOWING, 0, 1);
 	pthread_mutex_lock(&b->lock);
 	b->following = true;
@@ -699,7 +706,7 @@ static void handle_event(struct binlog *b, const MARIADB_RPL_EVENT *ev)
 }
 
 /* One attempt: connect, start the dump, follow until an error or stop. Returns 0 when
- * stopped, -EIO with e filled on failure. */
+ * stopped, -EAGAIN after a big event (resume at once), -EIO with e filled on failure. */
 static int follow(struct binlog *b, struct feed_error *e)
 {
 	MYSQL *m;
@@ -733,7 +740,9 @@ static int follow(struct binlog *b, struct feed_error *e)
 		set_error(e, m, "starting the binlog dump");
 		goto out;
 	}
-	b->nrecent = 0;
+	/* Resumed after a big event, maybe inside a transaction: its table maps stand. */
+	if (!b->resuming)
+		b->nrecent = 0;
 	for (;;) {
 		ev = mariadb_rpl_fetch(rpl, ev);
 		if (ev == NULL) {
@@ -753,6 +762,12 @@ static int follow(struct binlog *b, struct feed_error *e)
 		if (ev->event_type == HEARTBEAT_LOG_EVENT)
 			continue;
 		handle_event(b, ev);
+		if (ev->raw_data_size > FEED_BIG_EVENT_BYTES) {
+			mariadb_free_rpl_event(ev);
+			b->resuming = true;
+			rc = -EAGAIN;
+			break;
+		}
 	}
 out:
 	metrics_set(METRIC_BINLOG_FOLLOWING, 0, 0);
@@ -762,6 +777,9 @@ out:
 	if (rpl != NULL)
 		mariadb_rpl_close(rpl);
 	feed_disconnect(b, m);
+	/* The big buffers are free now; give their pages back. */
+	if (rc == -EAGAIN)
+		malloc_trim(0);
 	return feed_stopping(b) ? 0 : rc;
 }
 
@@ -800,8 +818,12 @@ static void *feed_main(void *arg)
 		int64_t until;
 		struct timespec ts;
 
-		if (follow(b, &e) == 0)
+		int rc = follow(b, &e);
+		if (rc == 0)
 			break;
+		if (rc == -EAGAIN)
+			continue;
+		b->resuming = false;
 		if (e.forget_position)
 			b->file[0] = '\0';
 		log_failure(b, &e);
