@@ -14,9 +14,12 @@
 
 #include <errno.h>
 #include <errmsg.h>
+#include <fcntl.h>
+#include <malloc.h>
 #include <mysql.h> /* before mariadb_rpl.h, which uses its types */
 #include <mariadb_rpl.h>
 #include <mysqld_error.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -24,7 +27,9 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "db.h"
 #include "log.h"
 #include "metrics.h"
 #include "util.h"
@@ -34,6 +39,10 @@
 /* Table maps remembered per transaction: a job insert maps one table; triggers or
  * multi-table statements map a few more. */
 #define RECENT_MAPS 16
+/* libmariadb keeps a connection's read buffers at the size of the largest packet it
+ * read (a 15 MB row event anywhere on the server left the feed at 60 MB for good): after
+ * an event larger than this the feed reconnects at the next event, which frees them. */
+#define FEED_BIG_EVENT_BYTES (1024 * 1024)
 
 /* ---- (database, table) -> wiki ---- */
 
@@ -322,6 +331,7 @@ struct binlog {
 	bool stopping;
 	struct binlog_map *map;
 	MYSQL *conn;    /* while connected: binlog_stop cuts its socket */
+	int stop_fd[2]; /* binlog_stop writes a byte: ends a login in progress */
 	bool following; /* binlog_following */
 	/* Owned by the thread: */
 	uint32_t server_id;
@@ -331,6 +341,7 @@ struct binlog {
 	struct recent_map recent[RECENT_MAPS];
 	int nrecent;
 	int failures;
+	bool resuming; /* reconnecting after a big event (FEED_BIG_EVENT_BYTES): quietly */
 	const char *last_logged; /* the `why` of the last failure logged */
 	int64_t last_logged_ms;
 };
@@ -469,6 +480,51 @@ static int read_server_state(struct binlog *b, MYSQL *m, char *format, size_t fo
 	return 0;
 }
 
+/* mysql_real_connect, but over libmariadb's non-blocking API: there is no socket to
+ * cut until the login is done, so it waits on the server and on binlog_stop's pipe at
+ * once. A server that accepts and never answers would otherwise hold the exit for
+ * connect_timeout. 0, or -1 (the error on m, or stopping). */
+static int login(struct binlog *b, MYSQL *m, const struct db_endpoint *ep)
+{
+	MYSQL *ret = NULL;
+	int status;
+
+	if (mysql_options(m, MYSQL_OPT_NONBLOCK, 0) != 0)
+		return -1;
+	status = mysql_real_connect_start(&ret, m, ep->socket[0] ? NULL : ep->host, ep->user,
+					  ep->password[0] ? ep->password : NULL, NULL,
+					  (unsigned)ep->port, ep->socket[0] ? ep->socket : NULL, 0);
+	while (status != 0) {
+		struct pollfd fds[2] = {
+			{ .fd = mysql_get_socket(m),
+			  .events = (short)((status & MYSQL_WAIT_READ ? POLLIN : 0) |
+					    (status & MYSQL_WAIT_WRITE ? POLLOUT : 0) |
+					    (status & MYSQL_WAIT_EXCEPT ? POLLPRI : 0)) },
+			{ .fd = b->stop_fd[0], .events = POLLIN },
+		};
+		int wait = status & MYSQL_WAIT_TIMEOUT ? (int)mysql_get_timeout_value_ms(m) : -1;
+		int n = poll(fds, 2, wait);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		if (fds[1].revents != 0)
+			return -1; /* stopping: mysql_close abandons the login */
+		status = 0;
+		if (n == 0)
+			status |= MYSQL_WAIT_TIMEOUT;
+		if (fds[0].revents & (POLLIN | POLLHUP | POLLERR))
+			status |= MYSQL_WAIT_READ;
+		if (fds[0].revents & POLLOUT)
+			status |= MYSQL_WAIT_WRITE;
+		if (fds[0].revents & POLLPRI)
+			status |= MYSQL_WAIT_EXCEPT;
+		status = mysql_real_connect_cont(&ret, m, status);
+	}
+	return ret != NULL ? 0 : -1;
+}
+
 static MYSQL *feed_connect(struct binlog *b, struct feed_error *e)
 {
 	const struct db_endpoint *ep = &b->cfg->binlog;
@@ -482,14 +538,19 @@ static MYSQL *feed_connect(struct binlog *b, struct feed_error *e)
 		e->why = WHY_MEMORY;
 		return NULL;
 	}
+	if (db_guard_auth(m) != 0) {
+		snprintf(e->msg, sizeof(e->msg), "cannot restrict authentication plugins");
+		e->why = WHY_REFUSED;
+		mysql_close(m);
+		return NULL;
+	}
 	mysql_options(m, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
 	mysql_options(m, MYSQL_OPT_READ_TIMEOUT, &rw);
 	mysql_options(m, MYSQL_OPT_WRITE_TIMEOUT, &rw);
 	mysql_options(m, MYSQL_SET_CHARSET_NAME, "utf8mb4");
-	if (mysql_real_connect(m, ep->socket[0] ? NULL : ep->host, ep->user,
-			       ep->password[0] ? ep->password : NULL, NULL, (unsigned)ep->port,
-			       ep->socket[0] ? ep->socket : NULL, 0) == NULL) {
-		set_error(e, m, "connecting");
+	if (login(b, m, ep) != 0) {
+		if (!feed_stopping(b))
+			set_error(e, m, "connecting");
 		mysql_close(m);
 		return NULL;
 	}
@@ -574,7 +635,7 @@ static void log_following(struct binlog *b, const char *format)
 {
 	struct log_line l;
 
-	log_begin(&l, LOG_INFO, "binary log feed following");
+	log_begin(&l, b->resuming ? LOG_DEBUG : LOG_INFO, "binary log feed following");
 	log_str(&l, "file", b->file);
 	log_int(&l, "position", (long long)b->pos);
 	log_str(&l, "binlog_format", format);
@@ -585,6 +646,7 @@ static void log_following(struct binlog *b, const char *format)
 	log_end(&l);
 	b->failures = 0;
 	b->last_logged = NULL;
+	b->resuming = false;
 	metrics_set(METRIC_BINLOG_FOLLOWING, 0, 1);
 	pthread_mutex_lock(&b->lock);
 	b->following = true;
@@ -644,7 +706,7 @@ static void handle_event(struct binlog *b, const MARIADB_RPL_EVENT *ev)
 }
 
 /* One attempt: connect, start the dump, follow until an error or stop. Returns 0 when
- * stopped, -EIO with e filled on failure. */
+ * stopped, -EAGAIN after a big event (resume at once), -EIO with e filled on failure. */
 static int follow(struct binlog *b, struct feed_error *e)
 {
 	MYSQL *m;
@@ -678,7 +740,9 @@ static int follow(struct binlog *b, struct feed_error *e)
 		set_error(e, m, "starting the binlog dump");
 		goto out;
 	}
-	b->nrecent = 0;
+	/* Resumed after a big event, maybe inside a transaction: its table maps stand. */
+	if (!b->resuming)
+		b->nrecent = 0;
 	for (;;) {
 		ev = mariadb_rpl_fetch(rpl, ev);
 		if (ev == NULL) {
@@ -698,6 +762,12 @@ static int follow(struct binlog *b, struct feed_error *e)
 		if (ev->event_type == HEARTBEAT_LOG_EVENT)
 			continue;
 		handle_event(b, ev);
+		if (ev->raw_data_size > FEED_BIG_EVENT_BYTES) {
+			mariadb_free_rpl_event(ev);
+			b->resuming = true;
+			rc = -EAGAIN;
+			break;
+		}
 	}
 out:
 	metrics_set(METRIC_BINLOG_FOLLOWING, 0, 0);
@@ -707,6 +777,9 @@ out:
 	if (rpl != NULL)
 		mariadb_rpl_close(rpl);
 	feed_disconnect(b, m);
+	/* The big buffers are free now; give their pages back. */
+	if (rc == -EAGAIN)
+		malloc_trim(0);
 	return feed_stopping(b) ? 0 : rc;
 }
 
@@ -745,8 +818,12 @@ static void *feed_main(void *arg)
 		int64_t until;
 		struct timespec ts;
 
-		if (follow(b, &e) == 0)
+		int rc = follow(b, &e);
+		if (rc == 0)
 			break;
+		if (rc == -EAGAIN)
+			continue;
+		b->resuming = false;
 		if (e.forget_position)
 			b->file[0] = '\0';
 		log_failure(b, &e);
@@ -786,9 +863,15 @@ struct binlog *binlog_start(const struct config *cfg, binlog_wake_fn wake, void 
 	b->arg = arg;
 	b->server_id = cfg->binlog_server_id > 0 ? (uint32_t)cfg->binlog_server_id
 						 : derive_server_id(cfg->holder);
+	if (pipe2(b->stop_fd, O_CLOEXEC | O_NONBLOCK) != 0) {
+		free(b);
+		return NULL;
+	}
 	pthread_mutex_init(&b->lock, NULL);
 	util_cond_init(&b->cond);
 	if (pthread_create(&b->thread, NULL, feed_main, b) != 0) {
+		close(b->stop_fd[0]);
+		close(b->stop_fd[1]);
 		pthread_cond_destroy(&b->cond);
 		pthread_mutex_destroy(&b->lock);
 		free(b);
@@ -809,9 +892,15 @@ void binlog_stop(struct binlog *b)
 		if (fd >= 0)
 			shutdown(fd, SHUT_RDWR);
 	}
+	/* ... and a login in progress (login()). */
+	if (write(b->stop_fd[1], "x", 1) < 0) {
+		/* The pipe holds a byte already: the login sees it. */
+	}
 	pthread_cond_broadcast(&b->cond);
 	pthread_mutex_unlock(&b->lock);
 	pthread_join(b->thread, NULL);
+	close(b->stop_fd[0]);
+	close(b->stop_fd[1]);
 	metrics_set(METRIC_BINLOG_FOLLOWING, 0, 0);
 	binlog_map_free(b->map);
 	pthread_cond_destroy(&b->cond);

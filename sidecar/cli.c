@@ -452,7 +452,8 @@ int cli_drain(const struct config *cfg, const char *domain, int lanes)
 	}
 	if (scan_endpoint_for(cfg, w->db_server, &scan_ep) != 0) {
 		/* Discovery refuses such rows first: only a rule changed in one place. */
-		snprintf(err, sizeof(err), "database server '%s' is not host[:port]", w->db_server);
+		snprintf(err, sizeof(err), "database server '%s' is not host[:port] or not allowed",
+			 w->db_server);
 		goto fail;
 	}
 	if ((scan = db_new(&scan_ep.ep, scan_ep.name)) == NULL) {

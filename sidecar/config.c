@@ -121,6 +121,7 @@ static const struct config_key config_keys[] = {
 	{ "scan", "full_interval", KEY_INT, O(scan_full_interval), "60", 1, 3600, NULL },
 	{ "scan", "db_budget_percent", KEY_INT, O(scan_db_budget_percent), "5", 1, 100, NULL },
 	{ "scan", "max_sweep_seconds", KEY_INT, O(scan_max_sweep_seconds), "120", 0, 86400, NULL },
+	{ "scan", "allowed_servers", KEY_TEXT, O(scan_allowed_servers), "", 0, 0, NULL },
 
 	{ "drain", "time_slice", KEY_INT, O(time_slice), "60", 1, 86400, NULL },
 	{ "drain", "backoff_base", KEY_INT, O(backoff_base), "5", 1, 86400, NULL },
@@ -764,6 +765,74 @@ static void check_type_lists(struct loader *ld)
 				  "%s", why);
 }
 
+/* [scan] allowed_servers: host[:port]s separated by blanks or commas, kept in their
+ * canonical form (util_canon_db_server), at most CONFIG_SERVERS_MAX: the number of
+ * servers the sidecar connects to (each a connection, a sweep and a budget) is bounded
+ * by what the operator wrote. */
+static void check_allowed_servers(struct loader *ld)
+{
+	int line = ld->set_line[key_index("scan", "allowed_servers")];
+	const char *p = ld->cfg->scan_allowed_servers;
+	char name[UTIL_DB_SERVER_MAX], canon[UTIL_DB_SERVER_MAX];
+	struct buf out;
+	int count = 0;
+
+	buf_init(&out);
+	while (*p) {
+		size_t n = strcspn(p, " ,\t\n");
+		if (n == 0) {
+			p++;
+			continue;
+		}
+		snprintf(name, sizeof(name), "%.*s", (int)(n < sizeof(name) ? n : sizeof(name) - 1),
+			 p);
+		p += n;
+		if (n >= sizeof(name) || util_canon_db_server(name, canon, sizeof(canon)) != 0) {
+			add_error(ld, line, "scan", "allowed_servers",
+				  "'%.40s' is not host or host:port (a host name or IPv4 address)",
+				  name);
+			goto out;
+		}
+		if (++count > CONFIG_SERVERS_MAX) {
+			add_error(ld, line, "scan", "allowed_servers", "more than %d servers",
+				  CONFIG_SERVERS_MAX);
+			goto out;
+		}
+		buf_addf(&out, "%s%s", out.len ? " " : "", canon);
+	}
+	if (out.failed) {
+		add_error(ld, line, "scan", "allowed_servers", "out of memory");
+		goto out;
+	}
+	free(ld->cfg->scan_allowed_servers);
+	ld->cfg->scan_allowed_servers = out.data ? out.data : strdup("");
+	return;
+out:
+	buf_release(&out);
+}
+
+bool config_endpoint_is(const struct db_endpoint *ep, const char *canon)
+{
+	char name[UTIL_DB_SERVER_MAX], mine[UTIL_DB_SERVER_MAX];
+
+	snprintf(name, sizeof(name), "%s:%d", ep->host, ep->port);
+	return util_canon_db_server(name, mine, sizeof(mine)) == 0 && strcmp(mine, canon) == 0;
+}
+
+bool config_server_allowed(const struct config *cfg, const char *canon)
+{
+	const char *p = cfg->scan_allowed_servers;
+	size_t len = strlen(canon);
+
+	if (config_endpoint_is(&cfg->scan, canon) || config_endpoint_is(&cfg->platform, canon))
+		return true;
+	for (; (p = strstr(p, canon)) != NULL; p += len)
+		if ((p == cfg->scan_allowed_servers || p[-1] == ' ') &&
+		    (p[len] == ' ' || p[len] == '\0'))
+			return true;
+	return false;
+}
+
 /* Checks that span keys, after everything is read. */
 static void check_consistency(struct loader *ld)
 {
@@ -809,6 +878,7 @@ static void check_consistency(struct loader *ld)
 			  "'%s' is not a plain identifier ([A-Za-z0-9_$], 1-64)", cfg->coord_db);
 	check_lease_timing(ld);
 	check_type_lists(ld);
+	check_allowed_servers(ld);
 	i = key_index("discovery", "query");
 	if (cfg->discovery_query[0] == '\0')
 		add_error(ld, ld->set_line[i], "discovery", "query", "must not be empty");
@@ -943,6 +1013,7 @@ void config_print(const struct config *cfg, FILE *out)
 /* Keys a running daemon cannot take over (config_keep_static): its identity and
  * endpoints, the coordination settings every lease's timing rests on, the discovery
  * that defines its scope. A NULL name means the whole section. */
+/* clang-format off */
 static const struct {
 	const char *section, *name;
 } static_keys[] = {
@@ -950,7 +1021,10 @@ static const struct {
 	{ "mediawiki", "host" },  { "mediawiki", "port" },     { "mediawiki", "path" },
 	{ "platform_db", NULL },  { "scan_db", NULL },         { "coordination", NULL },
 	{ "discovery", "query" }, { "discovery", "version" },  { "binlog", NULL },
+	/* The trust boundary moves with a restart only, like the endpoints. */
+	{ "scan", "allowed_servers" },
 };
+/* clang-format on */
 
 static bool is_static_key(const struct config_key *k)
 {

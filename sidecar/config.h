@@ -85,6 +85,7 @@ struct config {
 	int scan_full_interval;      /* seconds between full scans */
 	int scan_db_budget_percent;  /* share of one database core detection may use */
 	int scan_max_sweep_seconds;  /* a sweep's longest period, over the budget; 0: none */
+	char *scan_allowed_servers;  /* canonical "host:port"s, blank-separated (after load) */
 
 	/* [drain] */
 	int time_slice;
@@ -114,6 +115,16 @@ struct config {
 	int binlog_heartbeat;      /* seconds */
 	int binlog_retry_interval; /* seconds */
 };
+
+/* At most this many servers in [scan] allowed_servers (beside the default one). */
+#define CONFIG_SERVERS_MAX 64
+
+/* Whether the sidecar may log in to database server `canon` (util_canon_db_server's
+ * form): [scan_db]'s and [platform_db]'s own servers and those of [scan]
+ * allowed_servers. The one rule for every connection a discovery row can ask for. */
+bool config_server_allowed(const struct config *cfg, const char *canon);
+/* Whether ep's host:port is the server canon (util_canon_db_server's form). */
+bool config_endpoint_is(const struct db_endpoint *ep, const char *canon);
 
 /* The longest a batch can take: MediaWiki's maxtime plus the HTTP allowance. */
 int config_batch_max_seconds(const struct config *cfg);

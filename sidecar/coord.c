@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <mysqld_error.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -714,8 +715,20 @@ static void add_datetime(struct buf *sql, int64_t epoch_ms)
 		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
-int coord_write_backlog(struct db *db, const struct config *cfg, const struct coord_scan *scan,
-			char *err, size_t errlen)
+/* Whether a failed write was refused for what its rows hold (a value a column cannot
+ * store, a trigger's or a constraint's refusal), not for the server's state: a lost
+ * connection, a lock wait or a time limit would fail each row alone just as well. */
+static bool refused_for_values(unsigned code)
+{
+	return !db_connection_lost(code) && code != ER_LOCK_WAIT_TIMEOUT &&
+	       code != ER_LOCK_DEADLOCK && code != ER_STATEMENT_TIMEOUT &&
+	       code != ER_QUERY_INTERRUPTED;
+}
+
+/* coord_write_backlog's statements: 0, 1 when the server refused the write for the
+ * rows' values (refused_for_values; err set), -EIO (err set). */
+static int write_rows(struct db *db, const struct config *cfg, const struct coord_scan *scan,
+		      char *err, size_t errlen)
 {
 	const char *scope = scan->scope, *scan_started = scan->started;
 	struct wiki *const *wikis = scan->wikis;
@@ -723,6 +736,7 @@ int coord_write_backlog(struct db *db, const struct config *cfg, const struct co
 	size_t n = scan->n;
 	struct buf sql;
 	const char **names;
+	unsigned code;
 	int rc;
 
 	if (n == 0)
@@ -799,10 +813,45 @@ int coord_write_backlog(struct db *db, const struct config *cfg, const struct co
 		buf_adds(&sql, ", orphaned_claims = VALUES(orphaned_claims),"
 			       " oldest_claim_at = VALUES(oldest_claim_at),"
 			       " abandoned_jobs = VALUES(abandoned_jobs)");
-	return exec(db, &sql, NULL, err, errlen);
+	if (sql.failed) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	rc = db_exec(db, sql.data, &(unsigned long long){ 0 }, &code, err, errlen);
+	buf_release(&sql);
+	if (rc == -EIO && refused_for_values(code))
+		return 1;
+	return rc == 0 ? 0 : -EIO;
 fail:
 	buf_release(&sql);
 	return -EIO;
+}
+
+int coord_write_backlog(struct db *db, const struct config *cfg, const struct coord_scan *scan,
+			char *err, size_t errlen)
+{
+	struct coord_scan one = *scan;
+	char why[256];
+	int rc = write_rows(db, cfg, scan, err, errlen), refused = 0;
+
+	if (rc <= 0 || scan->refused == NULL || scan->n == 0)
+		return rc == 0 ? 0 : -EIO;
+	/* One row the server will not store fails the whole statement, and with it every
+	 * wiki of the chunk: written one by one, only that row's own wiki goes unwritten. */
+	for (size_t i = 0; i < scan->n; i++) {
+		one.wikis = scan->wikis + i;
+		one.backlog = scan->backlog + i;
+		one.n = 1;
+		rc = write_rows(db, cfg, &one, why, sizeof(why));
+		if (rc < 0) {
+			snprintf(err, errlen, "%s", why);
+			return -EIO;
+		}
+		scan->refused[i] = rc == 1;
+		if (rc == 1 && refused++ == 0)
+			snprintf(err, errlen, "%s", why);
+	}
+	return refused;
 }
 
 /* At most this many gone wikis' lease rows go per pass: a large departure is spread

@@ -149,9 +149,13 @@ struct coord_scan {
 	/* coord_now() from before the scan: a wiki drained after it keeps its drained
 	 * state. */
 	const char *started;
+	/* NULL: all rows or none. Else n flags: a row the server refuses (a value it
+	 * cannot store) is left out and flagged, the others are written one by one. */
+	bool *refused;
 };
 /* Writes one scan (from the scanner lease holder, or `drain --wiki`); a parked wiki
- * with a new job (max_job_id grew) is unparked. */
+ * with a new job (max_job_id grew) is unparked. Returns 0, -EIO (err set), or with
+ * scan->refused the number of rows refused (err: the first one's error). */
 int coord_write_backlog(struct db *db, const struct config *cfg, const struct coord_scan *scan,
 			char *err, size_t errlen);
 

@@ -161,6 +161,17 @@ const char *db_client_version(void)
 	return mysql_get_client_info();
 }
 
+int db_guard_auth(MYSQL *m)
+{
+	my_bool off = 0;
+
+	/* Off by default; stated so that nothing else (an option file) turns it on. */
+	if (mysql_optionsv(m, MYSQL_ENABLE_CLEARTEXT_PLUGIN, &off) != 0 ||
+	    mysql_optionsv(m, MARIADB_OPT_RESTRICTED_AUTH, DB_AUTH_PLUGINS) != 0)
+		return -EIO;
+	return 0;
+}
+
 int db_connect(struct db *db, char *err, size_t errlen)
 {
 	const struct db_endpoint *ep = db->ep;
@@ -181,6 +192,12 @@ int db_connect(struct db *db, char *err, size_t errlen)
 	m = mysql_init(NULL);
 	if (m == NULL) {
 		snprintf(err, errlen, "%s: out of memory", db->name);
+		return -EIO;
+	}
+	if (db_guard_auth(m) != 0) {
+		snprintf(err, errlen,
+			 "%s: the client library cannot restrict authentication plugins", db->name);
+		mysql_close(m);
 		return -EIO;
 	}
 	timeout = (unsigned)ep->connect_timeout;

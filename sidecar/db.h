@@ -48,6 +48,18 @@ int db_query(struct db *db, const char *sql, MYSQL_RES **res, unsigned *errcode,
 int db_exec(struct db *db, const char *sql, unsigned long long *matched, unsigned *errcode,
 	    char *err, size_t errlen);
 
+/* The authentication plugins any connection of the process may use: those that never
+ * hand the server the password (challenge-response). A server that asks for
+ * mysql_clear_password or dialog (which send it as typed), or for sha256_password /
+ * caching_sha2_password (encrypted to a key the server itself supplies), gets no
+ * answer: the login fails before the password leaves. Servers are a trust boundary
+ * (discovery names them); one rule for every connection, set by db_guard_auth. */
+#define DB_AUTH_PLUGINS "mysql_native_password,client_ed25519"
+/* Applies DB_AUTH_PLUGINS to m before mysql_real_connect (db_connect does; so does the
+ * binary log feed's own connection). 0, or -EIO when the client library cannot
+ * restrict them (then do not connect). */
+int db_guard_auth(MYSQL *m);
+
 /* Errors after which the session is gone or unusable (the connection is closed). */
 bool db_connection_lost(unsigned code);
 

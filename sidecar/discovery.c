@@ -101,12 +101,12 @@ static const char *row_server(MYSQL_ROW row, unsigned ncols)
 	return ncols >= 5 && row[4] != NULL && row[4][0] != '\0' ? row[4] : NULL;
 }
 
-/* Checks one row; NULL if good, else why not. */
-static const char *check_row(MYSQL_ROW row, unsigned ncols)
+/* Checks one row; NULL if good, else why not (in why[whylen] when it names a value).
+ * canon: the row's server as util_canon_db_server writes it, "" for [scan_db]'s. */
+static const char *check_row(const struct config *cfg, MYSQL_ROW row, unsigned ncols,
+			     char canon[UTIL_DB_SERVER_MAX], char *why, size_t whylen)
 {
 	const char *server = row_server(row, ncols);
-	char host[254];
-	int port;
 
 	if (row[0] == NULL)
 		return "domain is NULL";
@@ -122,18 +122,32 @@ static const char *check_row(MYSQL_ROW row, unsigned ncols)
 		return "table prefix is not a plain identifier ([A-Za-z0-9_], 0-50)";
 	if (row[3] == NULL || row[3][0] == '\0')
 		return "secret key is missing or empty";
-	if (server != NULL && util_parse_db_server(server, host, sizeof(host), &port) != 0)
+	canon[0] = '\0';
+	if (server == NULL)
+		return NULL;
+	if (util_canon_db_server(server, canon, UTIL_DB_SERVER_MAX) != 0)
 		return "database server is not host or host:port (a host name or IPv4 address)";
+	/* The trust boundary: the scan logs in with [scan_db]'s credentials, so only to
+	 * servers the operator named. Checked before any connection is made. */
+	if (!config_server_allowed(cfg, canon)) {
+		snprintf(why, whylen,
+			 "database server %s is not in [scan] allowed_servers: not connected to",
+			 canon);
+		return why;
+	}
+	/* [scan_db]'s own server under its address: the default, one server, one budget. */
+	if (cfg->scan.socket[0] == '\0' && config_endpoint_is(&cfg->scan, canon))
+		canon[0] = '\0';
 	return NULL;
 }
 
-static int append_wiki(struct wiki_list *out, size_t *cap, MYSQL_ROW row, unsigned ncols)
+static int append_wiki(struct wiki_list *out, size_t *cap, MYSQL_ROW row, const char *canon)
 {
 	struct wiki w = { .domain = row[0],
 			  .dbname = row[1],
 			  .table_prefix = row[2],
 			  .secret = row[3],
-			  .db_server = (char *)row_server(row, ncols) };
+			  .db_server = canon[0] ? (char *)canon : NULL };
 	struct wiki *copy = wiki_dup(&w);
 
 	if (copy == NULL)
@@ -216,14 +230,15 @@ int discovery_run(struct discovery *d, struct db *db, struct wiki_list *out, cha
 		goto out;
 	}
 	while ((row = mysql_fetch_row(res)) != NULL) {
-		const char *why = check_row(row, ncols);
+		char canon[UTIL_DB_SERVER_MAX], buf[UTIL_DB_SERVER_MAX + 80];
+		const char *why = check_row(d->cfg, row, ncols, canon, buf, sizeof(buf));
 		rowno++;
 		if (why != NULL) {
 			bad_row(d, &now, rowno, row[0] && util_is_domain(row[0]) ? row[0] : NULL,
 				why);
 			continue;
 		}
-		if (append_wiki(out, &cap, row, ncols) != 0) {
+		if (append_wiki(out, &cap, row, canon) != 0) {
 			snprintf(err, errlen, "out of memory");
 			goto out;
 		}
@@ -292,4 +307,9 @@ int discovery_find(struct discovery *d, struct db *db, const char *domain, struc
 		snprintf(err, errlen, "out of memory");
 	wiki_list_free(&list);
 	return rc;
+}
+
+size_t discovery_skipped(const struct discovery *d)
+{
+	return d->nreported;
 }

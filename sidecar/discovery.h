@@ -3,7 +3,9 @@
  * The query returns, per wiki: domain, database name, table prefix, secret key, and
  * optionally the wiki's database server ("host[:port]"; NULL or '' for [scan_db]'s). Rows
  * are checked before anything else uses them (identifiers go into SQL, the domain into
- * a Host header); a bad row is logged once while it stays bad, and skipped. */
+ * a Host header, the server gets the scan's login: only a server config_server_allowed
+ * passes, named canonically); a bad row is logged once while it stays bad, and
+ * skipped. */
 #ifndef JD_DISCOVERY_H
 #define JD_DISCOVERY_H
 
@@ -31,5 +33,8 @@ int discovery_run(struct discovery *d, struct db *db, struct wiki_list *out, cha
  * listed one. */
 int discovery_find(struct discovery *d, struct db *db, const char *domain, struct wiki **out,
 		   char *err, size_t errlen);
+
+/* How many rows the last successful run skipped (each logged as a bad row). */
+size_t discovery_skipped(const struct discovery *d);
 
 #endif

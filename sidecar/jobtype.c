@@ -35,6 +35,74 @@ static bool pattern_char(char c)
 	       c == '_' || c == '-' || c == '.' || c == ':' || c == '*' || c == '?';
 }
 
+/* Whether byte c stands for itself in a list word (jobtype.h). */
+static bool literal(unsigned char c)
+{
+	return c > 0x20 && c < 0x7f && c != ',' && c != '%';
+}
+
+int jobtype_encode(const char *type, size_t len, char *out, size_t outlen)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t o = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)type[i];
+		size_t need = literal(c) ? 1 : 3;
+		if (o + need >= outlen) {
+			if (outlen > 0)
+				out[0] = '\0';
+			return -ENAMETOOLONG;
+		}
+		if (need == 1) {
+			out[o++] = (char)c;
+			continue;
+		}
+		out[o++] = '%';
+		out[o++] = hex[c >> 4];
+		out[o++] = hex[c & 15];
+	}
+	if (o >= outlen)
+		return -ENAMETOOLONG;
+	out[o] = '\0';
+	return (int)o;
+}
+
+static int hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int jobtype_decode(const char *word, char *out, size_t outlen, size_t *len)
+{
+	size_t o = 0;
+
+	for (const char *p = word; *p; p++) {
+		unsigned char c = (unsigned char)*p;
+		if (o + 1 >= outlen)
+			return -EINVAL;
+		if (c == '%') {
+			int hi = hex_value(p[1]), lo = hi < 0 ? -1 : hex_value(p[2]);
+			/* Only what jobtype_encode writes: one spelling per type. */
+			if (lo < 0 || literal((unsigned char)(hi << 4 | lo)))
+				return -EINVAL;
+			out[o++] = (char)(hi << 4 | lo);
+			p += 2;
+			continue;
+		}
+		if (!literal(c))
+			return -EINVAL;
+		out[o++] = (char)c;
+	}
+	out[o] = '\0';
+	*len = o;
+	return 0;
+}
+
 int jobtype_check_list(const char *list, char *why, size_t whylen)
 {
 	char word[JOBTYPE_MAX + 2];

@@ -15,6 +15,23 @@
 /* Patterns in one list, at most. */
 #define JOBTYPE_LIST_MAX 32
 
+/* A job type as the lists and jd_wiki.ready_type_names hold it (one owner for the
+ * rule). job_cmd is any 60 bytes, but the column is ASCII and the list is separated by
+ * blanks and commas: bytes outside the printable ASCII range 0x21-0x7e, the comma and
+ * '%' itself are written %XX (uppercase hex), everything else as it is, so every
+ * MediaWiki type in use today reads the same and no value can break the column or the
+ * list. The form is reversible: jobtype_decode gives the bytes back for MediaWiki. */
+
+/* Writes the list form of type[0..len) to out. Returns its length, or -ENAMETOOLONG
+ * (out "") when it would not fit in outlen - 1 bytes (the caller leaves the type out of
+ * the list; it still counts as ready work). */
+int jobtype_encode(const char *type, size_t len, char *out, size_t outlen);
+
+/* The bytes a list word stands for (NUL-terminated in out; *len without the NUL, which a
+ * decoded NUL byte may precede). 0, or -EINVAL when word is not a list form (a bad %XX
+ * sequence, a byte the form never holds) or does not fit. */
+int jobtype_decode(const char *word, char *out, size_t outlen, size_t *len);
+
 /* Checks a list: 0, or -EINVAL with why (naming the bad pattern). */
 int jobtype_check_list(const char *list, char *why, size_t whylen);
 

@@ -23,7 +23,9 @@
 	X(ERROR_LEASE_LOST, "lease_lost")
 #define METRIC_LEASE_OPS(X)                                                                        \
 	X(LEASE_OP_ACQUIRE, "acquire") X(LEASE_OP_RENEW, "renew") X(LEASE_OP_RELEASE, "release")
-#define METRIC_SCAN_ROWS(X) X(SCAN_ROW_WRITTEN, "written") X(SCAN_ROW_UNCHANGED, "unchanged")
+#define METRIC_SCAN_ROWS(X)                                                                        \
+	X(SCAN_ROW_WRITTEN, "written")                                                             \
+	X(SCAN_ROW_UNCHANGED, "unchanged") X(SCAN_ROW_REFUSED, "refused")
 
 #define METRIC_LABEL_ID(id, value) id,
 #define METRIC_LABEL_VALUE(id, value) value,
@@ -81,6 +83,9 @@ enum metric_scan_row { METRIC_SCAN_ROWS(METRIC_LABEL_ID) SCAN_ROW_COUNT };
 	X(BREAKER_OPEN, "jobdrainer_mediawiki_breaker_open", "gauge",                              \
 	  "1 while local MediaWiki is considered down and draining is paused", "", LABELS_NONE)    \
 	X(WIKIS, "jobdrainer_wikis", "gauge", "Wikis discovery returned", "", LABELS_NONE)         \
+	X(WIKIS_SKIPPED, "jobdrainer_wikis_skipped", "gauge",                                      \
+	  "Discovery rows skipped (a bad value, a server not allowed): see the log", "",           \
+	  LABELS_NONE)                                                                             \
 	X(WIKIS_BACKLOG, "jobdrainer_wikis_with_backlog", "gauge",                                 \
 	  "Wikis of this scope with ready jobs (fleet view)", "", LABELS_NONE)                     \
 	X(WIKIS_BACKOFF, "jobdrainer_wikis_backed_off", "gauge",                                   \

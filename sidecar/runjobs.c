@@ -20,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "jobtype.h"
 #include "sign.h"
 #include "version.h"
 
@@ -117,15 +118,20 @@ void runjobs_set_maxjobs(struct runjobs *rj, int maxjobs)
 
 /* Builds the signed form into rj->form (with `type` unless it is ""). Returns 0 or
  * -EIO. */
+/* type is a job type's list form (jobtype.h): MediaWiki gets the job_cmd bytes it
+ * stands for. -EINVAL for a form that names no job_cmd a form field can carry. */
 static int build_form(struct runjobs *rj, const struct wiki *w, const char *type)
 {
-	char maxjobs[16], maxtime[16], expiry[24], sig[SIGN_HEX_LEN + 1];
+	char maxjobs[16], maxtime[16], expiry[24], sig[SIGN_HEX_LEN + 1], cmd[JOBTYPE_MAX + 1];
 	struct form_field fields[] = {
 		{ "title", "Special:RunJobs" }, { "tasks", "jobs" }, { "maxjobs", maxjobs },
 		{ "maxtime", maxtime },         { "async", "0" },    { "stats", "1" },
-		{ "sigexpiry", expiry },        { "type", type },
+		{ "sigexpiry", expiry },        { "type", cmd },
 	};
-	size_t n = sizeof(fields) / sizeof(fields[0]) - (type[0] == '\0' ? 1 : 0);
+	size_t n = sizeof(fields) / sizeof(fields[0]) - (type[0] == '\0' ? 1 : 0), len;
+
+	if (jobtype_decode(type, cmd, sizeof(cmd), &len) != 0 || strlen(cmd) != len)
+		return -EINVAL;
 
 	snprintf(maxjobs, sizeof(maxjobs), "%d", rj->maxjobs > 0 ? rj->maxjobs : rj->cfg->maxjobs);
 	snprintf(maxtime, sizeof(maxtime), "%d", rj->cfg->maxtime);
@@ -190,7 +196,8 @@ void runjobs_batch_typed(struct runjobs *rj, const struct wiki *w, unsigned long
 	if (build_form(rj, w, r->type) != 0) {
 		r->outcome = OUTCOME_BAD_RESPONSE;
 		snprintf(r->detail, sizeof(r->detail),
-			 "could not sign the request (out of memory?)");
+			 "could not sign the request (out of memory, or a job type with a NUL"
+			 " byte?)");
 		return;
 	}
 	snprintf(host_header, sizeof(host_header), "Host: %s", w->domain);

@@ -14,12 +14,16 @@
 int scan_endpoint_for(const struct config *cfg, const char *server, struct scan_endpoint *out)
 {
 	static char none[] = "";
+	char canon[UTIL_DB_SERVER_MAX];
 
 	out->ep = cfg->scan;
 	snprintf(out->name, sizeof(out->name), "scan_db");
 	if (server == NULL)
 		return 0;
-	if (util_parse_db_server(server, out->host, sizeof(out->host), &out->ep.port) != 0)
+	/* Discovery skips such rows first; this is the only way to a connection. */
+	if (util_canon_db_server(server, canon, sizeof(canon)) != 0 ||
+	    !config_server_allowed(cfg, canon) ||
+	    util_parse_db_server(canon, out->host, sizeof(out->host), &out->ep.port) != 0)
 		return -EINVAL;
 	out->ep.host = out->host;
 	/* A server elsewhere: TCP, whatever [scan_db] uses locally ("" is none), and no
@@ -95,12 +99,13 @@ static void add_wiki_query(struct buf *sql, size_t idx, const struct wiki *w)
 		 idx, w->dbname, w->table_prefix);
 }
 
-/* Notes a ready job type for the job-type lists (jobtype.h), while it fits. */
+/* Notes a ready job type (its list form, jobtype.h) for the job-type lists, while it
+ * fits. */
 static void note_type(struct backlog *b, const char *type)
 {
 	size_t have = strlen(b->types), n = strlen(type);
 
-	if (n == 0 || n > JOBTYPE_MAX || have + n + 2 > sizeof(b->types))
+	if (n == 0 || have + n + 2 > sizeof(b->types))
 		return;
 	snprintf(b->types + have, sizeof(b->types) - have, "%s%s", have ? " " : "", type);
 }
@@ -331,6 +336,7 @@ static int run_group(struct db *db, struct wiki *const *wikis, size_t from, size
 	while (res != NULL && (row = mysql_fetch_row(res)) != NULL) {
 		long long idx, min_id = 0, max_id = 0;
 		unsigned long *lengths = mysql_fetch_lengths(res);
+		char type[JOBTYPE_MAX + 1];
 		bool claimed;
 		if (row[0] == NULL || row[1] == NULL || row[4] == NULL || lengths == NULL ||
 		    util_parse_int(row[0], (long long)from, (long long)to - 1, &idx) != 0 ||
@@ -340,13 +346,18 @@ static int run_group(struct db *db, struct wiki *const *wikis, size_t from, size
 		    (uint64_t)max_id > out[idx].max_job_id)
 			out[idx].max_job_id = (uint64_t)max_id;
 		claimed = row[1][0] != '\0';
+		/* job_cmd is whatever bytes a wiki stored: from here on the type is its list
+		 * form, which any column and list can hold (a longer one is counted, not
+		 * named). */
+		if (jobtype_encode(row[4], lengths[4], type, sizeof(type)) < 0)
+			type[0] = '\0';
 		/* A ready type left to other runners ([drain] skip_types) is no backlog of
 		 * ours: neither counted nor looked up. */
-		if (!claimed && jobtype_match(skip, row[4]) >= 0)
+		if (!claimed && type[0] != '\0' && jobtype_match(skip, type) >= 0)
 			continue;
 		if (!claimed) {
 			out[idx].ready_types++;
-			note_type(&out[idx], row[4]);
+			note_type(&out[idx], type);
 		}
 		/* Claims are read in a full scan only: an hour old to count as work. */
 		if ((!claimed || full) && lookups_add(&l, (size_t)idx, (unsigned long long)min_id,
@@ -490,8 +501,12 @@ int scan_wiki_types(struct db *db, const struct wiki *w, struct scan_type_row **
 	count = 0;
 	while (res != NULL && count < SCAN_VIEW_TYPES && (row = mysql_fetch_row(res)) != NULL) {
 		struct scan_type_row *r = &rows[count++];
+		unsigned long *lengths = mysql_fetch_lengths(res);
 		long long v;
-		snprintf(r->type, sizeof(r->type), "%s", row[0] ? row[0] : "");
+		/* Shown as the lists hold it: any job_cmd prints and goes into JSON. */
+		if (row[0] == NULL || lengths == NULL ||
+		    jobtype_encode(row[0], lengths[0], r->type, sizeof(r->type)) < 0)
+			snprintf(r->type, sizeof(r->type), "?");
 		r->ready = row[1] && util_parse_int(row[1], 0, INT64_MAX, &v) == 0 ? v : 0;
 		r->oldest_ready_ms = scan_parse_mw_timestamp(row[2]);
 		r->claimed = row[3] && util_parse_int(row[3], 0, INT64_MAX, &v) == 0 ? v : 0;

@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "jobtype.h"
 #include "wiki.h"
 
 struct db; /* db.h */
@@ -42,7 +43,8 @@ struct scan_endpoint {
 	char name[280]; /* for messages: "scan_db" or "scan_db 10.0.0.7:3306" */
 };
 /* Fills *out for a wiki whose db_server is `server` (NULL: [scan_db] as configured).
- * 0, or -EINVAL when server is not host[:port] (discovery refuses such rows first). */
+ * 0, or -EINVAL when server is not host[:port] or not allowed (config_server_allowed;
+ * discovery skips such rows first). */
 int scan_endpoint_for(const struct config *cfg, const char *server, struct scan_endpoint *out);
 
 /* What a scan reads. The oldest ready job and the highest job_id come with every scan;
@@ -57,7 +59,8 @@ struct backlog {
 	int orphaned_claims;     /* rows claimed > SCAN_ORPHAN_AFTER_SECONDS ago (-1: not read) */
 	int64_t oldest_claim_ms; /* wall-clock ms of the oldest such claim; 0: none */
 	int abandoned;           /* of those, rows at MediaWiki's retry limit (full scan) */
-	char types[256];         /* its ready job types, blank-separated, as many as fit */
+	char types[256];         /* its ready job types (their list form, jobtype.h), blank-
+				  * separated, as many as fit */
 	bool failed;             /* this wiki's job table could not be read */
 	char error[160];         /* why, when failed */
 };
@@ -84,11 +87,11 @@ int scan_run_skipping(struct db *db, struct wiki *const *wikis, size_t n, int wi
 /* One job type of one wiki, for status --wiki. Counts stop at the caps below (a
  * count equal to its cap means "at least"). */
 struct scan_type_row {
-	char type[64];
-	long long ready;         /* job_token = '' */
-	long long claimed;       /* job_token <> '' */
-	long long abandoned;     /* of the claimed rows looked at: attempts at the limit */
-	int64_t oldest_ready_ms; /* wall-clock ms (UTC) the oldest ready row was queued; 0 */
+	char type[3 * JOBTYPE_MAX + 1]; /* its list form (jobtype.h) */
+	long long ready;                /* job_token = '' */
+	long long claimed;              /* job_token <> '' */
+	long long abandoned;            /* of the claimed rows looked at: attempts at the limit */
+	int64_t oldest_ready_ms;        /* wall-clock ms (UTC) the oldest ready row was queued; 0 */
 };
 #define SCAN_VIEW_TYPES 100
 #define SCAN_VIEW_READY_CAP 100000

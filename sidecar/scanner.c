@@ -494,6 +494,7 @@ static int64_t run_discovery(struct scanner *sc, struct discovery *disc, struct 
 	if (sc->feed != NULL && feed_set_wikis(sc) != 0)
 		log_msg(LOG_ERROR, "binary log feed: out of memory; keeping its previous wiki list");
 	metrics_set(METRIC_WIKIS, 0, (double)sc->wikis.len);
+	metrics_set(METRIC_WIKIS_SKIPPED, 0, (double)discovery_skipped(disc));
 	log_discovery(before, sc->wikis.len, first);
 	/* The old list and libmariadb's copy of the result were freed among the new
 	 * list's blocks: give the free pages back, so that the resident set stays the size
@@ -710,19 +711,22 @@ static void note_chunk(struct scanner *sc, struct server *sv, struct wiki *const
 
 /* Writes the rows of wikis[0..n) whose figures b[] the fleet needs (changes.h: new,
  * changed, with work, or due for a refresh) and records them as written; the others
- * cost no statement. 0, or -1 (err set) when the write failed: then nothing is
- * recorded, so the next scan writes them again. */
+ * cost no statement. A row the coordination database refuses for its values is
+ * reported (log, metric) and left out, so it affects its own wiki only. 0, or -1 (err
+ * set) when the write failed: then nothing is recorded, so the next scan writes them
+ * again. */
 static int publish_changes(struct db *coord, const struct config *cfg, struct wiki *const *wikis,
 			   const struct backlog *b, size_t n, enum scan_depth depth,
 			   const char *scan_started, char *err, size_t errlen)
 {
 	struct wiki **changed = calloc(n ? n : 1, sizeof(*changed));
 	struct backlog *figures = calloc(n ? n : 1, sizeof(*figures));
+	bool *refused = calloc(n ? n : 1, sizeof(*refused));
 	int64_t now = util_mono_ms();
 	size_t k = 0;
-	int rc = -1;
+	int rc = -1, nrefused = 0;
 
-	if (changed == NULL || figures == NULL) {
+	if (changed == NULL || figures == NULL || refused == NULL) {
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
@@ -732,19 +736,38 @@ static int publish_changes(struct db *coord, const struct config *cfg, struct wi
 		changed[k] = wikis[i];
 		figures[k++] = b[i];
 	}
-	if (k > 0 && coord_write_backlog(coord, cfg,
-					 &(struct coord_scan){ cfg->mw_version, changed, figures, k,
-							       scan_started },
-					 err, errlen) != 0)
+	if (k > 0)
+		nrefused =
+			coord_write_backlog(coord, cfg,
+					    &(struct coord_scan){ cfg->mw_version, changed, figures,
+								  k, scan_started, refused },
+					    err, errlen);
+	if (nrefused < 0)
 		goto out;
-	for (size_t i = 0; i < k; i++)
-		changes_note_written(&changed[i]->written, &figures[i], depth, now);
-	metrics_add(METRIC_SCAN_ROWS, SCAN_ROW_WRITTEN, (int64_t)k);
+	for (size_t i = 0, logged = 0; i < k; i++) {
+		struct log_line l;
+		if (!refused[i]) {
+			changes_note_written(&changed[i]->written, &figures[i], depth, now);
+			continue;
+		}
+		/* Not recorded as written: the next scan tries again. */
+		log_begin(&l, LOG_WARN,
+			  "backlog row refused by the coordination database; the other wikis"
+			  " are written, this one is retried next scan");
+		log_str(&l, "wiki", changed[i]->domain);
+		log_str(&l, "types", figures[i].types);
+		if (logged++ == 0) /* coord_write_backlog reports the first one's */
+			log_str(&l, "error", err);
+		log_end(&l);
+	}
+	metrics_add(METRIC_SCAN_ROWS, SCAN_ROW_WRITTEN, (int64_t)k - nrefused);
+	metrics_add(METRIC_SCAN_ROWS, SCAN_ROW_REFUSED, nrefused);
 	metrics_add(METRIC_SCAN_ROWS, SCAN_ROW_UNCHANGED, (int64_t)(n - k));
 	rc = 0;
 out:
 	free(changed);
 	free(figures);
+	free(refused);
 	return rc;
 }
 

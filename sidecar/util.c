@@ -149,6 +149,25 @@ int util_parse_db_server(const char *s, char *host, size_t hostlen, int *port)
 	return 0;
 }
 
+int util_canon_db_server(const char *s, char *out, size_t outlen)
+{
+	char host[254];
+	size_t len;
+	int port;
+
+	if (util_parse_db_server(s, host, sizeof(host), &port) != 0)
+		return -EINVAL;
+	len = strlen(host);
+	if (len > 1 && host[len - 1] == '.')
+		host[--len] = '\0';
+	for (char *p = host; *p; p++)
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p - 'A' + 'a');
+	if ((size_t)snprintf(out, outlen, "%s:%d", host, port) >= outlen)
+		return -EINVAL;
+	return 0;
+}
+
 void buf_init(struct buf *b)
 {
 	memset(b, 0, sizeof(*b));

@@ -30,6 +30,12 @@ bool util_is_domain(const char *s);
  * address or a host name (util_is_domain's shape; no IPv6). Writes the host into
  * host[hostlen] (254 bytes hold any) and the port (3306 when absent). 0 or -EINVAL. */
 int util_parse_db_server(const char *s, char *host, size_t hostlen, int *port);
+/* A database server's one name, "host:port": the host lowercased and without a final
+ * dot, the port in decimal, 3306 written out; so one server named two ways ("DB2",
+ * "db2.:3306", "db2:03306") is one server (one connection, one budget, one entry of an
+ * allow-list). out needs UTIL_DB_SERVER_MAX bytes. 0, or -EINVAL as util_parse_db_server. */
+#define UTIL_DB_SERVER_MAX 260
+int util_canon_db_server(const char *s, char *out, size_t outlen);
 /* The host part of an http:// URL to the local MediaWiki: a dotted IPv4 address, an
  * IPv6 address in brackets ("[::1]", as URLs write it), or a host name of
  * [A-Za-z0-9.-] (1..253). A bare IPv6 address would make a malformed URL. */

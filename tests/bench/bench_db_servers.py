@@ -69,7 +69,10 @@ def measure(farm, stats, binary, sets, window, probes, seed):
         "mediawiki": {"port": free_port()},
         "discovery": {"version": SCAN_VERSION, "interval": 3600,
                       "query": QUERY % (sets[0].label, sets[1].label)},
-        "scan_db": {"user": SCAN_USER, "password": SCAN_PASSWORD, "database": ""}})
+        "scan_db": {"user": SCAN_USER, "password": SCAN_PASSWORD, "database": ""},
+        # A binary with the allow-list logs in only where it is told to.
+        "scan": {"allowed_servers": " ".join(farm.db_server(sw.server).address
+                                             for sw in sets if sw.server) or None}})
     rng = random.Random(seed)
     # Cold: no jobs of their own (ScanWikis gives every 10th wiki 20).
     cold = [(sw, i) for sw in sets for i in range(len(sw.tables)) if i % 10 != 1]

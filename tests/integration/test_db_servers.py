@@ -55,7 +55,9 @@ def ini(farm, mediawiki_port=None):
         mediawiki={"maxjobs": 10, "maxtime": 5, "timeout_allowance": 5,
                    "port": mediawiki_port or farm.http_port},
         scan_db={"query_timeout": 3},
-        scan={"interval": 1, "full_interval": 2},
+        # The scan logs in only where the operator allows it.
+        scan={"interval": 1, "full_interval": 2,
+              "allowed_servers": farm.db_server("db2").address},
         drain={"time_slice": 1, "backoff_base": 1, "backoff_max": 5})
 
 

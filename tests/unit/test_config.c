@@ -156,6 +156,11 @@ struct error_case {
 	struct want_error errors[8]; /* ends at line 0 */
 };
 
+#define S8(n) "db" n "0 db" n "1 db" n "2 db" n "3 db" n "4 db" n "5 db" n "6 db" n "7\n  "
+/* db00..db77: as many as [scan] allowed_servers holds; then one more. */
+#define SIXTY_FOUR_SERVERS S8("0") S8("1") S8("2") S8("3") S8("4") S8("5") S8("6") S8("7")
+#define SIXTY_FIVE_SERVERS SIXTY_FOUR_SERVERS "db80"
+
 #define LONG_WHY "longer than the 197 inih reads; continue a long value on indented lines"
 
 /* Laid out by hand, one case per line where it fits: not for clang-format. */
@@ -188,6 +193,12 @@ static const struct error_case error_cases[] = {
 	  { { 2, "[scan] max_sweep_seconds: '-1' is out of range (allowed: 0..86400)" } } },
 	{ "longest sweep in minutes", "[scan]\nmax_sweep_seconds = 2m\n",
 	  { { 2, "[scan] max_sweep_seconds: '2m' is not a whole number (allowed: 0..86400)" } } },
+	{ "allowed server with a path", "[scan]\nallowed_servers = db2, db3/x\n",
+	  { { 2, "[scan] allowed_servers: 'db3/x' is not host or host:port (a host name or IPv4 address)" } } },
+	{ "allowed server with port 0", "[scan]\nallowed_servers = db2:0\n",
+	  { { 2, "[scan] allowed_servers: 'db2:0' is not host or host:port (a host name or IPv4 address)" } } },
+	{ "65 allowed servers", "[scan]\nallowed_servers = " SIXTY_FIVE_SERVERS "\n",
+	  { { 2, "[scan] allowed_servers: more than 64 servers" } } },
 	{ "batch growth cap of 0", "[mediawiki]\nmaxjobs_alone = 0\n",
 	  { { 2, "[mediawiki] maxjobs_alone: '0' is out of range (allowed: 1..100000)" } } },
 	{ "reload check above an hour", "[sidecar]\nreload_check_interval = 3601\n",
@@ -456,6 +467,57 @@ static void test_keep_static(void **state)
 	buf_init(&kept);
 	assert_int_equal(config_keep_static(next, cur, &kept, &errors), -EINVAL);
 	assert_non_null(strstr(errors.data, "[mediawiki] maxtime + timeout_allowance = 70 s"));
+	config_free(next);
+	config_free(cur);
+	buf_release(&kept);
+	buf_release(&errors);
+}
+
+/* The trust boundary: the servers discovery rows may send the scan's login to. */
+static void test_allowed_servers(void **state)
+{
+	struct config *cfg;
+
+	(void)state;
+	/* None listed: only [scan_db]'s and [platform_db]'s own servers. */
+	cfg = load_ok(
+		"[platform_db]\nhost = DB1.internal\n[scan_db]\nhost = replica\nport = 3307\n");
+	assert_string_equal(cfg->scan_allowed_servers, "");
+	assert_true(config_server_allowed(cfg, "db1.internal:3306"));
+	assert_true(config_server_allowed(cfg, "replica:3307"));
+	assert_false(config_server_allowed(cfg, "replica:3306"));
+	assert_false(config_server_allowed(cfg, "db2:3306"));
+	assert_true(config_endpoint_is(&cfg->scan, "replica:3307"));
+	assert_false(config_endpoint_is(&cfg->scan, "db1.internal:3306"));
+	config_free(cfg);
+
+	/* Listed in any spelling, kept (and compared) in the canonical one; a name is a
+	 * whole word of the list, not a part of one. */
+	cfg = load_ok("[scan]\nallowed_servers = DB2, 10.0.0.7:03307\n  db3.internal.\n");
+	assert_string_equal(cfg->scan_allowed_servers, "db2:3306 10.0.0.7:3307 db3.internal:3306");
+	assert_true(config_server_allowed(cfg, "db2:3306"));
+	assert_true(config_server_allowed(cfg, "10.0.0.7:3307"));
+	assert_true(config_server_allowed(cfg, "db3.internal:3306"));
+	assert_true(config_server_allowed(cfg, "127.0.0.1:3306")); /* the defaults' */
+	assert_false(config_server_allowed(cfg, "b2:3306"));
+	assert_false(config_server_allowed(cfg, "db2:330"));
+	assert_false(config_server_allowed(cfg, "10.0.0.7:3306"));
+	assert_false(config_server_allowed(cfg, "db3.internal:3306 db2:3306"));
+	config_free(cfg);
+
+	/* 64 is the most. */
+	cfg = load_ok("[scan]\nallowed_servers = " SIXTY_FOUR_SERVERS "\n");
+	config_free(cfg);
+
+	/* A reload cannot widen it: the running list stays, and the log says so. */
+	struct config *cur = load_ok(""), *next = load_ok("[scan]\nallowed_servers = db2\n");
+	struct buf kept, errors;
+	buf_init(&kept);
+	buf_init(&errors);
+	assert_int_equal(config_keep_static(next, cur, &kept, &errors), 0);
+	assert_string_equal(kept.data, "[scan] allowed_servers");
+	assert_string_equal(next->scan_allowed_servers, "");
+	assert_false(config_server_allowed(next, "db2:3306"));
 	config_free(next);
 	config_free(cur);
 	buf_release(&kept);
@@ -1026,6 +1088,7 @@ int main(void)
 	static const struct CMUnitTest fixed[] = {
 		cmocka_unit_test(test_missing_file),
 		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_allowed_servers),
 		cmocka_unit_test(test_keep_static),
 		cmocka_unit_test(test_values_and_syntax),
 		cmocka_unit_test(test_multiline_query),

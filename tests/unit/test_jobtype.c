@@ -50,6 +50,61 @@ static void test_match(void **state)
 	assert_false(jobtype_in("", "b"));
 }
 
+/* The list form of job types (jd_wiki.ready_type_names is ASCII, blank-separated). */
+static void test_encode(void **state)
+{
+	static const struct {
+		const char *raw;
+		size_t len;
+		const char *word;
+	} cases[] = {
+		/* Every type MediaWiki and its extensions use today reads the same. */
+		{ "refreshLinks", 12, "refreshLinks" },
+		{ "wikibase-addUsagesForPage", 25, "wikibase-addUsagesForPage" },
+		{ "SMW\\UpdateJob", 13, "SMW\\UpdateJob" },
+		{ "smw.update", 10, "smw.update" },
+		/* A blank, a comma, a tab, a newline: the list's separators. */
+		{ "foo bar", 7, "foo%20bar" },
+		{ "a,b\tc\nd", 7, "a%2Cb%09c%0Ad" },
+		/* The escape itself, so the form stays reversible. */
+		{ "100%", 4, "100%25" },
+		/* Bytes >= 0x80 (UTF-8 or not) and the control bytes, NUL included. */
+		{ "\xc3\x9cml", 4, "%C3%9Cml" },
+		{ "\xff", 1, "%FF" },
+		{ "a\0b\x7f", 4, "a%00b%7F" },
+		{ "", 0, "" },
+	};
+	char out[JOBTYPE_MAX + 1], back[JOBTYPE_MAX + 1];
+	size_t len;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		assert_int_equal(jobtype_encode(cases[i].raw, cases[i].len, out, sizeof(out)),
+				 (int)strlen(cases[i].word));
+		assert_string_equal(out, cases[i].word);
+		assert_int_equal(jobtype_decode(out, back, sizeof(back), &len), 0);
+		assert_int_equal(len, cases[i].len);
+		assert_memory_equal(back, cases[i].raw, len);
+	}
+	/* A list form longer than a list word may be: left out, never cut. */
+	char raw[JOBTYPE_MAX];
+	memset(raw, 0xe9, sizeof(raw));
+	assert_int_equal(jobtype_encode(raw, sizeof(raw), out, sizeof(out)), -ENAMETOOLONG);
+	assert_string_equal(out, "");
+	assert_int_equal(jobtype_encode("abc", 3, out, 3), -ENAMETOOLONG);
+	assert_int_equal(jobtype_encode("abc", 3, out, 4), 3);
+	/* One spelling per type: anything jobtype_encode never writes is refused. */
+	static const char *const bad[] = { "a b", "a%2", "a%",  "%zz",
+					   "%41", "%c3", "a,b", "\xc3\x9c" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(jobtype_decode(bad[i], back, sizeof(back), &len), -EINVAL);
+	assert_int_equal(jobtype_decode("abcd", back, 4, &len), -EINVAL);
+	/* A list form is a word of the list: the lists' functions see one type. */
+	assert_int_equal(jobtype_encode("foo bar", 7, out, sizeof(out)), 9);
+	assert_true(jobtype_in("x foo%20bar y", out));
+	assert_false(jobtype_in("x foo%20bar y", "foo"));
+}
+
 static void test_next(void **state)
 {
 	static const struct {
@@ -103,6 +158,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_check_list),
 		cmocka_unit_test(test_match),
+		cmocka_unit_test(test_encode),
 		cmocka_unit_test(test_next),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -169,6 +169,39 @@ static void test_parse_db_server(void **state)
 	assert_int_equal(util_parse_db_server("dbhost", small, sizeof(small), &port), -EINVAL);
 }
 
+/* One server, one name: the allow-list, the connections and the budgets key on it. */
+static void test_canon_db_server(void **state)
+{
+	static const struct {
+		const char *in, *out;
+	} same[] = {
+		{ "db2", "db2:3306" },
+		{ "DB2.Internal", "db2.internal:3306" },
+		{ "db2.internal.", "db2.internal:3306" },
+		{ "db2.internal:3306", "db2.internal:3306" },
+		{ "db2.internal:03306", "db2.internal:3306" },
+		{ "127.0.0.1:3307", "127.0.0.1:3307" },
+		{ "127.0.0.1", "127.0.0.1:3306" },
+	};
+	char out[UTIL_DB_SERVER_MAX], longest[300];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++) {
+		assert_int_equal(util_canon_db_server(same[i].in, out, sizeof(out)), 0);
+		assert_string_equal(out, same[i].out);
+	}
+	static const char *const bad[] = { "",    "db:0",    "db:",  "db:+3306",
+					   "::1", "db;DROP", "db 2", ".db" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(util_canon_db_server(bad[i], out, sizeof(out)), -EINVAL);
+	/* The longest name it writes (the longest host, the port written out) fits. */
+	memset(longest, 'a', 253);
+	longest[253] = '\0';
+	assert_int_equal(util_canon_db_server(longest, out, sizeof(out)), 0);
+	assert_int_equal(strlen(out), 258);
+	assert_int_equal(util_canon_db_server("db2", out, 8), -EINVAL);
+}
+
 struct int_case {
 	const char *s;
 	long long min, max;
@@ -746,6 +779,7 @@ int main(void)
 		cmocka_unit_test(test_is_domain),
 		cmocka_unit_test(test_is_domain_port_digits_only),
 		cmocka_unit_test(test_parse_db_server),
+		cmocka_unit_test(test_canon_db_server),
 		cmocka_unit_test(test_parse_int),
 		cmocka_unit_test(test_parse_duration),
 		cmocka_unit_test(test_mw_timestamp),
