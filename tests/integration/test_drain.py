@@ -63,13 +63,16 @@ def test_startup_line_names_versions_and_limits(farm, sidecars):
 
 def test_text_log_format_is_key_value(farm, sidecars):
     farm.push_null_jobs("wiki2.farm.test", 20)
-    pod = sidecars("pod-text", farm_ini(farm, sidecar={"log_format": "text"}))
-    line = pod.wait_for(lambda l: l.get("msg") == "batch" and l.get("wiki") == "wiki2.farm.test",
-                        what="a batch line")
+    # The shipped level: one line per drain of a wiki.
+    pod = sidecars("pod-text", farm_ini(farm, sidecar={"log_format": "text",
+                                                       "log_level": "info"}))
+    line = pod.wait_for(lambda l: l.get("msg") == "drain" and l.get("wiki") == "wiki2.farm.test",
+                        what="a drain line")
     assert line["level"] == "info"
-    assert line["outcome"] in ("drained", "more")
-    raw = [r for r in pod.raw().splitlines() if "msg=batch " in r][0]
-    assert raw.startswith("ts=") and " level=info msg=batch wiki=wiki2.farm.test " in raw
+    assert line["last_outcome"] in ("drained", "more") and int(line["drain_jobs_ok"]) > 0, line
+    raw = [r for r in pod.raw().splitlines() if "msg=drain " in r][0]
+    assert raw.startswith("ts=") and " level=info msg=drain wiki=wiki2.farm.test lane=1 " in raw
+    assert "msg=batch " not in pod.raw()
     assert pod.stop() == 0
 
 

@@ -24,7 +24,10 @@ FAST = dict(
     coordination={"lease_ttl": TTL, "safety_margin": 2, "renew_interval": 3,
                   "poll_interval_ms": 200},
     scan={"interval": 1, "full_interval": 2},
-    drain={"time_slice": 1, "backoff_base": 1, "backoff_max": 5},
+    # One lane per wiki: these tests check one lease slot's protocol (fencing, expiry,
+    # takeover) by which batches of a wiki overlap; test_lanes.py checks lanes, and
+    # test_spare_workers_... below opens extra slots itself.
+    drain={"time_slice": 1, "backoff_base": 1, "backoff_max": 5, "max_workers_per_wiki": 1},
 )
 SMALL = ["w%02d.farm.test" % i for i in range(1, 21)]
 _REQ = re.compile(r"POST /w/index\.php\?jobdrainer_holder=([^& ]+)&jobdrainer_lease=(\d+) ")
