@@ -577,7 +577,8 @@ static void lanes_from_row(MYSQL_ROW cols, struct lanes_state *st)
 	" AND x.expires_at > NOW(6))"
 
 int coord_busy_wikis(struct db *db, const struct config *cfg, const char *scope, int limit,
-		     struct coord_busy_wiki *out, int *count, char *err, size_t errlen)
+		     int64_t progress_ms, struct coord_busy_wiki *out, int *count, char *err,
+		     size_t errlen)
 {
 	const char *d = cfg->coord_db;
 	MYSQL_RES *res;
@@ -597,10 +598,13 @@ int coord_busy_wikis(struct db *db, const struct config *cfg, const char *scope,
 		return -EIO;
 	}
 	buf_addf(&sql,
-		 " AND" WIKI_RUNNABLE WIKI_NOT_PAUSED " AND l.expires_at >= NOW(6)"
+		 " AND" WIKI_RUNNABLE WIKI_NOT_PAUSED
+		 " AND l.expires_at > l.acquired_at + INTERVAL %d SECOND"
+		 " AND l.expires_at >= NOW(6) + INTERVAL %lld MICROSECOND"
 		 " AND w.oldest_ready_at <= NOW(6) - INTERVAL %d MICROSECOND"
 		 " ORDER BY w.oldest_ready_at, w.domain LIMIT %d",
-		 d, LANES_JOIN_AGE_MS * 1000, limit);
+		 d, cfg->lease_ttl, ((long long)cfg->lease_ttl * 1000 - progress_ms) * 1000,
+		 LANES_JOIN_AGE_MS * 1000, limit);
 	if (sql.failed) {
 		buf_release(&sql);
 		snprintf(err, errlen, "out of memory");
@@ -1014,17 +1018,17 @@ int coord_note_sweep(struct db *db, const struct config *cfg, const char *scope,
 	return exec(db, &sql, NULL, err, errlen);
 }
 
-/* Reads columns `cols` of one jd_wiki row; *row is NULL when there is none. The
- * caller frees *res (which may be NULL). */
+/* Reads columns `cols` of one jd_wiki row (the table is `w`, as in LANES_COLUMNS); *row
+ * is NULL when there is none. The caller frees *res (which may be NULL). */
 static int wiki_row(struct db *db, const struct config *cfg, const char *scope, const char *domain,
 		    const char *cols, MYSQL_RES **res, MYSQL_ROW *row, char *err, size_t errlen)
 {
 	struct buf sql;
 
 	buf_init(&sql);
-	buf_addf(&sql, "SELECT %s FROM `%s`.jd_wiki WHERE scope = ", cols, cfg->coord_db);
+	buf_addf(&sql, "SELECT %s FROM `%s`.jd_wiki w WHERE w.scope = ", cols, cfg->coord_db);
 	if (lit(db, &sql, scope, err, errlen) != 0 ||
-	    (buf_adds(&sql, " AND domain = "), lit(db, &sql, domain, err, errlen)) != 0) {
+	    (buf_adds(&sql, " AND w.domain = "), lit(db, &sql, domain, err, errlen)) != 0) {
 		buf_release(&sql);
 		return -EIO;
 	}
@@ -1066,6 +1070,7 @@ int coord_wiki_lanes(struct db *db, const struct config *cfg, const char *scope,
 	MYSQL_RES *res;
 	MYSQL_ROW row;
 
+	lanes_from_row(NULL, st);
 	if (wiki_row(db, cfg, scope, domain, LANES_COLUMNS, &res, &row, err, errlen) != 0)
 		return -EIO;
 	lanes_from_row(row, st);

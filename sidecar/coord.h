@@ -115,11 +115,16 @@ struct coord_busy_wiki {
 	struct lanes_state lanes; /* its reduction, if any */
 };
 
-/* Runnable wikis (as for candidates) whose slot-0 lease is held and whose oldest ready
- * job has waited LANES_JOIN_AGE_MS, the oldest backlog first: where spare workers may
- * help. Fills up to `limit` of out, *count of them. */
+/* Runnable wikis (as for candidates) whose oldest ready job has waited
+ * LANES_JOIN_AGE_MS and whose slot-0 lease is held by a holder that finished a batch
+ * in the last progress_ms (it renewed the lease since taking it, that recently: a
+ * renew comes after a batch), the oldest backlog first: where spare workers may help.
+ * A first lane stuck in a request that does not come back (a wiki whose MediaWiki
+ * hangs) shows no such progress, so it never draws the fleet's idle workers in after
+ * it. Fills up to `limit` of out, *count of them. */
 int coord_busy_wikis(struct db *db, const struct config *cfg, const char *scope, int limit,
-		     struct coord_busy_wiki *out, int *count, char *err, size_t errlen);
+		     int64_t progress_ms, struct coord_busy_wiki *out, int *count, char *err,
+		     size_t errlen);
 
 /* Ensures lease rows exist for these names and slot (INSERT IGNORE). */
 int coord_add_lease_rows(struct db *db, const struct config *cfg, const char *scope,

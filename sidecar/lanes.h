@@ -4,7 +4,7 @@
  * workers anywhere in the fleet may join a wiki with a backlog in further lease slots,
  * up to [drain] max_workers_per_wiki lanes, and leave after their batch as soon as another
  * wiki waits; a wiki gets a second lane only once its first is behind (its oldest ready
- * job has waited LANES_JOIN_AGE_MS). JobQueueDB's default (random) claim order makes concurrent runners of one
+ * job has waited LANES_JOIN_AGE_MS) and still making progress (coord_busy_wikis). JobQueueDB's default (random) claim order makes concurrent runners of one
  * wiki safe; what they can still cost is contention, which MediaWiki reports: a batch
  * that stops at replica-lag-limit, or jobs that fail on a lock another lane holds
  * (response_is_contention). Then the wiki gets fewer lanes for a while: additive

@@ -50,13 +50,21 @@ enum {
 	OPT_LANES = 1 << 5,
 };
 
+/* The options, in the order messages name them; `usage` with its argument. */
+/* clang-format off */
 static const struct {
 	unsigned bit;
 	const char *name;
+	const char *usage;
 } option_names[] = {
-	{ OPT_JSON, "--json" }, { OPT_ALL, "--all" },       { OPT_WIKI, "--wiki" },
-	{ OPT_FOR, "--for" },   { OPT_REASON, "--reason" }, { OPT_LANES, "--lanes" },
+	{ OPT_JSON, "--json", "--json" },
+	{ OPT_WIKI, "--wiki", "--wiki DOMAIN" },
+	{ OPT_ALL, "--all", "--all" },
+	{ OPT_FOR, "--for", "--for DURATION" },
+	{ OPT_REASON, "--reason", "--reason TEXT" },
+	{ OPT_LANES, "--lanes", "--lanes N" },
 };
+/* clang-format on */
 #define NOPTIONS (sizeof(option_names) / sizeof(option_names[0]))
 
 struct options {
@@ -183,7 +191,7 @@ static void option_list(unsigned mask, const char *joint, char *out, size_t len)
 		if (!(mask & option_names[i].bit))
 			continue;
 		left--;
-		used += (size_t)snprintf(out + used, len - used, "%s%s", option_names[i].name,
+		used += (size_t)snprintf(out + used, len - used, "%s%s", option_names[i].usage,
 					 left == 0   ? ""
 					 : left == 1 ? joint
 						     : ", ");

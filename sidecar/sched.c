@@ -381,14 +381,17 @@ int sched_take(struct sched_worker *w, struct wiki *wiki, int slot, struct sched
 	return 1;
 }
 
-/* The lanes `domain` may use now (lanes.h), read from its jd_wiki row; st filled. On a
- * database error, one: no extra lane on what cannot be read. */
+/* The lanes `domain` may use now (lanes.h), read from its jd_wiki row; st filled. -EIO
+ * (logged, at most every REPEAT_ERROR_LOG_MS) when the row cannot be read. */
 static int lanes_now(struct sched_worker *w, const char *domain, int cap, struct lanes_state *st)
 {
 	char err[512];
 
-	if (coord_wiki_lanes(w->db, w->s->cfg, w->s->scope, domain, st, err, sizeof(err)) != 0)
-		return 1;
+	if (coord_wiki_lanes(w->db, w->s->cfg, w->s->scope, domain, st, err, sizeof(err)) != 0) {
+		log_db_error(w->s, "coordination database failed", err,
+			     "extra lanes leave after their batch; retrying");
+		return -EIO;
+	}
 	return lanes_allowed(cap, st);
 }
 
@@ -410,7 +413,9 @@ static int try_extra_slot(struct sched_worker *w, struct sched_ticket *t)
 
 	if (cfg->max_workers_per_wiki <= 1)
 		return 0;
-	if (coord_busy_wikis(w->db, cfg, s->scope, BUSY_WIKIS, busy, &n, err, sizeof(err)) != 0)
+	/* Progress: a batch of up to twice the target ended that recently (sched_batch_size). */
+	if (coord_busy_wikis(w->db, cfg, s->scope, BUSY_WIKIS, 2LL * sched_batch_target_ms(cfg),
+			     busy, &n, err, sizeof(err)) != 0)
 		return -EIO;
 	for (int i = 0; i < n && rc != 1; i++) {
 		int lanes = lanes_allowed(cfg->max_workers_per_wiki, &busy[i].lanes);
@@ -645,10 +650,13 @@ bool sched_lane_fits(struct sched_worker *w, struct sched_ticket *t)
 
 	if (t->lease.slot == 0)
 		return true;
-	if (t->lease.slot < lanes_now(w, t->wiki->domain, t->lanes_cap, &st))
+	int allowed = lanes_now(w, t->wiki->domain, t->lanes_cap, &st);
+
+	if (t->lease.slot < allowed)
 		return true;
-	log_lease(LOG_INFO, "lane handed back", t, NULL,
-		  lanes_why_text(lanes_reason(t->lanes_cap, &st)));
+	if (allowed > 0) /* else the database failed: said by lanes_now */
+		log_lease(LOG_INFO, "lane handed back", t, NULL,
+			  lanes_why_text(lanes_reason(t->lanes_cap, &st)));
 	return false;
 }
 
@@ -667,8 +675,8 @@ void sched_lanes_after_batch(struct sched_worker *w, struct sched_ticket *t,
 		return;
 	before = lanes_now(w, t->wiki->domain, t->lanes_cap, &st);
 	after = lanes_after_contention(before);
-	if (after == before)
-		return; /* one lane already: nothing to take away */
+	if (before < 0 || after == before)
+		return; /* unreadable (said), or one lane already: nothing to take away */
 	rc = coord_reduce_lanes(w->db, cfg, w->s->scope, t->wiki->domain, after, why, err,
 				sizeof(err));
 	if (rc < 0) {

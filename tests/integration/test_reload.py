@@ -98,13 +98,14 @@ def test_limits_change_live_and_a_broken_file_is_refused(farm, sidecars):
 
 
 def test_unchanged_file_and_sighup(farm, sidecars):
-    pod = sidecars("reload-hup", ini(farm))
+    info = ini(farm).replace("log_level = debug", "log_level = info")
+    pod = sidecars("reload-hup", info)
     pod.send(signal.SIGHUP)
     line = pod.wait_for(lambda l: l.get("msg", "").startswith("configuration reloaded"),
                         timeout=30, what="the reload")
     assert line["msg"] == "configuration reloaded: nothing changed" and line["trigger"] == "SIGHUP"
     # A log level raised live: debug lines (the scan's) appear.
-    rewrite(pod, ini(farm).replace('log_format = json', 'log_format = json\nlog_level = debug'))
+    rewrite(pod, ini(farm))  # the tests' INI: log_level = debug
     pod.wait_for(lambda l: l.get("msg") == "configuration reloaded", timeout=30, what="reload")
     pod.wait_for(lambda l: l.get("severity") == "DEBUG", timeout=30, what="a debug line")
     # More workers than threads started: said so (a restart starts them).

@@ -143,8 +143,9 @@ def test_pause_command_line_errors(farm, sidecars):
                       (("pause", "--wiki", W1, "--all"), "--wiki DOMAIN or --all"),
                       (("pause", "--wiki", W1, "--for", "soon"), "not a duration"),
                       (("pause", "--wiki", W1, "--for", "400d"), "not a duration"),
-                      (("resume", "--wiki", W1, "--reason", "x"), "go with the pause"),
-                      (("drain", "--wiki", W1, "--for", "1h"), "go with the pause")]:
+                      (("resume", "--wiki", W1, "--reason", "x"),
+                       "--reason goes with the pause command"),
+                      (("drain", "--wiki", W1, "--for", "1h"), "--for goes with the pause command")]:
         r = cli(pod, *args)
         assert r.returncode == 2 and why in r.stderr, (args, r.stderr)
     r = cli(pod, "pause", "--wiki", "not a domain")
