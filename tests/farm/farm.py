@@ -564,8 +564,10 @@ class Farm:
                       "--skip-test-db"] + root + self._mysqld_args(),
                      stdout=log, stderr=subprocess.STDOUT)
         if r.returncode != 0:
+            # 60 lines: the tool's own advice takes the last 25, the error comes before
+            # it (and the farm's directory, with the log, is removed after a failure).
             raise FarmError("mariadb-install-db failed:\n" +
-                            _tail(self.path("logs", tag + "-install.log")))
+                            _tail(self.path("logs", tag + "-install.log"), 60))
         errlog = self.path("logs", tag + ".err")
         for attempt in range(3):
             port = free_port()
