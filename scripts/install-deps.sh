@@ -15,7 +15,7 @@ build_pkgs="build-essential pkg-config libmariadb-dev libcurl4-openssl-dev libin
 
 # Test farm: a private MariaDB, Debian's MediaWiki served by Apache httpd + mod_php (as
 # production serves it), and the Python test runner with its MySQL driver and xdist
-# (make integration runs two modules at a time).
+# (make integration runs three modules at a time).
 test_pkgs="mariadb-server mariadb-client mediawiki apache2 libapache2-mod-php php-cli
   php-mysql php-intl php-mbstring php-xml python3 python3-pytest python3-pytest-xdist
   python3-pymysql curl procps golang-go golang-github-masterminds-sprig-dev
