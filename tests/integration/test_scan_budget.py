@@ -173,6 +173,11 @@ def test_a_sweep_too_long_for_the_budget_gets_more_within_max_sweep(budget_farm,
     answers (the raise is what the sweep needs, so a faster database rightly gets a
     smaller one: 1.5 % measured where this test once asked for more than 2 %).
     bench_scan_budget.py measures the shares."""
+    # 400: the raise is due once a sweep costs more than 5 ms (1 s at 1 %, half of it
+    # kept for the hot set). Judging by the sweeps' pace at 1 %, a sweep cost 100-250 ms
+    # here with 400 more (past the server's table definition cache of 400, likely why)
+    # and about 10 ms with 100 more: too near 5 ms for a faster machine. The price: a
+    # minute or two of sweeps at 1 %.
     for i in range(400):
         add_table_only_wiki(budget_farm, "b%03d.farm.test" % i)
     wikis = 1 + len(FILLERS) + 400
