@@ -85,6 +85,9 @@ def test_cold_job_found_and_run_under_a_tiny_budget(budget_farm, sidecars):
                what="another sweep")
     assert not [l for l in pod.lines() if l.get("level") in ("error", "ERROR")], \
         [l for l in pod.lines() if l.get("level") in ("error", "ERROR")][:3]
+    # Stopped, not killed at teardown: it hands the scanner lease back, so the next
+    # test's pod sweeps at once instead of after the lease's 60 s TTL.
+    assert pod.stop() == 0
 
 
 def status_json(pod, *args):
@@ -149,6 +152,7 @@ def test_unchanged_wikis_cost_no_coordination_writes(budget_farm, sidecars):
                what="the returning wiki's row written again")
     assert not [l for l in pod.lines() if l.get("level") in ("error", "ERROR")], \
         [l for l in pod.lines() if l.get("level") in ("error", "ERROR")][:3]
+    assert pod.stop() == 0  # the scanner lease handed back, as above
 
 
 def sweep_shares(pod):
