@@ -14,12 +14,13 @@ build_pkgs="build-essential pkg-config libmariadb-dev libcurl4-openssl-dev libin
   libjansson-dev libssl-dev libcmocka-dev libmicrohttpd-dev"
 
 # Test farm: a private MariaDB, Debian's MediaWiki served by Apache httpd + mod_php (as
-# production serves it), and the Python test runner with its MySQL driver.
+# production serves it), and the Python test runner with its MySQL driver and xdist
+# (make integration runs three modules at a time).
 test_pkgs="mariadb-server mariadb-client mediawiki apache2 libapache2-mod-php php-cli
-  php-mysql php-intl php-mbstring php-xml python3 python3-pytest python3-pymysql curl
-  procps golang-go golang-github-masterminds-sprig-dev golang-k8s-sigs-yaml-dev
-  python3-yaml patch git clang clang-format libclang-rt-14-dev valgrind python3-matplotlib
-  prometheus unzip"
+  php-mysql php-intl php-mbstring php-xml python3 python3-pytest python3-pytest-xdist
+  python3-pymysql curl procps golang-go golang-github-masterminds-sprig-dev
+  golang-k8s-sigs-yaml-dev python3-yaml patch git clang clang-format libclang-rt-14-dev
+  valgrind python3-matplotlib prometheus unzip"
 
 # make image-test: a daemonless podman (with runc) and debuerreotype for the base image.
 image_pkgs="podman runc debuerreotype debootstrap"

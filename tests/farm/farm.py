@@ -551,7 +551,18 @@ class Farm:
                 "--port=%d" % port, "--bind-address=127.0.0.1",
                 "--pid-file=" + self.path(tag + ".pid"),
                 "--log-error=" + self.path("logs", tag + ".err"),
-                "--tmpdir=" + self.path("tmp")] + root + self._mysqld_args()
+                "--tmpdir=" + self._mariadbd_tmpdir(tag)] + root + self._mysqld_args()
+
+    def _mariadbd_tmpdir(self, tag):
+        """A temporary directory of the service's own. A starting mariadbd (and the
+        bootstrap one of mariadb-install-db) deletes every #sql* file in its tmpdir: in
+        a shared one (/tmp, the install's default, or one for all of a farm's servers) it
+        deleted the temporary tables of another server still bootstrapping, whose install
+        then failed ("Unknown table 'mysql.tmp_user_sys'"), as soon as farms started
+        side by side (parallel test modules, other test runs on the machine)."""
+        d = self.path("tmp", tag)
+        os.makedirs(d, exist_ok=True)
+        return d
 
     def _start_mariadbd(self, name, datadir, socket):
         """Initialises datadir and starts mariadbd service `name` on a free port;
@@ -561,11 +572,14 @@ class Farm:
         with open(self.path("logs", tag + "-install.log"), "wb") as log:
             r = _run(["mariadb-install-db", "--no-defaults", "--datadir=" + datadir,
                       "--auth-root-authentication-method=normal",
+                      "--tmpdir=" + self._mariadbd_tmpdir(tag),
                       "--skip-test-db"] + root + self._mysqld_args(),
                      stdout=log, stderr=subprocess.STDOUT)
         if r.returncode != 0:
+            # 60 lines: the tool's own advice takes the last 25, the error comes before
+            # it (and the farm's directory, with the log, is removed after a failure).
             raise FarmError("mariadb-install-db failed:\n" +
-                            _tail(self.path("logs", tag + "-install.log")))
+                            _tail(self.path("logs", tag + "-install.log"), 60))
         errlog = self.path("logs", tag + ".err")
         for attempt in range(3):
             port = free_port()

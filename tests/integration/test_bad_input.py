@@ -70,6 +70,8 @@ def test_bad_wikis_are_logged_and_skipped_while_the_others_drain(bad_farm, sidec
     assert farm.sql("SHOW DATABASES LIKE 'apidb'")  # still there
 
     # Give discovery (every 2 s) a few more rounds: each problem is still logged once.
+    # An absence, so a window: 5 s is two or three more rounds, each of which would log
+    # the problems again were they not remembered.
     wait_until(lambda: sum(1 for l in pod.lines() if l.get("msg") == "discovery") >= 1,
                timeout=10, what="discovery line")
     time.sleep(5)

@@ -255,6 +255,8 @@ def test_a_following_feed_keeps_the_sweep_within_the_budget(bl_farm, sidecars):
     cannot log in raises the share. Last in the module: it adds wikis."""
     from test_scan_budget import add_table_only_wiki, sweep_shares
 
+    # 400, as in test_scan_budget.py: a sweep far over the 5 ms beyond which the raise
+    # is due (with 100 it cost about 10 ms here).
     for i in range(400):
         add_table_only_wiki(bl_farm, "b%03d.farm.test" % i)
     scan = {"db_budget_percent": 1, "wikis_per_query": 1, "interval": 1,

@@ -85,6 +85,9 @@ def test_cold_job_found_and_run_under_a_tiny_budget(budget_farm, sidecars):
                what="another sweep")
     assert not [l for l in pod.lines() if l.get("level") in ("error", "ERROR")], \
         [l for l in pod.lines() if l.get("level") in ("error", "ERROR")][:3]
+    # Stopped, not killed at teardown: it hands the scanner lease back, so the next
+    # test's pod sweeps at once instead of after the lease's 60 s TTL.
+    assert pod.stop() == 0
 
 
 def status_json(pod, *args):
@@ -149,6 +152,7 @@ def test_unchanged_wikis_cost_no_coordination_writes(budget_farm, sidecars):
                what="the returning wiki's row written again")
     assert not [l for l in pod.lines() if l.get("level") in ("error", "ERROR")], \
         [l for l in pod.lines() if l.get("level") in ("error", "ERROR")][:3]
+    assert pod.stop() == 0  # the scanner lease handed back, as above
 
 
 def sweep_shares(pod):
@@ -164,9 +168,20 @@ def sweep_shares(pod):
 def test_a_sweep_too_long_for_the_budget_gets_more_within_max_sweep(budget_farm, sidecars):
     """[scan] max_sweep_seconds beats the budget: with 400 more wikis, at 1% of a core
     and one wiki per statement, a sweep here takes a few seconds; with
-    max_sweep_seconds = 1 the scanner raises its share to fit (logged, with the
-    figures), and the sweeps use more than 1%. The same farm with max_sweep_seconds = 0
-    keeps the budget. Last in the module: it adds wikis."""
+    max_sweep_seconds = 1 the scanner raises its share to fit, logged with the figures
+    it decided on. The same farm with max_sweep_seconds = 0 keeps the budget. Last in
+    the module: it adds wikis.
+
+    What is checked is the decision and the pace's ceilings, not how much of a core the
+    raised sweeps happened to use: that depends on how fast this machine's database
+    answers (the raise is what the sweep needs, so a faster database rightly gets a
+    smaller one: 1.5 % measured where this test once asked for more than 2 %).
+    bench_scan_budget.py measures the shares."""
+    # 400: the raise is due once a sweep costs more than 5 ms (1 s at 1 %, half of it
+    # kept for the hot set). Judging by the sweeps' pace at 1 %, a sweep cost 100-250 ms
+    # here with 400 more (past the server's table definition cache of 400, likely why)
+    # and about 10 ms with 100 more: too near 5 ms for a faster machine. The price: a
+    # minute or two of sweeps at 1 %.
     for i in range(400):
         add_table_only_wiki(budget_farm, "b%03d.farm.test" % i)
     wikis = 1 + len(FILLERS) + 400
@@ -188,14 +203,27 @@ def test_a_sweep_too_long_for_the_budget_gets_more_within_max_sweep(budget_farm,
         lambda l: l.get("msg") == "database budget raised to keep the sweep short",
         timeout=120, what="the budget raised")
     assert int(line["budget_percent"]) == 1, line
-    assert int(line["sweep_budget_percent"]) > 1, line
     assert int(line["max_sweep_s"]) == 1 and int(line["wikis"]) == wikis, line
     assert "max_sweep_seconds" in line["next"], line
+    # The raise is the share that fits the expected sweep into max_sweep_seconds: its
+    # database time over max_sweep_s, plus the hot set's half of the setting
+    # (pace_sweep_budget), at most a quarter of a core; logged rounded up to a whole
+    # percent, from the estimate in microseconds (sweep_db_ms is rounded down).
+    asked = int(line["sweep_budget_percent"])
+    needed = int(line["sweep_db_ms"]) / 10.0 / int(line["max_sweep_s"]) + 1 * 0.5
+    assert asked > 1, line
+    assert min(needed, 25) - 0.001 <= asked <= min(needed + 1.1, 25), (needed, line)
     wait_until(lambda: len(sweep_shares(raised)) >= 5, timeout=120, what="six raised sweeps")
     raised_shares = sweep_shares(raised)
+    print("shares of a core, kept:", kept_shares, "raised (asked %d%%):" % asked,
+          raised_shares)
     # The first sweeps of each run on the starting burst; the later ones show the pace.
+    # Ceilings only, which a slow or busy machine cannot break: the pace holds the kept
+    # run within its 1 %, and a raise within a quarter of a core (later estimates may
+    # move the raise within that cap, unlogged), each with room for a tick's overshoot.
+    # How far below them a sweep stays is the machine's speed, not a decision.
     kept_later, raised_later = sorted(kept_shares[2:]), sorted(raised_shares[2:])
     assert kept_later[len(kept_later) // 2] <= 0.015, kept_shares
-    assert raised_later[len(raised_later) // 2] > 0.02, raised_shares
-    # The gauge keeps the setting; the share used shows the raise.
+    assert raised_later[len(raised_later) // 2] <= 0.25 * 1.2, (asked, raised_shares)
+    # The gauge keeps the setting; the log line above carries the raise.
     assert raised.metrics()["jobdrainer_scan_db_budget_ratio"] == pytest.approx(0.01)
