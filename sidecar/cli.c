@@ -41,18 +41,6 @@ static const char *state_of(const struct coord_wiki_status *w)
 	return wikistate_name(wikistate_of(&f, NULL, 0));
 }
 
-static void age_text(long long s, char *out, size_t len)
-{
-	if (s < 0)
-		snprintf(out, len, "-");
-	else if (s < 120)
-		snprintf(out, len, "%llds", s);
-	else if (s < 7200)
-		snprintf(out, len, "%lldm%02llds", s / 60, s % 60);
-	else
-		snprintf(out, len, "%lldh%02lldm", s / 3600, (s % 3600) / 60);
-}
-
 /* The status view being printed. */
 struct status_view {
 	bool json, all;
@@ -85,9 +73,9 @@ static void show_wiki(const struct coord_wiki_status *w, void *arg)
 		json_array_append_new(view->jwikis, o);
 		return;
 	}
-	age_text(w->age_s, age, sizeof(age));
-	age_text(w->last_batch_s, last, sizeof(last));
-	age_text(w->orphan_age_s, claim_age, sizeof(claim_age));
+	util_duration_text(w->age_s, age, sizeof(age));
+	util_duration_text(w->last_batch_s, last, sizeof(last));
+	util_duration_text(w->orphan_age_s, claim_age, sizeof(claim_age));
 	printf("%-28s %-10s %8s %-32s %-13s %4d %9s %8lld %9s\n", w->domain, state, age,
 	       w->holder ? w->holder : (w->last_holder ? w->last_holder : "-"),
 	       w->last_outcome ? w->last_outcome : "-", w->failures, last, w->orphans, claim_age);
@@ -107,8 +95,8 @@ int cli_status(const struct config *cfg, bool json, bool all)
 		goto fail;
 	if (!json) {
 		char scanned[48];
-		age_text(sum.scan_age_ms < 0 ? -1 : sum.scan_age_ms / 1000, scanned,
-			 sizeof(scanned));
+		util_duration_text(sum.scan_age_ms < 0 ? -1 : sum.scan_age_ms / 1000, scanned,
+				   sizeof(scanned));
 		printf("scope %s: %lld wikis, %lld with backlog, %lld backed off, %lld parked, "
 		       "%lld unreadable, %lld orphaned claims; scanned %s ago\n\n",
 		       cfg->mw_version[0] ? cfg->mw_version : "(all versions)", sum.wikis,

@@ -43,16 +43,6 @@ static void operator_name(char *out, size_t len)
 	snprintf(out, len, "%s@%s", user, host);
 }
 
-static void duration_text(long long s, char *out, size_t len)
-{
-	if (s < 120)
-		snprintf(out, len, "%llds", s);
-	else if (s < 7200)
-		snprintf(out, len, "%lldm%02llds", s / 60, s % 60);
-	else
-		snprintf(out, len, "%lldh%02lldm", s / 3600, (s % 3600) / 60);
-}
-
 /* The coordination database, with its schema (pause may be the first command run
  * against a new fleet). NULL on failure, reported. */
 static struct db *open_coord(const struct config *cfg, const char *cmd)
@@ -97,7 +87,7 @@ static void print_pause(const struct coord_pause *p)
 	char until[96], left[48];
 
 	if (p->until[0]) {
-		duration_text(p->remaining_s, left, sizeof(left));
+		util_duration_text(p->remaining_s, left, sizeof(left));
 		snprintf(until, sizeof(until), "until %s (in %s)", p->until, left);
 	} else {
 		snprintf(until, sizeof(until), "until resumed");
@@ -334,10 +324,10 @@ static void print_lanes(const struct config *cfg, const struct coord_wiki_detail
 	printf("  lanes: %d in use of %d allowed (%s, max_workers_per_wiki = %d)", d->lanes_held,
 	       allowed, lanes_why_text(why), cap);
 	if (why == LANES_LOCKS || why == LANES_REPLICA) {
-		duration_text(d->lanes.since_change_ms / 1000, a, sizeof(a));
-		duration_text((LANES_RECOVER_MS - d->lanes.since_change_ms % LANES_RECOVER_MS +
-			       999) / 1000,
-			      b, sizeof(b));
+		util_duration_text(d->lanes.since_change_ms / 1000, a, sizeof(a));
+		util_duration_text((LANES_RECOVER_MS - d->lanes.since_change_ms % LANES_RECOVER_MS +
+				    999) / 1000,
+				   b, sizeof(b));
 		printf("; reduced %s ago, one more in %s", a, b);
 	}
 	putchar('\n');
@@ -430,8 +420,8 @@ static void print_wiki_text(const struct config *cfg, const struct wiki *w, cons
 
 	printf("%s: %s (%s)\n", w->domain, state, why);
 	if (d->holder[0]) {
-		duration_text(d->lease_age_s, a, sizeof(a));
-		duration_text(d->lease_s, b, sizeof(b));
+		util_duration_text(d->lease_age_s, a, sizeof(a));
+		util_duration_text(d->lease_s, b, sizeof(b));
 		printf("  lease: held by %s (token %lld) for %s, expires in %s unless renewed\n",
 		       d->holder, d->lease_token, a, b);
 	} else {
@@ -440,21 +430,21 @@ static void print_wiki_text(const struct config *cfg, const struct wiki *w, cons
 	}
 	print_lanes(cfg, d);
 	if (d->last_batch_s >= 0) {
-		duration_text(d->last_batch_s, a, sizeof(a));
+		util_duration_text(d->last_batch_s, a, sizeof(a));
 		printf("  last drain ended %s ago: %s; %d failure(s) in a row\n", a,
 		       d->last_outcome, d->failures);
 	}
 	if (d->backoff_s > 0) {
-		duration_text(d->backoff_s, a, sizeof(a));
+		util_duration_text(d->backoff_s, a, sizeof(a));
 		printf("  backoff: %s more\n", a);
 	}
 	if (d->parked_s > 0) {
-		duration_text(d->parked_s, a, sizeof(a));
+		util_duration_text(d->parked_s, a, sizeof(a));
 		printf("  parked: %s more, or until a new job arrives\n", a);
 	}
 	for (size_t i = 0; i < np; i++)
 		print_pause(&p[i]);
-	duration_text(d->scan_age_s < 0 ? 0 : d->scan_age_s, a, sizeof(a));
+	util_duration_text(d->scan_age_s < 0 ? 0 : d->scan_age_s, a, sizeof(a));
 	printf("  fleet scan: %s ago; %lld orphaned claims, %lld abandoned jobs (full scan)\n\n", a,
 	       d->orphaned_claims, d->abandoned_jobs);
 	printf("  %-40s %8s %8s %9s %12s\n", "TYPE", "READY", "CLAIMED", "ABANDONED",
@@ -466,7 +456,7 @@ static void print_wiki_text(const struct config *cfg, const struct wiki *w, cons
 		snprintf(claimed, sizeof(claimed), "%s%lld",
 			 t[i].claimed >= SCAN_VIEW_CLAIMED_CAP ? ">=" : "", t[i].claimed);
 		if (t[i].oldest_ready_ms)
-			duration_text((now_ms - t[i].oldest_ready_ms) / 1000, a, sizeof(a));
+			util_duration_text((now_ms - t[i].oldest_ready_ms) / 1000, a, sizeof(a));
 		else
 			snprintf(a, sizeof(a), "-");
 		printf("  %-40s %8s %8s %9lld %12s\n", t[i].type, ready, claimed, t[i].abandoned, a);

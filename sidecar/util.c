@@ -331,6 +331,18 @@ int util_parse_listen(const char *listen, unsigned char addr[4], int *port)
 	return 0;
 }
 
+void util_duration_text(long long s, char *out, size_t len)
+{
+	if (s < 0)
+		snprintf(out, len, "-");
+	else if (s < 120)
+		snprintf(out, len, "%llds", s);
+	else if (s < 7200)
+		snprintf(out, len, "%lldm%02llds", s / 60, s % 60);
+	else
+		snprintf(out, len, "%lldh%02lldm", s / 3600, (s % 3600) / 60);
+}
+
 int util_parse_duration(const char *s, long long max_s, long long *out)
 {
 	static const struct {

@@ -13,6 +13,9 @@
  * no overflow. Returns 0, or -EINVAL (not a number) / -ERANGE (out of range). */
 int util_parse_int(const char *s, long long min, long long max, long long *out);
 
+/* A duration of s seconds for people: "42s", "12m05s", "3h07m"; "-" when s < 0. */
+void util_duration_text(long long s, char *out, size_t len);
+
 /* A duration: whole seconds, or a number followed by s, m, h or d ("90s", "30m",
  * "2h", "1d"); at least 1 s, at most max_s. 0, -EINVAL (not a duration) or -ERANGE. */
 int util_parse_duration(const char *s, long long max_s, long long *out);

@@ -771,9 +771,29 @@ static void test_log_preserves_errno(void **state)
 
 #define LOG_TEST(f) cmocka_unit_test_setup_teardown(f, log_capture_setup, log_capture_teardown)
 
+/* util_duration_text: the one way the commands print a duration. */
+static void test_duration_text(void **state)
+{
+	static const struct {
+		long long s;
+		const char *text;
+	} cases[] = {
+		{ -1, "-" },       { 0, "0s" },         { 119, "119s" },   { 120, "2m00s" },
+		{ 725, "12m05s" }, { 7199, "119m59s" }, { 7200, "2h00m" }, { 11220, "3h07m" },
+	};
+	char out[32];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		util_duration_text(cases[i].s, out, sizeof(out));
+		assert_string_equal(out, cases[i].text);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_duration_text),
 		cmocka_unit_test(test_is_db_name),
 		cmocka_unit_test(test_is_table_prefix),
 		cmocka_unit_test(test_is_domain),
