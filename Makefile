@@ -10,6 +10,7 @@
 #   make fuzz       libFuzzer on the config and RunJobs response parsers (mk/quality.mk)
 #   make valgrind   a short daemon run under valgrind: no leaks      (mk/quality.mk)
 #   make bench      the benchmark against the baselines (quick size; see tests/bench)
+#   make bench-flood  lanes: a bot flood and a one-wiki backlog (about 55 min; tests/bench)
 #   make deps       install the Debian packages (as root)
 #   make image-test build the Dockerfile with podman, run the image on a test farm
 #   make deb-test   build the Debian package, lintian, install, drain a farm, purge
@@ -33,7 +34,8 @@ SRCS := $(wildcard sidecar/*.c)
 OBJS := $(SRCS:sidecar/%.c=$(BUILD)/obj/%.o)
 LIB_OBJS := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
 
-.PHONY: all deps test unit unit-unsigned-char integration demo asan bench clean format format-check \
+.PHONY: all deps test unit unit-unsigned-char integration demo asan bench bench-flood clean \
+	format format-check \
 	image-test deb-test
 all: $(BUILD)/jobdrainer
 
@@ -101,6 +103,11 @@ demo: deps
 bench: deps
 	$(MAKE) all
 	/usr/bin/python3 tests/bench/run.py --size quick
+
+# Writes tests/bench/results/flood.md and flood.json (issue 24's measurements).
+bench-flood: deps
+	$(MAKE) all
+	FARM_MW=1.43 /usr/bin/python3 tests/bench/bench_flood.py
 
 asan:
 	$(MAKE) BUILD=build/asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" \
