@@ -62,7 +62,11 @@ bool lanes_contention(const struct batch_result *r, enum lanes_why *why)
 		*why = LANES_REPLICA;
 		return true;
 	}
-	if (r->jobs_contended > 0) {
+	/* Jobs that lost a lock race, or a whole request that did: MediaWiki's own claim
+	 * bookkeeping (JobQueueDB's ack) can deadlock beside another lane, and answers 500
+	 * with the database's message where it shows exception details. */
+	if (r->jobs_contended > 0 ||
+	    (r->outcome == OUTCOME_SERVER_ERROR && response_is_contention(r->detail))) {
 		*why = LANES_LOCKS;
 		return true;
 	}

@@ -77,6 +77,16 @@ static void test_contention(void **state)
 	assert_int_equal(why, LANES_REPLICA);
 	r.jobs_contended = 0;
 	assert_true(lanes_contention(&r, &why));
+	/* A 500 whose page names a deadlock (JobQueueDB::doAck beside another lane). */
+	memset(&r, 0, sizeof(r));
+	r.outcome = OUTCOME_SERVER_ERROR;
+	snprintf(r.detail, sizeof(r.detail),
+		 "server error: [x] JobQueueError: Error 1213: "
+		 "Deadlock found when trying to get lock");
+	assert_true(lanes_contention(&r, &why));
+	assert_int_equal(why, LANES_LOCKS);
+	snprintf(r.detail, sizeof(r.detail), "server error: Internal error [abc] Exception: boom");
+	assert_false(lanes_contention(&r, &why));
 }
 
 static void test_names(void **state)
