@@ -75,6 +75,7 @@ void drain_wiki(const struct drain_params *p, struct sched_ticket *t, struct dra
 		runjobs_set_maxjobs(p->rj, p->fleet ? sched_next_batch_size(p->sw, t)
 						    : sched_batch_size(cfg, t, false));
 		metrics_add(METRIC_IN_FLIGHT, 0, 1);
+		out->last_told = false;
 		runjobs_batch_typed(p->rj, t->wiki, (unsigned long long)t->lease.token, type, r);
 		metrics_add(METRIC_IN_FLIGHT, 0, -1);
 		next_type = sched_type_answered(t, cfg, r);
@@ -92,10 +93,11 @@ void drain_wiki(const struct drain_params *p, struct sched_ticket *t, struct dra
 		       sched_may_continue(p->sw, t, p->fleet);
 		if (more && p->batch_done != NULL)
 			p->batch_done(p->arg, t, r, v, true);
+		out->last_told = more;
 	} while (more);
 	out->stopped = sched_worker_stopping(p->sw);
 	sched_done(p->sw, t, r, t->batches > 0 ? v->fault : FAULT_NONE, &out->backoff_ms);
 	out->ms = util_mono_ms() - t->started_ms;
-	if (t->batches > 0 && p->batch_done != NULL)
+	if (t->batches > 0 && !out->last_told && p->batch_done != NULL)
 		p->batch_done(p->arg, t, r, v, false);
 }

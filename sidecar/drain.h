@@ -44,6 +44,9 @@ struct drain_result {
 	int jobs_ok, jobs_failed; /* over the whole drain */
 	int64_t ms;               /* from the lease to its release */
 	bool stopped;             /* a stop (sched_stop) ended it */
+	/* batch_done already had the last batch (with more = true): the drain ended before
+	 * another batch went out, and that batch's line is written. */
+	bool last_told;
 };
 
 /* Drains t's wiki, then releases the lease with the drain's report to the fleet

@@ -104,14 +104,18 @@ static void log_drain(const struct worker *w, const struct sched_ticket *t,
 	char next[80];
 
 	drain_next_text(&d->last, &d->verdict, d->backoff_ms, false, next, sizeof(next));
+	if (d->last_told)
+		failed = false; /* its line was written: the drain's alone follows */
 	if (failed) {
 		log_begin(&l, failed_level(d->last.outcome), "batch failed");
 		log_batch_fields(&l, w, t, &d->last, &d->verdict, true);
 	} else {
-		log_begin(&l, LOG_DEBUG, "batch");
-		log_batch_fields(&l, w, t, &d->last, &d->verdict, false);
-		log_str(&l, "next", next);
-		log_end(&l);
+		if (!d->last_told) {
+			log_begin(&l, LOG_DEBUG, "batch");
+			log_batch_fields(&l, w, t, &d->last, &d->verdict, false);
+			log_str(&l, "next", next);
+			log_end(&l);
+		}
 		log_begin(&l, LOG_INFO, "drain");
 		log_str(&l, "wiki", t->wiki->domain);
 		log_int(&l, "lane", t->lease.slot + 1);
