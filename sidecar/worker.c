@@ -76,9 +76,11 @@ static bool batch_failed(const struct batch_result *r, const struct health_verdi
 	return outcome_is_failure(r->outcome) || v->fault != FAULT_NONE;
 }
 
-/* A batch with another to follow: at debug, unless it failed (every failure is said). */
+/* A batch's own line: at debug, unless it failed (every failure is said). more: another
+ * batch of the drain follows; backoff_ms: the wiki's backoff after the last. */
 static void log_batch(const struct worker *w, const struct sched_ticket *t,
-		      const struct batch_result *r, const struct health_verdict *v)
+		      const struct batch_result *r, const struct health_verdict *v,
+		      int64_t backoff_ms, bool more)
 {
 	bool failed = batch_failed(r, v);
 	struct log_line l;
@@ -87,7 +89,7 @@ static void log_batch(const struct worker *w, const struct sched_ticket *t,
 	log_begin(&l, failed ? failed_level(r->outcome) : LOG_DEBUG,
 		  failed ? "batch failed" : "batch");
 	log_batch_fields(&l, w, t, r, v, failed);
-	drain_next_text(r, v, 0, true, next, sizeof(next));
+	drain_next_text(r, v, backoff_ms, more, next, sizeof(next));
 	log_str(&l, "next", next);
 	log_end(&l);
 }
@@ -110,12 +112,8 @@ static void log_drain(const struct worker *w, const struct sched_ticket *t,
 		log_begin(&l, failed_level(d->last.outcome), "batch failed");
 		log_batch_fields(&l, w, t, &d->last, &d->verdict, true);
 	} else {
-		if (!d->last_told) {
-			log_begin(&l, LOG_DEBUG, "batch");
-			log_batch_fields(&l, w, t, &d->last, &d->verdict, false);
-			log_str(&l, "next", next);
-			log_end(&l);
-		}
+		if (!d->last_told)
+			log_batch(w, t, &d->last, &d->verdict, d->backoff_ms, false);
 		log_begin(&l, LOG_INFO, "drain");
 		log_str(&l, "wiki", t->wiki->domain);
 		log_int(&l, "lane", t->lease.slot + 1);
@@ -136,7 +134,7 @@ static void batch_done(void *arg, const struct sched_ticket *t, const struct bat
 		       const struct health_verdict *v, bool more)
 {
 	if (more)
-		log_batch(arg, t, r, v);
+		log_batch(arg, t, r, v, 0, true);
 }
 
 /* Sleeps ms, whole: after a failed allocation only (short). */
