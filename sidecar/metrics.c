@@ -1,9 +1,12 @@
 /* metrics.c - see metrics.h. Values are stored in millionths in one array of atomics,
  * one slot per (metric, label value); a histogram has one slot per bucket (not
- * cumulative: an observation touches one) and one more for its sum. */
+ * cumulative: an observation touches one) and one more for its sum. The per-server
+ * series are rendered from a copy of the scanner's last reports, under a mutex: they
+ * change every few seconds, all at once, and a scrape must not see half of a change. */
 #include "metrics.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,6 +134,105 @@ static void render_histogram(struct buf *out, const struct metric_def *d)
 	buf_addf(out, "%s_count %s\n", d->name, num);
 }
 
+/* The per-server gauges, X(prometheus name, help, value of r): a value below 0 leaves
+ * the server's series out (not known yet). jobdrainer_binlog_feed_state follows them
+ * (render_feed_states): its second label is the feed's state. */
+#define SERVER_METRICS(X)                                                                          \
+	X("jobdrainer_scan_server_up",                                                             \
+	  "1 while detection reaches the database server, 0 while it is down (`status` says why)", \
+	  r->down ? 0 : 1)                                                                         \
+	X("jobdrainer_scan_server_sweep_period_seconds",                                           \
+	  "Wall time of the last complete sweep of the server's wikis (absent before the first)",  \
+	  r->sweep_ms > 0 ? (double)r->sweep_ms / 1000.0 : -1)                                     \
+	X("jobdrainer_scan_server_db_budget_used_ratio",                                           \
+	  "Share of one core of the server that detection used over the last minute",              \
+	  r->budget_used)                                                                          \
+	X("jobdrainer_scan_server_wikis", "Wikis detection reads on the server", (double)r->wikis) \
+	X("jobdrainer_scan_server_hot_wikis", "Wikis of the server re-read every [scan] interval", \
+	  (double)r->hot)                                                                          \
+	X("jobdrainer_scan_server_unreadable_wikis",                                               \
+	  "Wikis of the server whose job table cannot be read", (double)r->unreadable)
+
+static pthread_mutex_t servers_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct server_report servers[METRICS_SERVERS_MAX];
+static size_t nservers;
+
+void metrics_set_servers(const struct server_report *r, size_t n)
+{
+	if (r == NULL || n > METRICS_SERVERS_MAX)
+		n = r == NULL ? 0 : METRICS_SERVERS_MAX;
+	pthread_mutex_lock(&servers_lock);
+	for (size_t i = 0; i < n; i++) {
+		servers[i] = r[i];
+		servers[i].server[sizeof(servers[i].server) - 1] = '\0';
+	}
+	nservers = n;
+	pthread_mutex_unlock(&servers_lock);
+}
+
+/* A label value as the text format wants it: backslash, double quote and line feed
+ * escaped. Server names come from discovery rows, so any byte may be there. */
+static void add_label_value(struct buf *out, const char *v)
+{
+	for (; *v; v++) {
+		if (*v == '\\' || *v == '"')
+			buf_addf(out, "\\%c", *v);
+		else if (*v == '\n')
+			buf_adds(out, "\\n");
+		else
+			buf_add(out, v, 1);
+	}
+}
+
+static void render_server_value(struct buf *out, const char *name, const struct server_report *r,
+				const char *state, double value)
+{
+	char num[48];
+
+	buf_addf(out, "%s{server=\"", name);
+	add_label_value(out, r->server);
+	if (state != NULL)
+		buf_addf(out, "\",state=\"%s", state);
+	format_value((int64_t)(value * 1e6 + 0.5), num); /* >= 0: rounded, not truncated */
+	buf_addf(out, "\"} %s\n", num);
+}
+
+/* The usual enum-as-gauge: one series per state, 1 for the current one; none for a
+ * server without a feed. */
+static void render_feed_states(struct buf *out)
+{
+	static const char name[] = "jobdrainer_binlog_feed_state";
+
+	buf_addf(out,
+		 "# HELP %s 1 for the state the server's binary log feed is in (starting, "
+		 "following, blind: it cannot see job inserts, failed)\n# TYPE %s gauge\n",
+		 name, name);
+	for (size_t i = 0; i < nservers; i++) {
+		const struct server_report *r = &servers[i];
+		if (r->feed < 0)
+			continue;
+#define FEED_STATE_SERIES(v, state) render_server_value(out, name, r, state, r->feed == (v));
+		SERVER_REPORT_FEED_STATES(FEED_STATE_SERIES)
+#undef FEED_STATE_SERIES
+	}
+}
+
+static void render_servers(struct buf *out)
+{
+	pthread_mutex_lock(&servers_lock);
+#define SERVER_METRIC_RENDER(name, help, value)                                                    \
+	buf_addf(out, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);                        \
+	for (size_t i = 0; i < nservers; i++) {                                                    \
+		const struct server_report *r = &servers[i];                                       \
+		if ((value) >= 0)                                                                  \
+			render_server_value(out, name, r, NULL, value);                            \
+	}
+	SERVER_METRICS(SERVER_METRIC_RENDER)
+#undef SERVER_METRIC_RENDER
+	render_feed_states(out);
+	pthread_mutex_unlock(&servers_lock);
+}
+
 void metrics_render(struct buf *out)
 {
 	for (int m = 0; m < METRIC_COUNT; m++) {
@@ -152,4 +254,5 @@ void metrics_render(struct buf *out)
 				buf_addf(out, "%s %s\n", d->name, num);
 		}
 	}
+	render_servers(out);
 }

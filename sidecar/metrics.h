@@ -3,13 +3,17 @@
  * Declared once, in METRICS below: each entry generates an id, a help text and its
  * label values. Updates are lock-free atomics, cheap enough for any hot path. Labels
  * are small fixed sets (outcomes, kinds): never per wiki, so a farm of thousands of
- * wikis has the same number of series as one of three. Leaf module (libc + log). */
+ * wikis has the same number of series as one of three. The one dynamic label is
+ * `server`, a database server detection reads (SERVER_METRICS in metrics.c): bounded
+ * by METRICS_SERVERS_MAX, replaced as a whole by metrics_set_servers. Leaf module
+ * (libc + log). */
 #ifndef JD_METRICS_H
 #define JD_METRICS_H
 
 #include <stdint.h>
 
 #include "response.h"
+#include "server_report.h"
 #include "util.h"
 
 /* Label value sets, X(id, value): each generates the enum callers pass as `label` and
@@ -135,6 +139,15 @@ void metrics_set(enum metric_id m, int label, double value);
 double metrics_get(enum metric_id m, int label);
 /* Counts value in a histogram: the first bucket whose bound is >= value, and its sum. */
 void metrics_observe(enum metric_id m, double value);
+
+/* The per-server series: one set per database server detection reads. [scan]
+ * allowed_servers holds at most 64, plus [scan_db]'s own. */
+#define METRICS_SERVERS_MAX 65
+/* Replaces the per-server series with these n servers' (a server missing from the list
+ * loses its series; at most METRICS_SERVERS_MAX are kept, the first ones). The scanner
+ * lease holder calls it after each report; (NULL, 0) when it stops holding the lease,
+ * so that only the holder exports them. Thread-safe; r is copied. */
+void metrics_set_servers(const struct server_report *r, size_t n);
 
 /* Appends every series in the Prometheus text format (version 0.0.4). */
 void metrics_render(struct buf *out);
