@@ -181,14 +181,14 @@ int cli_status(const struct config *cfg, bool json, bool all)
 				      sizeof(err)) != 0)
 		goto fail;
 	if (!json) {
-		char scanned[48];
-		util_duration_text(sum.scan_age_ms < 0 ? -1 : sum.scan_age_ms / 1000, scanned,
-				   sizeof(scanned));
+		char scanned[64], age[48];
+		util_duration_text(sum.scan_age_ms / 1000, age, sizeof(age));
+		snprintf(scanned, sizeof(scanned), "scanned %s ago", age);
 		printf("scope %s: %lld wikis, %lld with backlog, %lld backed off, %lld parked, "
-		       "%lld unreadable, %lld orphaned claims; scanned %s ago\n\n",
+		       "%lld unreadable, %lld orphaned claims; %s\n\n",
 		       cfg->mw_version[0] ? cfg->mw_version : "(all versions)", sum.wikis,
 		       sum.with_backlog, sum.backed_off, sum.parked, sum.unreadable,
-		       sum.orphaned_claims, sum.scan_age_ms < 0 ? "never, so far" : scanned);
+		       sum.orphaned_claims, sum.scan_age_ms < 0 ? "never scanned so far" : scanned);
 		print_detection(servers, nservers);
 		steer_print_pauses(db, cfg);
 		steer_print_abandoned(db, cfg);

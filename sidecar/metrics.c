@@ -134,25 +134,6 @@ static void render_histogram(struct buf *out, const struct metric_def *d)
 	buf_addf(out, "%s_count %s\n", d->name, num);
 }
 
-/* The per-server gauges, X(prometheus name, help, value of r): a value below 0 leaves
- * the server's series out (not known yet). jobdrainer_binlog_feed_state follows them
- * (render_feed_states): its second label is the feed's state. */
-#define SERVER_METRICS(X)                                                                          \
-	X("jobdrainer_scan_server_up",                                                             \
-	  "1 while detection reaches the database server, 0 while it is down (`status` says why)", \
-	  r->down ? 0 : 1)                                                                         \
-	X("jobdrainer_scan_server_sweep_period_seconds",                                           \
-	  "Wall time of the last complete sweep of the server's wikis (absent before the first)",  \
-	  r->sweep_ms > 0 ? (double)r->sweep_ms / 1000.0 : -1)                                     \
-	X("jobdrainer_scan_server_db_budget_used_ratio",                                           \
-	  "Share of one core of the server that detection used over the last minute",              \
-	  r->budget_used)                                                                          \
-	X("jobdrainer_scan_server_wikis", "Wikis detection reads on the server", (double)r->wikis) \
-	X("jobdrainer_scan_server_hot_wikis", "Wikis of the server re-read every [scan] interval", \
-	  (double)r->hot)                                                                          \
-	X("jobdrainer_scan_server_unreadable_wikis",                                               \
-	  "Wikis of the server whose job table cannot be read", (double)r->unreadable)
-
 static pthread_mutex_t servers_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct server_report servers[METRICS_SERVERS_MAX];
 static size_t nservers;
@@ -201,12 +182,9 @@ static void render_server_value(struct buf *out, const char *name, const struct 
  * server without a feed. */
 static void render_feed_states(struct buf *out)
 {
-	static const char name[] = "jobdrainer_binlog_feed_state";
+	static const char name[] = METRIC_FEED_STATE;
 
-	buf_addf(out,
-		 "# HELP %s 1 for the state the server's binary log feed is in (starting, "
-		 "following, blind: it cannot see job inserts, failed)\n# TYPE %s gauge\n",
-		 name, name);
+	buf_addf(out, "# HELP %s %s\n# TYPE %s gauge\n", name, METRIC_FEED_STATE_HELP, name);
 	for (size_t i = 0; i < nservers; i++) {
 		const struct server_report *r = &servers[i];
 		if (r->feed < 0)
@@ -227,7 +205,7 @@ static void render_servers(struct buf *out)
 		if ((value) >= 0)                                                                  \
 			render_server_value(out, name, r, NULL, value);                            \
 	}
-	SERVER_METRICS(SERVER_METRIC_RENDER)
+	METRICS_PER_SERVER(SERVER_METRIC_RENDER)
 #undef SERVER_METRIC_RENDER
 	render_feed_states(out);
 	pthread_mutex_unlock(&servers_lock);
