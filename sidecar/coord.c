@@ -1108,14 +1108,14 @@ static int lit_ascii_or_null(struct db *db, struct buf *sql, const char *s, char
 static int add_server_row(struct db *db, struct buf *sql, const char *scope, const char *holder,
 			  const struct server_report *r, char *err, size_t errlen)
 {
-	char server[sizeof(r->server)];
+	char server[sizeof(r->server)], by[256];
 	double used = isfinite(r->budget_used) && r->budget_used > 0 ? r->budget_used : 0;
 
 	buf_adds(sql, "(");
 	if (lit(db, sql, scope, err, errlen) != 0 ||
 	    (buf_adds(sql, ","),
 	     lit(db, sql, ascii_text(r->server, server, sizeof(server)), err, errlen)) != 0 ||
-	    (buf_adds(sql, ","), lit_ascii_or_null(db, sql, holder, err, errlen)) != 0)
+	    (buf_adds(sql, ","), lit(db, sql, ascii_text(holder, by, sizeof(by)), err, errlen)) != 0)
 		return -EIO;
 	buf_addf(sql, ",%llu,%d,", (unsigned long long)r->wikis, r->down ? 1 : 0);
 	if (lit_ascii_or_null(db, sql, r->down ? r->down_why : "", err, errlen) != 0)
