@@ -81,27 +81,115 @@ static void show_wiki(const struct coord_wiki_status *w, void *arg)
 	       w->last_outcome ? w->last_outcome : "-", w->failures, last, w->orphans, claim_age);
 }
 
+/* A server row the scanner lease holder has not rewritten for three reports: it lost
+ * the lease without a successor yet, or it hangs. */
+static bool server_row_stale(const struct coord_server_row *s)
+{
+	return s->age_ms > COORD_SERVER_STALE_MS;
+}
+
+/* The feed column: its state's name, "-" without a feed. */
+static const char *feed_text(int feed)
+{
+	const char *name = server_report_feed_name(feed);
+
+	return feed < 0 ? "-" : (name ? name : "unknown");
+}
+
+/* The detection part of `status`: each database server as the scanner lease holder
+ * last reported it, then a line for each thing that needs a look (down, a feed not
+ * following, a report gone stale). */
+static void print_detection(const struct coord_server_row *rows, size_t n)
+{
+	if (n == 0) {
+		printf("detection: no database server reported (no scanner lease holder of "
+		       "this release so far)\n\n");
+		return;
+	}
+	printf("detection (per database server, as the scanner lease holder reports it):\n");
+	printf("%-32s %6s %5s %10s %-5s %7s %7s %-10s %9s\n", "SERVER", "WIKIS", "HOT",
+	       "UNREADABLE", "STATE", "SWEEP", "BUDGET", "FEED", "REPORTED");
+	for (size_t i = 0; i < n; i++) {
+		const struct server_report *r = &rows[i].report;
+		char sweep[48], age[48];
+		if (r->sweep_ms <= 0)
+			snprintf(sweep, sizeof(sweep), "-");
+		else if (r->sweep_ms < 60000)
+			snprintf(sweep, sizeof(sweep), "%.1fs", (double)r->sweep_ms / 1000.0);
+		else
+			util_duration_text(r->sweep_ms / 1000, sweep, sizeof(sweep));
+		util_duration_text(rows[i].age_ms / 1000, age, sizeof(age));
+		printf("%-32s %6zu %5zu %10zu %-5s %7s %6.1f%% %-10s %5s ago\n", r->server,
+		       r->wikis, r->hot, r->unreadable, r->down ? "down" : "up", sweep,
+		       r->budget_used * 100.0, feed_text(r->feed), age);
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct server_report *r = &rows[i].report;
+		char age[48];
+		if (r->down)
+			printf("  %s: down: %s\n", r->server, r->down_why[0] ? r->down_why : "?");
+		if (r->feed >= 0 && r->feed != SERVER_REPORT_FEED_FOLLOWING)
+			printf("  %s: feed %s%s%s\n", r->server, feed_text(r->feed),
+			       r->feed_why[0] ? ": " : "", r->feed_why);
+		if (server_row_stale(&rows[i])) {
+			util_duration_text(rows[i].age_ms / 1000, age, sizeof(age));
+			printf("  %s: stale: no report for %s; its reporter %s stopped (the scanner "
+			       "lease lost or the sidecar hung): this row may be out of date\n",
+			       r->server, age, rows[i].reported_by);
+		}
+	}
+	printf("\n");
+}
+
+static json_t *detection_json(const struct coord_server_row *rows, size_t n)
+{
+	json_t *arr = json_array();
+
+	for (size_t i = 0; i < n; i++) {
+		const struct server_report *r = &rows[i].report;
+		json_t *o = json_pack(
+			"{s:s, s:I, s:I, s:I, s:b, s:s?, s:o, s:f, s:s?, s:s?, s:s, s:f, s:b}",
+			"server", r->server, "wikis", (json_int_t)r->wikis, "hot_wikis",
+			(json_int_t)r->hot, "unreadable_wikis", (json_int_t)r->unreadable, "up",
+			!r->down, "down_why", r->down && r->down_why[0] ? r->down_why : NULL,
+			"sweep_period_s",
+			r->sweep_ms > 0 ? json_real((double)r->sweep_ms / 1000.0) : json_null(),
+			"db_budget_used_ratio", r->budget_used, "feed",
+			r->feed < 0 ? NULL : feed_text(r->feed), "feed_why",
+			r->feed >= 0 && r->feed_why[0] ? r->feed_why : NULL, "reported_by",
+			rows[i].reported_by, "report_age_s", (double)rows[i].age_ms / 1000.0,
+			"stale", server_row_stale(&rows[i]));
+		json_array_append_new(arr, o);
+	}
+	return arr;
+}
+
 int cli_status(const struct config *cfg, bool json, bool all)
 {
 	struct db *db = db_new(&cfg->platform, "coordination");
 	struct status_view view = { json, all, json ? json_array() : NULL, 0 };
 	char err[512];
 	struct coord_summary sum;
+	struct coord_server_row *servers = NULL;
+	size_t nservers = 0;
 	int rc = CLI_FAILED;
 
 	if (db == NULL)
 		goto out;
-	if (coord_summary(db, cfg, cfg->mw_version, &sum, err, sizeof(err)) != 0)
+	if (coord_summary(db, cfg, cfg->mw_version, &sum, err, sizeof(err)) != 0 ||
+	    coord_read_server_reports(db, cfg, cfg->mw_version, &servers, &nservers, err,
+				      sizeof(err)) != 0)
 		goto fail;
 	if (!json) {
-		char scanned[48];
-		util_duration_text(sum.scan_age_ms < 0 ? -1 : sum.scan_age_ms / 1000, scanned,
-				   sizeof(scanned));
+		char scanned[64], age[48];
+		util_duration_text(sum.scan_age_ms / 1000, age, sizeof(age));
+		snprintf(scanned, sizeof(scanned), "scanned %s ago", age);
 		printf("scope %s: %lld wikis, %lld with backlog, %lld backed off, %lld parked, "
-		       "%lld unreadable, %lld orphaned claims; scanned %s ago\n\n",
+		       "%lld unreadable, %lld orphaned claims; %s\n\n",
 		       cfg->mw_version[0] ? cfg->mw_version : "(all versions)", sum.wikis,
 		       sum.with_backlog, sum.backed_off, sum.parked, sum.unreadable,
-		       sum.orphaned_claims, sum.scan_age_ms < 0 ? "never, so far" : scanned);
+		       sum.orphaned_claims, sum.scan_age_ms < 0 ? "never scanned so far" : scanned);
+		print_detection(servers, nservers);
 		steer_print_pauses(db, cfg);
 		steer_print_abandoned(db, cfg);
 		printf("%-28s %-10s %8s %-32s %-13s %4s %9s %8s %9s\n", "WIKI", "STATE", "OLDEST",
@@ -127,6 +215,7 @@ int cli_status(const struct config *cfg, bool json, bool all)
 		view.jwikis = NULL;
 		json_object_set_new(root, "paused", steer_pauses_json(db, cfg));
 		json_object_set_new(root, "abandoned", steer_abandoned_json(db, cfg));
+		json_object_set_new(root, "detection", detection_json(servers, nservers));
 		json_dumpf(root, stdout, JSON_INDENT(2));
 		putchar('\n');
 		json_decref(root);
@@ -139,6 +228,7 @@ fail:
 	fprintf(stderr, "jobdrainer status: %s\n", err);
 out:
 	json_decref(view.jwikis);
+	free(servers);
 	db_free(db);
 	return rc;
 }

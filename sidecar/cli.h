@@ -1,5 +1,6 @@
 /* cli.h - operator commands, run next to the daemon (kubectl exec ... jobdrainer ...):
- *   status [--json] [--all]  the fleet's view from the coordination tables;
+ *   status [--json] [--all]  the fleet's view from the coordination tables (detection
+ *                            per database server, pauses, wikis);
  *   drain --wiki DOMAIN [--lanes N]  drain one wiki now, under its lease (N lanes: N
  *                            lease slots, each a thread), and say what happened.
  * They print to stdout and return the process exit code. */

@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <mysqld_error.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,6 +70,47 @@ static int query_row(struct db *db, struct buf *sql, MYSQL_RES **res, MYSQL_ROW 
 	if (rc == 0 && *res != NULL)
 		*row = mysql_fetch_row(*res);
 	return rc;
+}
+
+/* Runs the SELECT built in sql (and releases sql) and parses each row into an array of
+ * `size`-byte elements: *out is calloc'ed (never NULL on success; the caller frees
+ * it), *n its rows. *code: the error's number on failure. */
+static int query_list(struct db *db, struct buf *sql, size_t size,
+		      void (*parse)(MYSQL_ROW row, void *elem), void **out, size_t *n,
+		      unsigned *code, char *err, size_t errlen)
+{
+	MYSQL_RES *res = NULL;
+	MYSQL_ROW row;
+	char *list;
+	size_t count = 0;
+
+	*out = NULL;
+	*n = 0;
+	*code = 0;
+	if (sql->failed) {
+		snprintf(err, errlen, "out of memory");
+		buf_release(sql);
+		return -EIO;
+	}
+	if (db_query(db, sql->data, &res, code, err, errlen) != 0) {
+		buf_release(sql);
+		return -EIO;
+	}
+	buf_release(sql);
+	list = calloc(res ? mysql_num_rows(res) + 1 : 1, size);
+	if (list == NULL) {
+		snprintf(err, errlen, "out of memory");
+		if (res != NULL)
+			mysql_free_result(res);
+		return -EIO;
+	}
+	while (res != NULL && (row = mysql_fetch_row(res)) != NULL)
+		parse(row, list + size * count++);
+	if (res != NULL)
+		mysql_free_result(res);
+	*out = list;
+	*n = count;
+	return 0;
 }
 
 /* A wiki that has work to hand out: a backlog, readable, not backed off, not parked.
@@ -150,6 +192,28 @@ static int query_row(struct db *db, struct buf *sql, MYSQL_RES **res, MYSQL_ROW 
 	" wikis INT UNSIGNED NOT NULL DEFAULT 0"                                                   \
 	") ENGINE=InnoDB DEFAULT CHARSET=ascii COLLATE=ascii_bin"
 
+/* What detection knows of each database server, as the scanner lease holder last
+ * reported it (coord_write_server_reports). Added within version 3 like jd_scan: a
+ * sidecar of an earlier release neither reads nor writes it, and `status` of this one
+ * reads no rows while the table is missing. feed NULL: no feed on that server. */
+#define JD_SERVER_TABLE                                                                            \
+	"CREATE TABLE IF NOT EXISTS `%s`.jd_server ("                                              \
+	" scope VARCHAR(64) NOT NULL,"                                                             \
+	" server VARCHAR(255) NOT NULL,"                                                           \
+	" reported_by VARCHAR(255) NOT NULL,"                                                      \
+	" wikis INT UNSIGNED NOT NULL DEFAULT 0,"                                                  \
+	" down TINYINT UNSIGNED NOT NULL DEFAULT 0,"                                               \
+	" down_why VARCHAR(255) NULL,"                                                             \
+	" sweep_ms BIGINT UNSIGNED NOT NULL DEFAULT 0,"                                            \
+	" budget_used DOUBLE NOT NULL DEFAULT 0,"                                                  \
+	" hot INT UNSIGNED NOT NULL DEFAULT 0,"                                                    \
+	" unreadable INT UNSIGNED NOT NULL DEFAULT 0,"                                             \
+	" feed TINYINT NULL,"                                                                      \
+	" feed_why VARCHAR(255) NULL,"                                                             \
+	" updated_at DATETIME(6) NOT NULL,"                                                        \
+	" PRIMARY KEY (scope, server)"                                                             \
+	") ENGINE=InnoDB DEFAULT CHARSET=ascii COLLATE=ascii_bin"
+
 /* A pause in force holds jd_wiki row w: its own or the scope's. */
 #define WIKI_PAUSED                                                                                \
 	" EXISTS (SELECT 1 FROM `%s`.jd_pause p WHERE p.scope = w.scope"                           \
@@ -185,7 +249,7 @@ int coord_ensure_schema(struct db *db, const struct config *cfg, char *err, size
 	buf_addf(&sql, "CREATE DATABASE IF NOT EXISTS `%s`", d);
 	if (db_query(db, sql.data, &res, &code, err, errlen) != 0)
 		goto out;
-	for (int i = 0; i < 5; i++) {
+	for (int i = 0; i < 6; i++) {
 		buf_reset(&sql);
 		if (i == 0)
 			buf_addf(&sql, JD_SCHEMA_TABLE, d);
@@ -195,8 +259,10 @@ int coord_ensure_schema(struct db *db, const struct config *cfg, char *err, size
 			buf_addf(&sql, JD_LEASE_TABLE, d);
 		else if (i == 3)
 			buf_addf(&sql, JD_PAUSE_TABLE, d);
-		else
+		else if (i == 4)
 			buf_addf(&sql, JD_SCAN_TABLE, d);
+		else
+			buf_addf(&sql, JD_SERVER_TABLE, d);
 		if (db_query(db, sql.data, &res, &code, err, errlen) != 0)
 			goto out;
 	}
@@ -206,7 +272,7 @@ int coord_ensure_schema(struct db *db, const struct config *cfg, char *err, size
 	 * (the job types a scan saw ready, for the job-type lists), abandoned_jobs and
 	 * recent_drains (for status --wiki); within version 3 (a release before it
 	 * neither reads nor writes them) the lanes_* columns (a wiki's lanes reduced after
-	 * contention, lanes.h). A later release adds
+	 * contention, lanes.h) and the tables jd_scan and jd_server. A later release adds
 	 * "ALTER ...; version = 4" steps here. */
 	buf_reset(&sql);
 	buf_addf(&sql,
@@ -729,6 +795,18 @@ static bool refused_for_values(unsigned code)
 	       code != ER_QUERY_INTERRUPTED;
 }
 
+/* s in an ASCII column: its first len - 1 bytes at most (s need not end within them)
+ * copied into out (of len bytes), each byte >= 0x80 written as '?', so that a message
+ * from a server or a wiki table stays readable and storable. */
+static const char *ascii_text(const char *s, char *out, size_t len)
+{
+	snprintf(out, len, "%.*s", (int)len - 1, s);
+	for (char *p = out; *p; p++)
+		if ((unsigned char)*p >= 0x80)
+			*p = '?';
+	return out;
+}
+
 /* coord_write_backlog's statements: 0, 1 when the server refused the write for the
  * rows' values (refused_for_values; err set), -EIO (err set). */
 static int write_rows(struct db *db, const struct config *cfg, const struct coord_scan *scan,
@@ -776,12 +854,8 @@ static int write_rows(struct db *db, const struct config *cfg, const struct coor
 		buf_addf(&sql, ",%d,%llu,", b[i].ready_types, (unsigned long long)b[i].max_job_id);
 		if (b[i].failed) {
 			char msg[sizeof(b[i].error)];
-			/* The column is ASCII: keep the message readable and storable. */
-			snprintf(msg, sizeof(msg), "%s", b[i].error);
-			for (char *p = msg; *p; p++)
-				if ((unsigned char)*p >= 0x80)
-					*p = '?';
-			if (lit(db, &sql, msg, err, errlen) != 0)
+			if (lit(db, &sql, ascii_text(b[i].error, msg, sizeof(msg)), err, errlen) !=
+			    0)
 				goto fail;
 		} else {
 			buf_adds(&sql, "NULL");
@@ -1018,6 +1092,139 @@ int coord_note_sweep(struct db *db, const struct config *cfg, const char *scope,
 	return exec(db, &sql, NULL, err, errlen);
 }
 
+/* Appends s as an ASCII literal (ascii_text), or NULL when it is empty. */
+static int lit_ascii_or_null(struct db *db, struct buf *sql, const char *s, char *err, size_t errlen)
+{
+	char text[256];
+
+	if (s[0] == '\0') {
+		buf_adds(sql, "NULL");
+		return 0;
+	}
+	return lit(db, sql, ascii_text(s, text, sizeof(text)), err, errlen);
+}
+
+/* One jd_server row's values, "(scope, server, ...)". */
+static int add_server_row(struct db *db, struct buf *sql, const char *scope, const char *holder,
+			  const struct server_report *r, char *err, size_t errlen)
+{
+	char server[sizeof(r->server)], by[256];
+	double used = isfinite(r->budget_used) && r->budget_used > 0 ? r->budget_used : 0;
+
+	buf_adds(sql, "(");
+	if (lit(db, sql, scope, err, errlen) != 0 ||
+	    (buf_adds(sql, ","),
+	     lit(db, sql, ascii_text(r->server, server, sizeof(server)), err, errlen)) != 0 ||
+	    (buf_adds(sql, ","), lit(db, sql, ascii_text(holder, by, sizeof(by)), err, errlen)) != 0)
+		return -EIO;
+	buf_addf(sql, ",%llu,%d,", (unsigned long long)r->wikis, r->down ? 1 : 0);
+	if (lit_ascii_or_null(db, sql, r->down ? r->down_why : "", err, errlen) != 0)
+		return -EIO;
+	buf_addf(sql, ",%lld,%.6f,%llu,%llu,", (long long)(r->sweep_ms > 0 ? r->sweep_ms : 0), used,
+		 (unsigned long long)r->hot, (unsigned long long)r->unreadable);
+	if (r->feed < 0 || r->feed > 127)
+		buf_adds(sql, "NULL,NULL");
+	else if ((buf_addf(sql, "%d,", r->feed),
+		  lit_ascii_or_null(db, sql, r->feed_why, err, errlen)) != 0)
+		return -EIO;
+	buf_adds(sql, ",NOW(6))");
+	return 0;
+}
+
+int coord_write_server_reports(struct db *db, const struct config *cfg, const char *scope,
+			       const struct server_report *r, size_t n, char *err, size_t errlen)
+{
+	struct buf sql;
+
+	buf_init(&sql);
+	if (n > 0) {
+		buf_addf(&sql,
+			 "INSERT INTO `%s`.jd_server (scope, server, reported_by, wikis, down,"
+			 " down_why, sweep_ms, budget_used, hot, unreadable, feed, feed_why,"
+			 " updated_at) VALUES ",
+			 cfg->coord_db);
+		for (size_t i = 0; i < n; i++) {
+			if (i > 0)
+				buf_adds(&sql, ",");
+			if (add_server_row(db, &sql, scope, cfg->holder, &r[i], err, errlen) != 0)
+				goto fail;
+		}
+		buf_adds(&sql, " ON DUPLICATE KEY UPDATE reported_by = VALUES(reported_by),"
+			       " wikis = VALUES(wikis), down = VALUES(down),"
+			       " down_why = VALUES(down_why), sweep_ms = VALUES(sweep_ms),"
+			       " budget_used = VALUES(budget_used), hot = VALUES(hot),"
+			       " unreadable = VALUES(unreadable), feed = VALUES(feed),"
+			       " feed_why = VALUES(feed_why), updated_at = VALUES(updated_at)");
+		if (exec(db, &sql, NULL, err, errlen) != 0)
+			return -EIO;
+	}
+	/* The servers gone from the list: their rows would read as a holder that stopped
+	 * reporting them. */
+	buf_addf(&sql, "DELETE FROM `%s`.jd_server WHERE scope = ", cfg->coord_db);
+	if (lit(db, &sql, scope, err, errlen) != 0)
+		goto fail;
+	for (size_t i = 0; i < n; i++) {
+		char server[sizeof(r[i].server)];
+		buf_adds(&sql, i ? "," : " AND server NOT IN (");
+		if (lit(db, &sql, ascii_text(r[i].server, server, sizeof(server)), err, errlen) != 0)
+			goto fail;
+	}
+	if (n > 0)
+		buf_adds(&sql, ")");
+	return exec(db, &sql, NULL, err, errlen);
+fail:
+	buf_release(&sql);
+	return -EIO;
+}
+
+/* A jd_server row as coord_read_server_reports selects it (query_list's parse). */
+static void server_row_parse(MYSQL_ROW row, void *elem)
+{
+	struct coord_server_row *s = elem;
+	struct server_report *r = &s->report;
+
+	col(r->server, sizeof(r->server), row[0]);
+	col(s->reported_by, sizeof(s->reported_by), row[1]);
+	r->wikis = (size_t)row_num(row[2], 0);
+	r->down = row_num(row[3], 0) != 0;
+	col(r->down_why, sizeof(r->down_why), row[4]);
+	r->sweep_ms = row_num(row[5], 0);
+	r->budget_used = row[6] != NULL ? strtod(row[6], NULL) : 0;
+	r->hot = (size_t)row_num(row[7], 0);
+	r->unreadable = (size_t)row_num(row[8], 0);
+	r->feed = (int)row_num(row[9], -1);
+	col(r->feed_why, sizeof(r->feed_why), row[10]);
+	s->age_ms = row_num(row[11], 0);
+}
+
+int coord_read_server_reports(struct db *db, const struct config *cfg, const char *scope,
+			      struct coord_server_row **out, size_t *n, char *err, size_t errlen)
+{
+	struct buf sql;
+	unsigned code;
+	void *list;
+
+	*out = NULL;
+	*n = 0;
+	buf_init(&sql);
+	buf_addf(&sql,
+		 "SELECT server, reported_by, wikis, down, down_why, sweep_ms, budget_used, hot,"
+		 " unreadable, feed, feed_why,"
+		 " TIMESTAMPDIFF(MICROSECOND, updated_at, NOW(6)) DIV 1000"
+		 " FROM `%s`.jd_server WHERE scope = ",
+		 cfg->coord_db);
+	if (lit(db, &sql, scope, err, errlen) != 0) {
+		buf_release(&sql);
+		return -EIO;
+	}
+	buf_adds(&sql, " ORDER BY server LIMIT 1000");
+	if (query_list(db, &sql, sizeof(**out), server_row_parse, &list, n, &code, err, errlen) != 0)
+		/* Only earlier releases have run here: nothing was reported. */
+		return code == ER_NO_SUCH_TABLE ? 0 : -EIO;
+	*out = list;
+	return 0;
+}
+
 /* Reads columns `cols` of one jd_wiki row (the table is `w`, as in LANES_COLUMNS); *row
  * is NULL when there is none. The caller frees *res (which may be NULL). */
 static int wiki_row(struct db *db, const struct config *cfg, const char *scope, const char *domain,
@@ -1177,15 +1384,31 @@ int coord_pause_clear(struct db *db, const struct config *cfg, const char *scope
 	return exec(db, &sql, NULL, err, errlen);
 }
 
+/* A jd_pause row as coord_pause_list selects it (query_list's parse). */
+static void pause_row_parse(MYSQL_ROW row, void *elem)
+{
+	struct coord_pause *p = elem;
+	long long v = -1;
+
+	snprintf(p->domain, sizeof(p->domain), "%s", row[0] ? row[0] : "");
+	snprintf(p->by, sizeof(p->by), "%s", row[1] ? row[1] : "");
+	snprintf(p->reason, sizeof(p->reason), "%s", row[2] ? row[2] : "");
+	snprintf(p->since, sizeof(p->since), "%s", row[3] ? row[3] : "");
+	snprintf(p->until, sizeof(p->until), "%s", row[4] ? row[4] : "");
+	p->remaining_s = -1;
+	if (row[5] != NULL && util_parse_int(row[5], INT64_MIN, INT64_MAX, &v) == 0)
+		p->remaining_s = v < 0 ? 0 : v;
+	p->age_s = 0;
+	if (row[6] != NULL && util_parse_int(row[6], INT64_MIN, INT64_MAX, &v) == 0)
+		p->age_s = v;
+}
+
 int coord_pause_list(struct db *db, const struct config *cfg, const char *scope, const char *domain,
 		     struct coord_pause **out, size_t *n, char *err, size_t errlen)
 {
 	struct buf sql;
-	MYSQL_RES *res = NULL;
-	MYSQL_ROW row;
 	unsigned code;
-	struct coord_pause *list = NULL;
-	size_t count = 0;
+	void *list;
 
 	*out = NULL;
 	*n = 0;
@@ -1207,39 +1430,9 @@ int coord_pause_list(struct db *db, const struct config *cfg, const char *scope,
 	/* The scope's pause first, then by domain; bounded: a list for people to read. */
 	buf_adds(&sql, " AND (until_at IS NULL OR until_at > NOW(6))"
 		       " ORDER BY domain <> '" COORD_ALL_WIKIS "' , domain LIMIT 1000");
-	if (sql.failed) {
-		snprintf(err, errlen, "out of memory");
-		goto fail;
-	}
-	if (db_query(db, sql.data, &res, &code, err, errlen) != 0)
-		goto fail;
-	buf_release(&sql);
-	list = calloc(res ? mysql_num_rows(res) + 1 : 1, sizeof(*list));
-	if (list == NULL) {
-		snprintf(err, errlen, "out of memory");
-		if (res != NULL)
-			mysql_free_result(res);
+	if (query_list(db, &sql, sizeof(**out), pause_row_parse, &list, n, &code, err, errlen) != 0)
 		return -EIO;
-	}
-	while (res != NULL && (row = mysql_fetch_row(res)) != NULL) {
-		struct coord_pause *p = &list[count++];
-		long long v = -1;
-		snprintf(p->domain, sizeof(p->domain), "%s", row[0] ? row[0] : "");
-		snprintf(p->by, sizeof(p->by), "%s", row[1] ? row[1] : "");
-		snprintf(p->reason, sizeof(p->reason), "%s", row[2] ? row[2] : "");
-		snprintf(p->since, sizeof(p->since), "%s", row[3] ? row[3] : "");
-		snprintf(p->until, sizeof(p->until), "%s", row[4] ? row[4] : "");
-		p->remaining_s = -1;
-		if (row[5] != NULL && util_parse_int(row[5], INT64_MIN, INT64_MAX, &v) == 0)
-			p->remaining_s = v < 0 ? 0 : v;
-		p->age_s = 0;
-		if (row[6] != NULL && util_parse_int(row[6], INT64_MIN, INT64_MAX, &v) == 0)
-			p->age_s = v;
-	}
-	if (res != NULL)
-		mysql_free_result(res);
 	*out = list;
-	*n = count;
 	return 0;
 fail:
 	buf_release(&sql);

@@ -9,6 +9,10 @@
  *              grows with every acquire, and when it expires;
  *   jd_pause   one row per (scope, wiki) an operator paused (schema version 3): by
  *              whom, why, until when; wiki COORD_ALL_WIKIS pauses the whole scope.
+ *   jd_scan    one row per scope: the last sweep that read every wiki (version 3);
+ *   jd_server  one row per (scope, database server) detection reads (version 3): the
+ *              scanner lease holder's last report of it (server_report.h), for
+ *              `status`.
  * "scope" is the [discovery] version filter, so pods of different MediaWiki versions
  * keep separate books. Every time is the database's clock, in UTC.
  *
@@ -24,6 +28,7 @@
 #include "lanes.h"
 #include "response.h"
 #include "scan.h"
+#include "server_report.h"
 #include "wiki.h"
 
 #define COORD_SCHEMA_VERSION 3
@@ -175,6 +180,33 @@ int coord_forget_unseen(struct db *db, const struct config *cfg, const char *sco
 /* Records a sweep that read (and wrote where changed) every wiki: jd_scan. */
 int coord_note_sweep(struct db *db, const struct config *cfg, const char *scope,
 		     const char *sweep_started, long long wikis, char *err, size_t errlen);
+
+/* How often the scanner lease holder reports its servers (coord_write_server_reports,
+ * metrics_set_servers), and the age at which a jd_server row says that it stopped:
+ * three reports missed (a holder that lost the lease or hangs; the next holder
+ * rewrites the rows within COORD_SERVER_REPORT_MS of taking over). */
+#define COORD_SERVER_REPORT_MS 5000
+#define COORD_SERVER_STALE_MS (3 * COORD_SERVER_REPORT_MS)
+
+/* Writes the scope's jd_server rows: one per report (updated_at: the database's
+ * clock, reported_by: cfg->holder), and deletes the rows of servers not among them
+ * (n 0: every row of the scope). Two statements: a reader between them sees a departed
+ * server's row a moment longer. Text the columns cannot store (bytes >= 0x80) is
+ * written as '?'. 0 or -EIO (err set). */
+int coord_write_server_reports(struct db *db, const struct config *cfg, const char *scope,
+			       const struct server_report *r, size_t n, char *err, size_t errlen);
+
+/* One jd_server row, for `status`. */
+struct coord_server_row {
+	struct server_report report; /* down_why, feed_why "" when none; feed -1: no feed */
+	char reported_by[256];       /* the holder that wrote it */
+	long long age_ms;            /* since it was written, by the database's clock */
+};
+/* The scope's jd_server rows, by server name. *out is malloc'ed (free it; it may be
+ * NULL when *n is 0). A coordination database that has no jd_server yet (only sidecars
+ * of an earlier release have run against it) has no rows: 0 with *n 0. */
+int coord_read_server_reports(struct db *db, const struct config *cfg, const char *scope,
+			      struct coord_server_row **out, size_t *n, char *err, size_t errlen);
 
 /* The job types the last scan saw ready on a wiki (blank-separated, "" if none or
  * unknown) and that scan's start (DB time), which changes with every scan. */

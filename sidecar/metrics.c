@@ -1,9 +1,12 @@
 /* metrics.c - see metrics.h. Values are stored in millionths in one array of atomics,
  * one slot per (metric, label value); a histogram has one slot per bucket (not
- * cumulative: an observation touches one) and one more for its sum. */
+ * cumulative: an observation touches one) and one more for its sum. The per-server
+ * series are rendered from a copy of the scanner's last reports, under a mutex: they
+ * change every few seconds, all at once, and a scrape must not see half of a change. */
 #include "metrics.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,6 +134,83 @@ static void render_histogram(struct buf *out, const struct metric_def *d)
 	buf_addf(out, "%s_count %s\n", d->name, num);
 }
 
+static pthread_mutex_t servers_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct server_report servers[METRICS_SERVERS_MAX];
+static size_t nservers;
+
+void metrics_set_servers(const struct server_report *r, size_t n)
+{
+	if (r == NULL || n > METRICS_SERVERS_MAX)
+		n = r == NULL ? 0 : METRICS_SERVERS_MAX;
+	pthread_mutex_lock(&servers_lock);
+	for (size_t i = 0; i < n; i++) {
+		servers[i] = r[i];
+		servers[i].server[sizeof(servers[i].server) - 1] = '\0';
+	}
+	nservers = n;
+	pthread_mutex_unlock(&servers_lock);
+}
+
+/* A label value as the text format wants it: backslash, double quote and line feed
+ * escaped. Server names come from discovery rows, so any byte may be there. */
+static void add_label_value(struct buf *out, const char *v)
+{
+	for (; *v; v++) {
+		if (*v == '\\' || *v == '"')
+			buf_addf(out, "\\%c", *v);
+		else if (*v == '\n')
+			buf_adds(out, "\\n");
+		else
+			buf_add(out, v, 1);
+	}
+}
+
+static void render_server_value(struct buf *out, const char *name, const struct server_report *r,
+				const char *state, double value)
+{
+	char num[48];
+
+	buf_addf(out, "%s{server=\"", name);
+	add_label_value(out, r->server);
+	if (state != NULL)
+		buf_addf(out, "\",state=\"%s", state);
+	format_value((int64_t)(value * 1e6 + 0.5), num); /* >= 0: rounded, not truncated */
+	buf_addf(out, "\"} %s\n", num);
+}
+
+/* The usual enum-as-gauge: one series per state, 1 for the current one; none for a
+ * server without a feed. */
+static void render_feed_states(struct buf *out)
+{
+	static const char name[] = METRIC_FEED_STATE;
+
+	buf_addf(out, "# HELP %s %s\n# TYPE %s gauge\n", name, METRIC_FEED_STATE_HELP, name);
+	for (size_t i = 0; i < nservers; i++) {
+		const struct server_report *r = &servers[i];
+		if (r->feed < 0)
+			continue;
+#define FEED_STATE_SERIES(v, state) render_server_value(out, name, r, state, r->feed == (v));
+		SERVER_REPORT_FEED_STATES(FEED_STATE_SERIES)
+#undef FEED_STATE_SERIES
+	}
+}
+
+static void render_servers(struct buf *out)
+{
+	pthread_mutex_lock(&servers_lock);
+#define SERVER_METRIC_RENDER(name, help, value)                                                    \
+	buf_addf(out, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);                        \
+	for (size_t i = 0; i < nservers; i++) {                                                    \
+		const struct server_report *r = &servers[i];                                       \
+		if ((value) >= 0)                                                                  \
+			render_server_value(out, name, r, NULL, value);                            \
+	}
+	METRICS_PER_SERVER(SERVER_METRIC_RENDER)
+#undef SERVER_METRIC_RENDER
+	render_feed_states(out);
+	pthread_mutex_unlock(&servers_lock);
+}
+
 void metrics_render(struct buf *out)
 {
 	for (int m = 0; m < METRIC_COUNT; m++) {
@@ -152,4 +232,5 @@ void metrics_render(struct buf *out)
 				buf_addf(out, "%s %s\n", d->name, num);
 		}
 	}
+	render_servers(out);
 }

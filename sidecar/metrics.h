@@ -3,13 +3,17 @@
  * Declared once, in METRICS below: each entry generates an id, a help text and its
  * label values. Updates are lock-free atomics, cheap enough for any hot path. Labels
  * are small fixed sets (outcomes, kinds): never per wiki, so a farm of thousands of
- * wikis has the same number of series as one of three. Leaf module (libc + log). */
+ * wikis has the same number of series as one of three. The one dynamic label is
+ * `server`, a database server detection reads (SERVER_METRICS in metrics.c): bounded
+ * by METRICS_SERVERS_MAX, replaced as a whole by metrics_set_servers. Leaf module
+ * (libc + log). */
 #ifndef JD_METRICS_H
 #define JD_METRICS_H
 
 #include <stdint.h>
 
 #include "response.h"
+#include "server_report.h"
 #include "util.h"
 
 /* Label value sets, X(id, value): each generates the enum callers pass as `label` and
@@ -135,6 +139,40 @@ void metrics_set(enum metric_id m, int label, double value);
 double metrics_get(enum metric_id m, int label);
 /* Counts value in a histogram: the first bucket whose bound is >= value, and its sum. */
 void metrics_observe(enum metric_id m, double value);
+
+/* The per-server gauges, label `server`: X(prometheus name, help, value of r, a const
+ * struct server_report *); a value below 0 leaves that server's series out (not known
+ * yet). METRIC_FEED_STATE follows them, the usual enum-as-gauge: label `state` too, one
+ * series per SERVER_REPORT_FEED_STATES, 1 for the feed's; none without a feed. */
+#define METRICS_PER_SERVER(X)                                                                      \
+	X("jobdrainer_scan_server_up",                                                             \
+	  "1 while detection reaches the database server, 0 while it is down (`status` says why)", \
+	  r->down ? 0 : 1)                                                                         \
+	X("jobdrainer_scan_server_sweep_period_seconds",                                           \
+	  "Wall time of the last complete sweep of the server's wikis (absent before the first)",  \
+	  r->sweep_ms > 0 ? (double)r->sweep_ms / 1000.0 : -1)                                     \
+	X("jobdrainer_scan_server_db_budget_used_ratio",                                           \
+	  "Share of one core of the server that detection used over the last minute",              \
+	  r->budget_used)                                                                          \
+	X("jobdrainer_scan_server_wikis", "Wikis detection reads on the server", (double)r->wikis) \
+	X("jobdrainer_scan_server_hot_wikis", "Wikis of the server re-read every [scan] interval", \
+	  (double)r->hot)                                                                          \
+	X("jobdrainer_scan_server_unreadable_wikis",                                               \
+	  "Wikis of the server whose job table cannot be read", (double)r->unreadable)
+
+#define METRIC_FEED_STATE "jobdrainer_binlog_feed_state"
+#define METRIC_FEED_STATE_HELP                                                                     \
+	"1 for the state the server's binary log feed is in (starting, following, blind: it "      \
+	"cannot see job inserts, failed)"
+
+/* The per-server series: one set per database server detection reads. [scan]
+ * allowed_servers holds at most 64, plus [scan_db]'s own. */
+#define METRICS_SERVERS_MAX 65
+/* Replaces the per-server series with these n servers' (a server missing from the list
+ * loses its series; at most METRICS_SERVERS_MAX are kept, the first ones). The scanner
+ * lease holder calls it after each report; (NULL, 0) when it stops holding the lease,
+ * so that only the holder exports them. Thread-safe; r is copied. */
+void metrics_set_servers(const struct server_report *r, size_t n);
 
 /* Appends every series in the Prometheus text format (version 0.0.4). */
 void metrics_render(struct buf *out);

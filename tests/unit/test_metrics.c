@@ -1,12 +1,15 @@
 /* test_metrics.c - the metrics table: label sets line up with the enums they count,
  * values render in the Prometheus text format, histogram observations land in the right
- * bucket (a bound is inclusive) and render cumulative, and the backoff schedule stays
- * within its bounds. */
+ * bucket (a bound is inclusive) and render cumulative, the per-server series follow
+ * the last report (label values escaped, at most METRICS_SERVERS_MAX servers, a server
+ * gone from the report gone from the output, the feed's state as one series per
+ * state), and the backoff schedule stays within its bounds. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -124,6 +127,155 @@ static void test_histogram_buckets(void **state)
 	buf_release(&b);
 }
 
+static struct server_report server(const char *name, bool down, int feed)
+{
+	struct server_report r;
+
+	memset(&r, 0, sizeof(r));
+	snprintf(r.server, sizeof(r.server), "%s", name);
+	r.wikis = 3;
+	r.down = down;
+	r.sweep_ms = 4200;
+	r.budget_used = 0.048;
+	r.hot = 1;
+	r.unreadable = 2;
+	r.feed = feed;
+	return r;
+}
+
+/* The render as a string (the caller frees it). */
+static char *rendered(void)
+{
+	struct buf b;
+
+	buf_init(&b);
+	metrics_render(&b);
+	assert_false(b.failed);
+	return b.data;
+}
+
+static size_t occurrences(const char *hay, const char *needle)
+{
+	size_t n = 0;
+
+	for (const char *p = hay; (p = strstr(p, needle)) != NULL; p++)
+		n++;
+	return n;
+}
+
+static void test_server_series(void **state)
+{
+	struct server_report r[2] = { server("db1:3306", false, 1), server("db2:3307", true, -1) };
+	char *text;
+
+	(void)state;
+	r[1].sweep_ms = 0; /* no sweep yet: no period to show */
+	metrics_set_servers(r, 2);
+	text = rendered();
+	assert_non_null(strstr(text, "# TYPE jobdrainer_scan_server_up gauge\n"));
+	assert_non_null(strstr(text, "\njobdrainer_scan_server_up{server=\"db1:3306\"} 1\n"));
+	assert_non_null(strstr(text, "\njobdrainer_scan_server_up{server=\"db2:3307\"} 0\n"));
+	assert_non_null(strstr(
+		text,
+		"\njobdrainer_scan_server_sweep_period_seconds{server=\"db1:3306\"} 4.200000\n"));
+	assert_null(
+		strstr(text, "jobdrainer_scan_server_sweep_period_seconds{server=\"db2:3307\"}"));
+	assert_non_null(strstr(
+		text,
+		"\njobdrainer_scan_server_db_budget_used_ratio{server=\"db1:3306\"} 0.048000\n"));
+	assert_non_null(strstr(text, "\njobdrainer_scan_server_wikis{server=\"db2:3307\"} 3\n"));
+	assert_non_null(strstr(text, "\njobdrainer_scan_server_hot_wikis{server=\"db2:3307\"} 1\n"));
+	assert_non_null(
+		strstr(text, "\njobdrainer_scan_server_unreadable_wikis{server=\"db1:3306\"} 2\n"));
+	/* The unlabelled gauges stay as they were. */
+	assert_non_null(strstr(text, "\njobdrainer_scan_sweep_period_seconds "));
+	free(text);
+
+	/* db2 leaves: its series go, db1's stay. */
+	metrics_set_servers(r, 1);
+	text = rendered();
+	assert_null(strstr(text, "db2:3307"));
+	assert_non_null(strstr(text, "\njobdrainer_scan_server_up{server=\"db1:3306\"} 1\n"));
+	free(text);
+
+	/* The scanner lease let go: no per-server series at all. */
+	metrics_set_servers(NULL, 0);
+	text = rendered();
+	assert_null(strstr(text, "{server="));
+	free(text);
+}
+
+/* Server names come from discovery rows: the text format's escapes keep a hostile one
+ * from breaking the exposition or making up series. */
+static void test_server_label_escaped(void **state)
+{
+	struct server_report r = server("a\"b\\c\nd} 1\nfake 2", false, -1);
+	char *text;
+
+	(void)state;
+	metrics_set_servers(&r, 1);
+	text = rendered();
+	assert_non_null(
+		strstr(text,
+		       "\njobdrainer_scan_server_up{server=\"a\\\"b\\\\c\\nd} 1\\nfake 2\"} 1\n"));
+	assert_null(strstr(text, "\nfake 2"));
+	free(text);
+	metrics_set_servers(NULL, 0);
+}
+
+/* A fixed table: the first METRICS_SERVERS_MAX servers of a longer list are kept. */
+static void test_server_table_bounded(void **state)
+{
+	struct server_report r[METRICS_SERVERS_MAX + 5];
+	char *text, name[32];
+
+	(void)state;
+	for (int i = 0; i < METRICS_SERVERS_MAX + 5; i++) {
+		snprintf(name, sizeof(name), "db%d:3306", i);
+		r[i] = server(name, false, 1);
+	}
+	metrics_set_servers(r, METRICS_SERVERS_MAX + 5);
+	text = rendered();
+	assert_int_equal(occurrences(text, "\njobdrainer_scan_server_up{"), METRICS_SERVERS_MAX);
+	snprintf(name, sizeof(name), "\"db%d:3306\"", METRICS_SERVERS_MAX - 1);
+	assert_non_null(strstr(text, name));
+	snprintf(name, sizeof(name), "\"db%d:3306\"", METRICS_SERVERS_MAX);
+	assert_null(strstr(text, name));
+	free(text);
+	metrics_set_servers(NULL, 0);
+}
+
+/* The feed's state: one series per state, 1 for the current one; none without a feed. */
+static void test_feed_state_enum_as_gauge(void **state)
+{
+	static const char *const states[] = { "starting", "following", "blind", "failed" };
+	struct server_report r[2] = { server("db1:3306", false, 2), server("db2:3306", false, -1) };
+	char *text, series[128];
+
+	(void)state;
+	assert_int_equal(sizeof(states) / sizeof(states[0]), SERVER_REPORT_FEED_STATE_COUNT);
+	for (int i = 0; i < SERVER_REPORT_FEED_STATE_COUNT; i++)
+		assert_string_equal(server_report_feed_name(i), states[i]);
+	assert_null(server_report_feed_name(-1));
+	assert_null(server_report_feed_name(SERVER_REPORT_FEED_STATE_COUNT));
+
+	metrics_set_servers(r, 2);
+	text = rendered();
+	assert_non_null(strstr(text, "# TYPE jobdrainer_binlog_feed_state gauge\n"));
+	for (int i = 0; i < SERVER_REPORT_FEED_STATE_COUNT; i++) {
+		snprintf(series, sizeof(series),
+			 "\njobdrainer_binlog_feed_state{server=\"db1:3306\",state=\"%s\"} %d\n",
+			 states[i], i == 2);
+		if (strstr(text, series) == NULL)
+			fail_msg("missing %s", series + 1);
+	}
+	assert_int_equal(occurrences(text, "\njobdrainer_binlog_feed_state{"),
+			 SERVER_REPORT_FEED_STATE_COUNT);
+	assert_null(strstr(text, "jobdrainer_binlog_feed_state{server=\"db2:3306\""));
+	free(text);
+	metrics_set_servers(NULL, 0);
+}
+
 static void test_backoff_bounds(void **state)
 {
 	struct config cfg;
@@ -150,6 +302,10 @@ int main(void)
 		cmocka_unit_test(test_outcome_labels_match_outcome_names),
 		cmocka_unit_test(test_counters_and_gauges_render),
 		cmocka_unit_test(test_histogram_buckets),
+		cmocka_unit_test(test_server_series),
+		cmocka_unit_test(test_server_label_escaped),
+		cmocka_unit_test(test_server_table_bounded),
+		cmocka_unit_test(test_feed_state_enum_as_gauge),
 		cmocka_unit_test(test_backoff_bounds),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
