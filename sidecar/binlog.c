@@ -1020,6 +1020,13 @@ static enum follow_end follow(struct binlog *b, struct feed_error *e)
 			enter_following(b, &st);
 		handle_event(b, ev);
 		if (big_event(ev)) {
+			struct log_line l;
+			log_begin(&l, LOG_DEBUG, "binary log feed reconnecting after a big event");
+			log_server(b, &l);
+			log_int(&l, "bytes", (long long)ev->raw_data_size);
+			log_str(&l, "file", b->file);
+			log_int(&l, "position", (long long)b->pos);
+			log_end(&l);
 			mariadb_free_rpl_event(ev);
 			b->resuming = true;
 			end = FOLLOW_AGAIN;
