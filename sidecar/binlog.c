@@ -973,6 +973,7 @@ static enum follow_end follow(struct binlog *b, struct feed_error *e)
 	MARIADB_RPL *rpl = NULL;
 	MARIADB_RPL_EVENT *ev = NULL;
 	enum follow_end end = FOLLOW_FAILED;
+	bool accepted = false;
 	char why[256];
 
 	if (b->endpoint_rc != 0) {
@@ -1016,8 +1017,11 @@ static enum follow_end follow(struct binlog *b, struct feed_error *e)
 		 * a user (1227) at the first fetch instead, before any event of the file.
 		 * The artificial ROTATE comes first either way; the next event is read from
 		 * the file. */
-		if (!(ev->event_type == ROTATE_EVENT && (ev->flags & LOG_EVENT_ARTIFICIAL_F)))
+		if (!accepted &&
+		    !(ev->event_type == ROTATE_EVENT && (ev->flags & LOG_EVENT_ARTIFICIAL_F))) {
 			enter_following(b, &st);
+			accepted = true;
+		}
 		handle_event(b, ev);
 		if (big_event(ev)) {
 			struct log_line l;

@@ -2,9 +2,9 @@
  *
  * With [binlog] enabled (true, or auto with a [binlog] user), the holder of the scanner
  * lease runs a feed per followed server: a thread that follows the server's binary log
- * from its current position, as a replica would (libmariadb's mariadb_rpl_open / mariadb_rpl_fetch), and calls the
- * owner's wake function with a wiki's domain as soon as a row is written to that wiki's
- * job table:
+ * from its current position, as a replica would (libmariadb's mariadb_rpl_open /
+ * mariadb_rpl_fetch), and calls the owner's wake function with a wiki's domain as soon
+ * as a row is written to that wiki's job table:
  * - ROW format: a TABLE_MAP event naming (database, prefix + "job") followed by a
  *   write-rows event for that table id;
  * - STATEMENT / MIXED format: a QUERY event whose statement is an INSERT or REPLACE
@@ -17,9 +17,11 @@
  *
  * Failures never stop the daemon: a missing grant (REPLICATION SLAVE, or REPLICATION
  * CLIENT / BINLOG MONITOR for SHOW MASTER STATUS), the binary log off, a purged
- * position, a lost connection: the feed logs one line saying so, the scanner keeps
- * finding work by scanning, and the feed tries again after [binlog] retry_interval
- * (resuming where it stopped when it can, else at the server's current position). */
+ * position, a lost connection, a server_id taken by another replica: the feed logs one
+ * line saying so and tries again after [binlog] retry_interval (resuming where it
+ * stopped when it can, else at the server's current position); a server whose log
+ * cannot show job inserts is reported blind. Meanwhile its owner finds work by
+ * sweeping (the states below). */
 #ifndef JD_BINLOG_H
 #define JD_BINLOG_H
 

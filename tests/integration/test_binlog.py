@@ -395,4 +395,11 @@ def test_big_row_events_leave_the_feed_small(bl_farm, sidecars):
 
     assert_woken_and_run(pod, farm, "wiki2.farm.test", big_row_then_job)
     assert not measured or rss_mib(pod.proc.pid) < 32
+    # Each big event was read whole (libmariadb cannot skip one unread), then the feed
+    # reconnected at the exact next event: it stayed following (one "following" line,
+    # no catch-up asked for) and lost no insert (the wakes above).
+    big = msgs(pod, "binary log feed reconnecting after a big event")
+    assert len(big) >= 5 and all(l["bytes"] > 15 * 1024 * 1024 for l in big), big
+    assert len(msgs(pod, FOLLOWING)) == 1
+    assert pod.metrics()["jobdrainer_binlog_following"] == 1
     assert pod.stop() == 0
