@@ -313,6 +313,28 @@ bool binlog_parse_rotate(const unsigned char *raw, size_t len, bool checksum, ch
 	return true;
 }
 
+/* ---- the endpoint ---- */
+
+int binlog_endpoint_for(const struct config *cfg, const char *server, struct binlog_endpoint *out)
+{
+	char canon[UTIL_DB_SERVER_MAX];
+	int port;
+
+	memset(out, 0, sizeof(*out));
+	out->ep = cfg->binlog;
+	if (server == NULL || config_endpoint_is(&cfg->binlog, server))
+		return 0;
+	if (util_canon_db_server(server, canon, sizeof(canon)) != 0 || strcmp(canon, server) != 0 ||
+	    util_parse_db_server(server, out->host, sizeof(out->host), &port) != 0)
+		return -EINVAL;
+	if (!config_server_allowed(cfg, server))
+		return -EPERM;
+	out->ep.host = out->host;
+	out->ep.port = port;
+	out->ep.socket = out->socket;
+	return 0;
+}
+
 /* ---- the feed ---- */
 
 struct recent_map {
@@ -322,6 +344,7 @@ struct recent_map {
 
 struct binlog {
 	const struct config *cfg;
+	char server[UTIL_DB_SERVER_MAX]; /* binlog_start's server; "" for [binlog]'s own */
 	binlog_wake_fn wake;
 	void *arg;
 	pthread_t thread;
@@ -332,9 +355,14 @@ struct binlog {
 	struct binlog_map *map;
 	MYSQL *conn;    /* while connected: binlog_stop cuts its socket */
 	int stop_fd[2]; /* binlog_stop writes a byte: ends a login in progress */
-	bool following; /* binlog_following */
+	enum binlog_state state;
+	char why[256];
+	unsigned long follows; /* entries into FOLLOWING */
 	/* Owned by the thread: */
+	struct binlog_endpoint endpoint;
+	int endpoint_rc; /* binlog_endpoint_for's: the server is not followed unless 0 */
 	uint32_t server_id;
+	unsigned id_salt; /* bumped when another replica takes the id (WHY_CLASH) */
 	bool checksum;
 	char file[256]; /* where to resume; "" = at the server's current position */
 	unsigned long long pos;
@@ -354,17 +382,28 @@ static const char WHY_PURGED[] = "the position is no longer in the binary log (p
 				 "cannot be read; resuming at the server's current position";
 static const char WHY_OFF[] = "the server's binary log is off (log_bin)";
 static const char WHY_LOST[] = "connection lost or refused (server restarted or unreachable)";
-/* 4052 and the like: another replica uses this server_id. */
+static const char WHY_CLASH[] = "another replica uses this server_id (both would knock each "
+				"other off for ever): taking another";
+static const char WHY_UNREADABLE[] = "an event the feed cannot decode; resuming at the "
+				     "server's current position";
+static const char WHY_NOT_ALLOWED[] = "the server is not allowed ([scan] allowed_servers): "
+				      "no connection is made";
+static const char WHY_NOT_CANONICAL[] = "the server name is not a canonical host:port";
 static const char WHY_REFUSED[] = "replication connection refused";
 static const char WHY_MEMORY[] = "out of memory";
 
 /* What a failed attempt was, for its one log line and for where to resume. */
 struct feed_error {
 	unsigned code; /* MySQL error number, 0 for our own */
-	char msg[256];
+	char msg[UTIL_DB_SERVER_MAX + 64];
 	const char *why;
+	enum binlog_state state; /* STARTING: it recovers by itself; BLIND; FAILED */
 	bool forget_position;
+	bool clash; /* WHY_CLASH: take another server_id */
 };
+
+/* How an attempt (follow) ended. */
+enum follow_end { FOLLOW_STOPPED, FOLLOW_AGAIN, FOLLOW_FAILED, FOLLOW_BLIND };
 
 static bool feed_stopping(struct binlog *b)
 {
@@ -376,12 +415,29 @@ static bool feed_stopping(struct binlog *b)
 	return s;
 }
 
+/* The one place the state changes: the gauge counts the feeds that follow. */
+static void set_state(struct binlog *b, enum binlog_state state, const char *why)
+{
+	pthread_mutex_lock(&b->lock);
+	if (state == BINLOG_FOLLOWING && b->state != BINLOG_FOLLOWING) {
+		b->follows++;
+		metrics_add(METRIC_BINLOG_FOLLOWING, 0, 1);
+	} else if (state != BINLOG_FOLLOWING && b->state == BINLOG_FOLLOWING) {
+		metrics_add(METRIC_BINLOG_FOLLOWING, 0, -1);
+	}
+	b->state = state;
+	snprintf(b->why, sizeof(b->why), "%s", why != NULL ? why : "");
+	pthread_mutex_unlock(&b->lock);
+}
+
 static void set_error(struct feed_error *e, MYSQL *m, const char *what)
 {
 	unsigned code = mysql_errno(m);
+	const char *text = mysql_error(m);
 
 	e->code = code;
-	snprintf(e->msg, sizeof(e->msg), "%s: %s", what, mysql_error(m));
+	e->state = BINLOG_FAILED;
+	snprintf(e->msg, sizeof(e->msg), "%s: %s", what, text);
 	switch (code) {
 	case ER_SPECIFIC_ACCESS_DENIED_ERROR:
 	case ER_ACCESS_DENIED_ERROR:
@@ -389,11 +445,31 @@ static void set_error(struct feed_error *e, MYSQL *m, const char *what)
 		e->why = WHY_GRANT;
 		break;
 	case ER_MASTER_FATAL_ERROR_READING_BINLOG:
+		/* The server says "same server_id" with 1236 too (MySQL's wording). */
+		if (strstr(text, "same server_uuid/server_id") != NULL) {
+			e->why = WHY_CLASH;
+			e->clash = true;
+			break;
+		}
 		e->why = WHY_PURGED;
+		e->state = BINLOG_STARTING;
 		e->forget_position = true;
+		break;
+	case ER_SLAVE_SAME_ID:
+		/* A newer connection with our id took our dump: the server ended ours. */
+		e->why = WHY_CLASH;
+		e->clash = true;
 		break;
 	case ER_NO_BINARY_LOGGING:
 		e->why = WHY_OFF;
+		e->forget_position = true;
+		break;
+	case CR_BINLOG_ERROR:
+		/* libmariadb could not parse or inflate an event: no way past it but to
+		 * resume at the server's current position (the owner's catch-up sweep finds
+		 * what was in between). */
+		e->why = WHY_UNREADABLE;
+		e->state = BINLOG_BLIND;
 		e->forget_position = true;
 		break;
 	case CR_SERVER_LOST:
@@ -401,6 +477,7 @@ static void set_error(struct feed_error *e, MYSQL *m, const char *what)
 	case CR_CONNECTION_ERROR:
 	case CR_CONN_HOST_ERROR:
 		e->why = WHY_LOST;
+		e->state = BINLOG_STARTING;
 		break;
 	default:
 		e->why = WHY_REFUSED;
@@ -408,13 +485,39 @@ static void set_error(struct feed_error *e, MYSQL *m, const char *what)
 	}
 }
 
-static uint32_t derive_server_id(const char *holder)
+static void set_own_error(struct feed_error *e, const char *why, enum binlog_state state,
+			  const char *msg)
+{
+	e->code = 0;
+	e->why = why;
+	e->state = state;
+	snprintf(e->msg, sizeof(e->msg), "%s", msg);
+}
+
+/* FNV-1a over the holder, and for a named server or a new salt (WHY_CLASH) over those
+ * too: the default server's feed keeps the id it always had. Distinct per holder (a new
+ * scanner lease holder never knocks off the old one's feed while it winds down) and per
+ * server. */
+static uint32_t derive_server_id(const char *holder, const char *server, unsigned salt)
 {
 	uint32_t h = 2166136261u;
+	char extra[UTIL_DB_SERVER_MAX + 16];
 
 	for (const unsigned char *p = (const unsigned char *)holder; *p; p++)
 		h = (h ^ *p) * 16777619u;
+	if (server[0] != '\0' || salt != 0) {
+		snprintf(extra, sizeof(extra), "\n%s\n%u", server, salt);
+		for (const unsigned char *p = (const unsigned char *)extra; *p; p++)
+			h = (h ^ *p) * 16777619u;
+	}
 	return 1000000000u + h % 1000000000u;
+}
+
+static uint32_t feed_server_id(const struct binlog *b)
+{
+	if (b->server[0] == '\0' && b->id_salt == 0 && b->cfg->binlog_server_id > 0)
+		return (uint32_t)b->cfg->binlog_server_id;
+	return derive_server_id(b->cfg->holder, b->server, b->id_salt);
 }
 
 /* Runs one statement whose result (if any) is discarded. */
@@ -431,9 +534,17 @@ static int run(MYSQL *m, const char *sql, struct feed_error *e)
 	return 0;
 }
 
+/* What the server is, as far as the feed cares (read_server_state). */
+struct server_state {
+	char format[32]; /* @@binlog_format */
+	bool log_slave_updates;
+	bool read_only;
+	bool slave_pos; /* @@gtid_slave_pos is set: it has applied replicated events */
+};
+
 /* The server's settings and, when there is no position to resume from, its current
  * position. */
-static int read_server_state(struct binlog *b, MYSQL *m, char *format, size_t formatlen,
+static int read_server_state(struct binlog *b, MYSQL *m, struct server_state *st,
 			     struct feed_error *e)
 {
 	MYSQL_RES *res;
@@ -442,7 +553,8 @@ static int read_server_state(struct binlog *b, MYSQL *m, char *format, size_t fo
 	bool log_bin;
 
 	if (mysql_query(m, "SELECT @@global.log_bin, @@global.binlog_checksum, "
-			   "@@global.binlog_format") != 0 ||
+			   "@@global.binlog_format, @@global.log_slave_updates, "
+			   "@@global.read_only, @@global.gtid_slave_pos <> ''") != 0 ||
 	    (res = mysql_store_result(m)) == NULL) {
 		set_error(e, m, "reading the server's binlog settings");
 		return -EIO;
@@ -450,12 +562,13 @@ static int read_server_state(struct binlog *b, MYSQL *m, char *format, size_t fo
 	row = mysql_fetch_row(res);
 	log_bin = row != NULL && row[0] != NULL && strcmp(row[0], "1") == 0;
 	b->checksum = row != NULL && row[1] != NULL && strcmp(row[1], "NONE") != 0;
-	snprintf(format, formatlen, "%s", row != NULL && row[2] != NULL ? row[2] : "?");
+	snprintf(st->format, sizeof(st->format), "%s", row != NULL && row[2] != NULL ? row[2] : "?");
+	st->log_slave_updates = row != NULL && row[3] != NULL && strcmp(row[3], "1") == 0;
+	st->read_only = row != NULL && row[4] != NULL && strcmp(row[4], "1") == 0;
+	st->slave_pos = row != NULL && row[5] != NULL && strcmp(row[5], "1") == 0;
 	mysql_free_result(res);
 	if (!log_bin) {
-		e->code = 0;
-		snprintf(e->msg, sizeof(e->msg), "log_bin is OFF on the server");
-		e->why = WHY_OFF;
+		set_own_error(e, WHY_OFF, BINLOG_FAILED, "log_bin is OFF on the server");
 		e->forget_position = true;
 		return -EIO;
 	}
@@ -469,15 +582,64 @@ static int read_server_state(struct binlog *b, MYSQL *m, char *format, size_t fo
 	if (row == NULL || row[0] == NULL || row[1] == NULL ||
 	    util_parse_int(row[1], 4, INT64_MAX, &pos) != 0 || strlen(row[0]) >= sizeof(b->file)) {
 		mysql_free_result(res);
-		e->code = 0;
-		snprintf(e->msg, sizeof(e->msg), "SHOW MASTER STATUS returned no position");
-		e->why = WHY_OFF;
+		set_own_error(e, WHY_OFF, BINLOG_FAILED, "SHOW MASTER STATUS returned no position");
 		return -EIO;
 	}
 	snprintf(b->file, sizeof(b->file), "%s", row[0]);
 	b->pos = (unsigned long long)pos;
 	mysql_free_result(res);
 	return 0;
+}
+
+/* Whether the server replicates from another: SHOW ALL SLAVES STATUS has rows. That
+ * needs REPLICA MONITOR (or SUPER), which the feed's user need not have: then the
+ * replica is told by what anyone may read, a running replication SQL thread
+ * (Slaves_running), or read_only with replicated transactions applied. */
+static bool is_replica(MYSQL *m, const struct server_state *st, char *how, size_t howlen)
+{
+	MYSQL_RES *res;
+	MYSQL_ROW row;
+	bool replica = false;
+
+	if (mysql_query(m, "SHOW ALL SLAVES STATUS") == 0 && (res = mysql_store_result(m)) != NULL) {
+		replica = mysql_num_rows(res) > 0;
+		mysql_free_result(res);
+		snprintf(how, howlen, "SHOW ALL SLAVES STATUS has rows");
+		return replica;
+	}
+	if (mysql_query(m, "SHOW GLOBAL STATUS LIKE 'Slaves_running'") == 0 &&
+	    (res = mysql_store_result(m)) != NULL) {
+		row = mysql_fetch_row(res);
+		replica = row != NULL && row[1] != NULL && strcmp(row[1], "0") != 0;
+		mysql_free_result(res);
+	}
+	if (replica) {
+		snprintf(how, howlen, "Slaves_running > 0");
+		return true;
+	}
+	snprintf(how, howlen, "read_only with gtid_slave_pos set");
+	return st->read_only && st->slave_pos;
+}
+
+/* Why job inserts would not reach what the feed reads, or NULL (why holds the words). */
+static const char *blind_reason(MYSQL *m, const struct server_state *st, char *why, size_t whylen)
+{
+	char how[64];
+
+	if (strcmp(st->format, "ROW") != 0 && strcmp(st->format, "MIXED") != 0 &&
+	    strcmp(st->format, "STATEMENT") != 0) {
+		snprintf(why, whylen, "binlog_format %s is not one the feed reads", st->format);
+		return why;
+	}
+	if (!st->log_slave_updates && is_replica(m, st, how, sizeof(how))) {
+		snprintf(why, whylen,
+			 "the server is a replica (%s) and log_slave_updates is OFF: its binary "
+			 "log gets none of the primary's inserts; follow the primary, or a replica "
+			 "with log_slave_updates",
+			 how);
+		return why;
+	}
+	return NULL;
 }
 
 /* mysql_real_connect, but over libmariadb's non-blocking API: there is no socket to
@@ -527,20 +689,19 @@ static int login(struct binlog *b, MYSQL *m, const struct db_endpoint *ep)
 
 static MYSQL *feed_connect(struct binlog *b, struct feed_error *e)
 {
-	const struct db_endpoint *ep = &b->cfg->binlog;
+	const struct db_endpoint *ep = &b->endpoint.ep;
 	/* Longer than the heartbeat period: a silent server is a dead one. */
 	unsigned int timeout = (unsigned)ep->connect_timeout;
 	unsigned int rw = (unsigned)b->cfg->binlog_heartbeat * 3 + 5;
 	MYSQL *m = mysql_init(NULL);
 
 	if (m == NULL) {
-		snprintf(e->msg, sizeof(e->msg), "mysql_init");
-		e->why = WHY_MEMORY;
+		set_own_error(e, WHY_MEMORY, BINLOG_FAILED, "mysql_init");
 		return NULL;
 	}
 	if (db_guard_auth(m) != 0) {
-		snprintf(e->msg, sizeof(e->msg), "cannot restrict authentication plugins");
-		e->why = WHY_REFUSED;
+		set_own_error(e, WHY_REFUSED, BINLOG_FAILED,
+			      "cannot restrict authentication plugins");
 		mysql_close(m);
 		return NULL;
 	}
@@ -631,26 +792,58 @@ static void note_query(struct binlog *b, const MARIADB_RPL_EVENT *ev)
 		wake_domain(b, copy);
 }
 
-static void log_following(struct binlog *b, const char *format)
+static void log_server(struct binlog *b, struct log_line *l)
+{
+	if (b->server[0] != '\0')
+		log_str(l, "server", b->server);
+}
+
+/* The server accepted the position: FOLLOWING, logged once per entry (a quiet
+ * reconnect after a big event is already following). */
+static void enter_following(struct binlog *b, const struct server_state *st)
 {
 	struct log_line l;
 
-	log_begin(&l, b->resuming ? LOG_DEBUG : LOG_INFO, "binary log feed following");
+	b->resuming = false;
+	if (binlog_following(b))
+		return;
+	log_begin(&l, LOG_INFO, "binary log feed following");
+	log_server(b, &l);
 	log_str(&l, "file", b->file);
 	log_int(&l, "position", (long long)b->pos);
-	log_str(&l, "binlog_format", format);
+	log_str(&l, "binlog_format", st->format);
 	log_int(&l, "server_id", (long long)b->server_id);
 	if (b->failures > 0)
 		log_int(&l, "after_failures", b->failures);
-	log_str(&l, "next", "wikis are woken as jobs are written; scans stay as the safety net");
+	log_str(&l, "next",
+		"wikis are woken as jobs are written; a catch-up sweep covers the "
+		"time before; scans stay as the safety net");
 	log_end(&l);
 	b->failures = 0;
 	b->last_logged = NULL;
-	b->resuming = false;
-	metrics_set(METRIC_BINLOG_FOLLOWING, 0, 1);
-	pthread_mutex_lock(&b->lock);
-	b->following = true;
-	pthread_mutex_unlock(&b->lock);
+	set_state(b, BINLOG_FOLLOWING, NULL);
+}
+
+/* BLIND, logged once per change of reason. */
+static void enter_blind(struct binlog *b, const char *why)
+{
+	struct binlog_status cur;
+	struct log_line l;
+	char next[128];
+
+	binlog_status(b, &cur);
+	if (cur.state == BINLOG_BLIND && strcmp(cur.why, why) == 0)
+		return;
+	snprintf(next, sizeof(next),
+		 "the sweep takes over at full speed; checking the server again every %ds",
+		 b->cfg->binlog_retry_interval);
+	log_begin(&l, LOG_WARN, "binary log feed blind");
+	log_server(b, &l);
+	log_str(&l, "why", why);
+	log_str(&l, "next", next);
+	log_end(&l);
+	b->last_logged = NULL;
+	set_state(b, BINLOG_BLIND, why);
 }
 
 bool binlog_following(struct binlog *b)
@@ -660,9 +853,34 @@ bool binlog_following(struct binlog *b)
 	if (b == NULL)
 		return false;
 	pthread_mutex_lock(&b->lock);
-	following = b->following;
+	following = b->state == BINLOG_FOLLOWING;
 	pthread_mutex_unlock(&b->lock);
 	return following;
+}
+
+void binlog_status(struct binlog *b, struct binlog_status *out)
+{
+	if (b == NULL) {
+		out->state = BINLOG_FAILED;
+		snprintf(out->why, sizeof(out->why), "no feed");
+		return;
+	}
+	pthread_mutex_lock(&b->lock);
+	out->state = b->state;
+	snprintf(out->why, sizeof(out->why), "%s", b->why);
+	pthread_mutex_unlock(&b->lock);
+}
+
+unsigned long binlog_follows(struct binlog *b)
+{
+	unsigned long n;
+
+	if (b == NULL)
+		return 0;
+	pthread_mutex_lock(&b->lock);
+	n = b->follows;
+	pthread_mutex_unlock(&b->lock);
+	return n;
 }
 
 static void handle_event(struct binlog *b, const MARIADB_RPL_EVENT *ev)
@@ -685,13 +903,18 @@ static void handle_event(struct binlog *b, const MARIADB_RPL_EVENT *ev)
 	case TABLE_MAP_EVENT:
 		note_table_map(b, ev);
 		break;
+	/* A compressed write-rows event keeps its post-header (the table id) uncompressed:
+	 * libmariadb reads the id without inflating anything (checked on 10.11, which
+	 * writes the V1 code 166 under log_bin_compress). */
 	case WRITE_ROWS_EVENT_V1:
 	case WRITE_ROWS_EVENT:
 	case WRITE_ROWS_COMPRESSED_EVENT_V1:
 	case WRITE_ROWS_COMPRESSED_EVENT:
 		note_rows_written(b, ev);
 		break;
+	/* QUERY_COMPRESSED arrives inflated (MARIADB_RPL_UNCOMPRESS), in the same fields. */
 	case QUERY_EVENT:
+	case QUERY_COMPRESSED_EVENT:
 		note_query(b, ev);
 		break;
 	default:
@@ -705,41 +928,78 @@ static void handle_event(struct binlog *b, const MARIADB_RPL_EVENT *ev)
 		b->pos = ev->next_event_pos;
 }
 
-/* One attempt: connect, start the dump, follow until an error or stop. Returns 0 when
- * stopped, -EAGAIN after a big event (resume at once), -EIO with e filled on failure. */
-static int follow(struct binlog *b, struct feed_error *e)
+/* Whether an event left libmariadb's buffers big (FEED_BIG_EVENT_BYTES): its packet, or
+ * a compressed statement's inflated copy. */
+static bool big_event(const MARIADB_RPL_EVENT *ev)
 {
-	MYSQL *m;
-	MARIADB_RPL *rpl = NULL;
-	MARIADB_RPL_EVENT *ev = NULL;
-	char format[32], sql[160];
-	bool announced = false;
-	int rc = -EIO;
+	return ev->raw_data_size > FEED_BIG_EVENT_BYTES ||
+	       (ev->event_type == QUERY_COMPRESSED_EVENT &&
+		ev->event.query.statement.length > FEED_BIG_EVENT_BYTES);
+}
 
-	m = feed_connect(b, e);
-	if (m == NULL)
-		return feed_stopping(b) ? 0 : -EIO;
-	if (read_server_state(b, m, format, sizeof(format), e) != 0)
-		goto out;
-	rpl = mariadb_rpl_init(m);
-	if (rpl == NULL) {
-		set_error(e, m, "mariadb_rpl_init");
-		goto out;
-	}
+/* Starts the dump at b->file:b->pos. 0, or -EIO with e filled. */
+static int open_dump(struct binlog *b, MYSQL *m, MARIADB_RPL *rpl, struct feed_error *e)
+{
+	char sql[160];
+
 	/* Without the checksum statement the server refuses the dump (error 1236). */
 	snprintf(sql, sizeof(sql),
 		 "SET @master_binlog_checksum= @@global.binlog_checksum,"
 		 " @mariadb_slave_capability= 4, @master_heartbeat_period= %llu",
 		 (unsigned long long)b->cfg->binlog_heartbeat * 1000000000ull);
 	if (run(m, sql, e) != 0)
-		goto out;
+		return -EIO;
+	b->server_id = feed_server_id(b);
+	/* MARIADB_RPL_UNCOMPRESS: libmariadb inflates QUERY_COMPRESSED (log_bin_compress)
+	 * into the event's statement (checked with 3.3.20 on 10.11, up to 57 KB). */
 	if (mariadb_rpl_optionsv(rpl, MARIADB_RPL_FILENAME, b->file, strlen(b->file)) != 0 ||
 	    mariadb_rpl_optionsv(rpl, MARIADB_RPL_START, (unsigned long)b->pos) != 0 ||
 	    mariadb_rpl_optionsv(rpl, MARIADB_RPL_SERVER_ID, (unsigned int)b->server_id) != 0 ||
-	    mariadb_rpl_optionsv(rpl, MARIADB_RPL_FLAGS, 0u) != 0 || mariadb_rpl_open(rpl) != 0) {
+	    mariadb_rpl_optionsv(rpl, MARIADB_RPL_FLAGS, 0u) != 0 ||
+	    mariadb_rpl_optionsv(rpl, MARIADB_RPL_UNCOMPRESS, 1u) != 0 ||
+	    mariadb_rpl_open(rpl) != 0) {
 		set_error(e, m, "starting the binlog dump");
+		return -EIO;
+	}
+	return 0;
+}
+
+/* One attempt: connect, check the server, start the dump, follow until an error or
+ * stop. */
+static enum follow_end follow(struct binlog *b, struct feed_error *e)
+{
+	struct server_state st = { 0 };
+	MYSQL *m;
+	MARIADB_RPL *rpl = NULL;
+	MARIADB_RPL_EVENT *ev = NULL;
+	enum follow_end end = FOLLOW_FAILED;
+	bool accepted = false;
+	char why[256];
+
+	if (b->endpoint_rc != 0) {
+		set_own_error(e, b->endpoint_rc == -EPERM ? WHY_NOT_ALLOWED : WHY_NOT_CANONICAL,
+			      BINLOG_FAILED, b->server);
+		return FOLLOW_FAILED;
+	}
+	m = feed_connect(b, e);
+	if (m == NULL)
+		return feed_stopping(b) ? FOLLOW_STOPPED : FOLLOW_FAILED;
+	if (read_server_state(b, m, &st, e) != 0)
+		goto out;
+	if (blind_reason(m, &st, why, sizeof(why)) != NULL) {
+		/* Reading every event of a log that holds no job insert costs the server
+		 * for nothing: close, look again later. */
+		enter_blind(b, why);
+		end = FOLLOW_BLIND;
 		goto out;
 	}
+	rpl = mariadb_rpl_init(m);
+	if (rpl == NULL) {
+		set_error(e, m, "mariadb_rpl_init");
+		goto out;
+	}
+	if (open_dump(b, m, rpl, e) != 0)
+		goto out;
 	/* Resumed after a big event, maybe inside a transaction: its table maps stand. */
 	if (!b->resuming)
 		b->nrecent = 0;
@@ -747,58 +1007,60 @@ static int follow(struct binlog *b, struct feed_error *e)
 		ev = mariadb_rpl_fetch(rpl, ev);
 		if (ev == NULL) {
 			/* The event was freed by the failed fetch. */
-			if (feed_stopping(b))
-				rc = 0;
-			else
+			if (!feed_stopping(b))
 				set_error(e, m, "reading the binary log");
 			break;
 		}
-		if (!announced) {
-			/* The dump is accepted only once an event arrives (open always
-			 * succeeds). */
-			log_following(b, format);
-			announced = true;
-		}
 		if (ev->event_type == HEARTBEAT_LOG_EVENT)
 			continue;
+		/* mariadb_rpl_open always succeeds; the server refuses a position (1236) or
+		 * a user (1227) at the first fetch instead, before any event of the file.
+		 * The artificial ROTATE comes first either way; the next event is read from
+		 * the file. */
+		if (!accepted &&
+		    !(ev->event_type == ROTATE_EVENT && (ev->flags & LOG_EVENT_ARTIFICIAL_F))) {
+			enter_following(b, &st);
+			accepted = true;
+		}
 		handle_event(b, ev);
-		if (ev->raw_data_size > FEED_BIG_EVENT_BYTES) {
+		if (big_event(ev)) {
+			struct log_line l;
+			log_begin(&l, LOG_DEBUG, "binary log feed reconnecting after a big event");
+			log_server(b, &l);
+			log_int(&l, "bytes", (long long)ev->raw_data_size);
+			log_str(&l, "file", b->file);
+			log_int(&l, "position", (long long)b->pos);
+			log_end(&l);
 			mariadb_free_rpl_event(ev);
 			b->resuming = true;
-			rc = -EAGAIN;
+			end = FOLLOW_AGAIN;
 			break;
 		}
 	}
 out:
-	metrics_set(METRIC_BINLOG_FOLLOWING, 0, 0);
-	pthread_mutex_lock(&b->lock);
-	b->following = false;
-	pthread_mutex_unlock(&b->lock);
 	if (rpl != NULL)
 		mariadb_rpl_close(rpl);
 	feed_disconnect(b, m);
 	/* The big buffers are free now; give their pages back. */
-	if (rc == -EAGAIN)
+	if (end == FOLLOW_AGAIN)
 		malloc_trim(0);
-	return feed_stopping(b) ? 0 : rc;
+	return feed_stopping(b) ? FOLLOW_STOPPED : end;
 }
 
 /* One line per failure; the same kind of failure again (a restarting server first
  * drops the connection, then refuses new ones) only every REPEAT_FAILURE_LOG_MS. */
-static void log_failure(struct binlog *b, const struct feed_error *e)
+static void log_failure(struct binlog *b, const struct feed_error *e, const char *next)
 {
 	int64_t now = util_mono_ms();
 	struct log_line l;
-	char next[96];
 
 	b->failures++;
 	if (b->last_logged == e->why && now - b->last_logged_ms < REPEAT_FAILURE_LOG_MS)
 		return;
 	b->last_logged = e->why;
 	b->last_logged_ms = now;
-	snprintf(next, sizeof(next), "detection by scanning only; retrying the feed in %ds",
-		 b->cfg->binlog_retry_interval);
 	log_begin(&l, LOG_WARN, "binary log feed stopped");
+	log_server(b, &l);
 	log_str(&l, "why", e->why != NULL ? e->why : WHY_REFUSED);
 	log_str(&l, "error", e->msg);
 	if (e->code != 0)
@@ -806,6 +1068,28 @@ static void log_failure(struct binlog *b, const struct feed_error *e)
 	log_int(&l, "failures", b->failures);
 	log_str(&l, "next", next);
 	log_end(&l);
+}
+
+/* A failed attempt: where to resume, which id to announce, the line and the state. */
+static void feed_failed(struct binlog *b, struct feed_error *e)
+{
+	char next[160];
+	int n;
+
+	b->resuming = false;
+	if (e->forget_position)
+		b->file[0] = '\0';
+	n = snprintf(next, sizeof(next), "detection by scanning only; retrying the feed in %ds",
+		     b->cfg->binlog_retry_interval);
+	if (e->clash) {
+		/* The other replica stays with the id; taking a new one ends the
+		 * knocking-off at once (retrying with the same id would go on for ever). */
+		b->id_salt++;
+		snprintf(next + n, sizeof(next) - (size_t)n, " as server_id %u",
+			 (unsigned)feed_server_id(b));
+	}
+	log_failure(b, e, next);
+	set_state(b, e->state, e->why);
 }
 
 static void *feed_main(void *arg)
@@ -818,15 +1102,18 @@ static void *feed_main(void *arg)
 		int64_t until;
 		struct timespec ts;
 
-		int rc = follow(b, &e);
-		if (rc == 0)
-			break;
-		if (rc == -EAGAIN)
+		switch (follow(b, &e)) {
+		case FOLLOW_STOPPED:
 			continue;
-		b->resuming = false;
-		if (e.forget_position)
-			b->file[0] = '\0';
-		log_failure(b, &e);
+		case FOLLOW_AGAIN:
+			continue;
+		case FOLLOW_BLIND:
+			b->resuming = false;
+			break;
+		case FOLLOW_FAILED:
+			feed_failed(b, &e);
+			break;
+		}
 		until = util_mono_ms() + (int64_t)b->cfg->binlog_retry_interval * 1000;
 		ts = util_timespec(until);
 		pthread_mutex_lock(&b->lock);
@@ -852,7 +1139,8 @@ int binlog_set_wikis(struct binlog *b, const struct wiki_list *list)
 	return 0;
 }
 
-struct binlog *binlog_start(const struct config *cfg, binlog_wake_fn wake, void *arg)
+struct binlog *binlog_start(const struct config *cfg, const char *server, binlog_wake_fn wake,
+			    void *arg)
 {
 	struct binlog *b = calloc(1, sizeof(*b));
 
@@ -861,8 +1149,11 @@ struct binlog *binlog_start(const struct config *cfg, binlog_wake_fn wake, void 
 	b->cfg = cfg;
 	b->wake = wake;
 	b->arg = arg;
-	b->server_id = cfg->binlog_server_id > 0 ? (uint32_t)cfg->binlog_server_id
-						 : derive_server_id(cfg->holder);
+	snprintf(b->server, sizeof(b->server), "%s", server != NULL ? server : "");
+	b->endpoint_rc = binlog_endpoint_for(cfg, server, &b->endpoint);
+	b->state = BINLOG_STARTING;
+	snprintf(b->why, sizeof(b->why), "connecting");
+	b->server_id = feed_server_id(b);
 	if (pipe2(b->stop_fd, O_CLOEXEC | O_NONBLOCK) != 0) {
 		free(b);
 		return NULL;
@@ -901,7 +1192,7 @@ void binlog_stop(struct binlog *b)
 	pthread_join(b->thread, NULL);
 	close(b->stop_fd[0]);
 	close(b->stop_fd[1]);
-	metrics_set(METRIC_BINLOG_FOLLOWING, 0, 0);
+	set_state(b, BINLOG_STARTING, "stopped");
 	binlog_map_free(b->map);
 	pthread_cond_destroy(&b->cond);
 	pthread_mutex_destroy(&b->lock);

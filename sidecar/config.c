@@ -56,7 +56,8 @@ static const char *const log_levels[] = { LOG_LEVELS(LEVEL_NAME) NULL };
 #undef FORMAT_NAME
 _Static_assert(sizeof(log_formats) / sizeof(log_formats[0]) == LOG_FORMAT_COUNT + 1, "formats");
 _Static_assert(sizeof(log_levels) / sizeof(log_levels[0]) == LOG_LEVEL_COUNT + 1, "levels");
-static const char *const booleans[] = { "false", "true", NULL };
+/* [binlog] enabled: auto (index 2) is resolved at load (resolve_binlog_enabled). */
+static const char *const binlog_switch[] = { "false", "true", "auto", NULL };
 
 /* The wbaas (Wikibase Cloud) schema. Columns: domain, database, table prefix, secret.
  * LEFT JOIN so that a wiki without a secret shows up as a bad row, not silently. */
@@ -142,7 +143,7 @@ static const struct config_key config_keys[] = {
 	{ "coordination", "poll_interval_ms", KEY_INT, O(poll_interval_ms), "1000", 50, 60000,
 	  NULL },
 
-	{ "binlog", "enabled", KEY_ENUM, O(binlog_enabled), "false", 0, 0, booleans },
+	{ "binlog", "enabled", KEY_ENUM, O(binlog_enabled), "auto", 0, 0, binlog_switch },
 	{ "binlog", "server_id", KEY_INT, O(binlog_server_id), "0", 0, 2147483647, NULL },
 	{ "binlog", "heartbeat", KEY_INT, O(binlog_heartbeat), "2", 1, 60, NULL },
 	{ "binlog", "retry_interval", KEY_INT, O(binlog_retry_interval), "30", 1, 3600, NULL },
@@ -683,6 +684,16 @@ static int inherit_endpoint(struct loader *ld, const char *to, const char *from)
 	return 0;
 }
 
+/* [binlog] enabled = auto: on when the file gives [binlog] a user of its own (the feed's
+ * credentials are configured: it needs grants the scan user should not have), off
+ * otherwise. Resolved before [binlog] inherits [scan_db]'s user, so an inherited one
+ * never turns it on. */
+static void resolve_binlog_enabled(struct loader *ld)
+{
+	if (ld->cfg->binlog_enabled == 2)
+		ld->cfg->binlog_enabled = ld->set_line[key_index("binlog", "user")] != 0;
+}
+
 static void default_holder(struct config *cfg)
 {
 	const char *pod = getenv("POD_NAME");
@@ -938,6 +949,7 @@ int config_load(const char *path, struct config **out, struct buf *errors)
 		resolve_password(&ld, "platform_db", &cfg->platform);
 		resolve_password(&ld, "scan_db", &cfg->scan);
 		resolve_password(&ld, "binlog", &cfg->binlog);
+		resolve_binlog_enabled(&ld);
 		if (inherit_endpoint(&ld, "scan_db", "platform_db") != 0 ||
 		    inherit_endpoint(&ld, "binlog", "scan_db") != 0)
 			ld.nerrors++;

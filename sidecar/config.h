@@ -109,7 +109,7 @@ struct config {
 	int poll_interval_ms;
 
 	/* [binlog]: the push path (binlog.h); unset endpoint keys take [scan_db]'s */
-	int binlog_enabled;        /* 0 false, 1 true */
+	int binlog_enabled;        /* 0 false, 1 true (auto resolved at load) */
 	struct db_endpoint binlog; /* database and query_timeout unused */
 	int binlog_server_id;      /* 0: derived from the holder name */
 	int binlog_heartbeat;      /* seconds */

@@ -110,7 +110,8 @@ enum metric_scan_row { METRIC_SCAN_ROWS(METRIC_LABEL_ID) SCAN_ROW_COUNT };
 	X(ORPHANED_AGE, "jobdrainer_orphaned_claims_oldest_age_seconds", "gauge",                  \
 	  "Age of the oldest orphaned claim across the fleet (0: none)", "", LABELS_NONE)          \
 	X(BINLOG_FOLLOWING, "jobdrainer_binlog_following", "gauge",                                \
-	  "1 while this sidecar follows the binary log ([binlog])", "", LABELS_NONE)               \
+	  "Binary log feeds of this sidecar that follow ([binlog]; 1 with one feed)", "",          \
+	  LABELS_NONE)                                                                             \
 	X(BINLOG_WAKES, "jobdrainer_binlog_wakes_total", "counter",                                \
 	  "Job-table writes the binary log feed reported", "", LABELS_NONE)                        \
 	X(BATCH_WAIT, "jobdrainer_batch_oldest_job_wait_seconds", "histogram",                     \

@@ -1372,7 +1372,7 @@ static void follow_binlog(struct scanner *sc, bool follow)
 		sc->feed = NULL;
 		return;
 	}
-	sc->feed = binlog_start(sc->cfg, scanner_wake, sc);
+	sc->feed = binlog_start(sc->cfg, NULL, scanner_wake, sc);
 	if (sc->feed == NULL) {
 		log_msg(LOG_ERROR, "binary log feed: cannot start its thread; detection by "
 				   "scanning only");

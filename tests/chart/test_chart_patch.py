@@ -363,6 +363,41 @@ def test_db_hosts_follow_the_chart_mw_db_values(renderer, patched, tmp_path):
                                                                     "replica-host")
 
 
+def test_binlog_feed_gets_a_user_of_its_own(renderer, patched, jobdrainer_bin, tmp_path):
+    """jobdrainer.binlog.user renders [binlog] user and password_env (its own Secret,
+    never the ConfigMap), which turns the feed on ([binlog] enabled = auto); without
+    it there is no [binlog] section and no variable, and the feed stays off."""
+    r = render(renderer, patched, tmp_path, enabled())
+    assert not parse_ini(r.ini()).has_section("binlog")
+    env = {e["name"] for e in container(r.deployment("backend"), "jobdrainer")["env"]}
+    assert "JOBDRAINER_BINLOG_PASSWORD" not in env
+    assert "enabled = false" in assert_accepted(jobdrainer_bin, r.ini(), tmp_path).split(
+        "[binlog]")[1]
+
+    r = render(renderer, patched, tmp_path, enabled(binlog={
+        "user": "jobdrainer_binlog", "passwordSecretName": "jobdrainer-binlog"}),
+        {"mw": {"db": {"replica": "sql-mariadb-secondary"}}})
+    ini = parse_ini(r.ini())
+    assert dict(ini["binlog"]) == {"user": "jobdrainer_binlog",
+                                   "password_env": "JOBDRAINER_BINLOG_PASSWORD"}
+    assert ini["scan_db"]["host"] == "sql-mariadb-secondary"  # followed: [binlog] inherits
+    env = {e["name"]: e for e in container(r.deployment("backend"), "jobdrainer")["env"]}
+    assert env["JOBDRAINER_BINLOG_PASSWORD"]["valueFrom"] == {
+        "secretKeyRef": {"name": "jobdrainer-binlog", "key": "password"}}
+    f = tmp_path / "binlog.ini"
+    f.write_text(r.ini())
+    out = run([str(jobdrainer_bin), "--check-config", "--config", str(f)],
+              env=dict(os.environ, JOBDRAINER_DB_PASSWORD="a", JOBDRAINER_BINLOG_PASSWORD="b",
+                       POD_NAME="p-0"))
+    assert out.returncode == 0, out.stderr
+    feed = out.stdout.split("[binlog]")[1]
+    assert "enabled = true" in feed and "host = sql-mariadb-secondary" in feed
+
+    r = render(renderer, patched, tmp_path, enabled(binlog={
+        "user": "u", "passwordSecretName": "s", "host": "primary-host"}))
+    assert parse_ini(r.ini())["binlog"]["host"] == "primary-host"
+
+
 def test_multiline_query_becomes_continuation_lines(renderer, patched, tmp_path):
     query = ("SELECT w.domain, d.name, CONCAT(d.prefix, '_'), s.value\n"
              "FROM wikis w\n\n"
@@ -531,6 +566,10 @@ def test_no_jobs_rbac_or_service_accounts(renderer, patched, tmp_path, values):
     ({"config": {"discovery": {"query": "SELECT 1 ; DROP"}}}, "would be read as a comment"),
     ({"config": {"discovery": {"query": "SELECT " + "x, " * 70 + "y"}}}, "longer than jobdrainer's limit"),
     ({"config": {"drain": 5}}, "jobdrainer.config.drain must be a map"),
+    ({"binlog": {"user": "feed"}}, "jobdrainer.binlog.passwordSecretName is required"),
+    ({"binlog": {"user": "feed", "passwordSecretName": "s"}, "config": {"binlog": {"user": "x"}}},
+     "jobdrainer.config.binlog.user is set by the chart"),
+    ({"config": {"binlog": {"password": "hunter2"}}}, "never from the ConfigMap"),
 ])
 def test_refuses_bad_values(renderer, patched, tmp_path, over, message):
     r = render_raw(renderer, patched, tmp_path, enabled(**over))

@@ -6,6 +6,7 @@ off, a purged position, the server restarted) logged once while draining goes on
 scanning."""
 
 import os
+import subprocess
 import time
 
 import pymysql
@@ -21,14 +22,20 @@ STOPPED = "binary log feed stopped"
 WOKEN = "woken wikis scanned"
 
 
+def create_feed_user(farm, server=None):
+    """The feed's user on the farm's main server, or on its add_db_server `server`."""
+    for host in ("127.0.0.1", "localhost"):
+        farm.sql("CREATE USER '%s'@'%s' IDENTIFIED BY '%s'" % (FEED_USER, host, FEED_PASSWORD),
+                 server=server)
+        # REPLICATION CLIENT is called BINLOG MONITOR since MariaDB 10.5.
+        farm.sql("GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO '%s'@'%s'"
+                 % (FEED_USER, host), server=server)
+
+
 @pytest.fixture(scope="module")
 def bl_farm():
     with temporary_farm("jdbinlog-", wikis=3, binlog_format="ROW") as f:
-        for host in ("127.0.0.1", "localhost"):
-            f.sql("CREATE USER '%s'@'%s' IDENTIFIED BY '%s'" % (FEED_USER, host, FEED_PASSWORD))
-            # REPLICATION CLIENT is called BINLOG MONITOR since MariaDB 10.5.
-            f.sql("GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO '%s'@'%s'"
-                  % (FEED_USER, host))
+        create_feed_user(f)
         yield f
 
 
@@ -166,7 +173,9 @@ def test_missing_grant_is_logged_once_and_scanning_goes_on(bl_farm, sidecars):
     # Several retries (one a second), still one line.
     time.sleep(4)
     assert len(msgs(pod, STOPPED)) == 1
+    # Refused at the first fetch, after mariadb_rpl_open succeeded: never "following".
     assert msgs(pod, FOLLOWING) == []
+    assert pod.metrics()["jobdrainer_binlog_following"] == 0
     farm.push_null_jobs("wiki3.farm.test", 2)
     pod.wait_for(lambda l: l.get("msg") == "batch" and l.get("wiki") == "wiki3.farm.test"
                  and l.get("jobs_ok", 0) >= 1, timeout=60, what="a batch found by scanning")
@@ -245,6 +254,65 @@ def test_binlog_off_is_logged_once_and_scanning_goes_on(bl_farm, sidecars):
         farm.kill_mysql()
         farm.binlog_format = "ROW"
         farm.restart_mysql()
+
+
+@pytest.mark.parametrize("fmt", ["ROW", "MIXED"])
+def test_compressed_events_wake_every_insert(bl_farm, sidecars, fmt):
+    """log_bin_compress: MariaDB writes compressed QUERY and write-rows events (types
+    165-171) for everything over log_bin_compress_min_len; each insert wakes its wiki."""
+    farm = bl_farm
+    farm.sql("SET GLOBAL binlog_format = '%s'" % fmt)
+    farm.sql("SET GLOBAL log_bin_compress = ON")
+    farm.sql("SET GLOBAL log_bin_compress_min_len = 10")
+    try:
+        pod = start_following(sidecars, farm, name="pod-z" + fmt.lower())
+        for domain in WIKIS:
+            assert_woken_and_run(pod, farm, domain, lambda: farm.push_null_jobs(domain, 2))
+        kinds = {t for t, _ in binlog_events(farm)}
+        want = "Query_compressed" if fmt == "MIXED" else "Write_rows_compressed_v1"
+        assert want in kinds, ("the pushes were not compressed: this test did not test "
+                               "compressed events", kinds)
+        assert pod.metrics()["jobdrainer_binlog_following"] == 1
+        assert not msgs(pod, STOPPED) and not msgs(pod, "binary log feed blind")
+        assert pod.stop() == 0
+    finally:
+        farm.sql("SET GLOBAL log_bin_compress = OFF")
+        farm.sql("SET GLOBAL binlog_format = 'ROW'")
+
+
+def test_a_server_id_clash_is_logged_once_and_ends(bl_farm, sidecars):
+    """Another replica (mariadb-binlog, as a replica with server id 4242) connects with
+    the feed's server_id: the server ends the feed's dump (4052). The feed logs it once,
+    comes back with another id, and leaves the other replica connected: no knocking each
+    other off for ever."""
+    farm = bl_farm
+    pod = start_following(sidecars, farm, name="pod-clash",
+                          binlog={"server_id": 4242, "retry_interval": 1})
+    assert msgs(pod, FOLLOWING)[0]["server_id"] == 4242
+    current = farm.sql("SHOW MASTER STATUS")[0][0]
+    other = subprocess.Popen(
+        ["mariadb-binlog", "--read-from-remote-server", "--socket=" + farm.socket,
+         "--user=root", "--stop-never", "--stop-never-slave-server-id=4242", current],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        line = pod.wait_for(lambda l: l.get("msg") == STOPPED, timeout=30,
+                            what="the clash")
+        assert line["code"] == 4052 and "server_id" in line["why"], line
+        again = pod.wait_for(lambda l: l.get("msg") == FOLLOWING and "after_failures" in l,
+                             timeout=30, what="the feed back with another id")
+        assert again["server_id"] != 4242
+        assert str(again["server_id"]) in line["next"], (line, again)
+        # Both followers stay connected: the other one was not knocked off in turn.
+        wait_until(lambda: dump_threads(farm) == 2, timeout=10, what="two dump threads")
+        assert other.poll() is None
+        assert len(msgs(pod, STOPPED)) == 1
+        assert_woken_and_run(pod, farm, "wiki1.farm.test",
+                             lambda: farm.push_null_jobs("wiki1.farm.test", 1))
+        assert len(msgs(pod, STOPPED)) == 1
+        assert pod.stop() == 0
+    finally:
+        other.kill()
+        other.wait()
 
 
 def test_a_following_feed_keeps_the_sweep_within_the_budget(bl_farm, sidecars):
@@ -327,4 +395,11 @@ def test_big_row_events_leave_the_feed_small(bl_farm, sidecars):
 
     assert_woken_and_run(pod, farm, "wiki2.farm.test", big_row_then_job)
     assert not measured or rss_mib(pod.proc.pid) < 32
+    # Each big event was read whole (libmariadb cannot skip one unread), then the feed
+    # reconnected at the exact next event: it stayed following (one "following" line,
+    # no catch-up asked for) and lost no insert (the wakes above).
+    big = msgs(pod, "binary log feed reconnecting after a big event")
+    assert len(big) >= 5 and all(l["bytes"] > 15 * 1024 * 1024 for l in big), big
+    assert len(msgs(pod, FOLLOWING)) == 1
+    assert pod.metrics()["jobdrainer_binlog_following"] == 1
     assert pod.stop() == 0

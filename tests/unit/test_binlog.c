@@ -1,15 +1,18 @@
-/* test_binlog.c - the binary log feed's parsing: which table an INSERT statement writes
- * (QUERY events in STATEMENT/MIXED format), the (database, table) -> wiki map (TABLE_MAP
- * events in ROW format), and ROTATE events read from their raw bytes. */
+/* test_binlog.c - the binary log feed's endpoint (which server, which credentials, only
+ * allowed servers), its status without a feed, and its parsing: which table an INSERT
+ * statement writes (QUERY events in STATEMENT/MIXED format), the (database, table) ->
+ * wiki map (TABLE_MAP events in ROW format), and ROTATE events read from their raw bytes. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "binlog.h"
 
@@ -235,12 +238,84 @@ static void test_rotate(void **state)
 	assert_false(binlog_parse_rotate(raw, len, true, file, sizeof(file), &pos));
 }
 
+static struct config *load_config(const char *text)
+{
+	char path[] = "/tmp/jd-test-binlog-XXXXXX";
+	int fd = mkstemp(path);
+	struct config *cfg = NULL;
+	struct buf err;
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	buf_init(&err);
+	if (config_load(path, &cfg, &err) != 0)
+		fail_msg("config: %s", err.data ? err.data : "?");
+	buf_release(&err);
+	unlink(path);
+	return cfg;
+}
+
+/* A feed's credentials and server: [binlog]'s for the default server, the same user
+ * and password on a named server's host:port, and only for allowed, canonical names. */
+static void test_endpoint_for(void **state)
+{
+	struct config *cfg = load_config("[scan_db]\nhost = db1\nport = 3307\n"
+					 "[scan]\nallowed_servers = DB2, 10.0.0.7:3310\n"
+					 "[binlog]\nuser = feed\npassword = pw\nsocket = /s\n"
+					 "connect_timeout = 3\n");
+	struct binlog_endpoint ep;
+
+	(void)state;
+	assert_int_equal(binlog_endpoint_for(cfg, NULL, &ep), 0);
+	assert_string_equal(ep.ep.host, "db1");
+	assert_int_equal(ep.ep.port, 3307);
+	assert_string_equal(ep.ep.socket, "/s");
+	/* [binlog]'s own server named: its own endpoint, socket and all. */
+	assert_int_equal(binlog_endpoint_for(cfg, "db1:3307", &ep), 0);
+	assert_string_equal(ep.ep.socket, "/s");
+	assert_int_equal(binlog_endpoint_for(cfg, "db2:3306", &ep), 0);
+	assert_string_equal(ep.ep.host, "db2");
+	assert_int_equal(ep.ep.port, 3306);
+	assert_string_equal(ep.ep.socket, "");
+	assert_string_equal(ep.ep.user, "feed");
+	assert_string_equal(ep.ep.password, "pw");
+	assert_int_equal(ep.ep.connect_timeout, 3);
+	assert_int_equal(binlog_endpoint_for(cfg, "10.0.0.7:3310", &ep), 0);
+	assert_string_equal(ep.ep.host, "10.0.0.7");
+	assert_int_equal(ep.ep.port, 3310);
+	/* Not allowed (another port, another host), or not canonical. */
+	assert_int_equal(binlog_endpoint_for(cfg, "db2:3307", &ep), -EPERM);
+	assert_int_equal(binlog_endpoint_for(cfg, "evil:3306", &ep), -EPERM);
+	assert_int_equal(binlog_endpoint_for(cfg, "DB2", &ep), -EINVAL);
+	assert_int_equal(binlog_endpoint_for(cfg, "db2", &ep), -EINVAL);
+	assert_int_equal(binlog_endpoint_for(cfg, "", &ep), -EINVAL);
+	config_free(cfg);
+}
+
+/* No feed (it could not be started) reads as failed, never as following. */
+static void test_status_of_no_feed(void **state)
+{
+	struct binlog_status st;
+
+	(void)state;
+	binlog_status(NULL, &st);
+	assert_int_equal(st.state, BINLOG_FAILED);
+	assert_string_equal(st.why, "no feed");
+	assert_false(binlog_following(NULL));
+	assert_int_equal(binlog_follows(NULL), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_insert_target), cmocka_unit_test(test_insert_target_counted),
-		cmocka_unit_test(test_map),           cmocka_unit_test(test_map_empty),
+		cmocka_unit_test(test_insert_target),
+		cmocka_unit_test(test_insert_target_counted),
+		cmocka_unit_test(test_map),
+		cmocka_unit_test(test_map_empty),
 		cmocka_unit_test(test_rotate),
+		cmocka_unit_test(test_endpoint_for),
+		cmocka_unit_test(test_status_of_no_feed),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -778,7 +778,8 @@ static void test_scan_password_group(void **state)
 
 static void expect_refused(const char *section, const char *key, const char *value, const char *why);
 
-/* [binlog] is off by default; its endpoint inherits [scan_db]'s (which inherits
+/* [binlog] is auto by default: on with a [binlog] user of its own, off without (an
+ * inherited user does not count); its endpoint inherits [scan_db]'s (which inherits
  * [platform_db]'s), its own keys win, and a password of its own replaces the chain's. */
 static void test_binlog_keys(void **state)
 {
@@ -803,8 +804,18 @@ static void test_binlog_keys(void **state)
 	assert_int_equal(cfg->binlog.connect_timeout, 2);
 	config_free(cfg);
 
+	cfg = load_ok("[scan_db]\nuser = scanner\n[binlog]\nhost = primary\n");
+	assert_int_equal(cfg->binlog_enabled, 0);
+	assert_string_equal(cfg->binlog.user, "scanner");
+	config_free(cfg);
+
+	cfg = load_ok("[binlog]\nenabled = false\nuser = repl\n");
+	assert_int_equal(cfg->binlog_enabled, 0);
+	config_free(cfg);
+
 	cfg = load_ok("[platform_db]\npassword = pw1\n"
-		      "[binlog]\nenabled = true\nhost = primary\nuser = repl\npassword = pw3\n");
+		      "[binlog]\nhost = primary\nuser = repl\npassword = pw3\n");
+	assert_int_equal(cfg->binlog_enabled, 1);
 	assert_string_equal(cfg->binlog.host, "primary");
 	assert_string_equal(cfg->binlog.user, "repl");
 	assert_string_equal(cfg->binlog.password, "pw3");
@@ -812,7 +823,7 @@ static void test_binlog_keys(void **state)
 	config_free(cfg);
 
 	expect_refused("binlog", "enabled", "yes",
-		       "not one of the allowed values (allowed: false, true)");
+		       "not one of the allowed values (allowed: false, true, auto)");
 }
 
 static void test_holder(void **state)
