@@ -58,6 +58,8 @@ _Static_assert(sizeof(log_formats) / sizeof(log_formats[0]) == LOG_FORMAT_COUNT 
 _Static_assert(sizeof(log_levels) / sizeof(log_levels[0]) == LOG_LEVEL_COUNT + 1, "levels");
 /* [binlog] enabled: auto (index 2) is resolved at load (resolve_binlog_enabled). */
 static const char *const binlog_switch[] = { "false", "true", "auto", NULL };
+/* enum db_tls, in order. */
+static const char *const tls_modes[] = { "off", "on", "verify", NULL };
 
 /* The wbaas (Wikibase Cloud) schema. Columns: domain, database, table prefix, secret.
  * LEFT JOIN so that a wiki without a secret shows up as a bad row, not silently. */
@@ -83,7 +85,12 @@ static const char *const binlog_switch[] = { "false", "true", "auto", NULL };
 	{ sec, "password_env", KEY_STRING, O(ep.password_env), "", 0, 0, NULL },                  \
 	{ sec, "database", KEY_STRING, O(ep.database), db_def, 0, 0, NULL },                      \
 	{ sec, "connect_timeout", KEY_INT, O(ep.connect_timeout), "5", 1, 300, NULL },            \
-	{ sec, "query_timeout", KEY_INT, O(ep.query_timeout), "30", 1, 3600, NULL }
+	{ sec, "query_timeout", KEY_INT, O(ep.query_timeout), "30", 1, 3600, NULL },              \
+	TLS_KEYS(sec, ep)
+/* The TLS keys of an endpoint (db_apply_tls). Off by default: see conf/jobdrainer.ini. */
+#define TLS_KEYS(sec, ep)                                                                          \
+	{ sec, "tls", KEY_ENUM, O(ep.tls), "off", 0, 0, tls_modes },                              \
+	{ sec, "tls_ca", KEY_STRING, O(ep.tls_ca), "", 0, 0, NULL }
 /* clang-format on */
 
 static const struct config_key config_keys[] = {
@@ -155,10 +162,30 @@ static const struct config_key config_keys[] = {
 	{ "binlog", "password_file", KEY_STRING, O(binlog.password_file), "", 0, 0, NULL },
 	{ "binlog", "password_env", KEY_STRING, O(binlog.password_env), "", 0, 0, NULL },
 	{ "binlog", "connect_timeout", KEY_INT, O(binlog.connect_timeout), "5", 1, 300, NULL },
+	TLS_KEYS("binlog", binlog),
 };
 #undef O
 
 #define NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
+
+/* The keys of a [server HOST:PORT] section (struct server_conf). Their section is
+ * "server" whatever the header names. */
+#define O(field) offsetof(struct server_conf, field)
+static const struct config_key server_keys[] = {
+	{ "server", "user", KEY_STRING, O(scan.user), "", 0, 0, NULL },
+	{ "server", "password", KEY_SECRET, O(scan.password), "", 0, 0, NULL },
+	{ "server", "password_file", KEY_STRING, O(scan.password_file), "", 0, 0, NULL },
+	{ "server", "password_env", KEY_STRING, O(scan.password_env), "", 0, 0, NULL },
+	{ "server", "binlog_user", KEY_STRING, O(binlog_user), "", 0, 0, NULL },
+	{ "server", "binlog_password", KEY_SECRET, O(binlog_password), "", 0, 0, NULL },
+	{ "server", "binlog_password_file", KEY_STRING, O(binlog_password_file), "", 0, 0, NULL },
+	{ "server", "binlog_password_env", KEY_STRING, O(binlog_password_env), "", 0, 0, NULL },
+	{ "server", "tls", KEY_ENUM, O(scan.tls), "off", 0, 0, tls_modes },
+	{ "server", "tls_ca", KEY_STRING, O(scan.tls_ca), "", 0, 0, NULL },
+};
+#undef O
+
+#define NSKEYS (sizeof(server_keys) / sizeof(server_keys[0]))
 
 struct loader {
 	const char *path;
@@ -166,13 +193,15 @@ struct loader {
 	struct config *cfg;
 	struct buf *errors;
 	int nerrors;
-	int lineno;        /* line most recently handed to inih */
-	bool continuation; /* that line is an indented continuation */
-	char section[64];  /* current [section], as the reader saw it */
-	char key[64];      /* last key of that section, "" after a header */
+	int lineno;                            /* line most recently handed to inih */
+	bool continuation;                     /* that line is an indented continuation */
+	char section[UTIL_DB_SERVER_MAX + 16]; /* current [section], as the reader saw it */
+	char key[64];                          /* last key of that section, "" after a header */
 	bool section_known;
 	int set_line[NKEYS]; /* where each key was set, 0 = default */
-	char *line;          /* getline buffer */
+	int server;          /* the [server] section being read (cfg->servers), -1: none */
+	int server_set_line[CONFIG_SERVERS_MAX][NSKEYS]; /* as set_line, per [server] */
+	char *line;                                      /* getline buffer */
 	size_t line_cap;
 };
 
@@ -225,6 +254,17 @@ static const struct config_key *find_key(const char *section, const char *name, 
 	return NULL;
 }
 
+static const struct config_key *find_server_key(const char *name, size_t *idx)
+{
+	for (size_t i = 0; i < NSKEYS; i++) {
+		if (strcmp(server_keys[i].name, name) == 0) {
+			*idx = i;
+			return &server_keys[i];
+		}
+	}
+	return NULL;
+}
+
 /* Passwords leave no copy in freed memory. */
 static void secret_free(char *s)
 {
@@ -234,14 +274,14 @@ static void secret_free(char *s)
 	free(s);
 }
 
-static void *field(struct config *cfg, const struct config_key *k)
+/* A key's field in base: the struct config, or for server_keys a struct server_conf. */
+static void *field(void *base, const struct config_key *k)
 {
-	return (char *)cfg + k->offset;
+	return (char *)base + k->offset;
 }
 
 /* Stores text into a key's field. Returns NULL, or why the value is refused. */
-static const char *set_value(struct config *cfg, const struct config_key *k, const char *value,
-			     bool append)
+static const char *set_value(void *cfg, const struct config_key *k, const char *value, bool append)
 {
 	long long v;
 	char **sp;
@@ -319,7 +359,8 @@ static int on_pair(void *user, const char *section, const char *name, const char
 	const char *why;
 	char allowed[160];
 	size_t idx;
-	int line = ld->lineno;
+	int line = ld->lineno, *set_line;
+	void *base;
 
 	if (section[0] == '\0') {
 		add_error(ld, line, NULL, name, "outside any [section]");
@@ -327,7 +368,17 @@ static int on_pair(void *user, const char *section, const char *name, const char
 	}
 	if (!ld->section_known)
 		return 1; /* the section itself was reported once, by the reader */
-	k = find_key(section, name, &idx);
+	if (ld->server >= 0) {
+		/* inih cuts section names at 49 bytes: the reader's is the whole one. */
+		section = ld->section;
+		base = &ld->cfg->servers[ld->server];
+		set_line = ld->server_set_line[ld->server];
+		k = find_server_key(name, &idx);
+	} else {
+		base = ld->cfg;
+		set_line = ld->set_line;
+		k = find_key(section, name, &idx);
+	}
 	if (k == NULL) {
 		add_error(ld, line, section, name, "unknown key");
 		return 1;
@@ -338,12 +389,11 @@ static int on_pair(void *user, const char *section, const char *name, const char
 				  "continuation line, but this key takes a single line");
 			return 1;
 		}
-	} else if (ld->set_line[idx] != 0) {
-		add_error(ld, line, section, name, "set twice (first at line %d)",
-			  ld->set_line[idx]);
+	} else if (set_line[idx] != 0) {
+		add_error(ld, line, section, name, "set twice (first at line %d)", set_line[idx]);
 		return 1;
 	}
-	why = set_value(ld->cfg, k, value, ld->continuation);
+	why = set_value(base, k, value, ld->continuation);
 	if (why != NULL) {
 		describe_range(k, allowed, sizeof(allowed));
 		add_error(ld, line, section, name, "'%s' is %s%s",
@@ -351,7 +401,7 @@ static int on_pair(void *user, const char *section, const char *name, const char
 		return 1;
 	}
 	if (!ld->continuation)
-		ld->set_line[idx] = line;
+		set_line[idx] = line;
 	return 1;
 }
 
@@ -370,6 +420,73 @@ static void note_shape_section(struct config_file_shape *shape, const char *name
 		snprintf(shape->sections + have, sizeof(shape->sections) - have, " %s", name);
 }
 
+static void server_conf_release(struct server_conf *sv);
+
+/* A "[server HOST:PORT]" header (rest: what follows "server"): a new entry of
+ * cfg->servers, its keys at their defaults, or an error with the header's line (then
+ * its keys are not reported again, as under an unknown section). */
+static void open_server_section(struct loader *ld, const char *rest)
+{
+	struct config *cfg = ld->cfg;
+	char canon[UTIL_DB_SERVER_MAX], host[UTIL_DB_SERVER_MAX];
+	struct server_conf *grown, *sv;
+	bool failed;
+	int port;
+
+	ld->section_known = false;
+	rest += strspn(rest, " \t");
+	if (*rest == '\0') {
+		add_error(ld, ld->lineno, ld->section, NULL, "name the server: [server HOST:PORT]");
+		return;
+	}
+	if (util_canon_db_server(rest, canon, sizeof(canon)) != 0 ||
+	    util_parse_db_server(canon, host, sizeof(host), &port) != 0) {
+		add_error(ld, ld->lineno, ld->section, NULL,
+			  "'%.60s' is not host or host:port (a host name or IPv4 address)", rest);
+		return;
+	}
+	for (int i = 0; i < cfg->nservers; i++) {
+		if (strcmp(cfg->servers[i].name, canon) == 0) {
+			add_error(ld, ld->lineno, ld->section, NULL,
+				  "the same server (%s) as the section at line %d", canon,
+				  cfg->servers[i].line);
+			return;
+		}
+	}
+	if (cfg->nservers == CONFIG_SERVERS_MAX) {
+		add_error(ld, ld->lineno, ld->section, NULL, "more than %d [server] sections",
+			  CONFIG_SERVERS_MAX);
+		return;
+	}
+	grown = realloc(cfg->servers, (size_t)(cfg->nservers + 1) * sizeof(*grown));
+	if (grown == NULL) {
+		add_error(ld, ld->lineno, ld->section, NULL, "out of memory");
+		return;
+	}
+	cfg->servers = grown;
+	sv = &cfg->servers[cfg->nservers];
+	memset(sv, 0, sizeof(*sv));
+	sv->line = ld->lineno;
+	sv->scan.port = port;
+	sv->scan.socket = sv->scan.database = (char *)"";
+	sv->name = strdup(canon);
+	sv->scan.host = strdup(host);
+	failed = sv->name == NULL || sv->scan.host == NULL;
+	for (size_t i = 0; i < NSKEYS; i++)
+		failed |= set_value(sv, &server_keys[i], server_keys[i].def, false) != NULL;
+	if (failed) {
+		server_conf_release(sv);
+		add_error(ld, ld->lineno, ld->section, NULL, "out of memory");
+		return;
+	}
+	/* Errors under it name the server as every later message does: canonically. */
+	snprintf(ld->section, sizeof(ld->section), "server %s", canon);
+	memset(ld->server_set_line[cfg->nservers], 0, sizeof(ld->server_set_line[0]));
+	ld->server = cfg->nservers++;
+	ld->section_known = true;
+	note_shape_section(&cfg->shape, "server");
+}
+
 /* Remembers "[name]" lines so errors can name the section, and checks the name. */
 static void note_section(struct loader *ld, const char *line)
 {
@@ -385,8 +502,14 @@ static void note_section(struct loader *ld, const char *line)
 		n = sizeof(ld->section) - 1;
 	memcpy(ld->section, p, n);
 	ld->section[n] = '\0';
-	ld->section_known = section_exists(ld->section);
 	ld->key[0] = '\0';
+	ld->server = -1;
+	if (strncmp(ld->section, "server", 6) == 0 &&
+	    (ld->section[6] == '\0' || ld->section[6] == ' ' || ld->section[6] == '\t')) {
+		open_server_section(ld, ld->section + 6);
+		return;
+	}
+	ld->section_known = section_exists(ld->section);
 	if (!ld->section_known)
 		add_error(ld, ld->lineno, ld->section, NULL, "unknown section");
 	else
@@ -598,50 +721,57 @@ static size_t key_index(const char *section, const char *name)
 	return idx;
 }
 
-/* At most one non-empty of password / password_file / password_env; resolve into
- * password. */
-static void resolve_password(struct loader *ld, const char *section, struct db_endpoint *ep)
+/* At most one non-empty of a password's three sources (names[]: password,
+ * password_file, password_env, each set at lines[]); resolve into *password. */
+static void resolve_secret(struct loader *ld, const char *section, const char *const names[3],
+			   char *const values[3], const int lines[3], char **password)
 {
-	static const char *const names[] = { "password", "password_file", "password_env" };
-	const char *values[] = { ep->password, ep->password_file, ep->password_env };
 	int first = -1;
 	char why[600];
 
 	for (int i = 0; i < 3; i++) {
-		int line = ld->set_line[key_index(section, names[i])];
 		if (values[i][0] == '\0')
 			continue;
 		if (first >= 0) {
-			add_error(ld, line, section, names[i],
+			add_error(ld, lines[i], section, names[i],
 				  "conflicts with %s (line %d); set only one", names[first],
-				  ld->set_line[key_index(section, names[first])]);
+				  lines[first]);
 			return;
 		}
 		first = i;
 	}
 	if (first == 1) {
 		char *secret;
-		if (read_file_secret(ep->password_file, &secret, why, sizeof(why)) != 0) {
-			add_error(ld, ld->set_line[key_index(section, "password_file")], section,
-				  "password_file", "%s", why);
+		if (read_file_secret(values[1], &secret, why, sizeof(why)) != 0) {
+			add_error(ld, lines[1], section, names[1], "%s", why);
 			return;
 		}
-		secret_free(ep->password);
-		ep->password = secret;
+		secret_free(*password);
+		*password = secret;
 	} else if (first == 2) {
-		const char *v = getenv(ep->password_env);
-		int line = ld->set_line[key_index(section, "password_env")];
+		const char *v = getenv(values[2]);
 		if (v == NULL) {
-			add_error(ld, line, section, "password_env",
-				  "environment variable %s is not set", ep->password_env);
+			add_error(ld, lines[2], section, names[2],
+				  "environment variable %s is not set", values[2]);
 		} else if (*v == '\0') {
-			add_error(ld, line, section, "password_env",
-				  "environment variable %s is empty", ep->password_env);
+			add_error(ld, lines[2], section, names[2],
+				  "environment variable %s is empty", values[2]);
 		} else {
-			secret_free(ep->password);
-			ep->password = strdup(v);
+			secret_free(*password);
+			*password = strdup(v);
 		}
 	}
+}
+
+static void resolve_password(struct loader *ld, const char *section, struct db_endpoint *ep)
+{
+	static const char *const names[] = { "password", "password_file", "password_env" };
+	char *const values[] = { ep->password, ep->password_file, ep->password_env };
+	int lines[3];
+
+	for (int i = 0; i < 3; i++)
+		lines[i] = ld->set_line[key_index(section, names[i])];
+	resolve_secret(ld, section, names, values, lines, &ep->password);
 }
 
 static bool is_password_key(const char *name)
@@ -674,6 +804,8 @@ static int inherit_endpoint(struct loader *ld, const char *to, const char *from)
 		if (k->type == KEY_INT) {
 			snprintf(num, sizeof(num), "%d", *(int *)field(ld->cfg, &config_keys[src]));
 			why = set_value(ld->cfg, k, num, false);
+		} else if (k->type == KEY_ENUM) {
+			*(int *)field(ld->cfg, k) = *(int *)field(ld->cfg, &config_keys[src]);
 		} else {
 			const char *v = *(char **)field(ld->cfg, &config_keys[src]);
 			why = set_value(ld->cfg, k, v ? v : "", false);
@@ -692,6 +824,19 @@ static void resolve_binlog_enabled(struct loader *ld)
 {
 	if (ld->cfg->binlog_enabled == 2)
 		ld->cfg->binlog_enabled = ld->set_line[key_index("binlog", "user")] != 0;
+}
+
+/* Whether [scan_db] names its login itself: its user and one of its password keys
+ * (even empty: "no password" said out loud), not [platform_db]'s by inheritance. */
+static bool scan_login_explicit(const struct loader *ld)
+{
+	bool password = false;
+
+	for (size_t i = 0; i < NKEYS; i++)
+		if (strcmp(config_keys[i].section, "scan_db") == 0 && ld->set_line[i] != 0 &&
+		    is_password_key(config_keys[i].name))
+			password = true;
+	return password && ld->set_line[key_index("scan_db", "user")] != 0;
 }
 
 static void default_holder(struct config *cfg)
@@ -780,7 +925,7 @@ static void check_type_lists(struct loader *ld)
  * canonical form (util_canon_db_server), at most CONFIG_SERVERS_MAX: the number of
  * servers the sidecar connects to (each a connection, a sweep and a budget) is bounded
  * by what the operator wrote. */
-static void check_allowed_servers(struct loader *ld)
+static int check_allowed_servers(struct loader *ld)
 {
 	int line = ld->set_line[key_index("scan", "allowed_servers")];
 	const char *p = ld->cfg->scan_allowed_servers;
@@ -817,9 +962,10 @@ static void check_allowed_servers(struct loader *ld)
 	}
 	free(ld->cfg->scan_allowed_servers);
 	ld->cfg->scan_allowed_servers = out.data ? out.data : strdup("");
-	return;
+	return ld->cfg->scan_allowed_servers ? 0 : -ENOMEM;
 out:
 	buf_release(&out);
+	return -EINVAL;
 }
 
 bool config_endpoint_is(const struct db_endpoint *ep, const char *canon)
@@ -830,18 +976,213 @@ bool config_endpoint_is(const struct db_endpoint *ep, const char *canon)
 	return util_canon_db_server(name, mine, sizeof(mine)) == 0 && strcmp(mine, canon) == 0;
 }
 
-bool config_server_allowed(const struct config *cfg, const char *canon)
+/* Whether canon is a word of [scan] allowed_servers. */
+static bool config_server_in_list(const struct config *cfg, const char *canon)
 {
 	const char *p = cfg->scan_allowed_servers;
 	size_t len = strlen(canon);
 
-	if (config_endpoint_is(&cfg->scan, canon) || config_endpoint_is(&cfg->platform, canon))
-		return true;
 	for (; (p = strstr(p, canon)) != NULL; p += len)
 		if ((p == cfg->scan_allowed_servers || p[-1] == ' ') &&
 		    (p[len] == ' ' || p[len] == '\0'))
 			return true;
 	return false;
+}
+
+bool config_server_allowed(const struct config *cfg, const char *canon)
+{
+	return config_endpoint_is(&cfg->scan, canon) || config_endpoint_is(&cfg->platform, canon) ||
+	       config_server(cfg, canon) != NULL || config_server_in_list(cfg, canon);
+}
+
+const struct server_conf *config_server(const struct config *cfg, const char *canon)
+{
+	for (int i = 0; i < cfg->nservers; i++)
+		if (strcmp(cfg->servers[i].name, canon) == 0)
+			return &cfg->servers[i];
+	return NULL;
+}
+
+const struct db_endpoint *config_scan_login(const struct config *cfg, const char *canon)
+{
+	const struct server_conf *sv = config_server(cfg, canon);
+
+	if (sv != NULL && sv->scan.user[0] != '\0')
+		return &sv->scan;
+	if (cfg->scan_login_explicit || config_endpoint_is(&cfg->scan, canon) ||
+	    config_endpoint_is(&cfg->platform, canon))
+		return &cfg->scan;
+	return NULL;
+}
+
+static void server_conf_release(struct server_conf *sv)
+{
+	for (size_t i = 0; i < NSKEYS; i++) {
+		char **sp = field(sv, &server_keys[i]);
+		if (server_keys[i].type == KEY_SECRET)
+			secret_free(*sp);
+		else if (server_keys[i].type == KEY_STRING)
+			free(*sp);
+	}
+	free(sv->name);
+	free(sv->scan.host);
+	memset(sv, 0, sizeof(*sv));
+}
+
+/* Why the CA file of tls_ca cannot serve (NULL: it can): checked at load so that a
+ * typo is a config error, not a refused connection an hour later. */
+static const char *check_ca_file(const char *path, char *why, size_t whylen)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+
+	if (fd < 0) {
+		snprintf(why, whylen, "cannot read %s: %s", path, strerror(errno));
+		return why;
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+		snprintf(why, whylen, "%s is not a regular file", path);
+	else if (st.st_size == 0)
+		snprintf(why, whylen, "%s is empty", path);
+	else
+		why = NULL;
+	close(fd);
+	return why;
+}
+
+/* A section's tls_ca, where the section sets it (line != 0; empty: the system's CAs):
+ * a readable file, and of use only with tls = verify. */
+static void check_tls_ca(struct loader *ld, const char *section, const struct db_endpoint *ep,
+			 int line)
+{
+	char why[600];
+
+	if (line == 0 || ep->tls_ca[0] == '\0')
+		return;
+	if (ep->tls != DB_TLS_VERIFY)
+		add_error(ld, line, section, "tls_ca",
+			  "only tls = verify checks a certificate; set tls = verify (or remove "
+			  "tls_ca)");
+	else if (check_ca_file(ep->tls_ca, why, sizeof(why)) != NULL)
+		add_error(ld, line, section, "tls_ca", "%s", why);
+}
+
+static int server_line(const struct loader *ld, int server, const char *name)
+{
+	size_t idx = 0;
+
+	find_server_key(name, &idx);
+	return ld->server_set_line[server][idx];
+}
+
+/* After the endpoints are resolved: each [server] section's passwords, the TLS keys it
+ * leaves unset ([scan_db]'s), [scan_db]'s timeouts, and its own checks. */
+static void finish_servers(struct loader *ld)
+{
+	static const char *const scan_names[] = { "password", "password_file", "password_env" };
+	static const char *const feed_names[] = { "binlog_password", "binlog_password_file",
+						  "binlog_password_env" };
+	struct config *cfg = ld->cfg;
+	char section[UTIL_DB_SERVER_MAX + 16];
+
+	for (int i = 0; i < cfg->nservers; i++) {
+		struct server_conf *sv = &cfg->servers[i];
+		char *const scan_values[] = { sv->scan.password, sv->scan.password_file,
+					      sv->scan.password_env };
+		char *const feed_values[] = { sv->binlog_password, sv->binlog_password_file,
+					      sv->binlog_password_env };
+		int scan_lines[3], feed_lines[3];
+
+		snprintf(section, sizeof(section), "server %s", sv->name);
+		for (int j = 0; j < 3; j++) {
+			scan_lines[j] = server_line(ld, i, scan_names[j]);
+			feed_lines[j] = server_line(ld, i, feed_names[j]);
+		}
+		resolve_secret(ld, section, scan_names, scan_values, scan_lines, &sv->scan.password);
+		resolve_secret(ld, section, feed_names, feed_values, feed_lines,
+			       &sv->binlog_password);
+		/* A password for nobody would be sent under [scan_db]'s user name. */
+		for (int j = 0; j < 3; j++) {
+			if (scan_lines[j] != 0 && sv->scan.user[0] == '\0')
+				add_error(ld, scan_lines[j], section, scan_names[j],
+					  "set without user in this section");
+			if (feed_lines[j] != 0 && sv->binlog_user[0] == '\0')
+				add_error(ld, feed_lines[j], section, feed_names[j],
+					  "set without binlog_user in this section");
+		}
+		if (server_line(ld, i, "tls") == 0)
+			sv->scan.tls = cfg->scan.tls;
+		if (server_line(ld, i, "tls_ca") == 0) {
+			char *ca = strdup(cfg->scan.tls_ca);
+			if (ca == NULL) {
+				add_error(ld, sv->line, section, "tls_ca", "out of memory");
+				continue;
+			}
+			free(sv->scan.tls_ca);
+			sv->scan.tls_ca = ca;
+		}
+		/* discovery files the rows naming [scan_db]'s own address under [scan_db]. */
+		if (sv->scan.user[0] != '\0' && cfg->scan.socket[0] == '\0' &&
+		    config_endpoint_is(&cfg->scan, sv->name))
+			add_error(ld, server_line(ld, i, "user"), section, "user",
+				  "this is [scan_db]'s server, whose wikis are scanned with "
+				  "[scan_db]'s login: set it there");
+		sv->scan.connect_timeout = cfg->scan.connect_timeout;
+		sv->scan.query_timeout = cfg->scan.query_timeout;
+		check_tls_ca(ld, section, &sv->scan, server_line(ld, i, "tls_ca"));
+	}
+}
+
+/* The TLS keys of every endpoint section, where they are set. */
+static void check_tls(struct loader *ld)
+{
+	static const char *const sections[] = { "platform_db", "scan_db", "binlog" };
+	const struct db_endpoint *eps[] = { &ld->cfg->platform, &ld->cfg->scan, &ld->cfg->binlog };
+
+	for (size_t i = 0; i < 3; i++)
+		check_tls_ca(ld, sections[i], eps[i],
+			     ld->set_line[key_index(sections[i], "tls_ca")]);
+}
+
+/* Every server the sidecar may log in to has a login of its own or one the operator
+ * gave for all (config_scan_login), and there are at most CONFIG_SERVERS_MAX of them. */
+static void check_server_logins(struct loader *ld)
+{
+	static const char *const advice =
+		"add [server %s] with user and password (or set user and password in "
+		"[scan_db] itself: [platform_db]'s are never sent to other servers)";
+	struct config *cfg = ld->cfg;
+	int line = ld->set_line[key_index("scan", "allowed_servers")];
+	const char *p = cfg->scan_allowed_servers;
+	char canon[UTIL_DB_SERVER_MAX], why[700];
+	int count = 0;
+
+	while (*p) {
+		size_t n = strcspn(p, " ");
+		snprintf(canon, sizeof(canon), "%.*s", (int)n, p);
+		p += n + (p[n] == ' ');
+		count++;
+		if (config_scan_login(cfg, canon) == NULL) {
+			snprintf(why, sizeof(why), advice, canon);
+			add_error(ld, line, "scan", "allowed_servers",
+				  "no credentials for database server %s: %s", canon, why);
+		}
+	}
+	for (int i = 0; i < cfg->nservers; i++) {
+		const struct server_conf *sv = &cfg->servers[i];
+		char section[UTIL_DB_SERVER_MAX + 16];
+
+		snprintf(section, sizeof(section), "server %s", sv->name);
+		if (!config_server_in_list(cfg, sv->name) && ++count > CONFIG_SERVERS_MAX)
+			add_error(ld, sv->line, section, NULL,
+				  "more than %d servers in [scan] allowed_servers and [server] "
+				  "sections together",
+				  CONFIG_SERVERS_MAX);
+		if (config_scan_login(cfg, sv->name) == NULL)
+			add_error(ld, sv->line, section, NULL,
+				  "no credentials: set user and password here (or in [scan_db] "
+				  "itself: [platform_db]'s are never sent to other servers)");
+	}
 }
 
 /* Checks that span keys, after everything is read. */
@@ -889,7 +1230,10 @@ static void check_consistency(struct loader *ld)
 			  "'%s' is not a plain identifier ([A-Za-z0-9_$], 1-64)", cfg->coord_db);
 	check_lease_timing(ld);
 	check_type_lists(ld);
-	check_allowed_servers(ld);
+	check_tls(ld);
+	finish_servers(ld);
+	if (check_allowed_servers(ld) == 0)
+		check_server_logins(ld);
 	i = key_index("discovery", "query");
 	if (cfg->discovery_query[0] == '\0')
 		add_error(ld, ld->set_line[i], "discovery", "query", "must not be empty");
@@ -908,6 +1252,7 @@ int config_load(const char *path, struct config **out, struct buf *errors)
 		return -ENOMEM;
 	ld.path = path;
 	ld.cfg = cfg;
+	ld.server = -1;
 	ld.errors = errors;
 	cfg->path = strdup(path);
 	cfg->shape.final_newline = true;
@@ -953,6 +1298,7 @@ int config_load(const char *path, struct config **out, struct buf *errors)
 		if (inherit_endpoint(&ld, "scan_db", "platform_db") != 0 ||
 		    inherit_endpoint(&ld, "binlog", "scan_db") != 0)
 			ld.nerrors++;
+		cfg->scan_login_explicit = scan_login_explicit(&ld);
 		default_holder(cfg);
 		check_consistency(&ld);
 	}
@@ -974,14 +1320,51 @@ void config_free(struct config *cfg)
 		else if (config_keys[i].type == KEY_STRING || config_keys[i].type == KEY_TEXT)
 			free(*(char **)field(cfg, &config_keys[i]));
 	}
+	for (int i = 0; i < cfg->nservers; i++)
+		server_conf_release(&cfg->servers[i]);
+	free(cfg->servers);
 	free(cfg->path);
 	free(cfg);
+}
+
+static void print_key(const void *base, const struct config_key *k, FILE *out)
+{
+	void *b = (void *)base; /* field() is shared with the loader */
+
+	switch (k->type) {
+	case KEY_INT:
+		fprintf(out, "%s = %d\n", k->name, *(int *)field(b, k));
+		break;
+	case KEY_ENUM:
+		fprintf(out, "%s = %s\n", k->name, k->choices[*(int *)field(b, k)]);
+		break;
+	case KEY_SECRET: {
+		const char *v = *(char **)field(b, k);
+		fprintf(out, "%s =%s\n", k->name, v && *v ? " ********" : "");
+		break;
+	}
+	case KEY_STRING: {
+		const char *v = *(char **)field(b, k);
+		fprintf(out, "%s =%s%s\n", k->name, *v ? " " : "", v);
+		break;
+	}
+	case KEY_TEXT: {
+		const char *v = *(char **)field(b, k);
+		fprintf(out, "%s = ", k->name);
+		for (; *v; v++) {
+			fputc(*v, out);
+			if (*v == '\n')
+				fputs("    ", out);
+		}
+		fputc('\n', out);
+		break;
+	}
+	}
 }
 
 void config_print(const struct config *cfg, FILE *out)
 {
 	const char *section = "";
-	struct config *c = (struct config *)cfg; /* field() is shared with the loader */
 
 	fprintf(out, "; effective configuration of %s (secrets masked)\n", cfg->path);
 	for (size_t i = 0; i < NKEYS; i++) {
@@ -990,35 +1373,12 @@ void config_print(const struct config *cfg, FILE *out)
 			section = k->section;
 			fprintf(out, "\n[%s]\n", section);
 		}
-		switch (k->type) {
-		case KEY_INT:
-			fprintf(out, "%s = %d\n", k->name, *(int *)field(c, k));
-			break;
-		case KEY_ENUM:
-			fprintf(out, "%s = %s\n", k->name, k->choices[*(int *)field(c, k)]);
-			break;
-		case KEY_SECRET: {
-			const char *v = *(char **)field(c, k);
-			fprintf(out, "%s =%s\n", k->name, v && *v ? " ********" : "");
-			break;
-		}
-		case KEY_STRING: {
-			const char *v = *(char **)field(c, k);
-			fprintf(out, "%s =%s%s\n", k->name, *v ? " " : "", v);
-			break;
-		}
-		case KEY_TEXT: {
-			const char *v = *(char **)field(c, k);
-			fprintf(out, "%s = ", k->name);
-			for (; *v; v++) {
-				fputc(*v, out);
-				if (*v == '\n')
-					fputs("    ", out);
-			}
-			fputc('\n', out);
-			break;
-		}
-		}
+		print_key(cfg, k, out);
+	}
+	for (int i = 0; i < cfg->nservers; i++) {
+		fprintf(out, "\n[server %s]\n", cfg->servers[i].name);
+		for (size_t j = 0; j < NSKEYS; j++)
+			print_key(&cfg->servers[i], &server_keys[j], out);
 	}
 }
 
@@ -1045,6 +1405,72 @@ static bool is_static_key(const struct config_key *k)
 		    (static_keys[i].name == NULL || strcmp(static_keys[i].name, k->name) == 0))
 			return true;
 	return false;
+}
+
+static bool servers_equal(const struct config *a, const struct config *b)
+{
+	if (a->nservers != b->nservers)
+		return false;
+	for (int i = 0; i < a->nservers; i++) {
+		struct server_conf *x = &a->servers[i], *y = &b->servers[i];
+		if (strcmp(x->name, y->name) != 0)
+			return false;
+		for (size_t j = 0; j < NSKEYS; j++) {
+			const struct config_key *k = &server_keys[j];
+			if (k->type == KEY_ENUM
+				    ? *(int *)field(x, k) != *(int *)field(y, k)
+				    : strcmp(*(char **)field(x, k), *(char **)field(y, k)) != 0)
+				return false;
+		}
+	}
+	return true;
+}
+
+/* dst (zeroed) becomes a copy of src. -ENOMEM leaves dst for server_conf_release. */
+static int server_conf_copy(struct server_conf *dst, const struct server_conf *src)
+{
+	*dst = *src;
+	dst->name = strdup(src->name);
+	dst->scan.host = strdup(src->scan.host);
+	for (size_t j = 0; j < NSKEYS; j++)
+		if (server_keys[j].type != KEY_ENUM)
+			*(char **)field(dst, &server_keys[j]) =
+				strdup(*(char **)field((void *)src, &server_keys[j]));
+	if (dst->name == NULL || dst->scan.host == NULL)
+		return -ENOMEM;
+	for (size_t j = 0; j < NSKEYS; j++)
+		if (server_keys[j].type != KEY_ENUM && *(char **)field(dst, &server_keys[j]) == NULL)
+			return -ENOMEM;
+	return 0;
+}
+
+/* The [server] sections are the trust boundary and the logins: like the endpoints,
+ * only a restart changes them. next takes cur's (a copy: each config frees its own). */
+static int keep_servers(struct config *next, const struct config *cur, struct buf *kept)
+{
+	struct server_conf *copy = NULL;
+	int n = 0;
+
+	if (servers_equal(next, cur))
+		return 0;
+	if (cur->nservers > 0 && (copy = calloc((size_t)cur->nservers, sizeof(*copy))) == NULL)
+		return -ENOMEM;
+	for (; n < cur->nservers; n++) {
+		if (server_conf_copy(&copy[n], &cur->servers[n]) != 0) {
+			for (int i = 0; i <= n; i++)
+				server_conf_release(&copy[i]);
+			free(copy);
+			return -ENOMEM;
+		}
+	}
+	for (int i = 0; i < next->nservers; i++)
+		server_conf_release(&next->servers[i]);
+	free(next->servers);
+	next->servers = copy;
+	next->nservers = n;
+	next->scan_login_explicit = cur->scan_login_explicit;
+	buf_addf(kept, "%s[server] sections", kept->len ? ", " : "");
+	return 0;
 }
 
 int config_keep_static(struct config *next, const struct config *cur, struct buf *kept,
@@ -1074,6 +1500,8 @@ int config_keep_static(struct config *next, const struct config *cur, struct buf
 		}
 		buf_addf(kept, "%s[%s] %s", kept->len ? ", " : "", k->section, k->name);
 	}
+	if (keep_servers(next, cur, kept) != 0)
+		return -ENOMEM;
 	/* The holder is derived (POD_NAME:pid) when not set: keep the running one. */
 	if (strcmp(next->holder, cur->holder) != 0) {
 		char *copy = strdup(cur->holder);

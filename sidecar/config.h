@@ -16,6 +16,11 @@
 
 #define CONFIG_DEFAULT_PATH "/etc/jobdrainer/jobdrainer.ini"
 
+/* How a connection uses TLS (key tls): off, encrypted only, or encrypted to a server
+ * whose certificate chains to tls_ca (the system's CAs when empty) and names the host
+ * connected to. With on or verify a server that cannot do TLS is refused (db.h). */
+enum db_tls { DB_TLS_OFF, DB_TLS_ON, DB_TLS_VERIFY };
+
 /* A MySQL endpoint. password is resolved from password, password_file or
  * password_env (at most one may be set). */
 struct db_endpoint {
@@ -29,6 +34,8 @@ struct db_endpoint {
 	char *database;
 	int connect_timeout; /* seconds */
 	int query_timeout;   /* seconds, read and write */
+	int tls;             /* enum db_tls */
+	char *tls_ca;        /* PEM file of the CAs tls = verify trusts; "": the system's */
 };
 
 /* How the file looked when it was read: not settings, but what a reload compares to
@@ -108,6 +115,11 @@ struct config {
 	int safety_margin;
 	int poll_interval_ms;
 
+	/* [server HOST:PORT] sections, in file order (config_server looks one up) */
+	struct server_conf *servers;
+	int nservers;
+	bool scan_login_explicit; /* [scan_db] sets user and a password source itself */
+
 	/* [binlog]: the push path (binlog.h); unset endpoint keys take [scan_db]'s */
 	int binlog_enabled;        /* 0 false, 1 true (auto resolved at load) */
 	struct db_endpoint binlog; /* database and query_timeout unused */
@@ -116,12 +128,51 @@ struct config {
 	int binlog_retry_interval; /* seconds */
 };
 
-/* At most this many servers in [scan] allowed_servers (beside the default one). */
+/* At most this many servers in [scan] allowed_servers and [server] sections together
+ * (beside [scan_db]'s and [platform_db]'s own). */
 #define CONFIG_SERVERS_MAX 64
 
+/* One [server HOST:PORT] section: a database server discovery rows may name (it is
+ * allowed as if listed in [scan] allowed_servers), with its own logins. Every string is
+ * non-NULL ("" when unset); passwords are resolved from password, password_file or
+ * password_env (at most one of each group). Part of the immutable config. */
+struct server_conf {
+	char *name; /* canonical "host:port" (util_canon_db_server) */
+	int line;   /* where its section header is, for messages */
+	/* The scan's login there: host and port are name's; user, password (and its
+	 * sources), tls and tls_ca the section's (tls keys it leaves unset: [scan_db]'s);
+	 * timeouts [scan_db]'s; no socket, no default database. Used only when user is set
+	 * (config_scan_login). */
+	struct db_endpoint scan;
+	/* The binary log feed's login there (REPLICATION SLAVE, BINLOG MONITOR), with the
+	 * same TLS as scan; binlog_user "" when the section names none (no feed
+	 * credentials for this server). binlog_password is resolved like password. */
+	char *binlog_user;
+	char *binlog_password;
+	char *binlog_password_file;
+	char *binlog_password_env;
+};
+
+/* The [server canon] section (canon in util_canon_db_server's form), or NULL. */
+const struct server_conf *config_server(const struct config *cfg, const char *canon);
+
+/* Whose login the scan uses on database server canon, when a discovery row names it:
+ * the explicit-credentials rule, one owner. Returns an endpoint whose user, password,
+ * tls and tls_ca are that login (its host, port and timeouts are not canon's):
+ *   - the [server canon] section's, when it sets user (tls from it or [scan_db]);
+ *   - else [scan_db]'s, when [scan_db] itself sets user and a password source
+ *     (scan_login_explicit: "one scan user on every server" is then the operator's
+ *     word), or when canon is [scan_db]'s or [platform_db]'s own server (which get
+ *     that login anyway);
+ *   - else NULL: no credentials. [platform_db]'s password, which [scan_db] inherits
+ *     when it names none, never goes to a server the operator did not give it to.
+ * config_load refuses a file where an allowed server has none, so for every server
+ * config_server_allowed accepts this is non-NULL. */
+const struct db_endpoint *config_scan_login(const struct config *cfg, const char *canon);
+
 /* Whether the sidecar may log in to database server `canon` (util_canon_db_server's
- * form): [scan_db]'s and [platform_db]'s own servers and those of [scan]
- * allowed_servers. The one rule for every connection a discovery row can ask for. */
+ * form): [scan_db]'s and [platform_db]'s own servers, those of [scan] allowed_servers
+ * and those of [server] sections. The one rule for every connection a discovery row can ask for. */
 bool config_server_allowed(const struct config *cfg, const char *canon);
 /* Whether ep's host:port is the server canon (util_canon_db_server's form). */
 bool config_endpoint_is(const struct db_endpoint *ep, const char *canon);

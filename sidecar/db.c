@@ -172,6 +172,31 @@ int db_guard_auth(MYSQL *m)
 	return 0;
 }
 
+int db_apply_tls(MYSQL *m, const struct db_endpoint *ep)
+{
+	my_bool on = 1, verify = ep->tls == DB_TLS_VERIFY;
+
+	if (ep->tls == DB_TLS_OFF)
+		return 0;
+	/* ENFORCE: no TLS offered is an error (CR_SSL_CONNECTION_ERROR), not clear text. */
+	if (mysql_optionsv(m, MYSQL_OPT_SSL_ENFORCE, &on) != 0 ||
+	    mysql_optionsv(m, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &verify) != 0)
+		return -EIO;
+	if (verify && ep->tls_ca[0] != '\0' && mysql_optionsv(m, MYSQL_OPT_SSL_CA, ep->tls_ca) != 0)
+		return -EIO;
+	return 0;
+}
+
+int db_check_tls(MYSQL *m, const struct db_endpoint *ep)
+{
+	return ep->tls == DB_TLS_OFF || mysql_get_ssl_cipher(m) != NULL ? 0 : -EIO;
+}
+
+static const char *tls_name(int tls)
+{
+	return tls == DB_TLS_VERIFY ? " (tls = verify)" : tls == DB_TLS_ON ? " (tls = on)" : "";
+}
+
 int db_connect(struct db *db, char *err, size_t errlen)
 {
 	const struct db_endpoint *ep = db->ep;
@@ -200,6 +225,12 @@ int db_connect(struct db *db, char *err, size_t errlen)
 		mysql_close(m);
 		return -EIO;
 	}
+	if (db_apply_tls(m, ep) != 0) {
+		snprintf(err, errlen, "%s: the client library refused the TLS options%s", db->name,
+			 tls_name(ep->tls));
+		mysql_close(m);
+		return -EIO;
+	}
 	timeout = (unsigned)ep->connect_timeout;
 	mysql_options(m, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
 	timeout = (unsigned)ep->query_timeout;
@@ -212,8 +243,19 @@ int db_connect(struct db *db, char *err, size_t errlen)
 			       ep->password[0] ? ep->password : NULL,
 			       ep->database[0] ? ep->database : NULL, (unsigned)ep->port,
 			       ep->socket[0] ? ep->socket : NULL, CLIENT_FOUND_ROWS) == NULL) {
-		snprintf(err, errlen, "%s: cannot connect to %s:%d as %s: %s", db->name,
-			 ep->socket[0] ? ep->socket : ep->host, ep->port, ep->user, mysql_error(m));
+		snprintf(err, errlen, "%s: cannot connect to %s:%d as %s%s: %s", db->name,
+			 ep->socket[0] ? ep->socket : ep->host, ep->port, ep->user,
+			 tls_name(ep->tls), mysql_error(m));
+		mysql_close(m);
+		note_failure(db, err);
+		return -ENOTCONN;
+	}
+	if (db_check_tls(m, ep) != 0) {
+		snprintf(err, errlen,
+			 "%s: %s:%d offers no TLS%s: refused after the login, before any query "
+			 "(tls = verify refuses before the login)",
+			 db->name, ep->socket[0] ? ep->socket : ep->host, ep->port,
+			 tls_name(ep->tls));
 		mysql_close(m);
 		note_failure(db, err);
 		return -ENOTCONN;

@@ -60,6 +60,25 @@ int db_exec(struct db *db, const char *sql, unsigned long long *matched, unsigne
  * restrict them (then do not connect). */
 int db_guard_auth(MYSQL *m);
 
+/* Applies ep's TLS (config.h enum db_tls) to m before mysql_real_connect; after it,
+ * db_check_tls must accept m. db_connect does both, for every connection of the
+ * process; the binary log feed's own MYSQL calls both too.
+ *   off:    nothing (plain TCP: loopback and in-cluster farms).
+ *   verify: TLS required, the certificate must chain to ep->tls_ca (the system's CAs
+ *           when empty) and name the host connected to. A server that offers no TLS,
+ *           or a certificate that fails, ends the connect with an error before the
+ *           login is sent.
+ *   on:     TLS, the certificate not checked (against passive listeners only). The
+ *           client library (Connector/C 3.3) falls back to clear text when the server
+ *           offers no TLS and the certificate is not verified, so db_check_tls
+ *           refuses such a connection right after the login (a challenge-response:
+ *           DB_AUTH_PLUGINS) and the session's set-up, before any statement that
+ *           reads or writes data; only verify refuses before the login.
+ * 0, or -EIO when the client library refuses an option (then do not connect). */
+int db_apply_tls(MYSQL *m, const struct db_endpoint *ep);
+/* 0, or -EIO when ep asks for TLS and m's connection has none (close it). */
+int db_check_tls(MYSQL *m, const struct db_endpoint *ep);
+
 /* Errors after which the session is gone or unusable (the connection is closed). */
 bool db_connection_lost(unsigned code);
 

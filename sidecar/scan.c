@@ -14,6 +14,7 @@
 int scan_endpoint_for(const struct config *cfg, const char *server, struct scan_endpoint *out)
 {
 	static char none[] = "";
+	const struct db_endpoint *login;
 	char canon[UTIL_DB_SERVER_MAX];
 
 	out->ep = cfg->scan;
@@ -25,6 +26,14 @@ int scan_endpoint_for(const struct config *cfg, const char *server, struct scan_
 	    !config_server_allowed(cfg, canon) ||
 	    util_parse_db_server(canon, out->host, sizeof(out->host), &out->ep.port) != 0)
 		return -EINVAL;
+	/* Whose credentials go there is config's rule; config_load refuses an allowed
+	 * server without any, so NULL here is a rule changed in one place only. */
+	if ((login = config_scan_login(cfg, canon)) == NULL)
+		return -EACCES;
+	out->ep.user = login->user;
+	out->ep.password = login->password;
+	out->ep.tls = login->tls;
+	out->ep.tls_ca = login->tls_ca;
 	out->ep.host = out->host;
 	/* A server elsewhere: TCP, whatever [scan_db] uses locally ("" is none), and no
 	 * default database ([scan_db]'s may not exist there: the scan names each table

@@ -34,9 +34,10 @@
 struct db; /* db.h */
 
 /* Where a wiki's job table is read: [scan_db], or, when discovery names the wiki's own
- * database server, that server with [scan_db]'s user, password and timeouts (a farm
- * sharded over several servers keeps one scan user on all of them). One owner for the
- * rule: the scanner, `drain --wiki` and `status --wiki` all connect through it. */
+ * database server, that server with [scan_db]'s timeouts and the login (user,
+ * password, TLS) config_scan_login gives for it: its [server] section's, or
+ * [scan_db]'s where the operator set them for all. One owner for the rule: the
+ * scanner, `drain --wiki` and `status --wiki` all connect through it. */
 struct scan_endpoint {
 	struct db_endpoint ep; /* db_new(&.ep, .name): keep this struct while the db lives */
 	char host[254];
@@ -44,7 +45,8 @@ struct scan_endpoint {
 };
 /* Fills *out for a wiki whose db_server is `server` (NULL: [scan_db] as configured).
  * 0, or -EINVAL when server is not host[:port] or not allowed (config_server_allowed;
- * discovery skips such rows first). */
+ * discovery skips such rows first), -EACCES when it has no login (config_load refuses
+ * such a file: not reached). */
 int scan_endpoint_for(const struct config *cfg, const char *server, struct scan_endpoint *out);
 
 /* What a scan reads. The oldest ready job and the highest job_id come with every scan;

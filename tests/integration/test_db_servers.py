@@ -54,7 +54,9 @@ def ini(farm, mediawiki_port=None):
         discovery={"query": QUERY, "interval": 2},
         mediawiki={"maxjobs": 10, "maxtime": 5, "timeout_allowance": 5,
                    "port": mediawiki_port or farm.http_port},
-        scan_db={"query_timeout": 3},
+        # One scan user on both servers, said in [scan_db] itself: a login inherited
+        # from [platform_db] is never sent to another server.
+        scan_db={"query_timeout": 3, "user": "jobdrainer", "password": "jdpass"},
         # The scan logs in only where the operator allows it.
         scan={"interval": 1, "full_interval": 2,
               "allowed_servers": farm.db_server("db2").address},

@@ -1,6 +1,6 @@
 """Database servers are a trust boundary (issue 21 item 3), on a real farm: the scan logs
-in with [scan_db]'s user and password, so it connects only to the servers the operator
-allowed in the INI ([scan] allowed_servers, besides [scan_db]'s and [platform_db]'s
+in with [scan_db]'s user and password (set there, as the file must for other servers),
+so it connects only to the servers the operator allowed in the INI ([scan] allowed_servers, besides [scan_db]'s and [platform_db]'s
 own). A discovery row naming another server is skipped and reported, with no
 connection attempted (a listener of the test's own records every connection); and a
 server that asks for a plugin revealing the password (mysql_clear_password, dialog) is
@@ -21,7 +21,7 @@ from test_db_servers import QUERY
 MAIN = ["trust1.farm.test", "trust2.farm.test"]
 ELSEWHERE = "elsewhere.farm.test"  # its row names a server nobody allowed
 HOSTILE = "hostile.farm.test"  # its row names an allowed server that asks for the password
-SCAN_PASSWORD = b"jdpass"  # farm_ini's [platform_db] password, which [scan_db] inherits
+SCAN_PASSWORD = b"jdpass"  # [scan_db]'s own (the farm's scan user), given to every server
 FEED_PASSWORD = b"feed-secret-4711"
 SKIPPED = "discovery: wiki skipped"
 
@@ -175,7 +175,10 @@ def ini(farm, **more):
     sections = {
         "discovery": {"query": QUERY, "interval": 1},
         "mediawiki": {"maxjobs": 10, "maxtime": 5, "timeout_allowance": 5},
-        "scan_db": {"query_timeout": 3, "connect_timeout": 3},
+        # Its own login: [platform_db]'s is never sent to another server (config_load
+        # refuses an allowed server without one; test_server_tls.py).
+        "scan_db": {"query_timeout": 3, "connect_timeout": 3, "user": "jobdrainer",
+                    "password": SCAN_PASSWORD.decode()},
         "scan": {"interval": 1, "full_interval": 2},
         "drain": {"time_slice": 1, "backoff_base": 1, "backoff_max": 5},
     }

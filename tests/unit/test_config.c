@@ -161,6 +161,11 @@ struct error_case {
 #define SIXTY_FOUR_SERVERS S8("0") S8("1") S8("2") S8("3") S8("4") S8("5") S8("6") S8("7")
 #define SIXTY_FIVE_SERVERS SIXTY_FOUR_SERVERS "db80"
 
+#define NO_LOGIN(s)                                                                                \
+	"add [server " s                                                                           \
+	"] with user and password (or set user and password in [scan_db] itself: "                 \
+	"[platform_db]'s are never sent to other servers)"
+
 #define LONG_WHY "longer than the 197 inih reads; continue a long value on indented lines"
 
 /* Laid out by hand, one case per line where it fits: not for clang-format. */
@@ -199,6 +204,55 @@ static const struct error_case error_cases[] = {
 	  { { 2, "[scan] allowed_servers: 'db2:0' is not host or host:port (a host name or IPv4 address)" } } },
 	{ "65 allowed servers", "[scan]\nallowed_servers = " SIXTY_FIVE_SERVERS "\n",
 	  { { 2, "[scan] allowed_servers: more than 64 servers" } } },
+	{ "allowed server without credentials ([platform_db]'s are not sent)",
+	  "[scan]\nallowed_servers = db2, db3:3307\n",
+	  { { 2, "[scan] allowed_servers: no credentials for database server db2:3306: " NO_LOGIN("db2:3306") },
+	    { 2, "[scan] allowed_servers: no credentials for database server db3:3307: " NO_LOGIN("db3:3307") } } },
+	{ "[scan_db] user alone is no login of its own (the password is [platform_db]'s)",
+	  "[platform_db]\npassword = hunter2\n[scan_db]\nuser = scan\n[scan]\nallowed_servers = db2\n",
+	  { { 6, "[scan] allowed_servers: no credentials for database server db2:3306: " NO_LOGIN("db2:3306") } } },
+	{ "[server] section without a user", "[server db2]\ntls = on\n",
+	  { { 1, "[server db2:3306]: no credentials: set user and password here (or in [scan_db] "
+		 "itself: [platform_db]'s are never sent to other servers)" } } },
+	{ "[server] password without user", "[scan_db]\nuser = s\npassword =\n[server db2]\npassword = hunter2\n",
+	  { { 5, "[server db2:3306] password: set without user in this section" } } },
+	{ "[server] binlog_password without binlog_user",
+	  "[server db2]\nuser = a\nbinlog_password = hunter2\n",
+	  { { 3, "[server db2:3306] binlog_password: set without binlog_user in this section" } } },
+	{ "[server] without a name", "[server]\nuser = a\n",
+	  { { 1, "[server]: name the server: [server HOST:PORT]" } } },
+	{ "[server] with a bad name (its keys not reported again)", "[server db3/x]\nuser = a\nfoo = 1\n",
+	  { { 1, "[server db3/x]: 'db3/x' is not host or host:port (a host name or IPv4 address)" } } },
+	{ "[server] twice under two spellings", "[server DB2.]\nuser = a\n\n[server db2:03306]\nuser = b\n",
+	  { { 4, "[server db2:03306]: the same server (db2:3306) as the section at line 1" } } },
+	{ "[server] unknown key", "[server 10.0.0.7:3307]\nuser = a\nhost = b\n",
+	  { { 3, "[server 10.0.0.7:3307] host: unknown key" } } },
+	{ "[server] key set twice", "[server db2]\nuser = a\nuser = b\n",
+	  { { 3, "[server db2:3306] user: set twice (first at line 2)" } } },
+	{ "[server] password_file missing", "[server db2]\nuser = a\npassword_file = " MISSING_FILE "\n",
+	  { { 3, "[server db2:3306] password_file: cannot read " MISSING_FILE ": No such file or directory" } } },
+	{ "[server] and password conflict", "[server db2]\nuser = a\npassword = x\npassword_env = " PW_ENV "\n",
+	  { { 4, "[server db2:3306] password_env: conflicts with password (line 3); set only one" } } },
+	{ "[server] user for [scan_db]'s own server", "[scan_db]\nhost = replica\n[server replica:3306]\nuser = a\n",
+	  { { 4, "[server replica:3306] user: this is [scan_db]'s server, whose wikis are scanned "
+		 "with [scan_db]'s login: set it there" } } },
+	{ "bad tls value", "[scan_db]\ntls = yes\n",
+	  { { 2, "[scan_db] tls: 'yes' is not one of the allowed values (allowed: off, on, verify)" } } },
+	{ "bad tls value in a [server] section", "[server db2]\nuser = a\ntls = required\n",
+	  { { 3, "[server db2:3306] tls: 'required' is not one of the allowed values (allowed: off, "
+		 "on, verify)" } } },
+	{ "tls_ca missing", "[platform_db]\ntls = verify\ntls_ca = /nonexistent/ca.pem\n",
+	  { { 3, "[platform_db] tls_ca: cannot read /nonexistent/ca.pem: No such file or directory" } } },
+	{ "tls_ca a directory", "[binlog]\ntls = verify\ntls_ca = /tmp\n",
+	  { { 3, "[binlog] tls_ca: /tmp is not a regular file" } } },
+	{ "tls_ca empty", "[server db2]\nuser = a\ntls = verify\ntls_ca = @EMPTY@\n",
+	  { { 4, "[server db2:3306] tls_ca: @EMPTY@ is empty" } } },
+	{ "tls_ca without verify", "[scan_db]\ntls = on\ntls_ca = @NEWLINE@\n",
+	  { { 3, "[scan_db] tls_ca: only tls = verify checks a certificate; set tls = verify (or "
+		 "remove tls_ca)" } } },
+	{ "tls_ca with tls left off", "[server db2]\nuser = a\ntls_ca = @NEWLINE@\n",
+	  { { 3, "[server db2:3306] tls_ca: only tls = verify checks a certificate; set tls = "
+		 "verify (or remove tls_ca)" } } },
 	{ "batch growth cap of 0", "[mediawiki]\nmaxjobs_alone = 0\n",
 	  { { 2, "[mediawiki] maxjobs_alone: '0' is out of range (allowed: 1..100000)" } } },
 	{ "reload check above an hour", "[sidecar]\nreload_check_interval = 3601\n",
@@ -473,6 +527,9 @@ static void test_keep_static(void **state)
 	buf_release(&errors);
 }
 
+/* [scan_db]'s own login, which it then may use on every allowed server. */
+#define SCAN_LOGIN "[scan_db]\nuser = scan\npassword = scan-secret\n"
+
 /* The trust boundary: the servers discovery rows may send the scan's login to. */
 static void test_allowed_servers(void **state)
 {
@@ -493,7 +550,7 @@ static void test_allowed_servers(void **state)
 
 	/* Listed in any spelling, kept (and compared) in the canonical one; a name is a
 	 * whole word of the list, not a part of one. */
-	cfg = load_ok("[scan]\nallowed_servers = DB2, 10.0.0.7:03307\n  db3.internal.\n");
+	cfg = load_ok("[scan]\nallowed_servers = DB2, 10.0.0.7:03307\n  db3.internal.\n" SCAN_LOGIN);
 	assert_string_equal(cfg->scan_allowed_servers, "db2:3306 10.0.0.7:3307 db3.internal:3306");
 	assert_true(config_server_allowed(cfg, "db2:3306"));
 	assert_true(config_server_allowed(cfg, "10.0.0.7:3307"));
@@ -506,11 +563,12 @@ static void test_allowed_servers(void **state)
 	config_free(cfg);
 
 	/* 64 is the most. */
-	cfg = load_ok("[scan]\nallowed_servers = " SIXTY_FOUR_SERVERS "\n");
+	cfg = load_ok("[scan]\nallowed_servers = " SIXTY_FOUR_SERVERS "\n" SCAN_LOGIN);
 	config_free(cfg);
 
 	/* A reload cannot widen it: the running list stays, and the log says so. */
-	struct config *cur = load_ok(""), *next = load_ok("[scan]\nallowed_servers = db2\n");
+	struct config *cur = load_ok(SCAN_LOGIN),
+		      *next = load_ok("[scan]\nallowed_servers = db2\n" SCAN_LOGIN);
 	struct buf kept, errors;
 	buf_init(&kept);
 	buf_init(&errors);
@@ -520,6 +578,205 @@ static void test_allowed_servers(void **state)
 	assert_false(config_server_allowed(next, "db2:3306"));
 	config_free(next);
 	config_free(cur);
+	buf_release(&kept);
+	buf_release(&errors);
+}
+
+/* [server HOST:PORT] sections: canonical names, their logins and TLS, the feed's
+ * credentials, and what they allow. */
+static void test_server_sections(void **state)
+{
+	const struct server_conf *sv;
+	const struct db_endpoint *login;
+	struct config *cfg;
+	char *pw, *ini = NULL;
+
+	(void)state;
+	assert_int_equal(setenv(PW_ENV, "env-secret", 1), 0);
+	pw = write_temp("file-secret\n");
+	/* The second name is longer than the 49 bytes inih keeps of a section name. */
+	assert_true(asprintf(&ini,
+			     "[scan_db]\ntls = verify\n"
+			     "[server DB2.Internal.]\nuser = scan2\npassword_file = %s\n"
+			     "binlog_user = feed\nbinlog_password_env = " PW_ENV "\n"
+			     "[server mariadb-secondary.default.svc.cluster.local:3307]\n"
+			     "user = scan3\npassword = hunter2\ntls = off\n",
+			     pw) > 0);
+	cfg = load_ok(ini);
+	assert_int_equal(cfg->nservers, 2);
+	assert_false(cfg->scan_login_explicit);
+
+	sv = config_server(cfg, "db2.internal:3306");
+	assert_non_null(sv);
+	assert_string_equal(sv->name, "db2.internal:3306");
+	assert_string_equal(sv->scan.host, "db2.internal");
+	assert_int_equal(sv->scan.port, 3306);
+	assert_string_equal(sv->scan.user, "scan2");
+	assert_string_equal(sv->scan.password, "file-secret");
+	assert_string_equal(sv->scan.socket, "");
+	assert_string_equal(sv->scan.database, "");
+	assert_int_equal(sv->scan.tls, DB_TLS_VERIFY); /* [scan_db]'s, unset here */
+	assert_int_equal(sv->scan.query_timeout, cfg->scan.query_timeout);
+	assert_string_equal(sv->binlog_user, "feed");
+	assert_string_equal(sv->binlog_password, "env-secret");
+	assert_ptr_equal(config_scan_login(cfg, "db2.internal:3306"), &sv->scan);
+
+	sv = config_server(cfg, "mariadb-secondary.default.svc.cluster.local:3307");
+	assert_non_null(sv);
+	assert_string_equal(sv->scan.password, "hunter2");
+	assert_int_equal(sv->scan.tls, DB_TLS_OFF);
+	assert_string_equal(sv->binlog_user, "");
+
+	/* A section allows its server; nothing else is added. */
+	assert_true(config_server_allowed(cfg, "db2.internal:3306"));
+	assert_false(config_server_allowed(cfg, "db2.internal:3307"));
+	assert_null(config_server(cfg, "db9:3306"));
+	/* A server nobody gave a login to: none, even [platform_db]'s ... */
+	assert_null(config_scan_login(cfg, "db9:3306"));
+	/* ... which goes only where [platform_db] and [scan_db] point anyway. */
+	login = config_scan_login(cfg, "127.0.0.1:3306");
+	assert_ptr_equal(login, &cfg->scan);
+	config_free(cfg);
+	free(ini);
+
+	/* [scan_db]'s own login (user and password set there): one scan user for all. */
+	cfg = load_ok("[platform_db]\npassword = hunter2\n" SCAN_LOGIN
+		      "[scan]\nallowed_servers = db2\n[server db3]\ntls = on\n");
+	assert_true(cfg->scan_login_explicit);
+	assert_ptr_equal(config_scan_login(cfg, "db2:3306"), &cfg->scan);
+	assert_ptr_equal(config_scan_login(cfg, "db3:3306"), &cfg->scan);
+	assert_string_equal(cfg->scan.password, "scan-secret");
+	config_free(cfg);
+
+	/* "password =" said in [scan_db] is a login of its own too: no password. */
+	cfg = load_ok("[platform_db]\npassword = hunter2\n[scan_db]\nuser = ro\npassword =\n"
+		      "[scan]\nallowed_servers = db2\n");
+	assert_true(cfg->scan_login_explicit);
+	assert_string_equal(cfg->scan.password, "");
+	config_free(cfg);
+	remove_temp(pw);
+	unsetenv(PW_ENV);
+}
+
+/* At most CONFIG_SERVERS_MAX servers, sections and list together. */
+static void test_server_sections_bounded(void **state)
+{
+	struct buf text, err;
+	struct config *cfg = NULL;
+	char *path, want[128];
+
+	(void)state;
+	buf_init(&text);
+	for (int i = 0; i < CONFIG_SERVERS_MAX; i++)
+		buf_addf(&text, "[server db%d]\nuser = u\n", i);
+	cfg = load_ok(text.data);
+	assert_int_equal(cfg->nservers, CONFIG_SERVERS_MAX);
+	config_free(cfg);
+
+	buf_addf(&text, "[server db%d]\nuser = u\n", CONFIG_SERVERS_MAX);
+	path = write_temp(text.data);
+	buf_init(&err);
+	assert_int_equal(config_load(path, &cfg, &err), -EINVAL);
+	snprintf(want, sizeof(want), "%s:%d: [server db%d]: more than %d [server] sections\n", path,
+		 2 * CONFIG_SERVERS_MAX + 1, CONFIG_SERVERS_MAX, CONFIG_SERVERS_MAX);
+	assert_string_equal(err.data, want);
+	buf_release(&err);
+	remove_temp(path);
+	buf_release(&text);
+
+	/* 64 listed and one section more; a section of a listed server is no extra. */
+	buf_init(&text);
+	buf_addf(&text, "[scan]\nallowed_servers = " SIXTY_FOUR_SERVERS "\n" SCAN_LOGIN
+			"[server db00]\nuser = u\n");
+	cfg = load_ok(text.data);
+	config_free(cfg);
+	buf_addf(&text, "[server db99]\nuser = u\n");
+	path = write_temp(text.data);
+	buf_init(&err);
+	assert_int_equal(config_load(path, &cfg, &err), -EINVAL);
+	assert_non_null(strstr(err.data, "[server db99:3306]: more than 64 servers in [scan] "
+					 "allowed_servers and [server] sections together\n"));
+	buf_release(&err);
+	remove_temp(path);
+	buf_release(&text);
+}
+
+/* tls and tls_ca: off by default, inherited like the other endpoint keys. */
+static void test_tls_keys(void **state)
+{
+	struct config *cfg;
+	char *ca, *ini = NULL;
+
+	(void)state;
+	cfg = load_ok("");
+	assert_int_equal(cfg->platform.tls, DB_TLS_OFF);
+	assert_int_equal(cfg->scan.tls, DB_TLS_OFF);
+	assert_int_equal(cfg->binlog.tls, DB_TLS_OFF);
+	assert_string_equal(cfg->scan.tls_ca, "");
+	config_free(cfg);
+
+	ca = write_temp("-----BEGIN CERTIFICATE-----\n");
+	assert_true(asprintf(&ini,
+			     "[platform_db]\ntls = verify\ntls_ca = %s\n"
+			     "[binlog]\ntls = on\n[server db2]\nuser = u\n",
+			     ca) > 0);
+	cfg = load_ok(ini);
+	assert_int_equal(cfg->platform.tls, DB_TLS_VERIFY);
+	assert_string_equal(cfg->platform.tls_ca, ca);
+	/* [scan_db] from [platform_db], [binlog] from [scan_db], a server from [scan_db]. */
+	assert_int_equal(cfg->scan.tls, DB_TLS_VERIFY);
+	assert_string_equal(cfg->scan.tls_ca, ca);
+	assert_int_equal(cfg->binlog.tls, DB_TLS_ON);
+	assert_int_equal(cfg->servers[0].scan.tls, DB_TLS_VERIFY);
+	assert_string_equal(cfg->servers[0].scan.tls_ca, ca);
+	config_free(cfg);
+	free(ini);
+	remove_temp(ca);
+}
+
+static char *print_config(const struct config *cfg);
+
+/* [server] sections print (secrets masked) and load back; a reload keeps them. */
+static void test_server_sections_print_and_keep(void **state)
+{
+	struct config *c1, *c2;
+	struct buf kept, errors;
+	char *p1, *p2;
+
+	(void)state;
+	c1 = load_ok("[server db2]\nuser = u\npassword = hunter2\ntls = on\n"
+		     "binlog_user = f\nbinlog_password = hunter3\n");
+	p1 = print_config(c1);
+	assert_non_null(strstr(p1, "\n[server db2:3306]\nuser = u\npassword = ********\n"));
+	assert_null(strstr(p1, "hunter"));
+	c2 = load_ok(p1);
+	p2 = print_config(c2);
+	assert_string_equal(p1, p2);
+	config_free(c2);
+	free(p1);
+	free(p2);
+
+	/* A reload can neither add, drop nor change a server: the running ones stay. */
+	c2 = load_ok("[server db3]\nuser = u\n");
+	buf_init(&kept);
+	buf_init(&errors);
+	assert_int_equal(config_keep_static(c2, c1, &kept, &errors), 0);
+	assert_string_equal(kept.data, "[server] sections");
+	assert_int_equal(c2->nservers, 1);
+	assert_non_null(config_server(c2, "db2:3306"));
+	assert_null(config_server(c2, "db3:3306"));
+	assert_string_equal(config_server(c2, "db2:3306")->scan.password, "hunter2");
+	assert_string_equal(config_server(c2, "db2:3306")->binlog_password, "hunter3");
+	config_free(c2);
+	buf_release(&kept);
+	/* The same sections: nothing to keep. */
+	c2 = load_ok("[server db2:3306]\nuser = u\npassword = hunter2\ntls = on\n"
+		     "binlog_user = f\nbinlog_password = hunter3\n");
+	buf_init(&kept);
+	assert_int_equal(config_keep_static(c2, c1, &kept, &errors), 0);
+	assert_int_equal(kept.len, 0);
+	config_free(c2);
+	config_free(c1);
 	buf_release(&kept);
 	buf_release(&errors);
 }
@@ -1101,6 +1358,10 @@ int main(void)
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_allowed_servers),
 		cmocka_unit_test(test_keep_static),
+		cmocka_unit_test(test_server_sections),
+		cmocka_unit_test(test_server_sections_bounded),
+		cmocka_unit_test(test_tls_keys),
+		cmocka_unit_test(test_server_sections_print_and_keep),
 		cmocka_unit_test(test_values_and_syntax),
 		cmocka_unit_test(test_multiline_query),
 		cmocka_unit_test(test_inline_comment_on_continuation),
