@@ -318,6 +318,7 @@ bool binlog_parse_rotate(const unsigned char *raw, size_t len, bool checksum, ch
 int binlog_endpoint_for(const struct config *cfg, const char *server, struct binlog_endpoint *out)
 {
 	char canon[UTIL_DB_SERVER_MAX];
+	const struct server_conf *sc;
 	int port;
 
 	memset(out, 0, sizeof(*out));
@@ -332,6 +333,17 @@ int binlog_endpoint_for(const struct config *cfg, const char *server, struct bin
 	out->ep.host = out->host;
 	out->ep.port = port;
 	out->ep.socket = out->socket;
+	/* A [server] section's feed login and TLS, when it names them: the server's own
+	 * replication user, not [binlog]'s. */
+	sc = config_server(cfg, server);
+	if (sc != NULL) {
+		out->ep.tls = sc->scan.tls;
+		out->ep.tls_ca = sc->scan.tls_ca;
+		if (sc->binlog_user[0] != '\0') {
+			out->ep.user = sc->binlog_user;
+			out->ep.password = sc->binlog_password;
+		}
+	}
 	return 0;
 }
 
@@ -699,9 +711,9 @@ static MYSQL *feed_connect(struct binlog *b, struct feed_error *e)
 		set_own_error(e, WHY_MEMORY, BINLOG_FAILED, "mysql_init");
 		return NULL;
 	}
-	if (db_guard_auth(m) != 0) {
+	if (db_guard_auth(m) != 0 || db_apply_tls(m, ep) != 0) {
 		set_own_error(e, WHY_REFUSED, BINLOG_FAILED,
-			      "cannot restrict authentication plugins");
+			      "cannot restrict authentication plugins or set TLS");
 		mysql_close(m);
 		return NULL;
 	}
@@ -712,6 +724,13 @@ static MYSQL *feed_connect(struct binlog *b, struct feed_error *e)
 	if (login(b, m, ep) != 0) {
 		if (!feed_stopping(b))
 			set_error(e, m, "connecting");
+		mysql_close(m);
+		return NULL;
+	}
+	/* tls = on against a server without TLS: libmariadb logged in in clear; nothing
+	 * more is sent (db.h). */
+	if (db_check_tls(m, ep) != 0) {
+		set_own_error(e, WHY_REFUSED, BINLOG_FAILED, "the server offers no TLS (tls = on)");
 		mysql_close(m);
 		return NULL;
 	}

@@ -131,7 +131,8 @@ static const char *check_row(const struct config *cfg, MYSQL_ROW row, unsigned n
 	 * servers the operator named. Checked before any connection is made. */
 	if (!config_server_allowed(cfg, canon)) {
 		snprintf(why, whylen,
-			 "database server %s is not in [scan] allowed_servers: not connected to",
+			 "database server %s is not in [scan] allowed_servers nor a [server] section: "
+			 "not connected to",
 			 canon);
 		return why;
 	}

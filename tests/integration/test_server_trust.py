@@ -203,8 +203,8 @@ def test_a_server_nobody_allowed_is_never_connected_to(trust_farm, sidecars):
                what="the allowed servers' wikis drained")
     line = wait_until(lambda: skipped(pod, ELSEWHERE), timeout=30,
                       what="the row naming a server nobody allowed reported")[0]
-    assert line["reason"] == ("database server 127.0.0.1:%d is not in [scan] allowed_servers:"
-                              " not connected to" % listener.port), line
+    assert line["reason"] == ("database server 127.0.0.1:%d is not in [scan] allowed_servers"
+                              " nor a [server] section: not connected to" % listener.port), line
     assert pod.metrics()["jobdrainer_wikis_skipped"] == 1
     # The allowed one, named differently, is not skipped: it is tried (and refused).
     assert not skipped(pod, HOSTILE)

@@ -261,7 +261,10 @@ static struct config *load_config(const char *text)
 static void test_endpoint_for(void **state)
 {
 	struct config *cfg = load_config("[scan_db]\nhost = db1\nport = 3307\n"
+					 "user = scan\npassword = s\n"
 					 "[scan]\nallowed_servers = DB2, 10.0.0.7:3310\n"
+					 "[server 10.0.0.8:3306]\nuser = scan8\npassword = s8\n"
+					 "binlog_user = feed8\nbinlog_password = f8\n"
 					 "[binlog]\nuser = feed\npassword = pw\nsocket = /s\n"
 					 "connect_timeout = 3\n");
 	struct binlog_endpoint ep;
@@ -284,6 +287,10 @@ static void test_endpoint_for(void **state)
 	assert_int_equal(binlog_endpoint_for(cfg, "10.0.0.7:3310", &ep), 0);
 	assert_string_equal(ep.ep.host, "10.0.0.7");
 	assert_int_equal(ep.ep.port, 3310);
+	/* A [server] section's own feed login. */
+	assert_int_equal(binlog_endpoint_for(cfg, "10.0.0.8:3306", &ep), 0);
+	assert_string_equal(ep.ep.user, "feed8");
+	assert_string_equal(ep.ep.password, "f8");
 	/* Not allowed (another port, another host), or not canonical. */
 	assert_int_equal(binlog_endpoint_for(cfg, "db2:3307", &ep), -EPERM);
 	assert_int_equal(binlog_endpoint_for(cfg, "evil:3306", &ep), -EPERM);
