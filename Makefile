@@ -112,7 +112,7 @@ bench-flood: deps
 	FARM_MW=1.43 /usr/bin/python3 tests/bench/bench_flood.py
 
 # Issue 21's measurements: this build as DETECTION_LABEL (detection_<label>.json), beside
-# BEFORE_JSON (the main binary's, committed) in tests/bench/results/detection.md. About 25
+# BEFORE_JSON (the main binary's, committed) in tests/bench/results/detection.md. About 30
 # min on 2 cores; BENCH_DETECTION_ARGS adds options (e.g. --set 'server {db2}.KEY=VALUE').
 DETECTION_LABEL ?= after
 BEFORE_JSON ?= tests/bench/results/detection_before.json
