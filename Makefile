@@ -11,6 +11,7 @@
 #   make valgrind   a short daemon run under valgrind: no leaks      (mk/quality.mk)
 #   make bench      the benchmark against the baselines (quick size; see tests/bench)
 #   make bench-flood  lanes: a bot flood and a one-wiki backlog (about 55 min; tests/bench)
+#   make bench-detection  detection at 20,000 wikis on two servers, faults, feeds (tests/bench)
 #   make deps       install the Debian packages (as root)
 #   make image-test build the Dockerfile with podman, run the image on a test farm
 #   make deb-test   build the Debian package, lintian, install, drain a farm, purge
@@ -34,7 +35,8 @@ SRCS := $(wildcard sidecar/*.c)
 OBJS := $(SRCS:sidecar/%.c=$(BUILD)/obj/%.o)
 LIB_OBJS := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
 
-.PHONY: all deps test unit unit-unsigned-char integration demo asan bench bench-flood clean \
+.PHONY: all deps test unit unit-unsigned-char integration demo asan bench bench-flood \
+	bench-detection clean \
 	format format-check \
 	image-test deb-test
 all: $(BUILD)/jobdrainer
@@ -108,6 +110,15 @@ bench: deps
 bench-flood: deps
 	$(MAKE) all
 	FARM_MW=1.43 /usr/bin/python3 tests/bench/bench_flood.py
+
+# Issue 21's measurements: this build as DETECTION_LABEL (detection_<label>.json), beside
+# BEFORE_JSON (the main binary's, committed) in tests/bench/results/detection.md. About 30
+# min on 2 cores; BENCH_DETECTION_ARGS adds options (e.g. --set 'server {db2}.KEY=VALUE').
+DETECTION_LABEL ?= after
+BEFORE_JSON ?= tests/bench/results/detection_before.json
+bench-detection: all
+	nice -n 19 /usr/bin/python3 tests/bench/bench_detection.py --binary $(BUILD)/jobdrainer \
+	    --label $(DETECTION_LABEL) --before-json $(BEFORE_JSON) $(BENCH_DETECTION_ARGS)
 
 asan:
 	$(MAKE) BUILD=build/asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" \

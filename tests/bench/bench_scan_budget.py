@@ -72,13 +72,14 @@ def detected(farm, domains):
 FEED_USER, FEED_PASSWORD = "jdbinlog", "blpass"
 
 
-def create_feed_user(farm):
-    """The binary log feed's user ([binlog], README: the grants it needs)."""
+def create_feed_user(farm, server=None):
+    """The binary log feed's user ([binlog], README: the grants it needs). server: a
+    Farm.add_db_server server's name (None: the main one)."""
     for host in ("127.0.0.1", "localhost"):
         farm.sql("CREATE USER IF NOT EXISTS '%s'@'%s' IDENTIFIED BY '%s'"
-                 % (FEED_USER, host, FEED_PASSWORD))
+                 % (FEED_USER, host, FEED_PASSWORD), server=server)
         farm.sql("GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO '%s'@'%s'"
-                 % (FEED_USER, host))
+                 % (FEED_USER, host), server=server)
 
 
 def measure(farm, db, binary, sw, n, window, probes, seed, feed=False, extra=None):
