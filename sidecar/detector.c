@@ -228,7 +228,14 @@ static int real_publish(void *arg, struct wiki *const *wikis, const struct backl
 	char probe[32], why[300];
 
 	if (publish_backlog(d->coord, d->cfg, wikis, b, n, depth, scan_started, err, errlen) == 0) {
-		sched_poke(d->sched);
+		/* The workers look again at once when there is work to see (not for every
+		 * chunk of a sweep of idle wikis: each poke makes them re-read the backlog). */
+		for (size_t i = 0; i < n; i++) {
+			if (b[i].oldest_ready_ms != 0 && d->sched != NULL) {
+				sched_poke(d->sched);
+				break;
+			}
+		}
 		return 0;
 	}
 	snprintf(why, sizeof(why), "%s", err);
@@ -306,6 +313,7 @@ static void feed_check(struct detector *d, int64_t now)
 	if (!d->active || !d->cfg->binlog_enabled) {
 		if (d->feed != NULL)
 			feed_stop(d);
+		d->feed_none = false; /* tried again when next active */
 		return;
 	}
 	if (d->feed == NULL && !d->feed_none) {
@@ -537,7 +545,7 @@ static void server_up(struct detector *d)
 	if (!d->down && d->streak.run.count == 0)
 		return;
 	d->down = false;
-	detector_streak_ok(&d->streak, d->key);
+	detector_streak_ok(&d->streak, d->name);
 }
 
 /* A failure of the server (or of the coordination database, down false): retried on
@@ -553,7 +561,7 @@ static void turn_failed(struct detector *d, bool down, const char *err, int64_t 
 		snprintf(d->down_why, sizeof(d->down_why), "%.255s", err);
 	}
 	d->retry_at = now + delay;
-	detector_streak_fail(&d->streak, d->key, err, now, delay);
+	detector_streak_fail(&d->streak, d->name, err, now, delay);
 }
 
 /* Index of w in d->wikis (w is one of its items). */
@@ -964,7 +972,7 @@ static int sweep_step(struct detector *d, char *err, size_t errlen)
 		return rc;
 	if (rc > 0) {
 		d->sweep.incomplete = true;
-		detector_streak_fail(&d->streak, d->key, err, NOW(d),
+		detector_streak_fail(&d->streak, d->name, err, NOW(d),
 				     (int64_t)d->cfg->scan_interval * 1000);
 	}
 	if (!tail) {
