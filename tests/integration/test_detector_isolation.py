@@ -15,7 +15,7 @@ import pytest
 from farm import temporary_farm
 from sidecar import farm_ini, wait_until
 from test_db_servers import QUERY
-from test_server_trust import Listener, greeting, packet
+from test_server_trust import Listener, greeting, packet, read_packet
 
 MAIN = ["dmain1.farm.test", "dmain2.farm.test", "dmain3.farm.test"]
 LOCKED = "dlocked.farm.test"
@@ -46,10 +46,10 @@ class SilentServer(Listener):
         pending = None
         try:
             conn.sendall(greeting(b"mysql_native_password"))
-            self._read_packet(conn)
+            read_packet(conn)
             conn.sendall(packet(2, OK))
             while True:
-                got = self._read_packet(conn)
+                got = read_packet(conn)
                 if len(got) < 5:
                     break
                 if got[4] == 0x03 and got[5:8].upper() == b"SET":
@@ -66,23 +66,6 @@ class SilentServer(Listener):
                 with self.lock:
                     pending[1] = time.time()
             conn.close()
-
-    @staticmethod
-    def _read_packet(conn):
-        head = b""
-        while len(head) < 4:
-            chunk = conn.recv(4 - len(head))
-            if not chunk:
-                return head
-            head += chunk
-        n = head[0] | head[1] << 8 | head[2] << 16
-        body = b""
-        while len(body) < n:
-            chunk = conn.recv(n - len(body))
-            if not chunk:
-                break
-            body += chunk
-        return head + body
 
     def in_flight(self):
         """The statement the client is waiting on now: [start, None], or None."""
