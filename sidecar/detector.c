@@ -45,6 +45,9 @@
 #define CLOCK_REREAD_MS 1000
 /* Nothing to do (inactive, no wikis): the turn waits for news this long at most. */
 #define IDLE_MS 60000
+/* A feed that does not follow is looked at this often: once it follows, the catch-up
+ * sweep starts within this long (feed_check). */
+#define FEED_POLL_MS 1000
 /* The scan session's limits (db_set_statement_limits). A SELECT of index dives waits on
  * a table's metadata lock only behind LOCK TABLES, DDL or a transaction holding it:
  * 2 s is past any moment's contention, and a wiki held longer waits for the tail of
@@ -1078,6 +1081,8 @@ int64_t detector_turn(struct detector *d)
 		return d->retry_at;
 	}
 	next = next_turn(d, now);
+	if (d->feed != NULL && !d->feed_following && next > now + FEED_POLL_MS)
+		next = now + FEED_POLL_MS;
 	report_update(d, now);
 	return next;
 }
