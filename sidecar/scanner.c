@@ -36,6 +36,7 @@ struct server {
 	char *key; /* NULL: [scan_db] as configured */
 	struct detector *d;
 	struct wiki_list wikis; /* this discovery's, while grouping */
+	size_t room;            /* servers_regroup: its wikis, counted first */
 };
 
 struct scanner {
@@ -191,8 +192,9 @@ static struct server *server_of(struct scanner *sc, const char *key, bool create
 
 /* Groups sc->wikis by their database server and hands each detector its list: a
  * server keeps its detector (connection, budget, sweep position, hot set) across
- * discoveries; the detector of a server no wiki names any more is stopped. -ENOMEM:
- * some wikis are in no group until the next discovery. */
+ * discoveries; the detector of a server no wiki names any more is stopped. Each
+ * server's list is counted first and allocated once. -ENOMEM: some wikis are in no
+ * group until the next discovery. */
 static int servers_regroup(struct scanner *sc)
 {
 	size_t kept = 0;
@@ -200,29 +202,38 @@ static int servers_regroup(struct scanner *sc)
 
 	for (size_t i = 0; i < sc->wikis.len; i++) {
 		struct server *sv = server_of(sc, sc->wikis.items[i]->db_server, true);
-		struct wiki **p;
-		if (sv == NULL ||
-		    (p = realloc(sv->wikis.items, (sv->wikis.len + 1) * sizeof(*p))) == NULL) {
+		if (sv == NULL)
 			rc = -ENOMEM;
-			continue;
-		}
-		sv->wikis.items = p;
-		sv->wikis.items[sv->wikis.len++] = sc->wikis.items[i];
+		else
+			sv->room++;
+	}
+	for (size_t i = 0; i < sc->nservers; i++) {
+		struct server *sv = &sc->servers[i];
+		if (sv->room > 0 &&
+		    (sv->wikis.items = calloc(sv->room, sizeof(*sv->wikis.items))) == NULL)
+			rc = -ENOMEM;
+	}
+	for (size_t i = 0; i < sc->wikis.len; i++) {
+		struct server *sv = server_of(sc, sc->wikis.items[i]->db_server, false);
+		if (sv != NULL && sv->wikis.items != NULL && sv->wikis.len < sv->room)
+			sv->wikis.items[sv->wikis.len++] = sc->wikis.items[i];
 	}
 	for (size_t i = 0; i < sc->nservers; i++) {
 		struct server sv = sc->servers[i];
-		if (sv.wikis.len > 0) {
-			if (detector_set_wikis(sv.d, &sv.wikis) != 0)
-				rc = -ENOMEM;
-			free(sv.wikis.items); /* borrowed from sc->wikis: the detector has refs */
-			sv.wikis = (struct wiki_list){ 0 };
+		bool listed = sv.room > 0;
+		if (sv.wikis.len > 0 && detector_set_wikis(sv.d, &sv.wikis) != 0)
+			rc = -ENOMEM;
+		/* Borrowed from sc->wikis: the detector took references of its own. */
+		free(sv.wikis.items);
+		sv.wikis = (struct wiki_list){ 0 };
+		sv.room = 0;
+		if (listed) {
 			sc->servers[kept++] = sv;
 			continue;
 		}
 		if (sv.key != NULL)
 			log_server("database server left the scan: no wiki names it", sv.key);
 		detector_stop(sv.d);
-		free(sv.wikis.items);
 		free(sv.key);
 	}
 	sc->nservers = kept;
