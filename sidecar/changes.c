@@ -67,4 +67,5 @@ void changes_note_written(struct wiki_written *last, const struct backlog *b, en
 	if (depth == SCAN_FULL)
 		last->full = full_fingerprint(b);
 	last->at_ms = now_ms;
+	last->ready = b->oldest_ready_ms != 0;
 }

@@ -18,6 +18,7 @@
 #include "log.h"
 #include "runjobs.h"
 #include "scan.h"
+#include "publish.h"
 #include "scanner.h"
 #include "sched.h"
 #include "steer.h"
@@ -541,8 +542,8 @@ int cli_drain(const struct config *cfg, const char *domain, int lanes)
 	/* A fresh look at its queue, written for the fleet like a scan would. */
 	if (coord_ensure_schema(coord, cfg, err, sizeof(err)) != 0 ||
 	    coord_now(coord, started, err, sizeof(err)) != 0 ||
-	    scanner_scan_publish(scan, coord, cfg, &w, 1, 1, SCAN_FULL, started, &backlog, &stats,
-				 err, sizeof(err)) != 0)
+	    publish_scan(scan, coord, cfg, &w, 1, 1, SCAN_FULL, started, &backlog, &stats, err,
+			 sizeof(err)) != 0)
 		goto fail;
 	if (backlog.failed) {
 		snprintf(err, sizeof(err), "cannot read its job table: %s", backlog.error);

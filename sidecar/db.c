@@ -22,10 +22,13 @@
 struct db {
 	const struct db_endpoint *ep;
 	const char *name;
-	MYSQL *conn; /* NULL when not connected */
-	bool limit_statements;
-	int failures;           /* connects failed or connections lost since the last success */
-	int64_t retry_after_ms; /* monotonic: no connect attempt before this */
+	MYSQL *conn;              /* NULL when not connected */
+	int64_t max_statement_ms; /* db_set_statement_limits; 0: none */
+	int lock_wait_s;          /* 0: none */
+	bool limits_sent;         /* the session has the limits above */
+	atomic_bool cut;          /* db_cut: no new connection */
+	int failures;             /* connects failed or connections lost since the last success */
+	int64_t retry_after_ms;   /* monotonic: no connect attempt before this */
 	char last_error[256];
 	struct db *prev, *next; /* the list of open connections, while conn != NULL */
 };
@@ -110,9 +113,58 @@ int64_t db_retry_delay_ms(int failures)
 	return util_backoff_ms(250, DB_RETRY_MAX_MS, failures - 2);
 }
 
-void db_limit_statements(struct db *db)
+void db_set_statement_limits(struct db *db, int64_t max_statement_ms, int lock_wait_s)
 {
-	db->limit_statements = true;
+	if (db->max_statement_ms == max_statement_ms && db->lock_wait_s == lock_wait_s)
+		return;
+	db->max_statement_ms = max_statement_ms;
+	db->lock_wait_s = lock_wait_s;
+	db->limits_sent = false;
+}
+
+bool db_statement_timed_out(unsigned code)
+{
+	return code == ER_STATEMENT_TIMEOUT || code == ER_LOCK_WAIT_TIMEOUT ||
+	       code == 3024; /* MySQL's ER_QUERY_TIMEOUT (max_execution_time) */
+}
+
+/* Sends the session's statement limits when they changed or the session is new.
+ * Servers without a variable ignore that part (the error is not the caller's). */
+static void send_limits(struct db *db)
+{
+	char sql[96];
+
+	if (db->limits_sent || db->conn == NULL)
+		return;
+	db->limits_sent = true;
+	if (db->max_statement_ms <= 0 && db->lock_wait_s <= 0)
+		return;
+	snprintf(sql, sizeof(sql), "SET SESSION max_statement_time = %.3f",
+		 (double)db->max_statement_ms / 1000.0);
+	mysql_real_query(db->conn, sql, strlen(sql));
+	if (db->lock_wait_s > 0) {
+		snprintf(sql, sizeof(sql), "SET SESSION lock_wait_timeout = %d", db->lock_wait_s);
+		mysql_real_query(db->conn, sql, strlen(sql));
+	}
+}
+
+void db_cut(struct db *db)
+{
+	if (db == NULL)
+		return;
+	atomic_store(&db->cut, true);
+	pthread_mutex_lock(&open_lock);
+	/* Only while on the list: its connection is open and cannot be closed meanwhile
+	 * (db_close takes it off first, under this lock). */
+	for (struct db *x = open_list; x != NULL; x = x->next) {
+		my_socket fd;
+		if (x != db)
+			continue;
+		fd = mysql_get_socket(db->conn);
+		if (fd >= 0)
+			shutdown(fd, SHUT_RDWR);
+	}
+	pthread_mutex_unlock(&open_lock);
 }
 
 /* Remembers a failure for the pacing of the next connect. */
@@ -205,7 +257,7 @@ int db_connect(struct db *db, char *err, size_t errlen)
 
 	if (db->conn != NULL)
 		return 0;
-	if (atomic_load(&aborted)) {
+	if (atomic_load(&aborted) || atomic_load(&db->cut)) {
 		snprintf(err, errlen, "%s: not connecting: shutting down", db->name);
 		return -ENOTCONN;
 	}
@@ -262,17 +314,8 @@ int db_connect(struct db *db, char *err, size_t errlen)
 	}
 	db->conn = m;
 	open_list_add(db);
-	if (db->limit_statements) {
-		/* A little under the client's read timeout, so the server's answer (an
-		 * error) arrives first. Servers without a variable ignore that part. */
-		char sql[96];
-		double limit = ep->query_timeout * 0.8;
-		snprintf(sql, sizeof(sql), "SET SESSION max_statement_time = %.1f", limit);
-		mysql_real_query(m, sql, strlen(sql));
-		snprintf(sql, sizeof(sql), "SET SESSION lock_wait_timeout = %d",
-			 limit >= 1 ? (int)limit : 1);
-		mysql_real_query(m, sql, strlen(sql));
-	}
+	db->limits_sent = false;
+	send_limits(db);
 	return 0;
 }
 
@@ -296,6 +339,7 @@ int db_query(struct db *db, const char *sql, MYSQL_RES **res, unsigned *errcode,
 		*errcode = CR_CONNECTION_ERROR;
 		return -ENOTCONN;
 	}
+	send_limits(db);
 	if (mysql_real_query(db->conn, sql, strlen(sql)) == 0) {
 		*res = mysql_store_result(db->conn);
 		if (*res != NULL || mysql_field_count(db->conn) == 0) {

@@ -82,13 +82,25 @@ int db_check_tls(MYSQL *m, const struct db_endpoint *ep);
 /* Errors after which the session is gone or unusable (the connection is closed). */
 bool db_connection_lost(unsigned code);
 
-/* Asks the server to stop any statement of this connection a little before the
- * client's query_timeout would give up on it (MariaDB's max_statement_time, and
- * lock_wait_timeout for waits on table locks), so that a statement stuck behind a lock
- * ends on the server with an error instead of leaving a server thread waiting after
- * the client has hung up. Applied at every (re)connect; a server without these
- * variables keeps only the client's timeout. */
-void db_limit_statements(struct db *db);
+/* Asks the server to stop any statement of this connection after max_statement_ms
+ * (MariaDB's max_statement_time) and any wait for a table's metadata lock after
+ * lock_wait_s (lock_wait_timeout: what a SELECT behind LOCK TABLES ... WRITE waits
+ * on), so that a statement stuck behind a lock ends on the server with an error of its
+ * own (db_statement_timed_out) instead of running into the client's query_timeout.
+ * Applied at every (re)connect, and before the next statement when changed on an open
+ * connection; a server without these variables keeps only the client's timeout.
+ * max_statement_ms 0: no statement limit. The owner's thread only. */
+void db_set_statement_limits(struct db *db, int64_t max_statement_ms, int lock_wait_s);
+
+/* Whether error `code` is a statement stopped by those limits (or MySQL's
+ * max_execution_time): the statement's own failure, the connection is fine. */
+bool db_statement_timed_out(unsigned code);
+
+/* Cuts db from another thread: a statement or read in progress fails at once (its
+ * socket is shut down) and no new connection is made, so that the owner thread, told
+ * to stop, returns promptly whatever the server does. A connect in progress ends
+ * within the endpoint's connect_timeout. The handle stays the owner's to free. */
+void db_cut(struct db *db);
 
 /* Delay before retrying after `failures` consecutive database failures: 0 for the
  * first, then 250 ms doubling up to DB_RETRY_MAX_MS. */

@@ -7,7 +7,7 @@
 
 void pace_init(struct pace *p, double budget, int64_t now_ms)
 {
-	memset(p, 0, sizeof(*p));
+	memset(p, 0, sizeof(*p)); /* no qps limit until pace_set_qps */
 	p->budget = budget > 0 && budget <= 1 ? budget : 1;
 	p->credit_us = (int64_t)(p->budget * PACE_BURST_MS * 1000);
 	p->last_ms = now_ms;
@@ -50,13 +50,34 @@ void pace_spend(struct pace *p, int64_t now_ms, int64_t cost_us)
 	p->win_cost_us += cost_us;
 }
 
+void pace_set_qps(struct pace *p, int qps)
+{
+	p->qps = qps > 0 ? qps : 0;
+}
+
+void pace_spend_queries(struct pace *p, int64_t now_ms, int64_t cost_us, int queries)
+{
+	pace_spend(p, now_ms, cost_us);
+	if (p->qps <= 0 || queries <= 0)
+		return;
+	/* The slots follow on from the last ones while those are still ahead; after an
+	 * idle spell they start now (no saved-up burst of statements). */
+	if (p->qps_free_ms < now_ms)
+		p->qps_free_ms = now_ms;
+	p->qps_free_ms += (int64_t)queries * 1000 / p->qps;
+}
+
 int64_t pace_wait_ms(struct pace *p, int64_t now_ms)
 {
+	int64_t wait = 0;
+
 	accrue(p, now_ms);
-	if (p->credit_us >= 0)
-		return 0;
-	/* Rounded up: waking a millisecond early would only wait again. */
-	return (int64_t)((double)-p->credit_us / 1000.0 / p->budget) + 1;
+	if (p->credit_us < 0)
+		/* Rounded up: waking a millisecond early would only wait again. */
+		wait = (int64_t)((double)-p->credit_us / 1000.0 / p->budget) + 1;
+	if (p->qps > 0 && p->qps_free_ms - now_ms > wait)
+		wait = p->qps_free_ms - now_ms;
+	return wait;
 }
 
 double pace_used(const struct pace *p, int64_t now_ms)

@@ -10,6 +10,10 @@
  * few seconds, while the sweep goes through all the wikis in rotation within what the
  * budget leaves.
  *
+ * [scan] queries_per_second is part of the same mechanism: each statement also takes
+ * its slot of 1/qps s, and pace_wait_ms waits for whichever of the two comes later, so
+ * the owner has one wait, not two.
+ *
  * Leaf module (libc + wiki.h). Clocks are passed in (monotonic ms), so tests drive
  * them. Not thread-safe: the scanner thread owns both. */
 #ifndef JD_PACE_H
@@ -34,6 +38,8 @@ struct pace {
 	int64_t win_start_ms;
 	int64_t win_cost_us; /* spent in the current window */
 	double used;         /* share used in the last complete window; -1: none yet */
+	int qps;             /* statements a second at most; 0: no limit */
+	int64_t qps_free_ms; /* when the statements spent so far fit the rate */
 };
 
 /* Starts with a full burst of credit: a new scanner lease holder reads at once. */
@@ -43,7 +49,12 @@ void pace_init(struct pace *p, double budget, int64_t now_ms);
 void pace_set_budget(struct pace *p, double budget, int64_t now_ms);
 /* Records a statement that took cost_us of database time and ended at now_ms. */
 void pace_spend(struct pace *p, int64_t now_ms, int64_t cost_us);
-/* How long to wait before the next statement (0: now). */
+/* Limits the statements to qps a second from now on (0: no limit; a reload). */
+void pace_set_qps(struct pace *p, int qps);
+/* pace_spend for `queries` statements (that each take a slot of the qps limit). */
+void pace_spend_queries(struct pace *p, int64_t now_ms, int64_t cost_us, int queries);
+/* How long to wait before the next statement (0: now): until the budget has credit
+ * and the statements so far fit the qps limit. */
 int64_t pace_wait_ms(struct pace *p, int64_t now_ms);
 /* The share of one database core used: over the last complete window, or over the
  * current one while none has completed. */

@@ -225,8 +225,13 @@ static int64_t mono_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-/* Sends one statement and counts what it cost: 0, 1 (the wikis' failure, err set),
- * -EIO (the database cannot be reached). */
+/* Whose failure a statement's was (scan.h). */
+#define SENT_FAILED 1    /* the wikis' (err set) */
+#define SENT_TIMED_OUT 2 /* the wikis', stopped by the session's limits (db.h) */
+
+/* Sends one statement and counts what it cost: 0, SENT_FAILED, SENT_TIMED_OUT, or -EIO
+ * (the server's failure: it cannot be reached, or the connection was lost during the
+ * statement). */
 static int send(struct db *db, const char *sql, MYSQL_RES **res, struct scan_stats *stats,
 		char *err, size_t errlen)
 {
@@ -241,9 +246,14 @@ static int send(struct db *db, const char *sql, MYSQL_RES **res, struct scan_sta
 	 * SCAN_FAILED_COST_US at most, or one locked table would stall every sweep. */
 	t0 = mono_us() - t0;
 	stats->db_us += rc != 0 && t0 > SCAN_FAILED_COST_US ? SCAN_FAILED_COST_US : t0;
-	if (rc == -ENOTCONN)
+	if (rc == 0)
+		return 0;
+	/* A connection lost mid-statement (2013, 2006, killed) is the server's: a wiki's
+	 * table cannot cut a connection, and a statement stuck on a lock ends on the server
+	 * (its limits, db_set_statement_limits) before the client's read timeout. */
+	if (rc == -ENOTCONN || db_connection_lost(code))
 		return -EIO;
-	return rc != 0 ? 1 : 0;
+	return db_statement_timed_out(code) ? SENT_TIMED_OUT : SENT_FAILED;
 }
 
 /* Reads the looked-up rows into out: queue times, and in a full scan claims. */
@@ -317,8 +327,9 @@ static int run_lookups(struct db *db, struct wiki *const *wikis, size_t from, si
 	return 0;
 }
 
-/* Runs the statements for wikis [from, to). 0 ok, 1 a statement failed (err set; the
- * wikis' own problem), -EIO the database cannot be reached or out of memory. */
+/* Runs the statements for wikis [from, to). 0 ok, SENT_FAILED or SENT_TIMED_OUT a
+ * statement failed (err set; the wikis' own problem), -EIO the server failed or out of
+ * memory. */
 static int run_group(struct db *db, struct wiki *const *wikis, size_t from, size_t to,
 		     enum scan_depth depth, const char *skip, struct backlog *out,
 		     struct scan_stats *stats, struct buf *sql, char *err, size_t errlen)
@@ -385,9 +396,10 @@ static int run_group(struct db *db, struct wiki *const *wikis, size_t from, size
 	return rc;
 }
 
-static void mark_failed(struct backlog *b, const char *why)
+static void mark_failed(struct backlog *b, int sent, const char *why)
 {
 	b->failed = true;
+	b->timed_out = sent == SENT_TIMED_OUT;
 	snprintf(b->error, sizeof(b->error), "%s", why);
 }
 
@@ -415,17 +427,19 @@ int scan_run_skipping(struct db *db, struct wiki *const *wikis, size_t n, int wi
 		size_t to = from + (size_t)wikis_per_query < n ? from + (size_t)wikis_per_query : n;
 		char why[sizeof(out[0].error)];
 		rc = run_group(db, wikis, from, to, depth, skip, out, stats, &sql, why, sizeof(why));
-		if (rc == 1 && to - from == 1) {
-			mark_failed(&out[from], why);
+		if (rc > 0 && to - from == 1) {
+			mark_failed(&out[from], rc, why);
 			rc = 0;
-		} else if (rc == 1) {
-			/* Some wiki of the group failed it: find which, one at a time. */
+		} else if (rc > 0) {
+			/* Some wiki of the group failed it: find which, one at a time. Each runs
+			 * once on its own; one whose own statement timed out is marked so and
+			 * not run again in this pass (its owner reads it at the sweep's tail). */
 			rc = 0;
 			for (size_t i = from; i < to && rc >= 0; i++) {
 				rc = run_group(db, wikis, i, i + 1, depth, skip, out, stats, &sql,
 					       why, sizeof(why));
-				if (rc == 1) {
-					mark_failed(&out[i], why);
+				if (rc > 0) {
+					mark_failed(&out[i], rc, why);
 					rc = 0;
 				}
 			}

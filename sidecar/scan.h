@@ -13,14 +13,17 @@
  * SCAN_MAX_ATTEMPTS. Many wikis go into one UNION ALL statement, so N wikis cost
  * N / wikis_per_query round trips.
  *
- * Whose failure is it: a statement that could not reach the server at all is the
- * database's failure (the scan stops: nothing can be read). Any other failure, whatever
- * its error code (a missing or discarded table, a broken view, a denied grant, a
- * statement stopped by the server's time limit, a connection cut by the client's read
- * timeout behind a locked table), belongs to the wikis of that statement: a group is
+ * Whose failure is it: a statement that could not reach the server, or whose
+ * connection was lost during it (2013, 2006, a KILL CONNECTION, a server shutting
+ * down), is the server's failure (the scan stops: nothing more can be read there, and
+ * no wiki is blamed). Any other failure, whatever its error code (a missing or
+ * discarded table, a broken view, a denied grant, a statement stopped by the session's
+ * limits behind a locked table), belongs to the wikis of that statement: a group is
  * then retried one wiki at a time, and a wiki whose own statement fails is marked
- * failed with the error, while the scan goes on with the next wiki (reconnecting if
- * the failure closed the connection). */
+ * failed with the error (timed_out when the limits stopped it), while the scan goes on
+ * with the next wiki. A locked table reaches the client as the server's lock or
+ * statement time limit (db_set_statement_limits), never as the client's read timeout,
+ * which therefore means a server that stopped answering. */
 #ifndef JD_SCAN_H
 #define JD_SCAN_H
 
@@ -64,6 +67,8 @@ struct backlog {
 	char types[256];         /* its ready job types (their list form, jobtype.h), blank-
 				  * separated, as many as fit */
 	bool failed;             /* this wiki's job table could not be read */
+	bool timed_out;          /* ...because its own statement was stopped by the session's
+				  * limits (a locked table, db_statement_timed_out) */
 	char error[160];         /* why, when failed */
 };
 

@@ -4,32 +4,21 @@
  * (its workers need the wikis' secrets). One sidecar at a time, the holder of the
  * scanner lease, also scans every wiki's job table every [scan] interval and writes
  * the backlog to the coordination database, where every sidecar's scheduler reads it;
- * if it dies, another takes the lease over within one lease TTL. It also creates the
- * coordination schema at start. Database failures are logged with what happens next
+ * if it dies, another takes the lease over within one lease TTL. The job tables are
+ * read by one detector per database server (detector.h), each on its own thread; the
+ * scanner keeps discovery, the lease, the server list and readiness. It also creates
+ * the coordination schema at start. Database failures are logged with what happens next
  * and retried; the last good picture stays in use meanwhile. */
 #ifndef JD_SCANNER_H
 #define JD_SCANNER_H
 
 #include "config.h"
-#include "scan.h"
 #include "sched.h"
 
 struct scanner;
 
 /* Starts the thread; NULL on failure. */
 struct scanner *scanner_start(const struct config *cfg, struct sched *s);
-
-/* The one scan-and-publish step (the scanner's passes, and `drain --wiki` before it
- * takes the lease): reads wikis[0..n) from the scan endpoint, `per_query` wikis per
- * statement, into b[0..n) and writes to the fleet's backlog in the coordination
- * database the rows that changed since each wiki's `written` record (changes.h; a
- * wiki that record is all zero for is always written). scan_started is coord_now() from before the pass. Returns 0; -EIO when the
- * scan endpoint could not be reached (nothing written); -ECOMM when the backlog could
- * not be written. err says why; stats counts the statements either way. */
-int scanner_scan_publish(struct db *scan_db, struct db *coord, const struct config *cfg,
-			 struct wiki *const *wikis, size_t n, int per_query, enum scan_depth depth,
-			 const char *scan_started, struct backlog *b, struct scan_stats *stats,
-			 char *err, size_t errlen);
 
 /* The scanner's health, which httpd serves on /healthz and /readyz: the scanner loop
  * writes it every turn, anyone reads it. One per process; readable from any thread,
@@ -41,8 +30,8 @@ struct scanner_health {
 };
 void scanner_health(struct scanner_health *out);
 
-/* Stops and joins the thread (a query in flight finishes first), then frees. Accepts
- * NULL. */
+/* Stops and joins the thread and the detectors' (their statements in flight are cut),
+ * then frees. Accepts NULL. */
 void scanner_stop(struct scanner *sc);
 /* A reload: scan interval, pacing, groups and skip_types of cfg apply from the next
  * pass (the caller keeps cfg alive until exit). */

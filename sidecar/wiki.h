@@ -2,6 +2,7 @@
 #ifndef JD_WIKI_H
 #define JD_WIKI_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -12,6 +13,7 @@ struct wiki_written {
 	uint64_t light; /* fingerprint of the figures every scan reads */
 	uint64_t full;  /* fingerprint of those only a full scan reads (0: none written) */
 	int64_t at_ms;  /* monotonic ms of the last write */
+	bool ready;     /* the row written showed ready jobs */
 };
 
 /* The strings live in the same allocation as the struct (one block per wiki: a farm of

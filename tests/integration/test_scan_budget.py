@@ -60,7 +60,9 @@ def test_cold_job_found_and_run_under_a_tiny_budget(budget_farm, sidecars):
     # A first sweep of every wiki, and the gauges that describe it.
     wait_until(lambda: pod.metrics().get("jobdrainer_scans_total", 0) >= 1, timeout=180,
                what="a complete sweep")
-    m = pod.metrics()
+    # The detection gauges come from the detectors' reports, collected every 5 s.
+    m = wait_until(lambda: (lambda m: m if m.get("jobdrainer_scan_sweep_period_seconds", 0) > 0
+                            else None)(pod.metrics()), timeout=30, what="the sweep's gauges")
     for g in GAUGES:
         assert g in m, (g, sorted(m))
     assert m["jobdrainer_scan_db_budget_ratio"] == pytest.approx(0.01)

@@ -83,6 +83,24 @@ def packet(seq, payload):
 CAPABILITIES = 0x1 | 0x2 | 0x4 | 0x8 | 0x200 | 0x2000 | 0x8000 | 0x10000 | 0x20000 | 0x80000
 
 
+def read_packet(conn):
+    """One client packet (header and body), or what came before the client hung up."""
+    head = b""
+    while len(head) < 4:
+        chunk = conn.recv(4 - len(head))
+        if not chunk:
+            return head
+        head += chunk
+    n = head[0] | head[1] << 8 | head[2] << 16
+    body = b""
+    while len(body) < n:
+        chunk = conn.recv(n - len(body))
+        if not chunk:
+            break
+        body += chunk
+    return head + body
+
+
 def greeting(plugin):
     """A MariaDB 10.11 server's first packet, naming `plugin` for the first answer."""
     scramble = b"abcdefgh" + b"ijklmnopqrst"
@@ -133,22 +151,7 @@ class HostileServer(Listener):
             with self.lock:
                 self.received.append((mode, got))
 
-    @staticmethod
-    def _read_packet(conn):
-        head = b""
-        while len(head) < 4:
-            chunk = conn.recv(4 - len(head))
-            if not chunk:
-                return head
-            head += chunk
-        n = head[0] | head[1] << 8 | head[2] << 16
-        body = b""
-        while len(body) < n:
-            chunk = conn.recv(n - len(body))
-            if not chunk:
-                break
-            body += chunk
-        return head + body
+    _read_packet = staticmethod(read_packet)
 
     def modes_seen(self):
         with self.lock:

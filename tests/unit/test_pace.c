@@ -121,6 +121,32 @@ static void test_set_budget(void **state)
 	assert_int_equal(pace_sweep_ms(&p, 2000000), 2000);
 }
 
+/* [scan] queries_per_second is part of the one wait: statements take their slots of
+ * 1/qps s, and pace_wait_ms waits for the later of the slot and the credit. */
+static void test_qps_is_part_of_the_wait(void **state)
+{
+	struct pace p;
+
+	(void)state;
+	pace_init(&p, 0.05, 0);
+	assert_int_equal(pace_wait_ms(&p, 0), 0); /* no limit until set */
+	pace_set_qps(&p, 50);
+	pace_spend_queries(&p, 0, 1000, 2); /* two statements: 40 ms of slots */
+	assert_int_equal(pace_wait_ms(&p, 0), 40);
+	assert_int_equal(pace_wait_ms(&p, 30), 10);
+	pace_spend_queries(&p, 30, 1000, 1); /* follows on from the last slots */
+	assert_int_equal(pace_wait_ms(&p, 30), 30);
+	/* After an idle spell, no saved-up burst: slots start now. */
+	pace_spend_queries(&p, 5000, 1000, 1);
+	assert_int_equal(pace_wait_ms(&p, 5000), 20);
+	/* In debt, the credit's wait is the longer one. */
+	pace_spend_queries(&p, 5000, 600000, 1);
+	assert_true(pace_wait_ms(&p, 5000) > 1000);
+	pace_set_qps(&p, 0);
+	pace_spend_queries(&p, 100000, 0, 100);
+	assert_int_equal(pace_wait_ms(&p, 100000), 0);
+}
+
 static void test_sweep_estimate(void **state)
 {
 	struct pace p;
@@ -302,10 +328,15 @@ static void test_sweep_position(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_budget),         cmocka_unit_test(test_budget_holds),
-		cmocka_unit_test(test_set_budget),     cmocka_unit_test(test_sweep_estimate),
-		cmocka_unit_test(test_hot_gap),        cmocka_unit_test(test_hotset),
-		cmocka_unit_test(test_sweep_position), cmocka_unit_test(test_sweep_budget),
+		cmocka_unit_test(test_budget),
+		cmocka_unit_test(test_budget_holds),
+		cmocka_unit_test(test_set_budget),
+		cmocka_unit_test(test_sweep_estimate),
+		cmocka_unit_test(test_qps_is_part_of_the_wait),
+		cmocka_unit_test(test_hot_gap),
+		cmocka_unit_test(test_hotset),
+		cmocka_unit_test(test_sweep_position),
+		cmocka_unit_test(test_sweep_budget),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
