@@ -182,6 +182,17 @@ def test_missing_grant_is_logged_once_and_scanning_goes_on(bl_farm, sidecars):
     assert pod.stop() == 0
 
 
+def wait_for_catch_up(pod, following):
+    """Until the catch-up sweep the detector starts when its feed follows again (the
+    `following` line) is done: a job pushed before that could be found by the sweep
+    rather than by a wake."""
+    lines = pod.lines()
+    after = lines[lines.index(following):]
+    if not any(l.get("msg") == "scan" for l in after):
+        pod.wait_for(lambda l: l.get("msg") == "scan" and l.get("ts", "") >= following["ts"],
+                     timeout=30, what="the catch-up sweep after the gap")
+
+
 def test_purged_position_resumes_at_the_current_one(bl_farm, sidecars):
     farm = bl_farm
     pod = start_following(sidecars, farm, name="pod-purge", binlog={"retry_interval": 10})
@@ -208,11 +219,7 @@ def test_purged_position_resumes_at_the_current_one(bl_farm, sidecars):
     assert [l.get("code") for l in stopped] == [2013, 1236], stopped
     # What was written while no feed followed is found by a catch-up sweep, at once
     # (the next scheduled one is a minute away); then the wakes again.
-    lines = pod.lines()
-    after = lines[lines.index(again):]
-    if not any(l.get("msg") == "scan" for l in after):
-        pod.wait_for(lambda l: l.get("msg") == "scan" and l.get("ts", "") >= again["ts"],
-                     timeout=30, what="the catch-up sweep after the gap")
+    wait_for_catch_up(pod, again)
     assert_woken_and_run(pod, farm, "wiki2.farm.test",
                          lambda: farm.push_null_jobs("wiki2.farm.test", 2))
     assert pod.stop() == 0
@@ -313,6 +320,7 @@ def test_a_server_id_clash_is_logged_once_and_ends(bl_farm, sidecars):
         wait_until(lambda: dump_threads(farm) == 2, timeout=10, what="two dump threads")
         assert other.poll() is None
         assert len(msgs(pod, STOPPED)) == 1
+        wait_for_catch_up(pod, again)
         assert_woken_and_run(pod, farm, "wiki1.farm.test",
                              lambda: farm.push_null_jobs("wiki1.farm.test", 1))
         assert len(msgs(pod, STOPPED)) == 1

@@ -94,7 +94,9 @@ def ini(farm, db2, silent, **more):
     sections = {
         "discovery": {"query": QUERY, "interval": 2},
         "mediawiki": {"maxjobs": 10, "maxtime": 5, "timeout_allowance": 5},
-        "scan_db": {"query_timeout": QUERY_TIMEOUT, "connect_timeout": 3},
+        # One login for every server, said in [scan_db] itself (never [platform_db]'s).
+        "scan_db": {"query_timeout": QUERY_TIMEOUT, "connect_timeout": 3,
+                    "user": "jobdrainer", "password": "jdpass"},
         "scan": {"interval": 1, "full_interval": 2,
                  "allowed_servers": "%s 127.0.0.1:%d" % (db2.address, silent.port)},
         "coordination": {"lease_ttl": LEASE_TTL, "safety_margin": 2, "renew_interval": 3,
