@@ -160,8 +160,17 @@ static struct detector *setup(size_t n)
 	fk.timeout_wiki = -1;
 	fk.lose_call = -1;
 	memset(&cfg, 0, sizeof(cfg));
-	cfg.scan =
-		(struct db_endpoint){ host, 3306, empty, empty, empty, empty, empty, empty, 5, 30 };
+	cfg.scan = (struct db_endpoint){ .host = host,
+					 .port = 3306,
+					 .socket = empty,
+					 .user = empty,
+					 .password = empty,
+					 .password_file = empty,
+					 .password_env = empty,
+					 .database = empty,
+					 .connect_timeout = 5,
+					 .query_timeout = 30,
+					 .tls_ca = empty };
 	cfg.platform = cfg.scan;
 	cfg.mw_version = scope;
 	cfg.skip_types = empty;
