@@ -52,6 +52,12 @@ struct scanner {
 	struct server *servers;
 	size_t nservers;
 	bool forget_due; /* a wiki left discovery (or a new holder): rows to forget */
+	/* When forget_due was set, coordination clock ("": not read yet): only a fleet sweep
+	 * started after it ran on the new wiki list (the detectors take it at their next
+	 * turn, on their own threads), so only such a sweep can tell a gone wiki's row
+	 * from one written a moment ago. */
+	char forget_since[32];
+	bool forget_again; /* more wikis left after forget_since: another round is due */
 	bool discovered;
 	bool schema_ready;
 	struct coord_lease lease; /* the fleet's scanner lease */
@@ -262,8 +268,14 @@ static int64_t run_discovery(struct scanner *sc, struct discovery *disc, struct 
 		log_msg(LOG_ERROR, "discovery: out of memory; keeping the previous wiki list");
 		return util_mono_ms() + (int64_t)sc->cfg->discovery_interval * 1000;
 	}
-	if (some_gone(&sc->wikis, &list))
-		sc->forget_due = true;
+	if (some_gone(&sc->wikis, &list)) {
+		if (sc->forget_due && sc->forget_since[0] != '\0') {
+			sc->forget_again = true; /* after the round under way */
+		} else {
+			sc->forget_due = true;
+			sc->forget_since[0] = '\0';
+		}
+	}
 	wiki_list_free(&sc->wikis);
 	sc->wikis = list;
 	sc->discovered = true;
@@ -427,12 +439,16 @@ static int update_fleet_metrics(struct scanner *sc, struct db *coord, char *err,
 /* Every detector has completed a sweep since this sidecar took the lease: the fleet's
  * sweep is recorded as of the oldest of their starts (every row left unchanged since
  * is at least that fresh), once per new oldest start, and the wikis gone from
- * discovery are forgotten. 0, or -EIO (err set). */
+ * discovery are forgotten by the first such sweep that started after they left
+ * (forget_since). 0, or -EIO (err set). */
 static int fleet_sweep_done(struct scanner *sc, struct db *coord, char *err, size_t errlen)
 {
 	char oldest[32] = "", since[32];
-	bool more = false;
+	bool more = false, forget;
 
+	if (sc->forget_due && sc->forget_since[0] == '\0' &&
+	    coord_now(coord, sc->forget_since, err, errlen) != 0)
+		return -EIO;
 	for (size_t i = 0; i < sc->nservers; i++) {
 		if (!detector_swept(sc->servers[i].d, since))
 			return 0;
@@ -441,14 +457,22 @@ static int fleet_sweep_done(struct scanner *sc, struct db *coord, char *err, siz
 	}
 	if (oldest[0] == '\0' || strcmp(oldest, sc->noted_sweep) == 0)
 		return 0;
+	forget = sc->forget_due && strcmp(oldest, sc->forget_since) >= 0;
 	if (coord_note_sweep(coord, sc->cfg, sc->cfg->mw_version, oldest, (long long)sc->wikis.len,
 			     err, errlen) != 0 ||
-	    (sc->forget_due && coord_forget_unseen(coord, sc->cfg, sc->cfg->mw_version, oldest,
-						   (const struct wiki *const *)sc->wikis.items,
-						   sc->wikis.len, &more, err, errlen) != 0))
+	    (forget && coord_forget_unseen(coord, sc->cfg, sc->cfg->mw_version, oldest,
+					   (const struct wiki *const *)sc->wikis.items,
+					   sc->wikis.len, &more, err, errlen) != 0))
 		return -EIO;
 	memcpy(sc->noted_sweep, oldest, sizeof(sc->noted_sweep));
-	sc->forget_due = more;
+	if (forget) {
+		/* Wikis that left since forget_since: a round of their own, from a clock
+		 * read after they left. */
+		sc->forget_due = more || sc->forget_again;
+		if (sc->forget_again)
+			sc->forget_since[0] = '\0';
+		sc->forget_again = false;
+	}
 	return 0;
 }
 
@@ -519,6 +543,8 @@ static void set_scanning(struct scanner *sc, bool scanning, bool was)
 {
 	if (scanning && !was) {
 		sc->forget_due = true;
+		sc->forget_since[0] = '\0';
+		sc->forget_again = false;
 		sc->noted_sweep[0] = '\0';
 	}
 	for (size_t i = 0; i < sc->nservers; i++)
