@@ -231,7 +231,7 @@ int discovery_run(struct discovery *d, struct db *db, struct wiki_list *out, cha
 		goto out;
 	}
 	while ((row = mysql_fetch_row(res)) != NULL) {
-		char canon[UTIL_DB_SERVER_MAX], buf[UTIL_DB_SERVER_MAX + 80];
+		char canon[UTIL_DB_SERVER_MAX], buf[UTIL_DB_SERVER_MAX + 128];
 		const char *why = check_row(d->cfg, row, ncols, canon, buf, sizeof(buf));
 		rowno++;
 		if (why != NULL) {
