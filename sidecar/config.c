@@ -180,8 +180,7 @@ static const struct config_key server_keys[] = {
 	{ "server", "binlog_password", KEY_SECRET, O(binlog_password), "", 0, 0, NULL },
 	{ "server", "binlog_password_file", KEY_STRING, O(binlog_password_file), "", 0, 0, NULL },
 	{ "server", "binlog_password_env", KEY_STRING, O(binlog_password_env), "", 0, 0, NULL },
-	{ "server", "tls", KEY_ENUM, O(scan.tls), "off", 0, 0, tls_modes },
-	{ "server", "tls_ca", KEY_STRING, O(scan.tls_ca), "", 0, 0, NULL },
+	TLS_KEYS("server", scan),
 };
 #undef O
 
